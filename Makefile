@@ -1,0 +1,71 @@
+# qml-robustness: `make all` regenerates every result, `make test` proves it still works.
+# CONFIG=configs/<experiment>.yaml selects an experiment; results go to results/<experiment>/.
+# Each stage is an executed notebook; make reruns a stage only when its notebook, the config,
+# helpers/ or the stage before it changed.
+
+SHELL := /bin/bash
+.DELETE_ON_ERROR:   # papermill leaves a fresh-looking notebook behind when a cell fails
+
+CONFIG ?= configs/default.yaml
+EXPERIMENT := $(basename $(notdir $(CONFIG)))
+OUT := results/$(EXPERIMENT)
+
+# A virtual environment in .venv, created on first use. To use an activated conda env
+# instead (see environment.yml): make all VENV=$$CONDA_PREFIX
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+KERNEL := qml-robustness
+INSTALLED := $(VENV)/.qml-robustness-installed
+HELPERS := $(wildcard helpers/*.py) pyproject.toml
+
+PAPERMILL = $(PYTHON) -m papermill --kernel $(KERNEL) --cwd notebooks --no-progress-bar \
+	-p config_path $(CONFIG)
+
+.PHONY: all train attack interpret report test lab clean env
+
+all: report
+
+env: $(INSTALLED)
+
+$(INSTALLED): requirements.txt pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet --no-deps -e .
+	$(PYTHON) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (qml-robustness)"
+	touch $@
+
+train: $(OUT)/01_train.ipynb
+attack: $(OUT)/02_attack.ipynb
+interpret: $(OUT)/03_interpret.ipynb
+report: $(OUT)/04_report.ipynb
+
+$(OUT)/01_train.ipynb: notebooks/01_train.ipynb $(CONFIG) $(HELPERS) $(INSTALLED)
+	@mkdir -p $(OUT)
+	$(PAPERMILL) $< $@
+
+$(OUT)/02_attack.ipynb: notebooks/02_attack.ipynb $(OUT)/01_train.ipynb
+	$(PAPERMILL) $< $@
+
+$(OUT)/03_interpret.ipynb: notebooks/03_interpret.ipynb $(OUT)/01_train.ipynb
+	$(PAPERMILL) $< $@
+
+$(OUT)/04_report.ipynb: notebooks/04_report.ipynb $(OUT)/02_attack.ipynb $(OUT)/03_interpret.ipynb
+	$(PAPERMILL) $< $@
+
+# Unit tests, then the four notebooks on the smoke config: papermill runs them once
+# (each asserts what matters), nbval runs the executed copies again and compares the
+# cells marked NBVAL_CHECK_OUTPUT, so a notebook must still run and still say the same thing.
+test: $(INSTALLED)
+	$(PYTHON) -m pytest -q tests
+	$(MAKE) --no-print-directory all CONFIG=configs/smoke.yaml
+	$(PYTHON) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg \
+		results/smoke/01_train.ipynb results/smoke/02_attack.ipynb \
+		results/smoke/03_interpret.ipynb results/smoke/04_report.ipynb
+
+lab: $(INSTALLED)
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf $(OUT)

@@ -1,0 +1,104 @@
+"""Where results live and how they are written and read back.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a
+crash never leaves a truncated table, checkpoint or figure that a later stage trusts.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .models import build_model
+
+CHECKPOINT_FORMAT = "qml-robustness-checkpoint/1"
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding ``helpers/``), wherever the kernel runs."""
+    return Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 150) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
+    return Path(path)
+
+
+def checkpoint_path(results_dir: Path, model_name: str, run: int) -> Path:
+    return Path(results_dir) / "models" / f"run{run:02d}" / f"{model_name}.pt"
+
+
+def save_checkpoint(model: nn.Module, spec: dict, input_shape, n_classes: int, path: str | Path) -> Path:
+    """Save the weights and everything ``load_checkpoint`` needs to rebuild the Module."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "spec": dict(spec),
+        "input_shape": [int(s) for s in input_shape],
+        "n_classes": int(n_classes),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model saved by ``save_checkpoint``, in eval mode on ``device``.
+
+    Loads with ``weights_only=True`` (no arbitrary code runs); a missing, truncated or
+    foreign file raises ``ValueError`` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; run the train stage first")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, pickle with forbidden globals, not a torch file
+        raise ValueError(f"checkpoint {path} is corrupt or not a qml-robustness checkpoint: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file")
+    model = build_model(payload["spec"], payload["input_shape"], payload["n_classes"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()
+
+
+def save_arrays(path: str | Path, **arrays) -> Path:
+    """Write named numpy arrays to an ``.npz`` file."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    return Path(path)

@@ -1,0 +1,192 @@
+"""Experiment configs: read with a safe YAML loader, filled with defaults, validated up front.
+
+A config file ``configs/<experiment>.yaml`` names the experiment; its results go to
+``results/<experiment>/``. Every key is optional (``DEFAULTS`` fills the rest) but unknown
+keys are errors, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+from numbers import Real
+from pathlib import Path
+
+import yaml
+
+from .artifacts import project_root
+from .attacks import ATTACKS
+from .attribution import METHODS
+from .data import DATASETS, available_classes
+from .models import MAX_QUBITS, MODELS
+
+DEFAULTS: dict = {
+    "dataset": {"name": "digits", "classes": [0, 1, 2, 3], "test_fraction": 0.25},
+    "n_runs": 10,
+    "seed": 2026,
+    "device": "cpu",
+    "training": {"epochs": 30, "batch_size": 32, "learning_rate": 0.01},
+    "models": {
+        "mlp": {"type": "mlp", "hidden": [32]},
+        "cnn": {"type": "cnn", "channels": [8, 16], "hidden": 32},
+        "vqc": {"type": "vqc", "n_qubits": 8, "n_layers": 4},
+    },
+    "attack": {
+        "epsilons": [0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
+        "methods": ["fgsm", "pgd"],
+        "pgd_steps": 20,
+        "pgd_step_ratio": 0.25,
+        "pgd_random_start": True,
+        "n_test": None,
+    },
+    "interpret": {
+        "epsilon": 0.1,
+        "n_images": 16,
+        "methods": ["saliency", "integrated_gradients", "smoothgrad", "gradcam"],
+        "ig_steps": 32,
+        "smoothgrad_samples": 16,
+        "smoothgrad_stdev": 0.15,
+        "top_k_fraction": 0.1,
+        "panel_images": 3,
+    },
+}
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or out of range; the message names the key."""
+
+
+def _merge(defaults: dict, given: dict, prefix: str = "") -> dict:
+    merged = copy.deepcopy(defaults)
+    for key, value in given.items():
+        name = f"{prefix}{key}"
+        if key not in defaults:
+            raise ConfigError(f"unknown config key {name!r}; allowed: {sorted(defaults)}")
+        # `models` is a free mapping of names to specs: replace it whole.
+        if isinstance(defaults[key], dict) and key != "models":
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {name!r} must be a mapping, got {value!r}")
+            merged[key] = _merge(defaults[key], value, prefix=f"{name}.")
+        else:
+            merged[key] = value
+    return merged
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool)
+
+
+def validate(cfg: dict) -> dict:
+    """Raise ``ConfigError`` naming the first bad key; return ``cfg`` unchanged otherwise."""
+    ds = cfg["dataset"]
+    _check(ds["name"] in DATASETS, f"dataset.name {ds['name']!r} is unknown; allowed: {sorted(DATASETS)}")
+    labels = available_classes(ds["name"])
+    classes = ds["classes"]
+    _check(isinstance(classes, list) and len(classes) >= 2 and all(_is_int(c) for c in classes),
+           f"dataset.classes must be a list of at least 2 integer labels, got {classes!r}")
+    _check(len(set(classes)) == len(classes), f"dataset.classes has duplicates: {classes}")
+    _check(set(classes) <= set(labels),
+           f"dataset.classes {sorted(set(classes) - set(labels))} not in {ds['name']!r}; allowed: {list(labels)}")
+    _check(_is_real(ds["test_fraction"]) and 0 < ds["test_fraction"] < 1,
+           f"dataset.test_fraction must be in (0, 1), got {ds['test_fraction']!r}")
+
+    _check(_is_int(cfg["n_runs"]) and cfg["n_runs"] >= 1, f"n_runs must be an integer >= 1, got {cfg['n_runs']!r}")
+    _check(_is_int(cfg["seed"]) and cfg["seed"] >= 0, f"seed must be an integer >= 0, got {cfg['seed']!r}")
+    _check(cfg["device"] in DEVICES, f"device {cfg['device']!r} is unknown; allowed: {list(DEVICES)}")
+
+    tr = cfg["training"]
+    for key in ("epochs", "batch_size"):
+        _check(_is_int(tr[key]) and tr[key] >= 1, f"training.{key} must be an integer >= 1, got {tr[key]!r}")
+    _check(_is_real(tr["learning_rate"]) and tr["learning_rate"] > 0,
+           f"training.learning_rate must be a number > 0, got {tr['learning_rate']!r}")
+
+    models = cfg["models"]
+    _check(isinstance(models, dict) and models, "models must be a non-empty mapping of name -> {type: ..., ...}")
+    n_classes = len(classes)
+    for name, spec in models.items():
+        _check(isinstance(spec, dict) and "type" in spec, f"models.{name} must be a mapping with a 'type' key")
+        _check(spec["type"] in MODELS, f"models.{name}.type {spec['type']!r} is unknown; allowed: {sorted(MODELS)}")
+        # The constructor's keyword arguments are the allowed keys and give the defaults.
+        params = inspect.signature(MODELS[spec["type"]]).parameters
+        allowed = [p for p in params if p not in ("input_shape", "n_classes")]
+        for key in spec:
+            _check(key == "type" or key in allowed,
+                   f"models.{name}.{key} is unknown for type {spec['type']!r}; allowed: {allowed}")
+        if spec["type"] == "vqc":
+            nq = spec.get("n_qubits", params["n_qubits"].default)
+            _check(_is_int(nq) and 1 <= nq <= MAX_QUBITS,
+                   f"models.{name}.n_qubits must be an integer in 1..{MAX_QUBITS} (statevector memory), got {nq!r}")
+            _check(n_classes <= nq, f"models.{name}.n_qubits ({nq}) must be >= the number of classes ({n_classes})")
+            nl = spec.get("n_layers", params["n_layers"].default)
+            _check(_is_int(nl) and nl >= 1, f"models.{name}.n_layers must be an integer >= 1, got {nl!r}")
+
+    at = cfg["attack"]
+    eps = at["epsilons"]
+    _check(isinstance(eps, list) and len(eps) > 0, f"attack.epsilons must be a non-empty list, got {eps!r}")
+    for e in eps:
+        _check(_is_real(e) and 0 <= e <= 1, f"attack.epsilons values must lie in [0, 1] (pixel range), got {e!r}")
+    for m in at["methods"]:
+        _check(m in ATTACKS, f"attack.methods entry {m!r} is unknown; allowed: {sorted(ATTACKS)}")
+    _check(_is_int(at["pgd_steps"]) and at["pgd_steps"] >= 1, f"attack.pgd_steps must be an integer >= 1, got {at['pgd_steps']!r}")
+    _check(_is_real(at["pgd_step_ratio"]) and at["pgd_step_ratio"] > 0,
+           f"attack.pgd_step_ratio must be > 0 (step size = ratio * epsilon), got {at['pgd_step_ratio']!r}")
+    _check(isinstance(at["pgd_random_start"], bool), "attack.pgd_random_start must be true or false")
+    _check(at["n_test"] is None or (_is_int(at["n_test"]) and at["n_test"] >= 1),
+           f"attack.n_test must be null (whole test split) or an integer >= 1, got {at['n_test']!r}")
+
+    it = cfg["interpret"]
+    _check(_is_real(it["epsilon"]) and 0 <= it["epsilon"] <= 1, f"interpret.epsilon must lie in [0, 1], got {it['epsilon']!r}")
+    for m in it["methods"]:
+        _check(m in METHODS, f"interpret.methods entry {m!r} is unknown; allowed: {sorted(METHODS)}")
+    for key in ("n_images", "ig_steps", "smoothgrad_samples", "panel_images"):
+        _check(_is_int(it[key]) and it[key] >= 1, f"interpret.{key} must be an integer >= 1, got {it[key]!r}")
+    _check(it["panel_images"] <= it["n_images"], "interpret.panel_images must not exceed interpret.n_images")
+    _check(_is_real(it["smoothgrad_stdev"]) and it["smoothgrad_stdev"] > 0, "interpret.smoothgrad_stdev must be > 0")
+    _check(_is_real(it["top_k_fraction"]) and 0 < it["top_k_fraction"] <= 1, "interpret.top_k_fraction must be in (0, 1]")
+    return cfg
+
+
+def load_config(path: str | Path) -> dict:
+    """Read, complete and validate a config; relative paths are taken from the repository root.
+
+    Adds ``experiment`` (the file's stem) and ``results_dir`` (``results/<experiment>``).
+    """
+    path = Path(path)
+    if not path.is_absolute():
+        path = project_root() / path
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    with open(path) as fh:
+        given = yaml.safe_load(fh) or {}
+    _check(isinstance(given, dict), f"config {path} must be a YAML mapping")
+    cfg = validate(_merge(DEFAULTS, given))
+    cfg["experiment"] = path.stem
+    cfg["results_dir"] = str(project_root() / "results" / path.stem)
+    return cfg
+
+
+def resolve_device(cfg: dict):
+    """The torch device the config asks for (``auto``: CUDA when present, else CPU)."""
+    import torch
+
+    if cfg["device"] == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg["device"] == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device is 'cuda' but no CUDA GPU is available; use 'auto' or 'cpu'")
+    return torch.device(cfg["device"])
+
+
+def resolved_yaml(cfg: dict) -> str:
+    """The complete config as YAML, as recorded next to the results."""
+    body = {k: v for k, v in cfg.items() if k not in ("experiment", "results_dir")}
+    return f"# experiment: {cfg['experiment']}\n" + yaml.safe_dump(body, sort_keys=False)

@@ -1,0 +1,178 @@
+"""The study's stages, one function per notebook: train, attack, interpret.
+
+Each stage reads the config and the artifacts of the stage before it from
+``results/<experiment>/`` and writes its own; none reaches back upstream.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .artifacts import checkpoint_path, load_checkpoint, save_arrays, save_checkpoint, write_csv, write_text
+from .attacks import build_attack, evaluate_attack, predict
+from .attribution import applicability, attribute, rank_correlation, top_k_overlap
+from .config import resolve_device, resolved_yaml
+from .data import load_dataset, run_seeds, split_indices
+from .models import build_model, count_parameters
+from .training import train_model
+
+
+def _split_path(results_dir: Path, run: int) -> Path:
+    return Path(results_dir) / "splits" / f"run{run:02d}.npz"
+
+
+def stratified_subset(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """Indices of ``n`` points of ``y`` with class proportions kept (all of them if n is None)."""
+    if n is None or n >= len(y):
+        return np.arange(len(y))
+    # Seeded and class-balanced, then back in data order.
+    rng = np.random.default_rng(seed)
+    picked = []
+    classes, counts = np.unique(y, return_counts=True)
+    quota = np.floor(counts / len(y) * n).astype(int)
+    quota[np.argsort(-(counts / len(y) * n - quota))[: n - quota.sum()]] += 1
+    for c, q in zip(classes, quota):
+        picked.append(rng.permutation(np.flatnonzero(y == c))[:q])
+    return np.sort(np.concatenate(picked))
+
+
+def load_test_split(cfg: dict, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out test images and labels of ``run``, as saved by the train stage."""
+    path = _split_path(cfg["results_dir"], run)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the train stage (make train) first")
+    dataset = load_dataset(cfg["dataset"]["name"], cfg["dataset"]["classes"])
+    test_idx = np.load(path)["test_idx"]
+    return (torch.as_tensor(dataset.X[test_idx], device=device),
+            torch.as_tensor(dataset.y[test_idx], device=device))
+
+
+def train_stage(cfg: dict, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train every model of the config in every Monte Carlo run; save checkpoints and tables.
+
+    Returns (history: one row per model, run and epoch; models: one row per model and run
+    with parameter count, clean test accuracy and training time). Within a run every model
+    gets the same split, the same initialisation seed and the same batch order.
+    """
+    out = Path(cfg["results_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(resolved_yaml(cfg), out / "config.yaml")
+    device = resolve_device(cfg)
+    dataset = load_dataset(cfg["dataset"]["name"], cfg["dataset"]["classes"])
+    tr = cfg["training"]
+    history, models = [], []
+    for run, seed in enumerate(run_seeds(cfg["seed"], cfg["n_runs"])):
+        train_idx, test_idx = split_indices(dataset.y, cfg["dataset"]["test_fraction"], seed)
+        save_arrays(_split_path(out, run), train_idx=train_idx, test_idx=test_idx)
+        x_train, y_train, x_test, y_test = (torch.as_tensor(a, device=device) for a in (
+            dataset.X[train_idx], dataset.y[train_idx], dataset.X[test_idx], dataset.y[test_idx]))
+        for name, spec in cfg["models"].items():
+            torch.manual_seed(seed)  # fresh weights in every run, never shared between runs
+            model = build_model(spec, dataset.input_shape, dataset.n_classes).to(device)
+            start = time.perf_counter()
+            records = train_model(model, x_train, y_train, x_test, y_test, epochs=tr["epochs"],
+                                  batch_size=tr["batch_size"], learning_rate=tr["learning_rate"], seed=seed)
+            seconds = time.perf_counter() - start
+            save_checkpoint(model, spec, dataset.input_shape, dataset.n_classes, checkpoint_path(out, name, run))
+            history += [{"model": name, "run": run, "seed": seed, **r} for r in records]
+            models.append({"model": name, "type": spec["type"], "run": run, "seed": seed,
+                           "parameters": count_parameters(model), "n_train": len(train_idx),
+                           "n_test": len(test_idx), "clean_accuracy": records[-1]["test_accuracy"],
+                           "train_seconds": round(seconds, 2)})
+            log(f"run {run} (seed {seed}) {name:>6}: test accuracy {records[-1]['test_accuracy']:.3f} "
+                f"after {tr['epochs']} epochs, {seconds:.1f} s")
+    history, models = pd.DataFrame(history), pd.DataFrame(models)
+    write_csv(history, out / "train_history.csv")
+    write_csv(models, out / "models.csv")
+    return history, models
+
+
+def attack_stage(cfg: dict, log=print) -> pd.DataFrame:
+    """Attack every model of every run at every epsilon on its held-out test split.
+
+    Returns the tidy robustness table (one row per model, run, attack and epsilon) that is
+    also written to ``robustness.csv``.
+    """
+    out = Path(cfg["results_dir"])
+    device = resolve_device(cfg)
+    at = cfg["attack"]
+    rows = []
+    for run, seed in enumerate(run_seeds(cfg["seed"], cfg["n_runs"])):
+        x_test, y_test = load_test_split(cfg, run, device)
+        keep = torch.as_tensor(stratified_subset(y_test.cpu().numpy(), at["n_test"], seed), device=device)
+        x_test, y_test = x_test[keep], y_test[keep]
+        for name in cfg["models"]:
+            model = load_checkpoint(checkpoint_path(out, name, run), device)
+            for attack_name in at["methods"]:
+                attack = build_attack(attack_name, at, seed=seed)
+                for epsilon in at["epsilons"]:
+                    result = evaluate_attack(model, attack, x_test, y_test, float(epsilon))
+                    rows.append({"model": name, "run": run, "seed": seed, "attack": attack_name,
+                                 "epsilon": float(epsilon), "accuracy": result["accuracy"], "n": result["n"],
+                                 "n_correct": result["n_correct"], "linf": result["linf"]})
+            log(f"run {run} {name:>6}: " + ", ".join(
+                f"{r['attack']}@{r['epsilon']:g}={r['accuracy']:.2f}" for r in rows
+                if r["run"] == run and r["model"] == name and r["epsilon"] == max(at["epsilons"])))
+    robustness = pd.DataFrame(rows)
+    write_csv(robustness, out / "robustness.csv")
+    return robustness
+
+
+def interpret_stage(cfg: dict, log=print) -> pd.DataFrame:
+    """Attribution maps on clean and PGD-attacked test images, and how much they change.
+
+    For each run the same ``n_images`` test images are explained for every model, clean and
+    after PGD at ``interpret.epsilon`` crafted against that model, for the true class.
+    Returns the tidy stability table (one row per model, run, method and image: Spearman
+    rank correlation and top-k overlap between clean and adversarial |maps|), written to
+    ``attribution_stability.csv``. The maps of run 0 go to ``attribution_maps.npz``.
+    """
+    out = Path(cfg["results_dir"])
+    device = resolve_device(cfg)
+    it, at = cfg["interpret"], cfg["attack"]
+    rows, panel = [], {}
+    for run, seed in enumerate(run_seeds(cfg["seed"], cfg["n_runs"])):
+        x_all, y_all = load_test_split(cfg, run, device)
+        keep = torch.as_tensor(stratified_subset(y_all.cpu().numpy(), it["n_images"], seed), device=device)
+        x, y = x_all[keep], y_all[keep]
+        k = max(1, int(round(it["top_k_fraction"] * x[0].numel())))
+        if run == 0:
+            panel["x"], panel["y"] = x[: it["panel_images"]].cpu().numpy(), y[: it["panel_images"]].cpu().numpy()
+        for name in cfg["models"]:
+            model = load_checkpoint(checkpoint_path(out, name, run), device)
+            pgd = build_attack("pgd", at, seed=seed)
+            x_adv = pgd(model, x, y, it["epsilon"])
+            clean_correct = (predict(model, x) == y).cpu().numpy()
+            adv_correct = (predict(model, x_adv) == y).cpu().numpy()
+            if run == 0:
+                panel[f"{name}__x_adv"] = x_adv[: it["panel_images"]].cpu().numpy()
+            for method in it["methods"]:
+                applies, reason = applicability(method, model)
+                base = {"model": name, "run": run, "seed": seed, "method": method, "applicable": applies,
+                        "note": reason, "epsilon": it["epsilon"]}
+                if not applies:
+                    rows += [{**base, "image": i, "spearman": np.nan, "top_k_overlap": np.nan,
+                              "clean_correct": bool(clean_correct[i]), "adv_correct": bool(adv_correct[i])}
+                             for i in range(len(x))]
+                    continue
+                params = dict(ig_steps=it["ig_steps"], smoothgrad_samples=it["smoothgrad_samples"],
+                              smoothgrad_stdev=it["smoothgrad_stdev"], seed=seed)
+                clean_map = attribute(method, model, x, y, **params)
+                adv_map = attribute(method, model, x_adv, y, **params)
+                rho = rank_correlation(clean_map, adv_map)
+                overlap = top_k_overlap(clean_map, adv_map, k)
+                rows += [{**base, "image": i, "spearman": rho[i], "top_k_overlap": overlap[i],
+                          "clean_correct": bool(clean_correct[i]), "adv_correct": bool(adv_correct[i])}
+                         for i in range(len(x))]
+                if run == 0:
+                    panel[f"{name}__{method}__clean"] = clean_map[: it["panel_images"]].cpu().numpy()
+                    panel[f"{name}__{method}__adv"] = adv_map[: it["panel_images"]].cpu().numpy()
+        log(f"run {run}: attributions for {len(cfg['models'])} models x {len(it['methods'])} methods on {len(x)} images")
+    stability = pd.DataFrame(rows)
+    write_csv(stability, out / "attribution_stability.csv")
+    save_arrays(out / "attribution_maps.npz", **panel)
+    return stability

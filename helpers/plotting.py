@@ -1,0 +1,114 @@
+"""Figures for a reader: labelled axes, legends, error bands that say what they are.
+
+Every model keeps the same colour in every figure (Okabe-Ito, colour-blind safe), assigned
+by its position in the config.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .statistics import summarize_runs
+
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+
+METHOD_LABELS = {"saliency": "Saliency", "integrated_gradients": "Integrated gradients",
+                 "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM"}
+
+
+def model_colors(models) -> dict[str, str]:
+    """A fixed colour per model name, in config order."""
+    return {m: OKABE_ITO[i % len(OKABE_ITO)] for i, m in enumerate(models)}
+
+
+def _band(ax, summary: pd.DataFrame, x: str, color: str, label: str) -> None:
+    ax.plot(summary[x], summary["mean"], "o-", color=color, label=label, ms=3)
+    ax.fill_between(summary[x], summary["ci_low"], summary["ci_high"], color=color, alpha=0.2, lw=0)
+
+
+def plot_training_curves(history: pd.DataFrame, models) -> plt.Figure:
+    """Training loss and test accuracy per epoch: mean over runs with a 95% t-interval band."""
+    colors = model_colors(models)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for model in models:
+        h = history[history["model"] == model]
+        for ax, col in zip(axes, ("train_loss", "test_accuracy")):
+            _band(ax, summarize_runs(h, ["epoch"], col), "epoch", colors[model], model)
+    axes[0].set(xlabel="epoch", ylabel="training loss (cross-entropy)", title="Training loss")
+    axes[1].set(xlabel="epoch", ylabel="test accuracy", title="Clean test accuracy", ylim=(0, 1.02))
+    axes[1].legend(title="model")
+    n_runs = history["run"].nunique()
+    fig.suptitle(f"Mean over {n_runs} runs; bands: 95% t-interval across runs", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_robustness_curves(robustness: pd.DataFrame, models) -> plt.Figure:
+    """Accuracy vs epsilon, one panel per attack: mean over runs with a 95% t-interval band."""
+    colors = model_colors(models)
+    attacks = list(dict.fromkeys(robustness["attack"]))
+    fig, axes = plt.subplots(1, len(attacks), figsize=(5 * len(attacks), 3.8), sharey=True, squeeze=False)
+    for ax, attack in zip(axes[0], attacks):
+        for model in models:
+            r = robustness[(robustness["attack"] == attack) & (robustness["model"] == model)]
+            _band(ax, summarize_runs(r, ["epsilon"], "accuracy"), "epsilon", colors[model], model)
+        ax.set(xlabel="ε (L∞ budget, pixel range [0, 1])", title=attack.upper(), ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("robust accuracy on the test split")
+    axes[0, -1].legend(title="model")
+    n_runs = robustness["run"].nunique()
+    fig.suptitle(f"Robust accuracy, mean over {n_runs} runs; bands: 95% t-interval across runs", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attribution_stability(table: pd.DataFrame, models, metric: str = "spearman") -> plt.Figure:
+    """Per-run mean of ``metric`` by method and model; bars: mean over runs, whiskers: 95% CI."""
+    colors = model_colors(models)
+    methods = list(dict.fromkeys(table["method"]))
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(2.2 * len(methods) + 1, 3.6))
+    for j, model in enumerate(models):
+        for i, method in enumerate(methods):
+            row = table[(table["model"] == model) & (table["method"] == method)]
+            if row.empty or row["mean"].isna().all():
+                ax.text(i + (j - (len(models) - 1) / 2) * width, 0.02, "n/a", ha="center", fontsize=7, rotation=90)
+                continue
+            row = row.iloc[0]
+            ax.bar(i + (j - (len(models) - 1) / 2) * width, row["mean"], width, color=colors[model],
+                   yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]], capsize=3,
+                   label=model if i == 0 else None)
+    ax.set_xticks(range(len(methods)), [METHOD_LABELS.get(m, m) for m in methods])
+    ax.set_ylabel({"spearman": "Spearman ρ, clean vs adversarial map",
+                   "top_k_overlap": "top-k overlap, clean vs adversarial"}.get(metric, metric))
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.legend(title="model", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attribution_panel(maps: dict, models, methods, image: int = 0) -> plt.Figure:
+    """One test image: per model (rows) the clean and attacked input, then clean and
+    adversarial |map| per method. Methods that do not apply to a model are marked n/a."""
+    fig, axes = plt.subplots(len(models), 2 + 2 * len(methods),
+                             figsize=(1.5 * (2 + 2 * len(methods)), 1.7 * len(models)), squeeze=False)
+    for r, model in enumerate(models):
+        panels = [("clean input", maps["x"][image, 0], "gray"), ("PGD input", maps[f"{model}__x_adv"][image, 0], "gray")]
+        for method in methods:
+            for kind in ("clean", "adv"):
+                key = f"{model}__{method}__{kind}"
+                title = f"{METHOD_LABELS.get(method, method)}\n{'clean' if kind == 'clean' else 'attacked'}"
+                panels.append((title, np.abs(maps[key][image, 0]) if key in maps else None, "viridis"))
+        for ax, (title, img, cmap) in zip(axes[r], panels):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if img is None:
+                ax.text(0.5, 0.5, "n/a:\nno conv\nlayer", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+            else:
+                ax.imshow(img, cmap=cmap, vmin=0 if cmap == "gray" else None, vmax=1 if cmap == "gray" else None)
+            if r == 0:
+                ax.set_title(title, fontsize=7)
+        axes[r, 0].set_ylabel(model, fontsize=9)
+    fig.tight_layout()
+    return fig

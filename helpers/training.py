@@ -1,0 +1,51 @@
+"""Training: Adam on cross-entropy, identical hyperparameters and batch order for every model."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attacks import predict
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Clean accuracy of ``model`` on images (N, 1, H, W) with labels (N,)."""
+    model.eval()
+    return float((predict(model, x) == y).double().mean())
+
+
+def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
+                x_test: torch.Tensor, y_test: torch.Tensor, *, epochs: int, batch_size: int,
+                learning_rate: float, seed: int) -> list[dict]:
+    """Train in place; return one record per epoch (epoch, train_loss, train_accuracy, test_accuracy).
+
+    The mini-batch order comes from ``seed`` alone, so every model of a run sees the same
+    batches in the same order. Models with a ``fit_preprocessing`` step (the quantum model's
+    PCA) fit it on ``x_train`` before the first epoch.
+    """
+    if hasattr(model, "fit_preprocessing"):
+        model.fit_preprocessing(x_train)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    order = torch.Generator().manual_seed(seed)
+    history = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        perm = torch.randperm(len(x_train), generator=order).to(x_train.device)
+        total_loss, n_correct = 0.0, 0
+        for i in range(0, len(x_train), batch_size):
+            idx = perm[i:i + batch_size]
+            logits = model(x_train[idx])
+            loss = F.cross_entropy(logits, y_train[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(idx)
+            n_correct += int((logits.argmax(1) == y_train[idx]).sum())
+        history.append({
+            "epoch": epoch,
+            "train_loss": total_loss / len(x_train),
+            "train_accuracy": n_correct / len(x_train),
+            "test_accuracy": accuracy(model, x_test, y_test),
+        })
+    model.eval()
+    return history

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from helpers.attacks import FGSM, PGD, evaluate_attack, predict
+from helpers.training import accuracy
+
+ATTACKS = [FGSM(), PGD(steps=5, step_ratio=0.25, random_start=True, seed=1)]
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "vqc"])
+@pytest.mark.parametrize("attack", ATTACKS, ids=["fgsm", "pgd"])
+@pytest.mark.parametrize("epsilon", [0.05, 0.3])
+def test_attacks_stay_in_the_epsilon_ball_and_pixel_range(trained_models, digits_split, name, attack, epsilon):
+    x, y = digits_split[2][:40], digits_split[3][:40]
+    x_adv = attack(trained_models[name], x, y, epsilon)
+    assert x_adv.shape == x.shape
+    assert (x_adv - x).abs().max() <= epsilon + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    # the attack used its budget (the digits have many pixels at 0 and 1, but not all)
+    assert (x_adv - x).abs().max() > epsilon / 2
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "vqc"])
+def test_epsilon_zero_reproduces_clean_accuracy(trained_models, digits_split, name):
+    x, y = digits_split[2], digits_split[3]
+    clean = accuracy(trained_models[name], x, y)
+    for attack in ATTACKS:
+        assert evaluate_attack(trained_models[name], attack, x, y, 0.0)["accuracy"] == clean
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_pgd_is_at_least_as_strong_as_fgsm(trained_models, digits_split, name):
+    x, y = digits_split[2], digits_split[3]
+    model = trained_models[name]
+    for epsilon in (0.05, 0.1):
+        fgsm = evaluate_attack(model, FGSM(), x, y, epsilon)["accuracy"]
+        pgd = evaluate_attack(model, PGD(steps=20, step_ratio=0.25, seed=0), x, y, epsilon)["accuracy"]
+        assert pgd <= fgsm, (epsilon, pgd, fgsm)
+    # and both actually hurt the model
+    assert pgd < accuracy(model, x, y)
+
+
+def test_pgd_lowers_accuracy_on_the_quantum_model(trained_models, digits_split):
+    x, y = digits_split[2], digits_split[3]
+    model = trained_models["vqc"]
+    clean = accuracy(model, x, y)
+    assert evaluate_attack(model, PGD(steps=10, seed=0), x, y, 0.2)["accuracy"] < clean - 0.2
+
+
+def test_per_sample_correctness_is_aligned(trained_models, digits_split):
+    x, y = digits_split[2][:50], digits_split[3][:50]
+    model = trained_models["mlp"]
+    result = evaluate_attack(model, FGSM(), x, y, 0.1, batch_size=16)
+    x_adv = torch.cat([FGSM()(model, x[i:i + 16], y[i:i + 16], 0.1) for i in range(0, 50, 16)])
+    assert (result["correct"] == (predict(model, x_adv) == y).numpy()).all()
+    assert result["n"] == 50 and result["n_correct"] == result["correct"].sum()
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=["fgsm", "pgd"])
+def test_epsilon_outside_the_pixel_range_is_refused(trained_models, digits_split, attack):
+    with pytest.raises(ValueError, match="epsilon must lie in"):
+        attack(trained_models["mlp"], digits_split[2][:2], digits_split[3][:2], -0.1)

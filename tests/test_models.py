@@ -1,0 +1,117 @@
+import math
+
+import numpy as np
+import pennylane as qml
+import pytest
+import torch
+
+from helpers.artifacts import load_checkpoint, save_checkpoint
+from helpers.models import MAX_QUBITS, build_model, count_parameters
+
+from conftest import SPECS
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_models_map_images_to_logits_and_gradients_reach_the_pixels(name):
+    torch.manual_seed(0)
+    model = build_model(SPECS[name], (1, 8, 8), 4)
+    if hasattr(model, "fit_preprocessing"):
+        model.fit_preprocessing(torch.rand(50, 1, 8, 8))
+    x = torch.rand(5, 1, 8, 8, requires_grad=True)
+    logits = model(x)
+    assert logits.shape == (5, 4) and logits.dtype == torch.float32
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3, 0])).backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+    assert torch.isfinite(x.grad).all() and (x.grad.abs().sum(dim=(1, 2, 3)) > 0).all()
+
+
+@pytest.mark.parametrize("n_qubits,n_layers", [(4, 2), (6, 3)])
+def test_quantum_model_equals_a_reference_pennylane_circuit(n_qubits, n_layers):
+    torch.manual_seed(1)
+    model = build_model({"type": "vqc", "n_qubits": n_qubits, "n_layers": n_layers}, (1, 8, 8), 3)
+    model.fit_preprocessing(torch.rand(40, 1, 8, 8))
+    with torch.no_grad():
+        model.output_scale.fill_(2.5)
+    x = torch.rand(6, 1, 8, 8)
+    weights = model.quantum.weights.detach().double().numpy()
+
+    # Independent reference: the PCA and angle map recomputed from the buffers, then a plain
+    # default.qubit QNode evaluated one sample at a time with the model's weights.
+    flat = x.reshape(6, -1).double().numpy()
+    feats = (flat - model.pca_mean.double().numpy()) @ model.pca_components.double().numpy().T
+    low, high = model.feature_low.double().numpy(), model.feature_high.double().numpy()
+    angles = math.pi * (feats - low) / (high - low)
+    dev = qml.device("default.qubit", wires=n_qubits)
+
+    @qml.qnode(dev)
+    def reference(a):
+        for w in range(n_qubits):
+            qml.RX(a[w], wires=w)
+        qml.StronglyEntanglingLayers(weights, wires=range(n_qubits))
+        return [qml.expval(qml.PauliZ(w)) for w in range(3)]
+
+    expected = 2.5 * np.array([np.array(reference(a), dtype=float) for a in angles])
+    assert np.allclose(model(x).detach().numpy(), expected, atol=1e-5)
+
+
+def test_quantum_preprocessing_is_fitted_on_the_given_split_only():
+    model = build_model({"type": "vqc", "n_qubits": 4, "n_layers": 1}, (1, 8, 8), 2)
+    x_train = torch.rand(30, 1, 8, 8)
+    model.fit_preprocessing(x_train)
+    angles = model.angles(x_train)
+    assert angles.min() >= -1e-5 and angles.max() <= math.pi + 1e-5
+    assert torch.allclose(model.pca_mean, x_train.reshape(30, -1).mean(0), atol=1e-6)
+
+
+def test_parameter_counts():
+    assert count_parameters(build_model({"type": "mlp", "hidden": [16]}, (1, 8, 8), 4)) == 64 * 16 + 16 + 16 * 4 + 4
+    vqc = build_model({"type": "vqc", "n_qubits": 4, "n_layers": 2}, (1, 8, 8), 4)
+    assert count_parameters(vqc) == 2 * 4 * 3 + 1  # rotations + output scale; PCA is a fixed buffer
+
+
+def test_quantum_model_refuses_impossible_shapes():
+    with pytest.raises(ValueError, match="n_classes"):
+        build_model({"type": "vqc", "n_qubits": 2}, (1, 8, 8), 4)
+    with pytest.raises(ValueError, match="n_qubits"):
+        build_model({"type": "vqc", "n_qubits": MAX_QUBITS + 1}, (1, 8, 8), 4)
+    with pytest.raises(ValueError, match="unknown model type"):
+        build_model({"type": "transformer"}, (1, 8, 8), 4)
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_checkpoint_round_trip(tmp_path, trained_models, name):
+    model = trained_models[name]
+    path = save_checkpoint(model, SPECS[name], (1, 8, 8), 4, tmp_path / f"{name}.pt")
+    loaded = load_checkpoint(path)
+    x = torch.rand(7, 1, 8, 8)
+    assert not loaded.training
+    assert torch.allclose(model(x), loaded(x), atol=1e-6)
+
+
+class _RunsCode:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_corrupt_or_foreign_checkpoints_are_refused(tmp_path, trained_models):
+    path = save_checkpoint(trained_models["mlp"], SPECS["mlp"], (1, 8, 8), 4, tmp_path / "m.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="corrupt"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(ValueError, match="not a qml-robustness"):
+        load_checkpoint(foreign)
+    # A pickle that would run code when unpickled is refused, and the code never runs.
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "x", "payload": _RunsCode(str(marker))}, evil)
+    with pytest.raises(ValueError, match="corrupt"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    with pytest.raises(FileNotFoundError, match="train stage"):
+        load_checkpoint(tmp_path / "missing.pt")

@@ -1,0 +1,28 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers.statistics import summarize_runs, t_interval, wilson_interval
+
+
+def test_t_interval_matches_the_textbook():
+    mean, sd, low, high = t_interval([0.8, 0.9, 1.0])
+    # t_{0.975, 2} = 4.3027; sd = 0.1; half width = 4.3027 * 0.1 / sqrt(3)
+    assert mean == pytest.approx(0.9) and sd == pytest.approx(0.1)
+    assert high - mean == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-5)
+    assert mean - low == pytest.approx(high - mean)
+    assert t_interval([0.5]) == (0.5, 0.0, 0.5, 0.5)
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    low, high = wilson_interval(0, 20)
+    assert low == pytest.approx(0.0, abs=1e-12) and 0 < high < 0.2
+
+
+def test_summarize_runs_is_tidy():
+    df = pd.DataFrame({"model": ["a", "a", "b", "b"], "run": [0, 1, 0, 1], "accuracy": [0.5, 0.7, 0.9, 0.9]})
+    out = summarize_runs(df, ["model"], "accuracy")
+    assert list(out["model"]) == ["a", "b"] and list(out["n_runs"]) == [2, 2]
+    assert out.loc[0, "mean"] == pytest.approx(0.6) and out.loc[1, "sd"] == 0
