@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .statistics import summarize_runs
+from .statistics import ACCURACY_BOUNDS, summarize_runs
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 
@@ -23,6 +23,7 @@ def model_colors(models) -> dict[str, str]:
 
 
 def _band(ax, summary: pd.DataFrame, x: str, color: str, label: str) -> None:
+    """Mean line with its (already computed) confidence band."""
     ax.plot(summary[x], summary["mean"], "o-", color=color, label=label, ms=3)
     ax.fill_between(summary[x], summary["ci_low"], summary["ci_high"], color=color, alpha=0.2, lw=0)
 
@@ -33,8 +34,8 @@ def plot_training_curves(history: pd.DataFrame, models) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for model in models:
         h = history[history["model"] == model]
-        for ax, col in zip(axes, ("train_loss", "test_accuracy")):
-            _band(ax, summarize_runs(h, ["epoch"], col), "epoch", colors[model], model)
+        for ax, col, bounds in zip(axes, ("train_loss", "test_accuracy"), (None, ACCURACY_BOUNDS)):
+            _band(ax, summarize_runs(h, ["epoch"], col, bounds=bounds), "epoch", colors[model], model)
     axes[0].set(xlabel="epoch", ylabel="training loss (cross-entropy)", title="Training loss")
     axes[1].set(xlabel="epoch", ylabel="test accuracy", title="Clean test accuracy", ylim=(0, 1.02))
     axes[1].legend(title="model")
@@ -52,7 +53,7 @@ def plot_robustness_curves(robustness: pd.DataFrame, models) -> plt.Figure:
     for ax, attack in zip(axes[0], attacks):
         for model in models:
             r = robustness[(robustness["attack"] == attack) & (robustness["model"] == model)]
-            _band(ax, summarize_runs(r, ["epsilon"], "accuracy"), "epsilon", colors[model], model)
+            _band(ax, summarize_runs(r, ["epsilon"], "accuracy", bounds=ACCURACY_BOUNDS), "epsilon", colors[model], model)
         ax.set(xlabel="ε (L∞ budget, pixel range [0, 1])", title=attack.upper(), ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("robust accuracy on the test split")

@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+ACCURACY_BOUNDS = (0.0, 1.0)
+
 
 def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float, float]:
     """(mean, standard deviation, CI low, CI high) of independent runs, Student-t interval.
@@ -23,12 +25,19 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float, f
     return mean, sd, mean - half, mean + half
 
 
-def summarize_runs(df: pd.DataFrame, by: list[str], value: str, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per group of ``by``: mean, sd, ci_low, ci_high of ``value`` across runs, n_runs."""
+def summarize_runs(df: pd.DataFrame, by: list[str], value: str, confidence: float = 0.95,
+                   bounds: tuple[float, float] | None = None) -> pd.DataFrame:
+    """One row per group of ``by``: mean, sd, ci_low, ci_high of ``value`` across runs, n_runs.
+
+    The interval is clipped to ``bounds``, the range the quantity can take (an accuracy
+    interval should not reach past 1: pass ``ACCURACY_BOUNDS``); None leaves it as computed.
+    """
     rows = []
     for key, group in df.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         mean, sd, low, high = t_interval(group[value], confidence)
+        if bounds is not None:
+            low, high = max(low, bounds[0]), min(high, bounds[1])
         rows.append({**dict(zip(by, key)), "mean": mean, "sd": sd, "ci_low": low, "ci_high": high,
                      "n_runs": int(group[value].notna().sum())})
     return pd.DataFrame(rows)
@@ -52,6 +61,7 @@ def summarize_attribution_stability(stability: pd.DataFrame, metric: str = "spea
     """
     per_run = stability.groupby(["model", "method", "run"], sort=False).agg(
         value=(metric, "mean"), note=("note", "first")).reset_index()
-    summary = summarize_runs(per_run, ["model", "method"], "value")
+    bounds = (-1.0, 1.0) if metric == "spearman" else (0.0, 1.0)
+    summary = summarize_runs(per_run, ["model", "method"], "value", bounds=bounds)
     notes = per_run.groupby(["model", "method"], sort=False)["note"].first().reset_index()
     return summary.merge(notes, on=["model", "method"]).assign(metric=metric)

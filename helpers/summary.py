@@ -27,6 +27,34 @@ def robustness_table(curves: pd.DataFrame, models, epsilons) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _ranking_paragraph(curves: pd.DataFrame, clean: pd.DataFrame, models) -> list[str]:
+    """Sentences comparing the models where they differ most, under the strongest attack."""
+    attack = curves.groupby("attack")["mean"].mean().idxmin()  # lowest accuracy on average
+    c = curves[(curves["attack"] == attack) & (curves["epsilon"] > 0)]
+    if c.empty:
+        return []
+    spread = c.groupby("epsilon")["mean"].agg(lambda v: v.max() - v.min())
+    eps = spread.idxmax()
+    at = c[c["epsilon"] == eps].set_index("model").reindex(models).sort_values("mean", ascending=False)
+    text = [f"Under {attack.upper()}, the strongest attack on average, the models differ most at ε={eps:g}: "
+            + ", ".join(f"`{m}` {_fmt(r)}" for m, r in at.iterrows()) + "."]
+    for (a, ra), (b, rb) in zip(list(at.iterrows())[:-1], list(at.iterrows())[1:]):
+        if ra["ci_low"] > rb["ci_high"]:
+            text.append(f"The intervals of `{a}` and `{b}` do not overlap.")
+        else:
+            text.append(f"The intervals of `{a}` and `{b}` overlap: these runs do not separate them.")
+    if {"fgsm", "pgd"} <= set(curves["attack"]):
+        gap = curves.pivot(index=["model", "epsilon"], columns="attack", values="mean")
+        worst = (gap["pgd"] - gap["fgsm"]).max()
+        text.append(f"The largest excess of mean PGD accuracy over mean FGSM accuracy is {max(worst, 0):.3f} "
+                    "(PGD should never be weaker; a clearly positive value would point to a failed PGD).")
+    params = clean.set_index("model")["parameters"]
+    text.append("Trainable parameters: " + ", ".join(f"`{m}` {params[m]:,}" for m in models)
+                + "; clean accuracies differ as well (table above). A robustness gap between models of such "
+                "different capacity and clean accuracy is not by itself evidence about quantum models.")
+    return [" ".join(text)]
+
+
 def write_summary(cfg: dict, models_df: pd.DataFrame, curves: pd.DataFrame, stability: pd.DataFrame) -> str:
     """Markdown summary of one experiment.
 
@@ -49,21 +77,12 @@ def write_summary(cfg: dict, models_df: pd.DataFrame, curves: pd.DataFrame, stab
     lines += [markdown_table(clean), "", "## Robust accuracy", ""]
     lines += [markdown_table(robustness_table(curves, models, eps)), ""]
 
-    top_eps = max(eps)
-    final = curves[(curves["epsilon"] == top_eps)]
-    strongest = final.loc[final.groupby("model", sort=False)["mean"].idxmin()].set_index("model").reindex(models)
-    best = strongest["mean"].idxmax()
-    lines += [f"At the largest budget ε={top_eps:g}, the strongest attack leaves "
-              + ", ".join(f"`{m}` at {strongest.loc[m, 'mean']:.3f} ({strongest.loc[m, 'attack']})" for m in models)
-              + f"; `{best}` keeps the most accuracy."]
-    overlapping = [m for m in models if m != best and strongest.loc[m, "ci_high"] >= strongest.loc[best, "ci_low"]]
-    if overlapping:
-        lines += [f"Its interval overlaps that of {', '.join(f'`{m}`' for m in overlapping)}, so that part of the "
-                  "ranking is not settled by these runs."]
+    lines += _ranking_paragraph(curves, clean, models)
     lines += ["", f"## Attribution stability under PGD at ε={cfg['interpret']['epsilon']:g}", "",
               "Spearman rank correlation between clean and adversarial |attribution| maps "
               "(1 = same ranking of pixels), mean over runs:", ""]
     wide = stability.assign(value=stability.apply(lambda r: "n/a" if pd.isna(r["mean"]) else _fmt(r), axis=1))
-    wide = wide.pivot(index="model", columns="method", values="value").reindex(models).reset_index()
+    methods = list(dict.fromkeys(stability["method"]))
+    wide = wide.pivot(index="model", columns="method", values="value").reindex(index=models, columns=methods).reset_index()
     lines += [markdown_table(wide), ""]
     return "\n".join(lines)

@@ -5,7 +5,6 @@ import pennylane as qml
 import pytest
 import torch
 
-from helpers.artifacts import load_checkpoint, save_checkpoint
 from helpers.models import MAX_QUBITS, build_model, count_parameters
 
 from conftest import SPECS
@@ -76,42 +75,3 @@ def test_quantum_model_refuses_impossible_shapes():
         build_model({"type": "vqc", "n_qubits": MAX_QUBITS + 1}, (1, 8, 8), 4)
     with pytest.raises(ValueError, match="unknown model type"):
         build_model({"type": "transformer"}, (1, 8, 8), 4)
-
-
-@pytest.mark.parametrize("name", list(SPECS))
-def test_checkpoint_round_trip(tmp_path, trained_models, name):
-    model = trained_models[name]
-    path = save_checkpoint(model, SPECS[name], (1, 8, 8), 4, tmp_path / f"{name}.pt")
-    loaded = load_checkpoint(path)
-    x = torch.rand(7, 1, 8, 8)
-    assert not loaded.training
-    assert torch.allclose(model(x), loaded(x), atol=1e-6)
-
-
-class _RunsCode:
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
-def test_corrupt_or_foreign_checkpoints_are_refused(tmp_path, trained_models):
-    path = save_checkpoint(trained_models["mlp"], SPECS["mlp"], (1, 8, 8), 4, tmp_path / "m.pt")
-    truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(ValueError, match="corrupt"):
-        load_checkpoint(truncated)
-    foreign = tmp_path / "foreign.pt"
-    torch.save({"weights": torch.zeros(3)}, foreign)
-    with pytest.raises(ValueError, match="not a qml-robustness"):
-        load_checkpoint(foreign)
-    # A pickle that would run code when unpickled is refused, and the code never runs.
-    marker = tmp_path / "pwned"
-    evil = tmp_path / "evil.pt"
-    torch.save({"format": "x", "payload": _RunsCode(str(marker))}, evil)
-    with pytest.raises(ValueError, match="corrupt"):
-        load_checkpoint(evil)
-    assert not marker.exists()
-    with pytest.raises(FileNotFoundError, match="train stage"):
-        load_checkpoint(tmp_path / "missing.pt")

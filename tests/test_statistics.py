@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.statistics import summarize_runs, t_interval, wilson_interval
+from helpers.statistics import ACCURACY_BOUNDS, summarize_runs, t_interval, wilson_interval
 
 
 def test_t_interval_matches_the_textbook():
@@ -26,3 +26,11 @@ def test_summarize_runs_is_tidy():
     out = summarize_runs(df, ["model"], "accuracy")
     assert list(out["model"]) == ["a", "b"] and list(out["n_runs"]) == [2, 2]
     assert out.loc[0, "mean"] == pytest.approx(0.6) and out.loc[1, "sd"] == 0
+
+
+def test_intervals_are_clipped_to_the_range_of_the_quantity():
+    df = pd.DataFrame({"model": ["a"] * 3, "accuracy": [0.2, 1.0, 1.0]})
+    out = summarize_runs(df, ["model"], "accuracy", bounds=ACCURACY_BOUNDS)
+    assert out.loc[0, "ci_high"] == 1.0 and out.loc[0, "ci_low"] < out.loc[0, "mean"]
+    raw = summarize_runs(df, ["model"], "accuracy")
+    assert raw.loc[0, "ci_high"] > 1.0

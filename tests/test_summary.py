@@ -1,0 +1,34 @@
+import pandas as pd
+
+from helpers.statistics import summarize_attribution_stability, summarize_runs
+from helpers.summary import write_summary
+
+CFG = {"experiment": "toy", "n_runs": 3, "dataset": {"name": "digits", "classes": [0, 1]},
+       "training": {"epochs": 1, "batch_size": 8, "learning_rate": 0.1},
+       "models": {"a": {}, "b": {}}, "interpret": {"epsilon": 0.1}}
+
+
+def tables(acc_b_at_eps):
+    runs = range(3)
+    trained = pd.DataFrame([{"model": m, "run": r, "parameters": p, "clean_accuracy": 0.9, "n_test": 10}
+                            for m, p in (("a", 10), ("b", 2000)) for r in runs])
+    rob = pd.DataFrame([{"model": m, "run": r, "attack": at, "epsilon": e,
+                         "accuracy": 0.9 if e == 0 else (0.70 + 0.01 * r if m == "a" else acc_b_at_eps + 0.01 * r)}
+                        for m in "ab" for r in runs for at in ("fgsm", "pgd") for e in (0.0, 0.1)])
+    stab = pd.DataFrame([{"model": m, "run": r, "method": "saliency", "image": 0, "spearman": 0.5 + 0.1 * r,
+                          "note": ""} for m in "ab" for r in runs])
+    return (trained, summarize_runs(rob, ["model", "attack", "epsilon"], "accuracy"),
+            summarize_attribution_stability(stab))
+
+
+def test_summary_quotes_computed_numbers_and_separates_models():
+    text = write_summary(CFG, *tables(0.2))
+    assert "`a` 0.710 [0.685, 0.735], `b` 0.210 [0.185, 0.235]" in text
+    assert "The intervals of `a` and `b` do not overlap." in text
+    assert "`a` 10, `b` 2,000" in text
+    assert "0.600 [0.352, 0.848]" in text  # Spearman mean and t-interval over the three runs
+
+
+def test_summary_says_when_runs_do_not_separate_models():
+    text = write_summary(CFG, *tables(0.695))
+    assert "overlap: these runs do not separate them" in text
