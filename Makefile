@@ -4,7 +4,7 @@
 # helpers/ or the stage before it changed.
 
 SHELL := /bin/bash
-.DELETE_ON_ERROR:   # papermill leaves a fresh-looking notebook behind when a cell fails
+.DELETE_ON_ERROR:
 
 CONFIG ?= configs/default.yaml
 EXPERIMENT := $(basename $(notdir $(CONFIG)))
@@ -18,8 +18,15 @@ KERNEL := qml-robustness
 INSTALLED := $(VENV)/.qml-robustness-installed
 HELPERS := $(wildcard helpers/*.py) pyproject.toml
 
-PAPERMILL = $(PYTHON) -m papermill --kernel $(KERNEL) --cwd notebooks --no-progress-bar \
-	-p config_path $(CONFIG)
+# papermill saves its output after every cell, so a failed run would leave a fresh-looking
+# target: write to a temporary name, rename on success, keep a failure as <stage>.failed.ipynb
+# (the previous good result stays in place).
+define papermill
+$(PYTHON) -m papermill --kernel $(KERNEL) --cwd notebooks --no-progress-bar \
+	-p config_path $(CONFIG) $< $(@:.ipynb=.running.ipynb) \
+	&& mv $(@:.ipynb=.running.ipynb) $@ && rm -f $(@:.ipynb=.failed.ipynb) \
+	|| { mv $(@:.ipynb=.running.ipynb) $(@:.ipynb=.failed.ipynb) 2>/dev/null; exit 1; }
+endef
 
 .PHONY: all train attack interpret report test lab clean env
 
@@ -42,16 +49,16 @@ report: $(OUT)/04_report.ipynb
 
 $(OUT)/01_train.ipynb: notebooks/01_train.ipynb $(CONFIG) $(HELPERS) $(INSTALLED)
 	@mkdir -p $(OUT)
-	$(PAPERMILL) $< $@
+	$(papermill)
 
 $(OUT)/02_attack.ipynb: notebooks/02_attack.ipynb $(OUT)/01_train.ipynb
-	$(PAPERMILL) $< $@
+	$(papermill)
 
 $(OUT)/03_interpret.ipynb: notebooks/03_interpret.ipynb $(OUT)/01_train.ipynb
-	$(PAPERMILL) $< $@
+	$(papermill)
 
 $(OUT)/04_report.ipynb: notebooks/04_report.ipynb $(OUT)/02_attack.ipynb $(OUT)/03_interpret.ipynb
-	$(PAPERMILL) $< $@
+	$(papermill)
 
 # Unit tests, then the four notebooks on the smoke config: papermill runs them once
 # (each asserts what matters), nbval runs the executed copies again and compares the
