@@ -1,4 +1,4 @@
-"""White-box L-infinity attacks in pixel space, and robust accuracy under them.
+"""L-infinity attacks in pixel space, and robust accuracy under them.
 
 Every attack has one verb: ``attack(model, x, y, epsilon) -> x_adv`` with ``x`` (B, 1, H, W)
 in [0, 1], labels ``y`` (B,), and ``x_adv`` inside the epsilon-ball around ``x`` and inside
@@ -50,22 +50,21 @@ class PGD:
     """Projected gradient descent (Madry et al. 2018) with an optional uniform random start.
 
     The step size scales with the budget (``step_ratio * epsilon``) so that ``steps`` steps
-    can cross the ball at every epsilon.
+    can cross the ball at every epsilon. With ``restarts`` > 1, samples the first start did
+    not fool are attacked again from new random starts, and each sample keeps its first
+    successful adversarial example (the per-sample worst case over restarts).
     """
 
     steps: int = 20
     step_ratio: float = 0.25
     random_start: bool = True
     seed: int = 0
+    restarts: int = 1
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
-        _check_epsilon(epsilon)
-        if epsilon == 0:
-            return x.clone()
-        x = x.detach()
+    def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, seed: int) -> torch.Tensor:
         x_adv = x.clone()
         if self.random_start:
-            gen = torch.Generator(device=x.device).manual_seed(self.seed)
+            gen = torch.Generator(device=x.device).manual_seed(seed)
             noise = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype)
             x_adv = project(x + (2 * noise - 1) * epsilon, x, epsilon)
         step = self.step_ratio * epsilon
@@ -73,17 +72,93 @@ class PGD:
             x_adv = project(x_adv + step * _input_gradient(model, x_adv, y).sign(), x, epsilon).detach()
         return x_adv
 
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
+        _check_epsilon(epsilon)
+        if epsilon == 0:
+            return x.clone()
+        x = x.detach()
+        best = self._run(model, x, y, epsilon, self.seed)
+        robust = predict(model, best) == y
+        for restart in range(1, self.restarts):
+            if not robust.any():
+                break
+            idx = robust.nonzero().squeeze(1)
+            candidate = self._run(model, x[idx], y[idx], epsilon, self.seed + restart)
+            fooled = predict(model, candidate) != y[idx]
+            best[idx[fooled]] = candidate[fooled]
+            robust[idx[fooled]] = False
+        return best
 
-ATTACKS = {"fgsm": FGSM, "pgd": PGD}
+
+@dataclass
+class ARTAttack:
+    """An attack of the Adversarial Robustness Toolbox, behind the same verb as ours.
+
+    ``kind``: ``apgd_ce`` / ``apgd_dlr`` (AutoAttack's APGD with cross-entropy or
+    difference-of-logits-ratio loss, ``steps`` iterations, initial step 2 epsilon) or
+    ``square`` (Square attack, gradient-free, ``steps`` queries). The model is wrapped in a
+    ``PyTorchClassifier`` on logits with inputs clipped to [0, 1]; ART draws its randomness
+    from numpy's global generator, which is seeded from ``seed`` before each call.
+    """
+
+    kind: str
+    steps: int
+    seed: int = 0
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
+        from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
+        from art.estimators.classification import PyTorchClassifier
+
+        _check_epsilon(epsilon)
+        if epsilon == 0 or len(x) == 0:
+            return x.clone()
+        with torch.no_grad():
+            n_classes = model(x[:1]).shape[1]
+        classifier = PyTorchClassifier(
+            model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=n_classes,
+            clip_values=(PIXEL_MIN, PIXEL_MAX), device_type="gpu" if x.is_cuda else "cpu")
+        if self.kind == "square":
+            attack = SquareAttack(classifier, norm=np.inf, eps=epsilon, max_iter=self.steps, nb_restarts=1,
+                                  batch_size=len(x), verbose=False)
+        else:
+            loss = {"apgd_ce": "cross_entropy", "apgd_dlr": "difference_logits_ratio"}[self.kind]
+            attack = AutoProjectedGradientDescent(
+                classifier, norm=np.inf, eps=epsilon, eps_step=epsilon, max_iter=self.steps, nb_random_init=1,
+                batch_size=len(x), loss_type=loss, verbose=False)
+        np.random.seed(self.seed % 2**32)
+        x_np = x.detach().cpu().numpy()
+        x_adv = attack.generate(x_np, y=y.detach().cpu().numpy())
+        return project(torch.as_tensor(x_adv, device=x.device, dtype=x.dtype), x.detach(), epsilon)
+
+
+# name -> what it is; ``build_attack`` configures each from the config's ``attack`` section.
+ATTACKS = {
+    "fgsm": "FGSM, one step of size epsilon",
+    "pgd": "PGD, pgd_steps steps of pgd_step_ratio * epsilon, random start",
+    "pgd_restarts": "PGD with pgd_restarts random restarts, per-sample worst case",
+    "pgd_long": "PGD with pgd_long_steps steps of pgd_long_step_ratio * epsilon (convergence check)",
+    "apgd_ce": "APGD, cross-entropy loss (ART), apgd_steps iterations",
+    "apgd_dlr": "APGD, DLR loss (ART), apgd_steps iterations; needs >= 3 classes",
+    "square": "Square attack (ART), gradient-free, square_queries queries",
+}
 
 
 def build_attack(name: str, attack_cfg: dict, seed: int = 0):
     """The attack ``name`` configured from the ``attack`` section of a config."""
+    at = attack_cfg
+    pgd = dict(steps=at["pgd_steps"], step_ratio=at["pgd_step_ratio"], random_start=at["pgd_random_start"], seed=seed)
     if name == "fgsm":
         return FGSM()
     if name == "pgd":
-        return PGD(steps=attack_cfg["pgd_steps"], step_ratio=attack_cfg["pgd_step_ratio"],
-                   random_start=attack_cfg["pgd_random_start"], seed=seed)
+        return PGD(**pgd)
+    if name == "pgd_restarts":
+        return PGD(**{**pgd, "random_start": True}, restarts=at["pgd_restarts"])
+    if name == "pgd_long":
+        return PGD(**{**pgd, "steps": at["pgd_long_steps"], "step_ratio": at["pgd_long_step_ratio"]})
+    if name in ("apgd_ce", "apgd_dlr"):
+        return ARTAttack(name, steps=at["apgd_steps"], seed=seed)
+    if name == "square":
+        return ARTAttack(name, steps=at["square_queries"], seed=seed)
     raise ValueError(f"unknown attack {name!r}; available: {sorted(ATTACKS)}")
 
 
@@ -98,15 +173,16 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
     """Attack every sample and report robust accuracy.
 
     Returns ``accuracy`` (fraction of samples still classified correctly), ``n``,
-    ``n_correct``, ``linf`` (largest achieved ||x_adv - x||_inf) and ``correct``, a
-    per-sample boolean array aligned with ``x``.
+    ``n_correct``, ``linf`` (largest achieved ||x_adv - x||_inf), ``correct`` (a per-sample
+    boolean array aligned with ``x``) and ``x_adv`` (the adversarial images).
     """
-    correct, linf = [], 0.0
+    correct, linf, adversarial = [], 0.0, []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
         x_adv = attack(model, xb, yb, epsilon)
         linf = max(linf, float((x_adv - xb).abs().max()) if len(xb) else 0.0)
         correct.append((predict(model, x_adv) == yb).cpu().numpy())
+        adversarial.append(x_adv)
     correct = np.concatenate(correct)
     return {"accuracy": float(correct.mean()), "n": int(len(correct)), "n_correct": int(correct.sum()),
-            "linf": linf, "correct": correct}
+            "linf": linf, "correct": correct, "x_adv": torch.cat(adversarial)}

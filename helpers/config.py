@@ -32,10 +32,17 @@ DEFAULTS: dict = {
     },
     "attack": {
         "epsilons": [0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
-        "methods": ["fgsm", "pgd"],
+        "methods": ["fgsm", "pgd", "pgd_restarts", "pgd_long", "apgd_ce", "apgd_dlr", "square"],
         "pgd_steps": 20,
         "pgd_step_ratio": 0.25,
         "pgd_random_start": True,
+        "pgd_restarts": 5,
+        "pgd_long_steps": 100,
+        "pgd_long_step_ratio": 0.1,
+        "apgd_steps": 50,
+        "square_queries": 300,
+        "transfer_from": "pgd",
+        "masking_epsilons": [0.5, 1.0],
         "n_test": None,
     },
     "interpret": {
@@ -47,6 +54,9 @@ DEFAULTS: dict = {
         "smoothgrad_stdev": 0.15,
         "top_k_fraction": 0.1,
         "panel_images": 3,
+        "metric_samples": 8,
+        "infidelity_stdev": 0.05,
+        "sensitivity_radius": 0.02,
     },
 }
 
@@ -135,11 +145,20 @@ def validate(cfg: dict) -> dict:
     _check(isinstance(eps, list) and len(eps) > 0, f"attack.epsilons must be a non-empty list, got {eps!r}")
     for e in eps:
         _check(_is_real(e) and 0 <= e <= 1, f"attack.epsilons values must lie in [0, 1] (pixel range), got {e!r}")
+    _check(isinstance(at["methods"], list) and at["methods"], "attack.methods must be a non-empty list")
     for m in at["methods"]:
         _check(m in ATTACKS, f"attack.methods entry {m!r} is unknown; allowed: {sorted(ATTACKS)}")
-    _check(_is_int(at["pgd_steps"]) and at["pgd_steps"] >= 1, f"attack.pgd_steps must be an integer >= 1, got {at['pgd_steps']!r}")
-    _check(_is_real(at["pgd_step_ratio"]) and at["pgd_step_ratio"] > 0,
-           f"attack.pgd_step_ratio must be > 0 (step size = ratio * epsilon), got {at['pgd_step_ratio']!r}")
+    _check("apgd_dlr" not in at["methods"] or n_classes >= 3,
+           f"attack.methods: apgd_dlr needs at least 3 classes (the DLR loss), the data set has {n_classes}")
+    for key in ("pgd_steps", "pgd_restarts", "pgd_long_steps", "apgd_steps", "square_queries"):
+        _check(_is_int(at[key]) and at[key] >= 1, f"attack.{key} must be an integer >= 1, got {at[key]!r}")
+    for key in ("pgd_step_ratio", "pgd_long_step_ratio"):
+        _check(_is_real(at[key]) and at[key] > 0, f"attack.{key} must be > 0 (step size = ratio * epsilon), got {at[key]!r}")
+    _check(at["transfer_from"] is None or at["transfer_from"] in at["methods"],
+           f"attack.transfer_from must be null or one of attack.methods {at['methods']}, got {at['transfer_from']!r}")
+    _check(isinstance(at["masking_epsilons"], list)
+           and all(_is_real(e) and 0 < e <= 1 for e in at["masking_epsilons"]),
+           f"attack.masking_epsilons must be a list of values in (0, 1], got {at['masking_epsilons']!r}")
     _check(isinstance(at["pgd_random_start"], bool), "attack.pgd_random_start must be true or false")
     _check(at["n_test"] is None or (_is_int(at["n_test"]) and at["n_test"] >= 1),
            f"attack.n_test must be null (whole test split) or an integer >= 1, got {at['n_test']!r}")
@@ -153,6 +172,9 @@ def validate(cfg: dict) -> dict:
     _check(it["panel_images"] <= it["n_images"], "interpret.panel_images must not exceed interpret.n_images")
     _check(_is_real(it["smoothgrad_stdev"]) and it["smoothgrad_stdev"] > 0, "interpret.smoothgrad_stdev must be > 0")
     _check(_is_real(it["top_k_fraction"]) and 0 < it["top_k_fraction"] <= 1, "interpret.top_k_fraction must be in (0, 1]")
+    _check(_is_int(it["metric_samples"]) and it["metric_samples"] >= 1, "interpret.metric_samples must be an integer >= 1")
+    for key in ("infidelity_stdev", "sensitivity_radius"):
+        _check(_is_real(it[key]) and it[key] > 0, f"interpret.{key} must be > 0, got {it[key]!r}")
     return cfg
 
 

@@ -14,6 +14,9 @@ from torch import nn
 # A statevector of n qubits holds 2**n complex amplitudes per sample; 20 qubits at batch 32
 # in complex128 is already 0.5 GiB before autograd keeps intermediate states.
 MAX_QUBITS = 20
+# In evaluation the trained block of the circuit is one dense 2**n x 2**n unitary:
+# at 12 qubits that is 256 MiB of complex128; above it, evaluation stays on PennyLane.
+MAX_UNITARY_QUBITS = 12
 
 
 class MLP(nn.Module):
@@ -68,8 +71,17 @@ class AngleVQC(nn.Module):
     trainable) -> <Z> on the first ``n_classes`` wires -> trainable output scale -> logits.
 
     Every step is differentiable, so gradients reach the pixels and the model is attacked in
-    the same pixel space as the classical ones. Simulated on ``default.qubit`` with
-    backpropagation (broadcast over the batch).
+    the same pixel space as the classical ones.
+
+    Two simulation paths give the same numbers (to float64 round-off):
+
+    - training mode: ``qml.qnn.TorchLayer`` on ``default.qubit`` with backpropagation,
+      broadcast over the batch, so gradients reach the weights;
+    - eval mode (attacks, attributions, accuracy): the weights are frozen, so the trained
+      block is one fixed unitary, built once per set of weights by ``qml.matrix``; angle
+      encoding gives a product state, and the forward pass is that state times the unitary.
+      Gradients still reach the pixels, not the weights. Above ``MAX_UNITARY_QUBITS`` the
+      eval mode falls back to the PennyLane path; ``evaluation_path`` says which one runs.
     """
 
     def __init__(self, input_shape, n_classes: int, n_qubits: int = 8, n_layers: int = 4,
@@ -99,6 +111,10 @@ class AngleVQC(nn.Module):
             return [qml.expval(qml.PauliZ(w)) for w in range(n_classes)]
 
         self.circuit = circuit
+        self._unitary_cache: tuple | None = None
+        # <Z_i> of each computational basis state; wire 0 is the most significant bit.
+        bits = (torch.arange(2 ** n_qubits)[:, None] >> (n_qubits - 1 - torch.arange(n_classes))) & 1
+        self.register_buffer("z_signs", (1 - 2 * bits).double(), persistent=False)
         self.quantum = qml.qnn.TorchLayer(circuit, {"weights": (n_layers, n_qubits, 3)})
         # <Z> lies in [-1, 1]: without a trainable scale the logit margins stay small.
         self.output_scale = nn.Parameter(torch.tensor(float(output_scale)))
@@ -124,9 +140,42 @@ class AngleVQC(nn.Module):
         features = (x.reshape(len(x), -1) - self.pca_mean) @ self.pca_components.T
         return math.pi * (features - self.feature_low) / (self.feature_high - self.feature_low)
 
+    @property
+    def evaluation_path(self) -> str:
+        """'unitary' (frozen weights as one matrix) or 'pennylane' (TorchLayer), in eval mode."""
+        return "unitary" if self.n_qubits <= MAX_UNITARY_QUBITS else "pennylane"
+
+    def block_unitary(self) -> torch.Tensor:
+        """The trainable block's unitary (2**n, 2**n) for the current weights, cached."""
+        import pennylane as qml
+
+        weights = self.quantum.weights
+        key = (weights.data_ptr(), weights._version, weights.device)
+        if self._unitary_cache is None or self._unitary_cache[0] != key:
+            with torch.no_grad():
+                block = qml.StronglyEntanglingLayers(weights.detach().double(), wires=range(self.n_qubits))
+                unitary = qml.matrix(block, wire_order=range(self.n_qubits))
+            self._unitary_cache = (key, unitary)
+        return self._unitary_cache[1]
+
+    def _frozen_expectations(self, angles: torch.Tensor) -> torch.Tensor:
+        half = angles.double() / 2
+        # RX(a)|0> = cos(a/2)|0> - i sin(a/2)|1>, one qubit at a time into the product state.
+        qubits = torch.stack([torch.cos(half), torch.sin(half)], dim=2).to(torch.complex128)
+        qubits[:, :, 1] *= -1j
+        state = qubits[:, 0]
+        for q in range(1, self.n_qubits):
+            state = (state[:, :, None] * qubits[:, q, None, :]).reshape(len(angles), -1)
+        amplitudes = state @ self.block_unitary().T
+        return (amplitudes.real ** 2 + amplitudes.imag ** 2) @ self.z_signs
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        expectations = self.quantum(self.angles(x)).to(x.dtype)
-        return self.output_scale * expectations
+        angles = self.angles(x)
+        if self.training or self.evaluation_path == "pennylane":
+            expectations = self.quantum(angles)
+        else:
+            expectations = self._frozen_expectations(angles)
+        return self.output_scale * expectations.to(x.dtype)
 
 
 MODELS = {"mlp": MLP, "cnn": CNN, "vqc": AngleVQC}

@@ -13,10 +13,12 @@ import pandas as pd
 import torch
 
 from .artifacts import checkpoint_path, load_checkpoint, save_arrays, save_checkpoint, write_csv, write_text
-from .attacks import build_attack, evaluate_attack, predict
-from .attribution import applicability, attribute, rank_correlation, top_k_overlap
+from .attacks import build_attack, predict
+from .attribution import (applicability, attribute, infidelity_score, rank_correlation, sensitivity_score,
+                          top_k_overlap)
 from .config import resolve_device, resolved_yaml
 from .data import load_dataset, run_seeds, split_indices
+from .evaluation import COLUMNS, WORST_CASE, evaluate_models
 from .models import build_model, count_parameters
 from .training import train_model
 
@@ -91,35 +93,34 @@ def train_stage(cfg: dict, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
     return history, models
 
 
-def attack_stage(cfg: dict, log=print) -> pd.DataFrame:
-    """Attack every model of every run at every epsilon on its held-out test split.
+def attack_stage(cfg: dict, log=print) -> dict[str, pd.DataFrame]:
+    """Attack every model of every run on its held-out test split (``evaluation.evaluate_models``).
 
-    Returns the tidy robustness table (one row per model, run, attack and epsilon) that is
-    also written to ``robustness.csv``.
+    Returns and writes three tidy tables, each with ``run`` and ``seed`` columns:
+    ``robustness`` (robustness.csv: model, attack, epsilon, accuracy, n, n_correct, linf,
+    including the per-sample ``worst_case``), ``transfer`` (transfer.csv: source, target,
+    epsilon, accuracy, n) and ``large_epsilon`` (large_epsilon.csv: PGD at the masking
+    budgets).
     """
     out = Path(cfg["results_dir"])
     device = resolve_device(cfg)
     at = cfg["attack"]
-    rows = []
+    tables: dict[str, list[dict]] = {"robustness": [], "transfer": [], "large_epsilon": []}
     for run, seed in enumerate(run_seeds(cfg["seed"], cfg["n_runs"])):
         x_test, y_test = load_test_split(cfg, run, device)
         keep = torch.as_tensor(stratified_subset(y_test.cpu().numpy(), at["n_test"], seed), device=device)
-        x_test, y_test = x_test[keep], y_test[keep]
-        for name in cfg["models"]:
-            model = load_checkpoint(checkpoint_path(out, name, run), device)
-            for attack_name in at["methods"]:
-                attack = build_attack(attack_name, at, seed=seed)
-                for epsilon in at["epsilons"]:
-                    result = evaluate_attack(model, attack, x_test, y_test, float(epsilon))
-                    rows.append({"model": name, "run": run, "seed": seed, "attack": attack_name,
-                                 "epsilon": float(epsilon), "accuracy": result["accuracy"], "n": result["n"],
-                                 "n_correct": result["n_correct"], "linf": result["linf"]})
-            log(f"run {run} {name:>6}: " + ", ".join(
-                f"{r['attack']}@{r['epsilon']:g}={r['accuracy']:.2f}" for r in rows
-                if r["run"] == run and r["model"] == name and r["epsilon"] == max(at["epsilons"])))
-    robustness = pd.DataFrame(rows)
-    write_csv(robustness, out / "robustness.csv")
-    return robustness
+        models = {name: load_checkpoint(checkpoint_path(out, name, run), device) for name in cfg["models"]}
+        start = time.perf_counter()
+        results = evaluate_models(models, x_test[keep], y_test[keep], at, seed)
+        for key, records in results.items():
+            tables[key] += [{"run": run, "seed": seed, **r} for r in records]
+        worst = [r for r in results["robustness"] if r["attack"] == WORST_CASE and r["epsilon"] == max(at["epsilons"])]
+        log(f"run {run}: worst case at ε={max(at['epsilons']):g}: "
+            + ", ".join(f"{r['model']}={r['accuracy']:.2f}" for r in worst) + f" ({time.perf_counter() - start:.1f} s)")
+    frames = {key: pd.DataFrame(records, columns=["run", "seed", *COLUMNS[key]]) for key, records in tables.items()}
+    for key, frame in frames.items():
+        write_csv(frame, out / f"{key}.csv")
+    return frames
 
 
 def interpret_stage(cfg: dict, log=print) -> pd.DataFrame:
@@ -128,7 +129,8 @@ def interpret_stage(cfg: dict, log=print) -> pd.DataFrame:
     For each run the same ``n_images`` test images are explained for every model, clean and
     after PGD at ``interpret.epsilon`` crafted against that model, for the true class.
     Returns the tidy stability table (one row per model, run, method and image: Spearman
-    rank correlation and top-k overlap between clean and adversarial |maps|), written to
+    rank correlation and top-k overlap between clean and adversarial |maps|, and Captum's
+    infidelity and sensitivity_max of the clean and of the adversarial map), written to
     ``attribution_stability.csv``. The maps of run 0 go to ``attribution_maps.npz``.
     """
     out = Path(cfg["results_dir"])
@@ -160,12 +162,20 @@ def interpret_stage(cfg: dict, log=print) -> pd.DataFrame:
                              for i in range(len(x))]
                     continue
                 params = dict(ig_steps=it["ig_steps"], smoothgrad_samples=it["smoothgrad_samples"],
-                              smoothgrad_stdev=it["smoothgrad_stdev"], seed=seed)
-                clean_map = attribute(method, model, x, y, **params)
-                adv_map = attribute(method, model, x_adv, y, **params)
+                              smoothgrad_stdev=it["smoothgrad_stdev"])
+                metric = dict(n_samples=it["metric_samples"], seed=seed)
+                maps, scores = {}, {}
+                for kind, inputs in (("clean", x), ("adv", x_adv)):
+                    maps[kind] = attribute(method, model, inputs, y, seed=seed, **params)
+                    scores[f"infidelity_{kind}"] = infidelity_score(
+                        model, inputs, maps[kind], y, stdev=it["infidelity_stdev"], **metric)
+                    scores[f"sensitivity_{kind}"] = sensitivity_score(
+                        method, model, inputs, y, radius=it["sensitivity_radius"], **metric, **params)
+                clean_map, adv_map = maps["clean"], maps["adv"]
                 rho = rank_correlation(clean_map, adv_map)
                 overlap = top_k_overlap(clean_map, adv_map, k)
                 rows += [{**base, "image": i, "spearman": rho[i], "top_k_overlap": overlap[i],
+                          **{key: float(v[i]) for key, v in scores.items()},
                           "clean_correct": bool(clean_correct[i]), "adv_correct": bool(adv_correct[i])}
                          for i in range(len(x))]
                 if run == 0:

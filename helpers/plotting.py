@@ -45,21 +45,71 @@ def plot_training_curves(history: pd.DataFrame, models) -> plt.Figure:
     return fig
 
 
-def plot_robustness_curves(robustness: pd.DataFrame, models) -> plt.Figure:
-    """Accuracy vs epsilon, one panel per attack: mean over runs with a 95% t-interval band."""
+ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "pgd_restarts": "PGD, restarts", "pgd_long": "PGD, long",
+                 "apgd_ce": "APGD-CE", "apgd_dlr": "APGD-DLR", "square": "Square (gradient-free)",
+                 "worst_case": "Worst case over all attacks"}
+
+
+def plot_robustness_curves(robustness: pd.DataFrame, models, attacks=None) -> plt.Figure:
+    """Accuracy vs epsilon, one panel per attack (default: all in the table): mean over runs
+    with a 95% t-interval band."""
     colors = model_colors(models)
-    attacks = list(dict.fromkeys(robustness["attack"]))
+    present = list(dict.fromkeys(robustness["attack"]))
+    attacks = [a for a in (attacks or present) if a in present]
     fig, axes = plt.subplots(1, len(attacks), figsize=(5 * len(attacks), 3.8), sharey=True, squeeze=False)
     for ax, attack in zip(axes[0], attacks):
         for model in models:
             r = robustness[(robustness["attack"] == attack) & (robustness["model"] == model)]
             _band(ax, summarize_runs(r, ["epsilon"], "accuracy", bounds=ACCURACY_BOUNDS), "epsilon", colors[model], model)
-        ax.set(xlabel="ε (L∞ budget, pixel range [0, 1])", title=attack.upper(), ylim=(-0.02, 1.02))
+        ax.set(xlabel="ε (L∞ budget, pixel range [0, 1])", title=ATTACK_LABELS.get(attack, attack), ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("robust accuracy on the test split")
     axes[0, -1].legend(title="model")
     n_runs = robustness["run"].nunique()
     fig.suptitle(f"Robust accuracy, mean over {n_runs} runs; bands: 95% t-interval across runs", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attack_comparison(robustness: pd.DataFrame, models) -> plt.Figure:
+    """One panel per model: mean accuracy vs epsilon under each attack. A gradient-free or
+    transfer attack far below the gradient attacks is the signature of gradient masking."""
+    attacks = list(dict.fromkeys(robustness["attack"]))
+    styles = {a: OKABE_ITO[(i + 3) % len(OKABE_ITO)] for i, a in enumerate(a for a in attacks if a != "worst_case")}
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), sharey=True, squeeze=False)
+    means = robustness.groupby(["model", "attack", "epsilon"])["accuracy"].mean()
+    for ax, model in zip(axes[0], models):
+        for attack in attacks:
+            curve = means.loc[(model, attack)]
+            worst = attack == "worst_case"
+            ax.plot(curve.index, curve.values, "-" if worst else "--", lw=2.5 if worst else 1.2,
+                    color="black" if worst else styles[attack], label=ATTACK_LABELS.get(attack, attack))
+        ax.set(title=model, xlabel="ε (L∞ budget)", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("mean robust accuracy")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle(f"Every attack per model, mean over {robustness['run'].nunique()} runs", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_transfer_matrix(transfer: pd.DataFrame, models, epsilons) -> plt.Figure:
+    """Mean accuracy of each target model (columns) on examples crafted on each source model
+    (rows), one heatmap per epsilon; the diagonal is the white-box attack."""
+    fig, axes = plt.subplots(1, len(epsilons), figsize=(3.2 * len(epsilons), 3.2), squeeze=False)
+    means = transfer.groupby(["epsilon", "source", "target"])["accuracy"].mean()
+    for ax, epsilon in zip(axes[0], epsilons):
+        grid = means.loc[epsilon].unstack("target").reindex(index=models, columns=models)
+        ax.imshow(grid.values, vmin=0, vmax=1, cmap="viridis")
+        for i in range(len(models)):
+            for j in range(len(models)):
+                v = grid.values[i, j]
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.6 else "black")
+        ax.set_xticks(range(len(models)), models, fontsize=8)
+        ax.set_yticks(range(len(models)), models, fontsize=8)
+        ax.set(title=f"ε={epsilon:g}", xlabel="target (evaluated)")
+    axes[0, 0].set_ylabel("source (crafted on)")
+    fig.suptitle("Transfer: accuracy of the target on the source's adversarial examples", fontsize=9)
     fig.tight_layout()
     return fig
 

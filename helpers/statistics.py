@@ -61,7 +61,44 @@ def summarize_attribution_stability(stability: pd.DataFrame, metric: str = "spea
     """
     per_run = stability.groupby(["model", "method", "run"], sort=False).agg(
         value=(metric, "mean"), note=("note", "first")).reset_index()
-    bounds = (-1.0, 1.0) if metric == "spearman" else (0.0, 1.0)
+    bounds = {"spearman": (-1.0, 1.0), "top_k_overlap": (0.0, 1.0)}.get(metric, (0.0, np.inf))
     summary = summarize_runs(per_run, ["model", "method"], "value", bounds=bounds)
     notes = per_run.groupby(["model", "method"], sort=False)["note"].first().reset_index()
     return summary.merge(notes, on=["model", "method"]).assign(metric=metric)
+
+
+def paired_tests(robustness: pd.DataFrame, attack: str, models) -> pd.DataFrame:
+    """Is model A more robust than model B? Paired across runs (same seed, same split).
+
+    One row per epsilon > 0 and ordered pair (A, B) of ``models``: mean difference of
+    accuracy A − B across runs with its 95% t-interval, Cohen's d_z (mean difference over
+    the standard deviation of the differences), and the two-sided paired t-test p-value.
+    """
+    r = robustness[(robustness["attack"] == attack) & (robustness["epsilon"] > 0)]
+    wide = r.pivot_table(index=["epsilon", "run"], columns="model", values="accuracy")
+    rows = []
+    for i, a in enumerate(models):
+        for b in models[i + 1:]:
+            for epsilon, group in wide.groupby(level="epsilon"):
+                diff = (group[a] - group[b]).dropna().to_numpy()
+                mean, sd, low, high = t_interval(diff)
+                # Undefined (NaN) with fewer than two runs or identical differences in every run.
+                p, d_z = np.nan, np.nan
+                if len(diff) >= 2 and sd > 0:
+                    p, d_z = float(stats.ttest_1samp(diff, 0.0).pvalue), mean / sd
+                rows.append({"attack": attack, "epsilon": epsilon, "model_a": a, "model_b": b,
+                             "mean_difference": mean, "ci_low": low, "ci_high": high,
+                             "cohens_dz": d_z, "p_value": p, "n_runs": len(diff)})
+    return pd.DataFrame(rows)
+
+
+def robust_auc(robustness: pd.DataFrame) -> pd.DataFrame:
+    """Area under the accuracy-vs-epsilon curve per model, attack and run, divided by the
+    epsilon range (so 1 = perfect accuracy at every budget); trapezoidal rule."""
+    rows = []
+    for (model, attack, run), g in robustness.groupby(["model", "attack", "run"], sort=False):
+        g = g.sort_values("epsilon")
+        width = g["epsilon"].iloc[-1] - g["epsilon"].iloc[0]
+        area = np.trapezoid(g["accuracy"], g["epsilon"]) / width if width > 0 else g["accuracy"].mean()
+        rows.append({"model": model, "attack": attack, "run": run, "auc": float(area)})
+    return pd.DataFrame(rows)

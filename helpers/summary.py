@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .evaluation import WORST_CASE
+from .masking import surviving_models
+
 
 def _fmt(row) -> str:
     return f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
@@ -27,16 +30,55 @@ def robustness_table(curves: pd.DataFrame, models, epsilons) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def widest_epsilon(curves: pd.DataFrame, attack: str) -> float:
+    """The epsilon > 0 at which the models' mean accuracies under ``attack`` are furthest apart."""
+    c = curves[(curves["attack"] == attack) & (curves["epsilon"] > 0)]
+    return float(c.groupby("epsilon")["mean"].agg(lambda v: v.max() - v.min()).idxmax())
+
+
+def masking_section(checks: pd.DataFrame, models) -> list[str]:
+    """Table of check statuses per model and a sentence on whose robustness claim survives."""
+    table = checks.assign(cell=checks.apply(
+        lambda r: r["status"] if pd.isna(r["value"]) else f"{r['status']} ({r['value']:.3f})", axis=1))
+    wide = table.pivot(index="model", columns="check", values="cell").reindex(
+        index=models, columns=list(dict.fromkeys(checks["check"]))).reset_index()
+    survivors = surviving_models(checks)
+    flagged = {m: list(checks[(checks["model"] == m) & (checks["status"] == "FLAG")]["check"]) for m in models
+               if m not in survivors}
+    verdict = []
+    if survivors:
+        verdict.append("The robustness numbers of " + ", ".join(f"`{m}`" for m in survivors)
+                       + " survive every masking check: their worst-case accuracy is not explained by blinded gradients.")
+    for m, names in flagged.items():
+        verdict.append(f"`{m}` is flagged by {', '.join(names)}: read its robustness as an upper bound, "
+                       "not as evidence that it is robust.")
+    return ["Each check compares attacks whose order of strength is known; the value is the measured "
+            "violation (accuracy), FLAG when it exceeds the tolerance.", "", markdown_table(wide), "",
+            " ".join(verdict), ""]
+
+
+def paired_section(paired: pd.DataFrame, epsilon: float) -> list[str]:
+    """Paired comparisons across runs at one epsilon."""
+    p = paired[paired["epsilon"] == epsilon]
+    rows = [{"comparison": f"{r.model_a} − {r.model_b}",
+             "mean difference [95% CI]": f"{r.mean_difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
+             "Cohen's d_z": f"{r.cohens_dz:.2f}", "paired t-test p": f"{r.p_value:.2g}", "runs": r.n_runs}
+            for r in p.itertuples()]
+    return [f"Paired across runs (same seed and split), {p['attack'].iloc[0].replace('_', ' ')} accuracy "
+            f"at ε={epsilon:g}:", "", markdown_table(pd.DataFrame(rows)), ""] if rows else []
+
+
 def _ranking_paragraph(curves: pd.DataFrame, clean: pd.DataFrame, models) -> list[str]:
     """Sentences comparing the models where they differ most, under the strongest attack."""
     attack = curves.groupby("attack")["mean"].mean().idxmin()  # lowest accuracy on average
     c = curves[(curves["attack"] == attack) & (curves["epsilon"] > 0)]
     if c.empty:
         return []
-    spread = c.groupby("epsilon")["mean"].agg(lambda v: v.max() - v.min())
-    eps = spread.idxmax()
+    eps = widest_epsilon(curves, attack)
     at = c[c["epsilon"] == eps].set_index("model").reindex(models).sort_values("mean", ascending=False)
-    text = [f"Under {attack.upper()}, the strongest attack on average, the models differ most at ε={eps:g}: "
+    name = ("the per-sample worst case over all attacks" if attack == WORST_CASE
+            else f"{attack.upper()}, the strongest attack on average")
+    text = [f"Under {name}, the models differ most at ε={eps:g}: "
             + ", ".join(f"`{m}` {_fmt(r)}" for m, r in at.iterrows()) + "."]
     for (a, ra), (b, rb) in zip(list(at.iterrows())[:-1], list(at.iterrows())[1:]):
         if ra["ci_low"] > rb["ci_high"]:
@@ -55,12 +97,16 @@ def _ranking_paragraph(curves: pd.DataFrame, clean: pd.DataFrame, models) -> lis
     return [" ".join(text)]
 
 
-def write_summary(cfg: dict, models_df: pd.DataFrame, curves: pd.DataFrame, stability: pd.DataFrame) -> str:
+def write_summary(cfg: dict, models_df: pd.DataFrame, curves: pd.DataFrame, stability: pd.DataFrame,
+                  checks: pd.DataFrame | None = None, paired: pd.DataFrame | None = None,
+                  auc: pd.DataFrame | None = None) -> str:
     """Markdown summary of one experiment.
 
     ``models_df``: per model and run (parameters, clean_accuracy); ``curves``: mean/CI of
     accuracy per model, attack and epsilon; ``stability``: mean/CI of the per-run Spearman
-    correlation per model and method.
+    correlation per model and method; optionally ``checks`` (``masking.masking_checks``),
+    ``paired`` (``statistics.paired_tests``) and ``auc`` (mean/CI of the robust AUC per model
+    and attack).
     """
     models = list(cfg["models"])
     eps = sorted(curves["epsilon"].unique())
@@ -78,6 +124,15 @@ def write_summary(cfg: dict, models_df: pd.DataFrame, curves: pd.DataFrame, stab
     lines += [markdown_table(robustness_table(curves, models, eps)), ""]
 
     lines += _ranking_paragraph(curves, clean, models)
+    if paired is not None and not paired.empty:
+        lines += ["", *paired_section(paired, widest_epsilon(curves, paired["attack"].iloc[0]))]
+    if auc is not None and not auc.empty:
+        worst = auc.groupby("attack")["mean"].mean().idxmin()
+        a = auc[auc["attack"] == worst].set_index("model").reindex(models)
+        lines += [f"Area under the {worst.replace('_', ' ')} accuracy-vs-ε curve (normalised by the ε range; "
+                  "1 = never fooled): " + ", ".join(f"`{m}` {_fmt(r)}" for m, r in a.iterrows()) + "."]
+    if checks is not None and not checks.empty:
+        lines += ["", "## Gradient-masking checks", "", *masking_section(checks, models)]
     lines += ["", f"## Attribution stability under PGD at ε={cfg['interpret']['epsilon']:g}", "",
               "Spearman rank correlation between clean and adversarial |attribution| maps "
               "(1 = same ranking of pixels), mean over runs:", ""]

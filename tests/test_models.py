@@ -50,7 +50,9 @@ def test_quantum_model_equals_a_reference_pennylane_circuit(n_qubits, n_layers):
         return [qml.expval(qml.PauliZ(w)) for w in range(3)]
 
     expected = 2.5 * np.array([np.array(reference(a), dtype=float) for a in angles])
-    assert np.allclose(model(x).detach().numpy(), expected, atol=1e-5)
+    for mode in (True, False):  # both simulation paths (TorchLayer, frozen unitary)
+        model.train(mode)
+        assert np.allclose(model(x).detach().numpy(), expected, atol=1e-5)
 
 
 def test_quantum_preprocessing_is_fitted_on_the_given_split_only():
@@ -75,3 +77,32 @@ def test_quantum_model_refuses_impossible_shapes():
         build_model({"type": "vqc", "n_qubits": MAX_QUBITS + 1}, (1, 8, 8), 4)
     with pytest.raises(ValueError, match="unknown model type"):
         build_model({"type": "transformer"}, (1, 8, 8), 4)
+
+
+@pytest.mark.parametrize("n_qubits,n_layers", [(2, 1), (4, 2), (6, 3), (8, 4)])
+def test_frozen_evaluation_path_equals_pennylane_outputs_and_input_gradients(n_qubits, n_layers):
+    torch.manual_seed(n_qubits)
+    model = build_model({"type": "vqc", "n_qubits": n_qubits, "n_layers": n_layers}, (1, 8, 8), 2)
+    model.fit_preprocessing(torch.rand(40, 1, 8, 8))
+    x = torch.rand(9, 1, 8, 8)
+    outputs, grads = {}, {}
+    for mode in ("train", "eval"):  # train: TorchLayer on default.qubit; eval: frozen unitary
+        model.train(mode == "train")
+        xi = x.clone().requires_grad_(True)
+        out = model(xi)
+        out.square().sum().backward()
+        outputs[mode], grads[mode] = out.detach(), xi.grad
+    assert model.evaluation_path == "unitary"
+    assert torch.allclose(outputs["train"], outputs["eval"], atol=1e-5)
+    assert torch.allclose(grads["train"], grads["eval"], atol=1e-5)
+
+
+def test_frozen_unitary_follows_the_weights():
+    model = build_model({"type": "vqc", "n_qubits": 3, "n_layers": 1}, (1, 8, 8), 2).eval()
+    first = model.block_unitary()
+    assert model.block_unitary() is first  # cached
+    with torch.no_grad():
+        model.quantum.weights.add_(0.1)
+    assert not torch.allclose(model.block_unitary(), first)
+    eye = torch.eye(8, dtype=torch.complex128)
+    assert torch.allclose(first @ first.conj().T, eye, atol=1e-10)

@@ -34,3 +34,31 @@ def test_intervals_are_clipped_to_the_range_of_the_quantity():
     assert out.loc[0, "ci_high"] == 1.0 and out.loc[0, "ci_low"] < out.loc[0, "mean"]
     raw = summarize_runs(df, ["model"], "accuracy")
     assert raw.loc[0, "ci_high"] > 1.0
+
+
+def test_paired_test_matches_scipy_and_reports_effect_size():
+    from scipy import stats as sps
+
+    from helpers.statistics import paired_tests
+
+    a = [0.60, 0.62, 0.65, 0.61, 0.64]
+    b = [0.50, 0.55, 0.52, 0.58, 0.51]
+    df = pd.DataFrame([{"model": m, "run": r, "attack": "pgd", "epsilon": e, "accuracy": v}
+                       for m, vals in (("a", a), ("b", b)) for r, v in enumerate(vals) for e in (0.0, 0.1)])
+    out = paired_tests(df, "pgd", ["a", "b"])
+    assert len(out) == 1 and out.loc[0, "epsilon"] == 0.1  # epsilon 0 is clean accuracy, not tested
+    diff = np.subtract(a, b)
+    assert out.loc[0, "p_value"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    assert out.loc[0, "mean_difference"] == pytest.approx(diff.mean())
+    assert out.loc[0, "cohens_dz"] == pytest.approx(diff.mean() / diff.std(ddof=1))
+    assert out.loc[0, "ci_low"] > 0  # a is more robust than b in every run
+
+
+def test_robust_auc_is_normalised_by_the_epsilon_range():
+    from helpers.statistics import robust_auc
+
+    df = pd.DataFrame({"model": "a", "attack": "pgd", "run": 0, "epsilon": [0.0, 0.1, 0.2],
+                       "accuracy": [1.0, 0.5, 0.0]})
+    assert robust_auc(df).loc[0, "auc"] == pytest.approx(0.5)
+    flat = df.assign(accuracy=1.0)
+    assert robust_auc(flat).loc[0, "auc"] == pytest.approx(1.0)
