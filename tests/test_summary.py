@@ -32,3 +32,20 @@ def test_summary_quotes_computed_numbers_and_separates_models():
 def test_summary_says_when_runs_do_not_separate_models():
     text = write_summary(CFG, *tables(0.695))
     assert "overlap: these runs do not separate them" in text
+
+
+def test_summary_reports_paired_tests_and_names_the_flagged_model():
+    from helpers.masking import CHECKS
+    from helpers.statistics import paired_tests
+
+    trained, curves, stability = tables(0.2)
+    rob = pd.DataFrame([{"model": m, "run": r, "attack": "pgd", "epsilon": 0.1,
+                         "accuracy": 0.70 + 0.01 * r if m == "a" else 0.2 + 0.02 * r} for m in "ab" for r in range(3)])
+    checks = pd.DataFrame([{"model": m, "check": c, "status": "FLAG" if (m, c) == ("b", "large_epsilon") else "PASS",
+                            "value": 0.4 if m == "b" else 0.0, "threshold": 0.1, "description": d, "detail": ""}
+                           for m in "ab" for c, d in CHECKS.items()])
+    text = write_summary(CFG, trained, curves, stability, checks=checks, paired=paired_tests(rob, "pgd", ["a", "b"]))
+    assert "| a − b | +0.490 [+0.465, +0.515] |" in text  # differences 0.50, 0.49, 0.48
+    assert "The robustness numbers of `a` survive every masking check" in text
+    assert "`b` is flagged by large_epsilon" in text
+    assert "FLAG (0.400)" in text
