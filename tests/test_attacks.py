@@ -1,14 +1,16 @@
 import pytest
 import torch
 
-from helpers.attacks import FGSM, PGD, evaluate_attack, predict
+from helpers.attacks import FGSM, PGD, ARTAttack, evaluate_attack, predict
 from helpers.training import accuracy
 
-ATTACKS = [FGSM(), PGD(steps=5, step_ratio=0.25, random_start=True, seed=1)]
+ATTACKS = {"fgsm": FGSM(), "pgd": PGD(steps=5, step_ratio=0.25, random_start=True, seed=1),
+           "pgd_restarts": PGD(steps=5, seed=1, restarts=3), "apgd_ce": ARTAttack("apgd_ce", steps=5),
+           "apgd_dlr": ARTAttack("apgd_dlr", steps=5), "square": ARTAttack("square", steps=20)}
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "vqc"])
-@pytest.mark.parametrize("attack", ATTACKS, ids=["fgsm", "pgd"])
+@pytest.mark.parametrize("attack", ATTACKS.values(), ids=ATTACKS.keys())
 @pytest.mark.parametrize("epsilon", [0.05, 0.3])
 def test_attacks_stay_in_the_epsilon_ball_and_pixel_range(trained_models, digits_split, name, attack, epsilon):
     x, y = digits_split[2][:40], digits_split[3][:40]
@@ -24,7 +26,7 @@ def test_attacks_stay_in_the_epsilon_ball_and_pixel_range(trained_models, digits
 def test_epsilon_zero_reproduces_clean_accuracy(trained_models, digits_split, name):
     x, y = digits_split[2], digits_split[3]
     clean = accuracy(trained_models[name], x, y)
-    for attack in ATTACKS:
+    for attack in ATTACKS.values():
         assert evaluate_attack(trained_models[name], attack, x, y, 0.0)["accuracy"] == clean
 
 
@@ -56,7 +58,23 @@ def test_per_sample_correctness_is_aligned(trained_models, digits_split):
     assert result["n"] == 50 and result["n_correct"] == result["correct"].sum()
 
 
-@pytest.mark.parametrize("attack", ATTACKS, ids=["fgsm", "pgd"])
+@pytest.mark.parametrize("attack", ATTACKS.values(), ids=ATTACKS.keys())
 def test_epsilon_outside_the_pixel_range_is_refused(trained_models, digits_split, attack):
     with pytest.raises(ValueError, match="epsilon must lie in"):
         attack(trained_models["mlp"], digits_split[2][:2], digits_split[3][:2], -0.1)
+
+
+@pytest.mark.parametrize("name", ["cnn", "vqc"])
+def test_restarts_keep_every_sample_the_first_start_fooled(trained_models, digits_split, name):
+    x, y = digits_split[2][:60], digits_split[3][:60]
+    model = trained_models[name]
+    once = evaluate_attack(model, PGD(steps=5, seed=3), x, y, 0.1)["correct"]
+    restarted = evaluate_attack(model, PGD(steps=5, seed=3, restarts=4), x, y, 0.1)["correct"]
+    assert not (restarted & ~once).any()  # never robust where the first start already won
+    assert restarted.sum() <= once.sum()
+
+
+def test_art_attacks_are_reproducible_with_the_same_seed(trained_models, digits_split):
+    x, y = digits_split[2][:20], digits_split[3][:20]
+    square = ARTAttack("square", steps=20, seed=5)
+    assert torch.equal(square(trained_models["mlp"], x, y, 0.1), square(trained_models["mlp"], x, y, 0.1))
