@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import quantum
+
 # A statevector of n qubits holds 2**n complex amplitudes per sample; 20 qubits at batch 32
 # in complex128 is already 0.5 GiB before autograd keeps intermediate states.
 MAX_QUBITS = 20
@@ -73,19 +75,24 @@ class AngleVQC(nn.Module):
     Every step is differentiable, so gradients reach the pixels and the model is attacked in
     the same pixel space as the classical ones.
 
-    Two simulation paths give the same numbers (to float64 round-off):
+    ``simulator="pennylane"`` runs ``qml.qnn.TorchLayer`` on ``default.qubit`` with
+    backpropagation (the reference). ``simulator="fast"`` (default) computes the same numbers
+    (to float64 round-off) with ``helpers.quantum``:
 
-    - training mode: ``qml.qnn.TorchLayer`` on ``default.qubit`` with backpropagation,
-      broadcast over the batch, so gradients reach the weights;
+    - training mode: the ``statevector`` path, PennyLane's gates applied to a batched state
+      tensor, so gradients reach the weights and the pixels;
     - eval mode (attacks, attributions, accuracy): the weights are frozen, so the trained
-      block is one fixed unitary, built once per set of weights by ``qml.matrix``; angle
-      encoding gives a product state, and the forward pass is that state times the unitary.
-      Gradients still reach the pixels, not the weights. Above ``MAX_UNITARY_QUBITS`` the
-      eval mode falls back to the PennyLane path; ``evaluation_path`` says which one runs.
+      block is one fixed unitary, built once per set of weights, and the
+      forward pass is the angle-encoded product state times that matrix (the ``unitary``
+      path). Above ``MAX_UNITARY_QUBITS`` the eval mode stays on the statevector path.
+
+    ``path`` says which path the current mode runs.
     """
 
+    SIMULATORS = ("fast", "pennylane")
+
     def __init__(self, input_shape, n_classes: int, n_qubits: int = 8, n_layers: int = 4,
-                 output_scale: float = 1.0):
+                 output_scale: float = 1.0, simulator: str = "fast"):
         super().__init__()
         import pennylane as qml
 
@@ -96,7 +103,9 @@ class AngleVQC(nn.Module):
             raise ValueError(f"n_classes ({n_classes}) must not exceed n_qubits ({n_qubits}): one <Z> per class")
         if n_qubits > n_pixels:
             raise ValueError(f"n_qubits ({n_qubits}) must not exceed the number of pixels ({n_pixels})")
-        self.n_qubits, self.n_layers, self.n_classes = n_qubits, n_layers, n_classes
+        if simulator not in self.SIMULATORS:
+            raise ValueError(f"simulator must be one of {self.SIMULATORS}, got {simulator!r}")
+        self.n_qubits, self.n_layers, self.n_classes, self.simulator = n_qubits, n_layers, n_classes, simulator
         self.register_buffer("pca_mean", torch.zeros(n_pixels))
         self.register_buffer("pca_components", torch.zeros(n_qubits, n_pixels))
         self.register_buffer("feature_low", torch.zeros(n_qubits))
@@ -111,10 +120,8 @@ class AngleVQC(nn.Module):
             return [qml.expval(qml.PauliZ(w)) for w in range(n_classes)]
 
         self.circuit = circuit
-        self._unitary_cache: tuple | None = None
-        # <Z_i> of each computational basis state; wire 0 is the most significant bit.
-        bits = (torch.arange(2 ** n_qubits)[:, None] >> (n_qubits - 1 - torch.arange(n_classes))) & 1
-        self.register_buffer("z_signs", (1 - 2 * bits).double(), persistent=False)
+        self._readout_cache: tuple | None = None
+        self.register_buffer("z_signs", quantum.z_signs(n_qubits, n_classes), persistent=False)
         self.quantum = qml.qnn.TorchLayer(circuit, {"weights": (n_layers, n_qubits, 3)})
         # <Z> lies in [-1, 1]: without a trainable scale the logit margins stay small.
         self.output_scale = nn.Parameter(torch.tensor(float(output_scale)))
@@ -141,40 +148,40 @@ class AngleVQC(nn.Module):
         return math.pi * (features - self.feature_low) / (self.feature_high - self.feature_low)
 
     @property
-    def evaluation_path(self) -> str:
-        """'unitary' (frozen weights as one matrix) or 'pennylane' (TorchLayer), in eval mode."""
-        return "unitary" if self.n_qubits <= MAX_UNITARY_QUBITS else "pennylane"
+    def path(self) -> str:
+        """The simulation the current mode runs: 'pennylane', 'statevector' or 'unitary'."""
+        if self.simulator == "pennylane":
+            return "pennylane"
+        if self.training or self.n_qubits > MAX_UNITARY_QUBITS:
+            return "statevector"
+        return "unitary"
 
     def block_unitary(self) -> torch.Tensor:
-        """The trainable block's unitary (2**n, 2**n) for the current weights, cached."""
-        import pennylane as qml
+        """The trainable block's unitary (2**n, 2**n) for the current weights: the
+        statevector simulation of every basis state (equal to ``qml.matrix`` of the template,
+        which a test checks, and milliseconds instead of seconds at 8+ qubits)."""
+        weights = self.quantum.weights.detach()
+        with torch.no_grad():
+            basis = torch.eye(2 ** self.n_qubits, dtype=torch.complex128, device=weights.device)
+            return quantum.simulate_block(basis, weights).T
 
+    def _frozen_readout(self) -> torch.Tensor:
+        """``quantum.readout_matrix`` of the current weights, rebuilt only when they change."""
         weights = self.quantum.weights
         key = (weights.data_ptr(), weights._version, weights.device)
-        if self._unitary_cache is None or self._unitary_cache[0] != key:
-            with torch.no_grad():
-                block = qml.StronglyEntanglingLayers(weights.detach().double(), wires=range(self.n_qubits))
-                unitary = qml.matrix(block, wire_order=range(self.n_qubits))
-            self._unitary_cache = (key, unitary)
-        return self._unitary_cache[1]
-
-    def _frozen_expectations(self, angles: torch.Tensor) -> torch.Tensor:
-        half = angles.double() / 2
-        # RX(a)|0> = cos(a/2)|0> - i sin(a/2)|1>, one qubit at a time into the product state.
-        qubits = torch.stack([torch.cos(half), torch.sin(half)], dim=2).to(torch.complex128)
-        qubits[:, :, 1] *= -1j
-        state = qubits[:, 0]
-        for q in range(1, self.n_qubits):
-            state = (state[:, :, None] * qubits[:, q, None, :]).reshape(len(angles), -1)
-        amplitudes = state @ self.block_unitary().T
-        return (amplitudes.real ** 2 + amplitudes.imag ** 2) @ self.z_signs
+        if self._readout_cache is None or self._readout_cache[0] != key:
+            self._readout_cache = (key, quantum.readout_matrix(self.block_unitary()))
+        return self._readout_cache[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         angles = self.angles(x)
-        if self.training or self.evaluation_path == "pennylane":
+        path = self.path
+        if path == "pennylane":
             expectations = self.quantum(angles)
+        elif path == "statevector":
+            expectations = quantum.statevector_expectations(angles, self.quantum.weights, self.z_signs)
         else:
-            expectations = self._frozen_expectations(angles)
+            expectations = quantum.unitary_expectations(angles, self._frozen_readout(), self.z_signs.repeat(2, 1))
         return self.output_scale * expectations.to(x.dtype)
 
 

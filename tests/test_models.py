@@ -79,30 +79,61 @@ def test_quantum_model_refuses_impossible_shapes():
         build_model({"type": "transformer"}, (1, 8, 8), 4)
 
 
-@pytest.mark.parametrize("n_qubits,n_layers", [(2, 1), (4, 2), (6, 3), (8, 4)])
-def test_frozen_evaluation_path_equals_pennylane_outputs_and_input_gradients(n_qubits, n_layers):
+def _outputs_and_gradients(model, x, train: bool):
+    """Outputs, input gradients and weight gradients of a scalar function of the outputs."""
+    model.train(train)
+    model.zero_grad()
+    xi = x.clone().requires_grad_(True)
+    out = model(xi)
+    out.square().sum().backward()
+    weights = model.quantum.weights.grad
+    return out.detach(), xi.grad, None if weights is None else weights.clone()
+
+
+@pytest.mark.parametrize("n_qubits,n_layers", [(2, 1), (4, 2), (6, 3), (8, 4), (10, 2)])
+@pytest.mark.parametrize("train,path", [(True, "statevector"), (False, "unitary")])
+def test_fast_paths_equal_pennylane_outputs_and_gradients(n_qubits, n_layers, train, path):
     torch.manual_seed(n_qubits)
-    model = build_model({"type": "vqc", "n_qubits": n_qubits, "n_layers": n_layers}, (1, 8, 8), 2)
-    model.fit_preprocessing(torch.rand(40, 1, 8, 8))
+    spec = {"type": "vqc", "n_qubits": n_qubits, "n_layers": n_layers}
+    fast = build_model(spec, (1, 8, 8), 2)
+    with torch.no_grad():  # random weights over the whole circle, not the small init
+        fast.quantum.weights.uniform_(-math.pi, math.pi)
+    fast.fit_preprocessing(torch.rand(40, 1, 8, 8))
+    reference = build_model({**spec, "simulator": "pennylane"}, (1, 8, 8), 2)
+    reference.load_state_dict(fast.state_dict())
     x = torch.rand(9, 1, 8, 8)
-    outputs, grads = {}, {}
-    for mode in ("train", "eval"):  # train: TorchLayer on default.qubit; eval: frozen unitary
-        model.train(mode == "train")
-        xi = x.clone().requires_grad_(True)
-        out = model(xi)
-        out.square().sum().backward()
-        outputs[mode], grads[mode] = out.detach(), xi.grad
-    assert model.evaluation_path == "unitary"
-    assert torch.allclose(outputs["train"], outputs["eval"], atol=1e-5)
-    assert torch.allclose(grads["train"], grads["eval"], atol=1e-5)
+    got, want = _outputs_and_gradients(fast, x, train), _outputs_and_gradients(reference, x, train)
+    assert fast.path == path and reference.path == "pennylane"
+    assert torch.allclose(got[0], want[0], atol=1e-5)
+    assert torch.allclose(got[1], want[1], atol=1e-5)
+    if train:  # the training path also differentiates the weights
+        assert torch.allclose(got[2], want[2], atol=1e-5)
 
 
-def test_frozen_unitary_follows_the_weights():
+def test_frozen_readout_follows_the_weights():
     model = build_model({"type": "vqc", "n_qubits": 3, "n_layers": 1}, (1, 8, 8), 2).eval()
-    first = model.block_unitary()
-    assert model.block_unitary() is first  # cached
+    first = model._frozen_readout()
+    assert model._frozen_readout() is first  # built once per set of weights
     with torch.no_grad():
         model.quantum.weights.add_(0.1)
-    assert not torch.allclose(model.block_unitary(), first)
+    assert not torch.allclose(model._frozen_readout(), first)
+    unitary = model.block_unitary()
     eye = torch.eye(8, dtype=torch.complex128)
-    assert torch.allclose(first @ first.conj().T, eye, atol=1e-10)
+    assert torch.allclose(unitary @ unitary.conj().T, eye, atol=1e-10)
+
+
+@pytest.mark.parametrize("n_qubits,n_layers", [(1, 2), (3, 2), (5, 3), (6, 2)])
+def test_block_unitary_equals_pennylane_matrix_of_the_template(n_qubits, n_layers):
+    import pennylane as qml
+
+    model = build_model({"type": "vqc", "n_qubits": n_qubits, "n_layers": n_layers}, (1, 8, 8), 1)
+    with torch.no_grad():
+        model.quantum.weights.uniform_(-math.pi, math.pi)
+    weights = model.quantum.weights.detach().double()
+    reference = qml.matrix(qml.StronglyEntanglingLayers(weights, wires=range(n_qubits)), wire_order=range(n_qubits))
+    assert torch.allclose(model.block_unitary(), reference, atol=1e-10)
+
+
+def test_unknown_simulator_is_refused():
+    with pytest.raises(ValueError, match="simulator must be one of"):
+        build_model({"type": "vqc", "n_qubits": 4, "simulator": "qiskit"}, (1, 8, 8), 2)

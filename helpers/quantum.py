@@ -1,0 +1,154 @@
+"""Lean simulation of the angle-encoded variational circuit, built from PennyLane's own gates.
+
+PennyLane (``qml.qnn.TorchLayer`` on ``default.qubit``) is the reference; these paths compute
+the same numbers with less overhead, in complex128:
+
+- ``statevector``: the circuit's gate list comes from the template's PennyLane decomposition
+  (``compute_decomposition``), each ``Rot`` matrix from ``qml.Rot.compute_matrix`` (batched
+  and differentiable in torch), each run of parameter-free entangling gates as one index
+  permutation taken from ``qml.matrix``. Gates act on a (batch, 2, ..., 2) state tensor, so
+  gradients reach both the weights and the inputs: this is the training path.
+- ``unitary``: with frozen weights the whole trainable block is one matrix ``U`` (from
+  ``qml.matrix``). Angle encoding with RX gives a product state whose amplitudes are a real
+  magnitude times the fixed phase (-i)^popcount(k), so the phase folds into ``U`` and the
+  forward pass is two real matrix products: the evaluation path (attacks, attributions).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+
+def basis_bits(n_qubits: int, wires) -> torch.Tensor:
+    """(2**n, len(wires)) bit of each wire in each basis state; wire 0 is the most significant."""
+    k = torch.arange(2 ** n_qubits)[:, None]
+    return (k >> (n_qubits - 1 - torch.as_tensor(list(wires)))) & 1
+
+
+def z_signs(n_qubits: int, n_readout: int) -> torch.Tensor:
+    """(2**n, n_readout) eigenvalue of Z on each readout wire in each basis state, float64."""
+    return (1 - 2 * basis_bits(n_qubits, range(n_readout))).double()
+
+
+def rx_product_magnitudes(angles: torch.Tensor) -> torch.Tensor:
+    """|amplitude| pattern of ⊗_q RX(a_q)|0> (B, 2**n), real: products of cos(a/2), sin(a/2).
+
+    The complex amplitude is this times ``rx_product_phases(n)`` (RX(a)|0> = cos|0> - i sin|1>).
+    Built as the outer product of the two halves' patterns, so only one operation (and one
+    reduction in the backward pass) touches all 2**n entries.
+    """
+    half = angles.double() / 2
+    factors = torch.stack([torch.cos(half), torch.sin(half)], dim=2)  # (B, n, 2)
+
+    def pattern(qubits: torch.Tensor) -> torch.Tensor:
+        state = qubits[:, 0]
+        for q in range(1, qubits.shape[1]):
+            state = (state[:, :, None] * qubits[:, q, None, :]).reshape(len(qubits), -1)
+        return state
+
+    n = angles.shape[1]
+    if n == 1:
+        return factors[:, 0]
+    high, low = pattern(factors[:, : n // 2]), pattern(factors[:, n // 2:])
+    return (high[:, :, None] * low[:, None, :]).reshape(len(angles), -1)
+
+
+def rx_product_phases(n_qubits: int) -> torch.Tensor:
+    """(2**n,) complex128 phase (-i)**popcount(k) of the RX product state's amplitude k."""
+    popcount = basis_bits(n_qubits, range(n_qubits)).sum(1)
+    return torch.tensor([1, -1j, -1, 1j], dtype=torch.complex128)[popcount % 4]
+
+
+@lru_cache(maxsize=None)
+def _circuit_plan(n_qubits: int, n_layers: int) -> tuple:
+    """The block's gates in order: ("rot", wire, flat weight index) and ("perm", source index).
+
+    Taken from PennyLane's decomposition of ``StronglyEntanglingLayers`` (default ranges and
+    CNOT imprimitive): the weights are numbered so each Rot's parameters say which weight
+    row it uses, and each run of parameter-free gates becomes one basis permutation
+    (``new[k] = old[source[k]]``).
+    """
+    import numpy as np
+    import pennylane as qml
+
+    numbered = np.arange(n_layers * n_qubits * 3, dtype=float).reshape(n_layers, n_qubits, 3)
+    ops = qml.StronglyEntanglingLayers.compute_decomposition(
+        numbered, wires=range(n_qubits), **qml.StronglyEntanglingLayers(numbered, wires=range(n_qubits)).hyperparameters)
+    plan, source = [], None
+
+    def flush():
+        nonlocal source
+        if source is not None:
+            plan.append(("perm", tuple(int(j) for j in source)))
+            source = None
+
+    for op in ops:
+        if op.num_params == 0:
+            step = _permutation(op, n_qubits)
+            source = step if source is None else source[step]
+            continue
+        flush()
+        if op.name != "Rot":
+            raise NotImplementedError(f"no lean simulation for gate {op.name}")
+        plan.append(("rot", int(op.wires[0]), int(op.parameters[0]) // 3))
+    flush()
+    return tuple(plan)
+
+
+def _permutation(op, n_qubits: int):
+    """Source index of every basis state under the parameter-free gate ``op`` (a permutation
+    matrix on its own wires, from ``qml.matrix``), as a numpy array over all 2**n states."""
+    import numpy as np
+    import pennylane as qml
+
+    local = np.real(qml.matrix(op))
+    if not (np.allclose(np.sort(local, axis=1)[:, :-1], 0) and np.allclose(local.max(1), 1)):
+        raise NotImplementedError(f"no lean simulation for gate {op.name}: not a permutation")
+    width = len(op.wires)
+    bits = basis_bits(n_qubits, op.wires).numpy()                    # (2**n, width)
+    weights = 1 << np.arange(width - 1, -1, -1)
+    moved = local.argmax(1)[bits @ weights]                           # source local index per state
+    moved_bits = (moved[:, None] >> np.arange(width - 1, -1, -1)) & 1
+    shifts = n_qubits - 1 - np.array(op.wires.tolist())
+    return np.arange(2 ** n_qubits) + ((moved_bits - bits) << shifts).sum(1)
+
+
+def simulate_block(state: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Apply ``StronglyEntanglingLayers(weights)`` (L, n, 3) to states (B, 2**n) complex128."""
+    import pennylane as qml
+
+    n_layers, n_qubits, _ = weights.shape
+    flat = weights.reshape(-1, 3).double()
+    gates = qml.Rot.compute_matrix(flat[:, 0], flat[:, 1], flat[:, 2])  # (L*n, 2, 2)
+    batch = len(state)
+    for step in _circuit_plan(n_qubits, n_layers):
+        if step[0] == "rot":
+            _, wire, row = step
+            psi = state.reshape(batch, 2 ** wire, 2, -1)
+            state = torch.einsum("ij,bajc->baic", gates[row], psi).reshape(batch, -1)
+        else:
+            state = state[:, torch.as_tensor(step[1], device=state.device)]
+    return state
+
+
+def statevector_expectations(angles: torch.Tensor, weights: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+    """<Z> on the readout wires (B, n_readout) of RX-encoded ``angles`` (B, n) through the block."""
+    n_qubits = angles.shape[1]
+    state = rx_product_magnitudes(angles) * rx_product_phases(n_qubits).to(angles.device)
+    amplitudes = simulate_block(state, weights)
+    return (amplitudes.real ** 2 + amplitudes.imag ** 2) @ signs
+
+
+def readout_matrix(unitary: torch.Tensor) -> torch.Tensor:
+    """Real (2**n, 2 * 2**n) matrix W with [Re a | Im a] = magnitudes @ W for the frozen block:
+    a = (magnitudes * phases) @ U^T = magnitudes @ (phases[:, None] * U^T)."""
+    folded = rx_product_phases(unitary.shape[0].bit_length() - 1).to(unitary.device)[:, None] * unitary.T
+    return torch.cat([folded.real, folded.imag], dim=1)
+
+
+def unitary_expectations(angles: torch.Tensor, readout: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+    """<Z> on the readout wires (B, n_readout) through a frozen block given by ``readout_matrix``;
+    ``signs`` is ``z_signs`` stacked twice (2 * 2**n, n_readout), for the real and imaginary parts."""
+    amplitudes = rx_product_magnitudes(angles) @ readout
+    return (amplitudes * amplitudes) @ signs
