@@ -28,7 +28,7 @@ $(PYTHON) -m papermill --kernel $(KERNEL) --cwd notebooks --no-progress-bar \
 	|| { mv $(@:.ipynb=.running.ipynb) $(@:.ipynb=.failed.ipynb) 2>/dev/null; exit 1; }
 endef
 
-.PHONY: all train attack interpret report test lab clean env
+.PHONY: all train attack interpret report test bench lab clean env
 
 all: report
 
@@ -70,6 +70,11 @@ test: $(INSTALLED)
 		--nbval-sanitize-with tests/nbval_sanitize.cfg \
 		results/smoke/01_train.ipynb results/smoke/02_attack.ipynb \
 		results/smoke/03_interpret.ipynb results/smoke/04_report.ipynb
+
+# Speed of the quantum simulation paths against PennyLane, and the wall time of every
+# executed stage under results/: results/bench/*.csv and bench.md (about 10 minutes).
+bench: $(INSTALLED)
+	$(PYTHON) benchmarks/run.py --out results/bench
 
 lab: $(INSTALLED)
 	$(VENV)/bin/jupyter lab notebooks/

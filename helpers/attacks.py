@@ -90,6 +90,26 @@ class PGD:
         return best
 
 
+def _art_classifier():
+    """ART's ``PyTorchClassifier`` with ``predict`` as one batched forward pass per
+    ``batch_size`` slice: ART's own goes through a per-sample ``DataLoader``, which makes the
+    Square attack (hundreds of predictions per call) five times slower than the model itself."""
+    from art.estimators.classification import PyTorchClassifier
+
+    class _ArtClassifier(PyTorchClassifier):
+        def predict(self, x: np.ndarray, batch_size: int = 128, training_mode: bool = False, **kwargs) -> np.ndarray:
+            self._model.train(mode=training_mode)
+            x_preprocessed, _ = self._apply_preprocessing(x, y=None, fit=False)
+            inputs = torch.from_numpy(x_preprocessed).to(self._device)
+            outputs = [np.zeros((0, self.nb_classes), dtype=np.float32)]
+            with torch.no_grad():
+                for i in range(0, len(inputs), batch_size):
+                    outputs.append(self._model(inputs[i:i + batch_size])[-1].cpu().numpy().astype(np.float32))
+            return self._apply_postprocessing(preds=np.vstack(outputs), fit=False)
+
+    return _ArtClassifier
+
+
 @dataclass
 class ARTAttack:
     """An attack of the Adversarial Robustness Toolbox, behind the same verb as ours.
@@ -97,8 +117,9 @@ class ARTAttack:
     ``kind``: ``apgd_ce`` / ``apgd_dlr`` (AutoAttack's APGD with cross-entropy or
     difference-of-logits-ratio loss, ``steps`` iterations, initial step 2 epsilon) or
     ``square`` (Square attack, gradient-free, ``steps`` queries). The model is wrapped in a
-    ``PyTorchClassifier`` on logits with inputs clipped to [0, 1]; ART draws its randomness
-    from numpy's global generator, which is seeded from ``seed`` before each call.
+    ``PyTorchClassifier`` on logits with inputs clipped to [0, 1] (``_ArtClassifier``); ART
+    draws its randomness from numpy's global generator, which is seeded from ``seed`` before
+    each call.
     """
 
     kind: str
@@ -107,14 +128,13 @@ class ARTAttack:
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
         from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
-        from art.estimators.classification import PyTorchClassifier
 
         _check_epsilon(epsilon)
         if epsilon == 0 or len(x) == 0:
             return x.clone()
         with torch.no_grad():
             n_classes = model(x[:1]).shape[1]
-        classifier = PyTorchClassifier(
+        classifier = _art_classifier()(
             model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=n_classes,
             clip_values=(PIXEL_MIN, PIXEL_MAX), device_type="gpu" if x.is_cuda else "cpu")
         if self.kind == "square":
@@ -123,7 +143,7 @@ class ARTAttack:
         else:
             loss = {"apgd_ce": "cross_entropy", "apgd_dlr": "difference_logits_ratio"}[self.kind]
             attack = AutoProjectedGradientDescent(
-                classifier, norm=np.inf, eps=epsilon, eps_step=epsilon, max_iter=self.steps, nb_random_init=1,
+                classifier, norm=np.inf, eps=epsilon, eps_step=2 * epsilon, max_iter=self.steps, nb_random_init=1,
                 batch_size=len(x), loss_type=loss, verbose=False)
         np.random.seed(self.seed % 2**32)
         x_np = x.detach().cpu().numpy()

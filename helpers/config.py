@@ -23,7 +23,8 @@ DEFAULTS: dict = {
     "dataset": {"name": "digits", "classes": [0, 1, 2, 3], "test_fraction": 0.25},
     "n_runs": 10,
     "seed": 2026,
-    "device": "cpu",
+    "device": "auto",
+    "workers": "auto",
     "training": {"epochs": 30, "batch_size": 32, "learning_rate": 0.01},
     "models": {
         "mlp": {"type": "mlp", "hidden": [32]},
@@ -113,6 +114,8 @@ def validate(cfg: dict) -> dict:
     _check(_is_int(cfg["n_runs"]) and cfg["n_runs"] >= 1, f"n_runs must be an integer >= 1, got {cfg['n_runs']!r}")
     _check(_is_int(cfg["seed"]) and cfg["seed"] >= 0, f"seed must be an integer >= 0, got {cfg['seed']!r}")
     _check(cfg["device"] in DEVICES, f"device {cfg['device']!r} is unknown; allowed: {list(DEVICES)}")
+    _check(cfg["workers"] == "auto" or (_is_int(cfg["workers"]) and cfg["workers"] >= 1),
+           f"workers must be 'auto' (one process per CPU core; one on a GPU) or an integer >= 1, got {cfg['workers']!r}")
 
     tr = cfg["training"]
     for key in ("epochs", "batch_size"):
@@ -139,6 +142,9 @@ def validate(cfg: dict) -> dict:
             _check(n_classes <= nq, f"models.{name}.n_qubits ({nq}) must be >= the number of classes ({n_classes})")
             nl = spec.get("n_layers", params["n_layers"].default)
             _check(_is_int(nl) and nl >= 1, f"models.{name}.n_layers must be an integer >= 1, got {nl!r}")
+            sim = spec.get("simulator", params["simulator"].default)
+            simulators = MODELS["vqc"].SIMULATORS
+            _check(sim in simulators, f"models.{name}.simulator {sim!r} is unknown; allowed: {list(simulators)}")
 
     at = cfg["attack"]
     eps = at["epsilons"]

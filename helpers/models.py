@@ -76,7 +76,8 @@ class AngleVQC(nn.Module):
     the same pixel space as the classical ones.
 
     ``simulator="pennylane"`` runs ``qml.qnn.TorchLayer`` on ``default.qubit`` with
-    backpropagation (the reference). ``simulator="fast"`` (default) computes the same numbers
+    backpropagation (the reference); ``simulator="lightning"`` runs it on ``lightning.qubit``
+    with adjoint differentiation (slower here: see ``make bench``). ``simulator="fast"`` (default) computes the same numbers
     (to float64 round-off) with ``helpers.quantum``:
 
     - training mode: the ``statevector`` path, PennyLane's gates applied to a batched state
@@ -89,7 +90,7 @@ class AngleVQC(nn.Module):
     ``path`` says which path the current mode runs.
     """
 
-    SIMULATORS = ("fast", "pennylane")
+    SIMULATORS = ("fast", "pennylane", "lightning")
 
     def __init__(self, input_shape, n_classes: int, n_qubits: int = 8, n_layers: int = 4,
                  output_scale: float = 1.0, simulator: str = "fast"):
@@ -111,9 +112,12 @@ class AngleVQC(nn.Module):
         self.register_buffer("feature_low", torch.zeros(n_qubits))
         self.register_buffer("feature_high", torch.ones(n_qubits))
 
-        device = qml.device("default.qubit", wires=n_qubits)
+        if simulator == "lightning":
+            device, diff_method = qml.device("lightning.qubit", wires=n_qubits), "adjoint"
+        else:
+            device, diff_method = qml.device("default.qubit", wires=n_qubits), "backprop"
 
-        @qml.qnode(device, interface="torch", diff_method="backprop")
+        @qml.qnode(device, interface="torch", diff_method=diff_method)
         def circuit(inputs, weights):
             qml.AngleEmbedding(inputs, wires=range(n_qubits), rotation="X")
             qml.StronglyEntanglingLayers(weights, wires=range(n_qubits))
@@ -149,9 +153,9 @@ class AngleVQC(nn.Module):
 
     @property
     def path(self) -> str:
-        """The simulation the current mode runs: 'pennylane', 'statevector' or 'unitary'."""
-        if self.simulator == "pennylane":
-            return "pennylane"
+        """The simulation the current mode runs: 'pennylane', 'lightning', 'statevector' or 'unitary'."""
+        if self.simulator != "fast":
+            return self.simulator
         if self.training or self.n_qubits > MAX_UNITARY_QUBITS:
             return "statevector"
         return "unitary"
@@ -176,7 +180,7 @@ class AngleVQC(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         angles = self.angles(x)
         path = self.path
-        if path == "pennylane":
+        if path in ("pennylane", "lightning"):
             expectations = self.quantum(angles)
         elif path == "statevector":
             expectations = quantum.statevector_expectations(angles, self.quantum.weights, self.z_signs)

@@ -53,6 +53,70 @@ def load_test_split(cfg: dict, run: int, device) -> tuple[torch.Tensor, torch.Te
             torch.as_tensor(dataset.y[test_idx], device=device))
 
 
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # one process per core: small tensor ops scale better so than by threads
+
+
+def map_runs(cfg: dict, run_fn, log=print) -> list:
+    """``run_fn(cfg, run, seed)`` for every Monte Carlo run, in run order, on ``cfg['workers']``
+    processes (``auto``: one per CPU core on the CPU, one on a GPU). Each call returns
+    ``(result, message)``; the messages are logged in run order as the runs finish.
+
+    Runs are independent (own seed, split and checkpoints), so the results do not depend on
+    the number of processes beyond float round-off in multi-threaded reductions.
+    """
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    runs = list(enumerate(run_seeds(cfg["seed"], cfg["n_runs"])))
+    workers = cfg["workers"]
+    if workers == "auto":
+        workers = 1 if resolve_device(cfg).type == "cuda" else min(len(runs), os.cpu_count() or 1)
+    results = []
+    if workers == 1:
+        calls = (run_fn(cfg, run, seed) for run, seed in runs)
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init)
+        calls = pool.map(run_fn, *zip(*[(cfg, run, seed) for run, seed in runs]))
+    try:
+        for result, message in calls:
+            results.append(result)
+            log(message)
+    finally:
+        if workers != 1:
+            pool.shutdown(cancel_futures=True)
+    return results
+
+
+def _train_run(cfg: dict, run: int, seed: int):
+    out = Path(cfg["results_dir"])
+    device = resolve_device(cfg)
+    dataset = load_dataset(cfg["dataset"]["name"], cfg["dataset"]["classes"])
+    tr = cfg["training"]
+    history, models, lines = [], [], []
+    train_idx, test_idx = split_indices(dataset.y, cfg["dataset"]["test_fraction"], seed)
+    save_arrays(_split_path(out, run), train_idx=train_idx, test_idx=test_idx)
+    x_train, y_train, x_test, y_test = (torch.as_tensor(a, device=device) for a in (
+        dataset.X[train_idx], dataset.y[train_idx], dataset.X[test_idx], dataset.y[test_idx]))
+    for name, spec in cfg["models"].items():
+        torch.manual_seed(seed)  # fresh weights in every run, never shared between runs
+        model = build_model(spec, dataset.input_shape, dataset.n_classes).to(device)
+        start = time.perf_counter()
+        records = train_model(model, x_train, y_train, x_test, y_test, epochs=tr["epochs"],
+                              batch_size=tr["batch_size"], learning_rate=tr["learning_rate"], seed=seed)
+        seconds = time.perf_counter() - start
+        save_checkpoint(model, spec, dataset.input_shape, dataset.n_classes, checkpoint_path(out, name, run))
+        history += [{"model": name, "run": run, "seed": seed, **r} for r in records]
+        models.append({"model": name, "type": spec["type"], "run": run, "seed": seed,
+                       "parameters": count_parameters(model), "n_train": len(train_idx),
+                       "n_test": len(test_idx), "clean_accuracy": records[-1]["test_accuracy"],
+                       "train_seconds": round(seconds, 2)})
+        lines.append(f"run {run} (seed {seed}) {name:>6}: test accuracy {records[-1]['test_accuracy']:.3f} "
+                     f"after {tr['epochs']} epochs, {seconds:.1f} s")
+    return (history, models), "\n".join(lines)
+
+
 def train_stage(cfg: dict, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train every model of the config in every Monte Carlo run; save checkpoints and tables.
 
@@ -63,34 +127,28 @@ def train_stage(cfg: dict, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
     out = Path(cfg["results_dir"])
     out.mkdir(parents=True, exist_ok=True)
     write_text(resolved_yaml(cfg), out / "config.yaml")
-    device = resolve_device(cfg)
-    dataset = load_dataset(cfg["dataset"]["name"], cfg["dataset"]["classes"])
-    tr = cfg["training"]
-    history, models = [], []
-    for run, seed in enumerate(run_seeds(cfg["seed"], cfg["n_runs"])):
-        train_idx, test_idx = split_indices(dataset.y, cfg["dataset"]["test_fraction"], seed)
-        save_arrays(_split_path(out, run), train_idx=train_idx, test_idx=test_idx)
-        x_train, y_train, x_test, y_test = (torch.as_tensor(a, device=device) for a in (
-            dataset.X[train_idx], dataset.y[train_idx], dataset.X[test_idx], dataset.y[test_idx]))
-        for name, spec in cfg["models"].items():
-            torch.manual_seed(seed)  # fresh weights in every run, never shared between runs
-            model = build_model(spec, dataset.input_shape, dataset.n_classes).to(device)
-            start = time.perf_counter()
-            records = train_model(model, x_train, y_train, x_test, y_test, epochs=tr["epochs"],
-                                  batch_size=tr["batch_size"], learning_rate=tr["learning_rate"], seed=seed)
-            seconds = time.perf_counter() - start
-            save_checkpoint(model, spec, dataset.input_shape, dataset.n_classes, checkpoint_path(out, name, run))
-            history += [{"model": name, "run": run, "seed": seed, **r} for r in records]
-            models.append({"model": name, "type": spec["type"], "run": run, "seed": seed,
-                           "parameters": count_parameters(model), "n_train": len(train_idx),
-                           "n_test": len(test_idx), "clean_accuracy": records[-1]["test_accuracy"],
-                           "train_seconds": round(seconds, 2)})
-            log(f"run {run} (seed {seed}) {name:>6}: test accuracy {records[-1]['test_accuracy']:.3f} "
-                f"after {tr['epochs']} epochs, {seconds:.1f} s")
-    history, models = pd.DataFrame(history), pd.DataFrame(models)
+    results = map_runs(cfg, _train_run, log)
+    history = pd.DataFrame([row for h, _ in results for row in h])
+    models = pd.DataFrame([row for _, m in results for row in m])
     write_csv(history, out / "train_history.csv")
     write_csv(models, out / "models.csv")
     return history, models
+
+
+def _attack_run(cfg: dict, run: int, seed: int):
+    out = Path(cfg["results_dir"])
+    device = resolve_device(cfg)
+    at = cfg["attack"]
+    x_test, y_test = load_test_split(cfg, run, device)
+    keep = torch.as_tensor(stratified_subset(y_test.cpu().numpy(), at["n_test"], seed), device=device)
+    models = {name: load_checkpoint(checkpoint_path(out, name, run), device) for name in cfg["models"]}
+    start = time.perf_counter()
+    results = evaluate_models(models, x_test[keep], y_test[keep], at, seed)
+    tables = {key: [{"run": run, "seed": seed, **r} for r in records] for key, records in results.items()}
+    worst = [r for r in results["robustness"] if r["attack"] == WORST_CASE and r["epsilon"] == max(at["epsilons"])]
+    message = (f"run {run}: worst case at ε={max(at['epsilons']):g}: "
+               + ", ".join(f"{r['model']}={r['accuracy']:.2f}" for r in worst) + f" ({time.perf_counter() - start:.1f} s)")
+    return tables, message
 
 
 def attack_stage(cfg: dict, log=print) -> dict[str, pd.DataFrame]:
@@ -103,28 +161,65 @@ def attack_stage(cfg: dict, log=print) -> dict[str, pd.DataFrame]:
     budgets).
     """
     out = Path(cfg["results_dir"])
-    device = resolve_device(cfg)
-    at = cfg["attack"]
-    tables: dict[str, list[dict]] = {"robustness": [], "transfer": [], "large_epsilon": []}
-    for run, seed in enumerate(run_seeds(cfg["seed"], cfg["n_runs"])):
-        x_test, y_test = load_test_split(cfg, run, device)
-        keep = torch.as_tensor(stratified_subset(y_test.cpu().numpy(), at["n_test"], seed), device=device)
-        models = {name: load_checkpoint(checkpoint_path(out, name, run), device) for name in cfg["models"]}
-        start = time.perf_counter()
-        results = evaluate_models(models, x_test[keep], y_test[keep], at, seed)
-        for key, records in results.items():
-            tables[key] += [{"run": run, "seed": seed, **r} for r in records]
-        worst = [r for r in results["robustness"] if r["attack"] == WORST_CASE and r["epsilon"] == max(at["epsilons"])]
-        log(f"run {run}: worst case at ε={max(at['epsilons']):g}: "
-            + ", ".join(f"{r['model']}={r['accuracy']:.2f}" for r in worst) + f" ({time.perf_counter() - start:.1f} s)")
-    frames = {key: pd.DataFrame(records, columns=["run", "seed", *COLUMNS[key]]) for key, records in tables.items()}
+    results = map_runs(cfg, _attack_run, log)
+    frames = {key: pd.DataFrame([r for tables in results for r in tables[key]], columns=["run", "seed", *columns])
+              for key, columns in COLUMNS.items()}
     for key, frame in frames.items():
         write_csv(frame, out / f"{key}.csv")
     return frames
 
 
+def _interpret_run(cfg: dict, run: int, seed: int):
+    out = Path(cfg["results_dir"])
+    device = resolve_device(cfg)
+    it, at = cfg["interpret"], cfg["attack"]
+    rows, panel = [], {}
+    x_all, y_all = load_test_split(cfg, run, device)
+    keep = torch.as_tensor(stratified_subset(y_all.cpu().numpy(), it["n_images"], seed), device=device)
+    x, y = x_all[keep], y_all[keep]
+    k = max(1, int(round(it["top_k_fraction"] * x[0].numel())))
+    panel["x"], panel["y"] = x[: it["panel_images"]].cpu().numpy(), y[: it["panel_images"]].cpu().numpy()
+    for name in cfg["models"]:
+        model = load_checkpoint(checkpoint_path(out, name, run), device)
+        pgd = build_attack("pgd", at, seed=seed)
+        x_adv = pgd(model, x, y, it["epsilon"])
+        clean_correct = (predict(model, x) == y).cpu().numpy()
+        adv_correct = (predict(model, x_adv) == y).cpu().numpy()
+        panel[f"{name}__x_adv"] = x_adv[: it["panel_images"]].cpu().numpy()
+        for method in it["methods"]:
+            applies, reason = applicability(method, model)
+            base = {"model": name, "run": run, "seed": seed, "method": method, "applicable": applies,
+                    "note": reason, "epsilon": it["epsilon"]}
+            if not applies:
+                rows += [{**base, "image": i, "spearman": np.nan, "top_k_overlap": np.nan,
+                          "clean_correct": bool(clean_correct[i]), "adv_correct": bool(adv_correct[i])}
+                         for i in range(len(x))]
+                continue
+            params = dict(ig_steps=it["ig_steps"], smoothgrad_samples=it["smoothgrad_samples"],
+                          smoothgrad_stdev=it["smoothgrad_stdev"])
+            metric = dict(n_samples=it["metric_samples"], seed=seed)
+            maps, scores = {}, {}
+            for kind, inputs in (("clean", x), ("adv", x_adv)):
+                maps[kind] = attribute(method, model, inputs, y, seed=seed, **params)
+                scores[f"infidelity_{kind}"] = infidelity_score(
+                    model, inputs, maps[kind], y, stdev=it["infidelity_stdev"], **metric)
+                scores[f"sensitivity_{kind}"] = sensitivity_score(
+                    method, model, inputs, y, radius=it["sensitivity_radius"], **metric, **params)
+            clean_map, adv_map = maps["clean"], maps["adv"]
+            rho = rank_correlation(clean_map, adv_map)
+            overlap = top_k_overlap(clean_map, adv_map, k)
+            rows += [{**base, "image": i, "spearman": rho[i], "top_k_overlap": overlap[i],
+                      **{key: float(v[i]) for key, v in scores.items()},
+                      "clean_correct": bool(clean_correct[i]), "adv_correct": bool(adv_correct[i])}
+                     for i in range(len(x))]
+            panel[f"{name}__{method}__clean"] = clean_map[: it["panel_images"]].cpu().numpy()
+            panel[f"{name}__{method}__adv"] = adv_map[: it["panel_images"]].cpu().numpy()
+    message = f"run {run}: attributions for {len(cfg['models'])} models x {len(it['methods'])} methods on {len(x)} images"
+    return (rows, panel if run == 0 else None), message
+
+
 def interpret_stage(cfg: dict, log=print) -> pd.DataFrame:
-    """Attribution maps on clean and PGD-attacked test images, and how much they change.
+    """Explain held-out images of every model, clean and attacked, with every method.
 
     For each run the same ``n_images`` test images are explained for every model, clean and
     after PGD at ``interpret.epsilon`` crafted against that model, for the true class.
@@ -134,54 +229,9 @@ def interpret_stage(cfg: dict, log=print) -> pd.DataFrame:
     ``attribution_stability.csv``. The maps of run 0 go to ``attribution_maps.npz``.
     """
     out = Path(cfg["results_dir"])
-    device = resolve_device(cfg)
-    it, at = cfg["interpret"], cfg["attack"]
-    rows, panel = [], {}
-    for run, seed in enumerate(run_seeds(cfg["seed"], cfg["n_runs"])):
-        x_all, y_all = load_test_split(cfg, run, device)
-        keep = torch.as_tensor(stratified_subset(y_all.cpu().numpy(), it["n_images"], seed), device=device)
-        x, y = x_all[keep], y_all[keep]
-        k = max(1, int(round(it["top_k_fraction"] * x[0].numel())))
-        if run == 0:
-            panel["x"], panel["y"] = x[: it["panel_images"]].cpu().numpy(), y[: it["panel_images"]].cpu().numpy()
-        for name in cfg["models"]:
-            model = load_checkpoint(checkpoint_path(out, name, run), device)
-            pgd = build_attack("pgd", at, seed=seed)
-            x_adv = pgd(model, x, y, it["epsilon"])
-            clean_correct = (predict(model, x) == y).cpu().numpy()
-            adv_correct = (predict(model, x_adv) == y).cpu().numpy()
-            if run == 0:
-                panel[f"{name}__x_adv"] = x_adv[: it["panel_images"]].cpu().numpy()
-            for method in it["methods"]:
-                applies, reason = applicability(method, model)
-                base = {"model": name, "run": run, "seed": seed, "method": method, "applicable": applies,
-                        "note": reason, "epsilon": it["epsilon"]}
-                if not applies:
-                    rows += [{**base, "image": i, "spearman": np.nan, "top_k_overlap": np.nan,
-                              "clean_correct": bool(clean_correct[i]), "adv_correct": bool(adv_correct[i])}
-                             for i in range(len(x))]
-                    continue
-                params = dict(ig_steps=it["ig_steps"], smoothgrad_samples=it["smoothgrad_samples"],
-                              smoothgrad_stdev=it["smoothgrad_stdev"])
-                metric = dict(n_samples=it["metric_samples"], seed=seed)
-                maps, scores = {}, {}
-                for kind, inputs in (("clean", x), ("adv", x_adv)):
-                    maps[kind] = attribute(method, model, inputs, y, seed=seed, **params)
-                    scores[f"infidelity_{kind}"] = infidelity_score(
-                        model, inputs, maps[kind], y, stdev=it["infidelity_stdev"], **metric)
-                    scores[f"sensitivity_{kind}"] = sensitivity_score(
-                        method, model, inputs, y, radius=it["sensitivity_radius"], **metric, **params)
-                clean_map, adv_map = maps["clean"], maps["adv"]
-                rho = rank_correlation(clean_map, adv_map)
-                overlap = top_k_overlap(clean_map, adv_map, k)
-                rows += [{**base, "image": i, "spearman": rho[i], "top_k_overlap": overlap[i],
-                          **{key: float(v[i]) for key, v in scores.items()},
-                          "clean_correct": bool(clean_correct[i]), "adv_correct": bool(adv_correct[i])}
-                         for i in range(len(x))]
-                if run == 0:
-                    panel[f"{name}__{method}__clean"] = clean_map[: it["panel_images"]].cpu().numpy()
-                    panel[f"{name}__{method}__adv"] = adv_map[: it["panel_images"]].cpu().numpy()
-        log(f"run {run}: attributions for {len(cfg['models'])} models x {len(it['methods'])} methods on {len(x)} images")
+    results = map_runs(cfg, _interpret_run, log)
+    rows = [row for run_rows, _ in results for row in run_rows]
+    panel = results[0][1]
     stability = pd.DataFrame(rows)
     write_csv(stability, out / "attribution_stability.csv")
     save_arrays(out / "attribution_maps.npz", **panel)

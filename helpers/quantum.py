@@ -122,14 +122,21 @@ def simulate_block(state: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     flat = weights.reshape(-1, 3).double()
     gates = qml.Rot.compute_matrix(flat[:, 0], flat[:, 1], flat[:, 2])  # (L*n, 2, 2)
     batch = len(state)
-    for step in _circuit_plan(n_qubits, n_layers):
-        if step[0] == "rot":
-            _, wire, row = step
+    for kind, *args in _device_plan(n_qubits, n_layers, state.device):
+        if kind == "rot":
+            wire, row = args
             psi = state.reshape(batch, 2 ** wire, 2, -1)
             state = torch.einsum("ij,bajc->baic", gates[row], psi).reshape(batch, -1)
         else:
-            state = state[:, torch.as_tensor(step[1], device=state.device)]
+            state = state[:, args[0]]
     return state
+
+
+@lru_cache(maxsize=None)
+def _device_plan(n_qubits: int, n_layers: int, device: torch.device) -> tuple:
+    """``_circuit_plan`` with the permutations as index tensors on ``device``."""
+    return tuple(step if step[0] == "rot" else ("perm", torch.as_tensor(step[1], device=device))
+                 for step in _circuit_plan(n_qubits, n_layers))
 
 
 def statevector_expectations(angles: torch.Tensor, weights: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:

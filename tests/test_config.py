@@ -38,6 +38,13 @@ def test_defaults_fill_missing_keys(tmp_path):
     ({"models": {"x": {"type": "resnet"}}}, "models.x.type 'resnet' is unknown"),
     ({"interpret": {"methods": ["lime"]}}, "interpret.methods entry 'lime' is unknown"),
     ({"device": "tpu"}, "device 'tpu' is unknown"),
+    ({"workers": 0}, "workers must be 'auto'"),
+    ({"models": {"q": {"type": "vqc", "n_qubits": 4, "simulator": "qiskit"}}}, "models.q.simulator 'qiskit' is unknown"),
+    ({"dataset": {"classes": [0, 1]}, "attack": {"methods": ["apgd_dlr"]}}, "apgd_dlr needs at least 3 classes"),
+    ({"attack": {"methods": ["pgd"], "transfer_from": "square"}}, "attack.transfer_from must be null or one of"),
+    ({"attack": {"masking_epsilons": [2.0]}}, r"attack.masking_epsilons must be a list of values in \(0, 1\]"),
+    ({"attack": {"square_queries": 0}}, "attack.square_queries must be an integer >= 1"),
+    ({"interpret": {"metric_samples": 0}}, "interpret.metric_samples must be an integer >= 1"),
 ])
 def test_bad_configs_name_the_key(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message):
