@@ -16,11 +16,12 @@ import yaml
 from .artifacts import project_root
 from .attacks import ATTACKS
 from .attribution import METHODS
-from .data import DATASETS, available_classes
-from .models import MAX_QUBITS, MODELS
+from .data import DATASETS, available_classes, configured_dataset, dataset_options
+from .models import MAX_QUBITS, MODELS, build_model
+from .quantum import SIMULATORS
 
 DEFAULTS: dict = {
-    "dataset": {"name": "digits", "classes": [0, 1, 2, 3], "test_fraction": 0.25},
+    "dataset": {"name": "digits", "classes": [0, 1, 2, 3], "test_fraction": 0.25, "options": {}},
     "n_runs": 10,
     "seed": 2026,
     "device": "auto",
@@ -59,6 +60,8 @@ DEFAULTS: dict = {
         "infidelity_stdev": 0.05,
         "sensitivity_radius": 0.02,
     },
+    # A published result to set beside ours: {source, attack, epsilon, accuracy: {model: value}}.
+    "report": {"reference": None},
 }
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -74,8 +77,8 @@ def _merge(defaults: dict, given: dict, prefix: str = "") -> dict:
         name = f"{prefix}{key}"
         if key not in defaults:
             raise ConfigError(f"unknown config key {name!r}; allowed: {sorted(defaults)}")
-        # `models` is a free mapping of names to specs: replace it whole.
-        if isinstance(defaults[key], dict) and key != "models":
+        # `models` and `dataset.options` are free mappings (checked in `validate`): replaced whole.
+        if isinstance(defaults[key], dict) and name not in ("models", "dataset.options"):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {name!r} must be a mapping, got {value!r}")
             merged[key] = _merge(defaults[key], value, prefix=f"{name}.")
@@ -110,6 +113,15 @@ def validate(cfg: dict) -> dict:
            f"dataset.classes {sorted(set(classes) - set(labels))} not in {ds['name']!r}; allowed: {list(labels)}")
     _check(_is_real(ds["test_fraction"]) and 0 < ds["test_fraction"] < 1,
            f"dataset.test_fraction must be in (0, 1), got {ds['test_fraction']!r}")
+    options = ds["options"]
+    _check(isinstance(options, dict), f"dataset.options must be a mapping, got {options!r}")
+    for key in options:
+        _check(key in dataset_options(ds["name"]),
+               f"dataset.options.{key} is unknown for {ds['name']!r}; allowed: {dataset_options(ds['name'])}")
+    try:
+        dataset = configured_dataset(ds)
+    except ValueError as error:
+        raise ConfigError(f"dataset.options: {error}") from None
 
     _check(_is_int(cfg["n_runs"]) and cfg["n_runs"] >= 1, f"n_runs must be an integer >= 1, got {cfg['n_runs']!r}")
     _check(_is_int(cfg["seed"]) and cfg["seed"] >= 0, f"seed must be an integer >= 0, got {cfg['seed']!r}")
@@ -135,16 +147,20 @@ def validate(cfg: dict) -> dict:
         for key in spec:
             _check(key == "type" or key in allowed,
                    f"models.{name}.{key} is unknown for type {spec['type']!r}; allowed: {allowed}")
-        if spec["type"] == "vqc":
+        if "n_qubits" in params:  # a model with a quantum circuit
             nq = spec.get("n_qubits", params["n_qubits"].default)
             _check(_is_int(nq) and 1 <= nq <= MAX_QUBITS,
                    f"models.{name}.n_qubits must be an integer in 1..{MAX_QUBITS} (statevector memory), got {nq!r}")
-            _check(n_classes <= nq, f"models.{name}.n_qubits ({nq}) must be >= the number of classes ({n_classes})")
             nl = spec.get("n_layers", params["n_layers"].default)
             _check(_is_int(nl) and nl >= 1, f"models.{name}.n_layers must be an integer >= 1, got {nl!r}")
             sim = spec.get("simulator", params["simulator"].default)
-            simulators = MODELS["vqc"].SIMULATORS
-            _check(sim in simulators, f"models.{name}.simulator {sim!r} is unknown; allowed: {list(simulators)}")
+            _check(sim in SIMULATORS, f"models.{name}.simulator {sim!r} is unknown; allowed: {list(SIMULATORS)}")
+        if spec["type"] == "vqc":
+            _check(n_classes <= nq, f"models.{name}.n_qubits ({nq}) must be >= the number of classes ({n_classes})")
+        try:  # anything else the constructor refuses, before any work starts
+            build_model(spec, dataset.input_shape, n_classes)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"models.{name}: {error}") from None
 
     at = cfg["attack"]
     eps = at["epsilons"]
@@ -181,6 +197,16 @@ def validate(cfg: dict) -> dict:
     _check(_is_int(it["metric_samples"]) and it["metric_samples"] >= 1, "interpret.metric_samples must be an integer >= 1")
     for key in ("infidelity_stdev", "sensitivity_radius"):
         _check(_is_real(it[key]) and it[key] > 0, f"interpret.{key} must be > 0, got {it[key]!r}")
+    ref = cfg["report"]["reference"]
+    if ref is not None:
+        keys = ["source", "attack", "epsilon", "accuracy"]
+        _check(isinstance(ref, dict) and sorted(ref) == sorted(keys),
+               f"report.reference must be null or a mapping with exactly the keys {keys}, got {ref!r}")
+        _check(ref["attack"] in at["methods"], f"report.reference.attack {ref['attack']!r} is not in attack.methods {at['methods']}")
+        _check(ref["epsilon"] in eps, f"report.reference.epsilon {ref['epsilon']!r} is not in attack.epsilons {eps}")
+        _check(isinstance(ref["accuracy"], dict) and ref["accuracy"] and set(ref["accuracy"]) <= set(models)
+               and all(_is_real(v) and 0 <= v <= 1 for v in ref["accuracy"].values()),
+               f"report.reference.accuracy must map model names of `models` to accuracies in [0, 1], got {ref['accuracy']!r}")
     return cfg
 
 

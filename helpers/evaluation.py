@@ -18,6 +18,7 @@ COLUMNS = {
     "robustness": ["model", "attack", "epsilon", "accuracy", "n", "n_correct", "linf"],
     "transfer": ["source", "target", "epsilon", "accuracy", "n"],
     "large_epsilon": ["model", "epsilon", "accuracy", "n"],
+    "by_class": ["model", "attack", "epsilon", "label", "accuracy", "n"],
 }
 
 
@@ -33,10 +34,21 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
     - ``transfer``: source, target, epsilon, accuracy, n — examples crafted by
       ``attack_cfg["transfer_from"]`` on ``source`` and classified by ``target`` (the
       diagonal is the white-box attack);
-    - ``large_epsilon``: model, epsilon, accuracy, n — PGD at ``masking_epsilons``.
+    - ``large_epsilon``: model, epsilon, accuracy, n — PGD at ``masking_epsilons``;
+    - ``by_class``: model, attack, epsilon, label, accuracy, n — the robust accuracy of each
+      class (worst case included): a model that never flips one class scores that class's
+      share of the test set without being robust.
     """
     at = attack_cfg
-    robustness, transfer, large = [], [], []
+    robustness, transfer, large, by_class = [], [], [], []
+    labels = y.cpu().numpy()
+
+    def per_class(name, attack_name, epsilon, correct):
+        for label in np.unique(labels):
+            hits = correct[labels == label]
+            by_class.append({"model": name, "attack": attack_name, "epsilon": epsilon, "label": int(label),
+                             "accuracy": float(hits.mean()), "n": len(hits)})
+
     crafted: dict[tuple[str, float], torch.Tensor] = {}
     for name, model in models.items():
         correct_by_eps: dict[float, list[np.ndarray]] = {}
@@ -49,6 +61,7 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
                                    "accuracy": result["accuracy"], "n": result["n"],
                                    "n_correct": result["n_correct"], "linf": result["linf"]})
                 correct_by_eps.setdefault(epsilon, []).append(result["correct"])
+                per_class(name, attack_name, epsilon, result["correct"])
                 linf_by_eps[epsilon] = max(linf_by_eps.get(epsilon, 0.0), result["linf"])
                 if attack_name == at["transfer_from"]:
                     crafted[(name, epsilon)] = result["x_adv"]
@@ -57,6 +70,7 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
             robustness.append({"model": name, "attack": WORST_CASE, "epsilon": epsilon,
                                "accuracy": float(survived.mean()), "n": len(survived),
                                "n_correct": int(survived.sum()), "linf": linf_by_eps[epsilon]})
+            per_class(name, WORST_CASE, epsilon, survived)
         pgd = build_attack("pgd", at, seed=seed)
         for epsilon in map(float, at["masking_epsilons"]):
             result = evaluate_attack(model, pgd, x, y, epsilon)
@@ -66,4 +80,4 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
             hits = (predict(model, x_adv) == y).cpu().numpy()
             transfer.append({"source": source, "target": target, "epsilon": epsilon,
                              "accuracy": float(hits.mean()), "n": len(hits)})
-    return {"robustness": robustness, "transfer": transfer, "large_epsilon": large}
+    return {"robustness": robustness, "transfer": transfer, "large_epsilon": large, "by_class": by_class}

@@ -16,9 +16,6 @@ from . import quantum
 # A statevector of n qubits holds 2**n complex amplitudes per sample; 20 qubits at batch 32
 # in complex128 is already 0.5 GiB before autograd keeps intermediate states.
 MAX_QUBITS = 20
-# In evaluation the trained block of the circuit is one dense 2**n x 2**n unitary:
-# at 12 qubits that is 256 MiB of complex128; above it, evaluation stays on PennyLane.
-MAX_UNITARY_QUBITS = 12
 
 
 class MLP(nn.Module):
@@ -75,28 +72,16 @@ class AngleVQC(nn.Module):
     Every step is differentiable, so gradients reach the pixels and the model is attacked in
     the same pixel space as the classical ones.
 
-    ``simulator="pennylane"`` runs ``qml.qnn.TorchLayer`` on ``default.qubit`` with
-    backpropagation (the reference); ``simulator="lightning"`` runs it on ``lightning.qubit``
-    with adjoint differentiation (slower here: see ``make bench``). ``simulator="fast"`` (default) computes the same numbers
-    (to float64 round-off) with ``helpers.quantum``:
-
-    - training mode: the ``statevector`` path, PennyLane's gates applied to a batched state
-      tensor, so gradients reach the weights and the pixels;
-    - eval mode (attacks, attributions, accuracy): the weights are frozen, so the trained
-      block is one fixed unitary, built once per set of weights, and the
-      forward pass is the angle-encoded product state times that matrix (the ``unitary``
-      path). Above ``MAX_UNITARY_QUBITS`` the eval mode stays on the statevector path.
-
-    ``path`` says which path the current mode runs.
+    ``simulator`` picks the simulation of the circuit (``quantum.QuantumLayer``): ``fast``
+    (default; a statevector path in training, the frozen block as one unitary in eval),
+    ``pennylane`` (``qml.qnn.TorchLayer`` on ``default.qubit``, the reference) or
+    ``lightning`` (``lightning.qubit``, adjoint); all give the same numbers. ``path`` says
+    which simulation the current mode runs.
     """
-
-    SIMULATORS = ("fast", "pennylane", "lightning")
 
     def __init__(self, input_shape, n_classes: int, n_qubits: int = 8, n_layers: int = 4,
                  output_scale: float = 1.0, simulator: str = "fast"):
         super().__init__()
-        import pennylane as qml
-
         n_pixels = int(np.prod(input_shape))
         if not 1 <= n_qubits <= MAX_QUBITS:
             raise ValueError(f"n_qubits must be in 1..{MAX_QUBITS}, got {n_qubits}")
@@ -104,29 +89,12 @@ class AngleVQC(nn.Module):
             raise ValueError(f"n_classes ({n_classes}) must not exceed n_qubits ({n_qubits}): one <Z> per class")
         if n_qubits > n_pixels:
             raise ValueError(f"n_qubits ({n_qubits}) must not exceed the number of pixels ({n_pixels})")
-        if simulator not in self.SIMULATORS:
-            raise ValueError(f"simulator must be one of {self.SIMULATORS}, got {simulator!r}")
-        self.n_qubits, self.n_layers, self.n_classes, self.simulator = n_qubits, n_layers, n_classes, simulator
+        self.n_qubits, self.n_layers, self.n_classes = n_qubits, n_layers, n_classes
         self.register_buffer("pca_mean", torch.zeros(n_pixels))
         self.register_buffer("pca_components", torch.zeros(n_qubits, n_pixels))
         self.register_buffer("feature_low", torch.zeros(n_qubits))
         self.register_buffer("feature_high", torch.ones(n_qubits))
-
-        if simulator == "lightning":
-            device, diff_method = qml.device("lightning.qubit", wires=n_qubits), "adjoint"
-        else:
-            device, diff_method = qml.device("default.qubit", wires=n_qubits), "backprop"
-
-        @qml.qnode(device, interface="torch", diff_method=diff_method)
-        def circuit(inputs, weights):
-            qml.AngleEmbedding(inputs, wires=range(n_qubits), rotation="X")
-            qml.StronglyEntanglingLayers(weights, wires=range(n_qubits))
-            return [qml.expval(qml.PauliZ(w)) for w in range(n_classes)]
-
-        self.circuit = circuit
-        self._readout_cache: tuple | None = None
-        self.register_buffer("z_signs", quantum.z_signs(n_qubits, n_classes), persistent=False)
-        self.quantum = qml.qnn.TorchLayer(circuit, {"weights": (n_layers, n_qubits, 3)})
+        self.quantum = quantum.QuantumLayer(n_qubits, n_layers, n_classes, simulator)
         # <Z> lies in [-1, 1]: without a trainable scale the logit margins stay small.
         self.output_scale = nn.Parameter(torch.tensor(float(output_scale)))
 
@@ -153,43 +121,88 @@ class AngleVQC(nn.Module):
 
     @property
     def path(self) -> str:
-        """The simulation the current mode runs: 'pennylane', 'lightning', 'statevector' or 'unitary'."""
-        if self.simulator != "fast":
-            return self.simulator
-        if self.training or self.n_qubits > MAX_UNITARY_QUBITS:
-            return "statevector"
-        return "unitary"
-
-    def block_unitary(self) -> torch.Tensor:
-        """The trainable block's unitary (2**n, 2**n) for the current weights: the
-        statevector simulation of every basis state (equal to ``qml.matrix`` of the template,
-        which a test checks, and milliseconds instead of seconds at 8+ qubits)."""
-        weights = self.quantum.weights.detach()
-        with torch.no_grad():
-            basis = torch.eye(2 ** self.n_qubits, dtype=torch.complex128, device=weights.device)
-            return quantum.simulate_block(basis, weights).T
-
-    def _frozen_readout(self) -> torch.Tensor:
-        """``quantum.readout_matrix`` of the current weights, rebuilt only when they change."""
-        weights = self.quantum.weights
-        key = (weights.data_ptr(), weights._version, weights.device)
-        if self._readout_cache is None or self._readout_cache[0] != key:
-            self._readout_cache = (key, quantum.readout_matrix(self.block_unitary()))
-        return self._readout_cache[1]
+        return self.quantum.path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        angles = self.angles(x)
-        path = self.path
-        if path in ("pennylane", "lightning"):
-            expectations = self.quantum(angles)
-        elif path == "statevector":
-            expectations = quantum.statevector_expectations(angles, self.quantum.weights, self.z_signs)
+        return self.output_scale * self.quantum(self.angles(x)).to(x.dtype)
+
+
+def _seed_backbone() -> nn.Sequential:
+    """The earlier study's convolutional backbone: Conv(1->16, 3x3) -> ReLU -> AvgPool(2) ->
+    Conv(16->32, 3x3) -> ReLU -> AvgPool(2) -> flatten (128 features for 8x8 images)."""
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten())
+
+
+def _backbone_width(input_shape) -> int:
+    _, height, width = input_shape
+    if height < 4 or width < 4:
+        raise ValueError(f"the seed backbone pools twice by 2: images must be at least 4x4, got {height}x{width}")
+    return 32 * (height // 4) * (width // 4)
+
+
+class SeedCNN(nn.Module):
+    """The earlier study's classical CNN (``configs/seed.yaml``): the seed backbone ->
+    Linear 128->16 -> ReLU -> Linear 16->8 -> ReLU -> Linear 8->classes (7,018 parameters for
+    8x8 images and 2 classes)."""
+
+    def __init__(self, input_shape, n_classes: int):
+        super().__init__()
+        self.features = _seed_backbone()
+        self.head = nn.Sequential(nn.Linear(_backbone_width(input_shape), 16), nn.ReLU(),
+                                  nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, n_classes))
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.features[3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class SeedHybrid(nn.Module):
+    """The earlier study's hybrid model (``configs/seed.yaml``) and its quantum-free control.
+
+    Its own seed backbone -> Linear 128->``n_qubits`` -> tanh -> ``head`` -> Linear
+    ``n_readout``->classes. ``head="quantum"``: the tanh outputs are the angles of
+    ``AngleEmbedding`` (X rotations) -> ``StronglyEntanglingLayers`` (``n_layers``) -> <Z> on
+    the first ``n_readout`` wires (``quantum.QuantumLayer``; 4 qubits, 2 layers: 24 quantum
+    weights). ``head="classical"``: the circuit replaced by Linear ``n_qubits``->``n_readout``
+    and tanh, the same width and the same bounded output range, so that the effect of the
+    bottleneck separates from the effect of the circuit.
+    """
+
+    HEADS = ("quantum", "classical")
+
+    def __init__(self, input_shape, n_classes: int, head: str = "quantum", n_qubits: int = 4, n_layers: int = 2,
+                 n_readout: int = 2, simulator: str = "fast"):
+        super().__init__()
+        if head not in self.HEADS:
+            raise ValueError(f"head must be one of {self.HEADS}, got {head!r}")
+        self.features = _seed_backbone()
+        self.bottleneck = nn.Linear(_backbone_width(input_shape), n_qubits)
+        if head == "quantum":
+            self.quantum = quantum.QuantumLayer(n_qubits, n_layers, n_readout, simulator)
         else:
-            expectations = quantum.unitary_expectations(angles, self._frozen_readout(), self.z_signs.repeat(2, 1))
-        return self.output_scale * expectations.to(x.dtype)
+            if not 1 <= n_readout <= n_qubits:
+                raise ValueError(f"n_readout ({n_readout}) must be 1..n_qubits ({n_qubits})")
+            self.classical = nn.Linear(n_qubits, n_readout)
+        self.output = nn.Linear(n_readout, n_classes)
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.features[3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        angles = torch.tanh(self.bottleneck(self.features(x)))
+        if hasattr(self, "quantum"):
+            readout = self.quantum(angles).to(x.dtype)
+        else:
+            readout = torch.tanh(self.classical(angles))
+        return self.output(readout)
 
 
-MODELS = {"mlp": MLP, "cnn": CNN, "vqc": AngleVQC}
+MODELS = {"mlp": MLP, "cnn": CNN, "vqc": AngleVQC, "seed_cnn": SeedCNN, "seed_hybrid": SeedHybrid}
 
 
 def build_model(spec: dict, input_shape, n_classes: int) -> nn.Module:

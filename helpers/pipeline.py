@@ -17,7 +17,7 @@ from .attacks import build_attack, predict
 from .attribution import (applicability, attribute, infidelity_score, rank_correlation, sensitivity_score,
                           top_k_overlap)
 from .config import resolve_device, resolved_yaml
-from .data import load_dataset, run_seeds, split_indices
+from .data import configured_dataset, run_seeds, split_indices
 from .evaluation import COLUMNS, WORST_CASE, evaluate_models
 from .models import build_model, count_parameters
 from .training import train_model
@@ -47,7 +47,7 @@ def load_test_split(cfg: dict, run: int, device) -> tuple[torch.Tensor, torch.Te
     path = _split_path(cfg["results_dir"], run)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run the train stage (make train) first")
-    dataset = load_dataset(cfg["dataset"]["name"], cfg["dataset"]["classes"])
+    dataset = configured_dataset(cfg["dataset"])
     test_idx = np.load(path)["test_idx"]
     return (torch.as_tensor(dataset.X[test_idx], device=device),
             torch.as_tensor(dataset.y[test_idx], device=device))
@@ -92,7 +92,7 @@ def map_runs(cfg: dict, run_fn, log=print) -> list:
 def _train_run(cfg: dict, run: int, seed: int):
     out = Path(cfg["results_dir"])
     device = resolve_device(cfg)
-    dataset = load_dataset(cfg["dataset"]["name"], cfg["dataset"]["classes"])
+    dataset = configured_dataset(cfg["dataset"])
     tr = cfg["training"]
     history, models, lines = [], [], []
     train_idx, test_idx = split_indices(dataset.y, cfg["dataset"]["test_fraction"], seed)
@@ -154,11 +154,11 @@ def _attack_run(cfg: dict, run: int, seed: int):
 def attack_stage(cfg: dict, log=print) -> dict[str, pd.DataFrame]:
     """Attack every model of every run on its held-out test split (``evaluation.evaluate_models``).
 
-    Returns and writes three tidy tables, each with ``run`` and ``seed`` columns:
+    Returns and writes four tidy tables, each with ``run`` and ``seed`` columns:
     ``robustness`` (robustness.csv: model, attack, epsilon, accuracy, n, n_correct, linf,
     including the per-sample ``worst_case``), ``transfer`` (transfer.csv: source, target,
-    epsilon, accuracy, n) and ``large_epsilon`` (large_epsilon.csv: PGD at the masking
-    budgets).
+    epsilon, accuracy, n), ``large_epsilon`` (large_epsilon.csv: PGD at the masking
+    budgets) and ``by_class`` (by_class.csv: the accuracy of each class).
     """
     out = Path(cfg["results_dir"])
     results = map_runs(cfg, _attack_run, log)

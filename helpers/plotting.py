@@ -50,9 +50,10 @@ ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "pgd_restarts": "PGD, restarts", 
                  "worst_case": "Worst case over all attacks"}
 
 
-def plot_robustness_curves(robustness: pd.DataFrame, models, attacks=None) -> plt.Figure:
+def plot_robustness_curves(robustness: pd.DataFrame, models, attacks=None, reference: dict | None = None) -> plt.Figure:
     """Accuracy vs epsilon, one panel per attack (default: all in the table): mean over runs
-    with a 95% t-interval band."""
+    with a 95% t-interval band. ``reference`` (a config's ``report.reference``) marks the
+    published accuracies as stars on its attack's panel."""
     colors = model_colors(models)
     present = list(dict.fromkeys(robustness["attack"]))
     attacks = [a for a in (attacks or present) if a in present]
@@ -61,6 +62,11 @@ def plot_robustness_curves(robustness: pd.DataFrame, models, attacks=None) -> pl
         for model in models:
             r = robustness[(robustness["attack"] == attack) & (robustness["model"] == model)]
             _band(ax, summarize_runs(r, ["epsilon"], "accuracy", bounds=ACCURACY_BOUNDS), "epsilon", colors[model], model)
+        if reference and reference["attack"] == attack:
+            for model, value in reference["accuracy"].items():
+                ax.plot(reference["epsilon"], value, "*", ms=14, mec="black", color=colors.get(model, "grey"),
+                        label=f"{model}, published")
+            ax.legend(fontsize=7)
         ax.set(xlabel="ε (L∞ budget, pixel range [0, 1])", title=ATTACK_LABELS.get(attack, attack), ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("robust accuracy on the test split")

@@ -17,7 +17,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import pennylane as qml
 import torch
+
+SIMULATORS = ("fast", "pennylane", "lightning")
+# In evaluation the trained block is one dense 2**n x 2**n unitary: at 12 qubits that is
+# 256 MiB of complex128; above it, evaluation stays on the statevector path.
+MAX_UNITARY_QUBITS = 12
 
 
 def basis_bits(n_qubits: int, wires) -> torch.Tensor:
@@ -70,7 +76,6 @@ def _circuit_plan(n_qubits: int, n_layers: int) -> tuple:
     (``new[k] = old[source[k]]``).
     """
     import numpy as np
-    import pennylane as qml
 
     numbered = np.arange(n_layers * n_qubits * 3, dtype=float).reshape(n_layers, n_qubits, 3)
     ops = qml.StronglyEntanglingLayers.compute_decomposition(
@@ -100,7 +105,6 @@ def _permutation(op, n_qubits: int):
     """Source index of every basis state under the parameter-free gate ``op`` (a permutation
     matrix on its own wires, from ``qml.matrix``), as a numpy array over all 2**n states."""
     import numpy as np
-    import pennylane as qml
 
     local = np.real(qml.matrix(op))
     if not (np.allclose(np.sort(local, axis=1)[:, :-1], 0) and np.allclose(local.max(1), 1)):
@@ -116,8 +120,6 @@ def _permutation(op, n_qubits: int):
 
 def simulate_block(state: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Apply ``StronglyEntanglingLayers(weights)`` (L, n, 3) to states (B, 2**n) complex128."""
-    import pennylane as qml
-
     n_layers, n_qubits, _ = weights.shape
     flat = weights.reshape(-1, 3).double()
     gates = qml.Rot.compute_matrix(flat[:, 0], flat[:, 1], flat[:, 2])  # (L*n, 2, 2)
@@ -159,3 +161,72 @@ def unitary_expectations(angles: torch.Tensor, readout: torch.Tensor, signs: tor
     ``signs`` is ``z_signs`` stacked twice (2 * 2**n, n_readout), for the real and imaginary parts."""
     amplitudes = rx_product_magnitudes(angles) @ readout
     return (amplitudes * amplitudes) @ signs
+
+
+class QuantumLayer(qml.qnn.TorchLayer):
+    """Angles (B, n_qubits) -> ``AngleEmbedding`` (RX) -> ``StronglyEntanglingLayers`` with
+    trainable ``weights`` (n_layers, n_qubits, 3) -> <Z> on the first ``n_readout`` wires
+    (B, n_readout), float64.
+
+    A ``qml.qnn.TorchLayer`` (same weights, same initialisation), so ``simulator="pennylane"``
+    runs the reference circuit on ``default.qubit`` with backpropagation and
+    ``simulator="lightning"`` on ``lightning.qubit`` with adjoint differentiation.
+    ``simulator="fast"`` computes the same numbers (to float64 round-off) with the
+    ``statevector`` path in training mode and the ``unitary`` path in eval mode (frozen
+    weights; above ``MAX_UNITARY_QUBITS`` eval stays on the statevector path). ``path`` says
+    which one the current mode runs.
+    """
+
+    def __init__(self, n_qubits: int, n_layers: int, n_readout: int, simulator: str = "fast"):
+        if simulator not in SIMULATORS:
+            raise ValueError(f"simulator must be one of {SIMULATORS}, got {simulator!r}")
+        if not 1 <= n_readout <= n_qubits:
+            raise ValueError(f"the readout ({n_readout} wires) must be 1..n_qubits ({n_qubits})")
+        if simulator == "lightning":
+            device, diff_method = qml.device("lightning.qubit", wires=n_qubits), "adjoint"
+        else:
+            device, diff_method = qml.device("default.qubit", wires=n_qubits), "backprop"
+
+        @qml.qnode(device, interface="torch", diff_method=diff_method)
+        def circuit(inputs, weights):
+            qml.AngleEmbedding(inputs, wires=range(n_qubits), rotation="X")
+            qml.StronglyEntanglingLayers(weights, wires=range(n_qubits))
+            return [qml.expval(qml.PauliZ(w)) for w in range(n_readout)]
+
+        super().__init__(circuit, {"weights": (n_layers, n_qubits, 3)})
+        self.n_qubits, self.n_layers, self.n_readout, self.simulator = n_qubits, n_layers, n_readout, simulator
+        self._readout_cache: tuple | None = None
+        self.register_buffer("z_signs", z_signs(n_qubits, n_readout), persistent=False)
+
+    @property
+    def path(self) -> str:
+        """The simulation the current mode runs: 'pennylane', 'lightning', 'statevector' or 'unitary'."""
+        if self.simulator != "fast":
+            return self.simulator
+        if self.training or self.n_qubits > MAX_UNITARY_QUBITS:
+            return "statevector"
+        return "unitary"
+
+    def block_unitary(self) -> torch.Tensor:
+        """The trainable block's unitary (2**n, 2**n) for the current weights: the
+        statevector simulation of every basis state (equal to ``qml.matrix`` of the template,
+        which a test checks, and milliseconds instead of seconds at 8+ qubits)."""
+        weights = self.weights.detach()
+        with torch.no_grad():
+            basis = torch.eye(2 ** self.n_qubits, dtype=torch.complex128, device=weights.device)
+            return simulate_block(basis, weights).T
+
+    def frozen_readout(self) -> torch.Tensor:
+        """``readout_matrix`` of the current weights, rebuilt only when they change."""
+        key = (self.weights.data_ptr(), self.weights._version, self.weights.device)
+        if self._readout_cache is None or self._readout_cache[0] != key:
+            self._readout_cache = (key, readout_matrix(self.block_unitary()))
+        return self._readout_cache[1]
+
+    def forward(self, angles: torch.Tensor) -> torch.Tensor:
+        path = self.path
+        if path == "statevector":
+            return statevector_expectations(angles, self.weights, self.z_signs)
+        if path == "unitary":
+            return unitary_expectations(angles, self.frozen_readout(), self.z_signs.repeat(2, 1))
+        return super().forward(angles)

@@ -94,15 +94,17 @@ def _ranking_paragraph(curves: pd.DataFrame, clean: pd.DataFrame, models) -> lis
 
 def write_summary(cfg: dict, models_df: pd.DataFrame, curves: pd.DataFrame, stability: pd.DataFrame,
                   checks: pd.DataFrame | None = None, paired: pd.DataFrame | None = None,
-                  auc: pd.DataFrame | None = None, faithfulness: pd.DataFrame | None = None) -> str:
+                  auc: pd.DataFrame | None = None, faithfulness: pd.DataFrame | None = None,
+                  reference: list[str] | None = None) -> str:
     """Markdown summary of one experiment.
 
     ``models_df``: per model and run (parameters, clean_accuracy); ``curves``: mean/CI of
     accuracy per model, attack and epsilon; ``stability``: mean/CI of the per-run Spearman
     correlation per model and method; optionally ``checks`` (``masking.masking_checks``),
     ``paired`` (``statistics.paired_tests``), ``auc`` (mean/CI of the robust AUC per model
-    and attack) and ``faithfulness`` (``summarize_attribution_stability`` of the infidelity and
-    sensitivity columns, stacked, with their ``metric``).
+    and attack), ``faithfulness`` (``summarize_attribution_stability`` of the infidelity and
+    sensitivity columns, stacked, with their ``metric``) and ``reference`` (the lines of
+    ``reference_section``).
     """
     models = list(cfg["models"])
     eps = sorted(curves["epsilon"].unique())
@@ -127,6 +129,8 @@ def write_summary(cfg: dict, models_df: pd.DataFrame, curves: pd.DataFrame, stab
         a = auc[auc["attack"] == worst].set_index("model").reindex(models)
         lines += [f"Area under the {worst.replace('_', ' ')} accuracy-vs-ε curve (normalised by the ε range; "
                   "1 = never fooled): " + ", ".join(f"`{m}` {_fmt(r)}" for m, r in a.iterrows()) + "."]
+    if reference:
+        lines += ["", "## Does the published result hold?", "", *reference]
     if checks is not None and not checks.empty:
         lines += ["", "## Gradient-masking checks", "", *masking_section(checks, models)]
     lines += ["", f"## Attribution stability under PGD at ε={cfg['interpret']['epsilon']:g}", "",
@@ -156,3 +160,78 @@ def faithfulness_section(faithfulness: pd.DataFrame, models) -> list[str]:
             "is in squared logit units: compare methods, and clean with attacked, within a model, not "
             "across models whose logits differ in scale.", "",
             markdown_table(pd.DataFrame(rows)), ""]
+
+
+def reference_section(reference: dict, curves: pd.DataFrame, robustness: pd.DataFrame, by_class: pd.DataFrame,
+                      large_epsilon: pd.DataFrame, checks: pd.DataFrame | None, models) -> list[str]:
+    """A published result beside ours (``report.reference`` of the config), then the same
+    comparison under every attack, per class, at the budget where the classes become
+    indistinguishable, and with the masking checks, so that the reader sees whether it holds.
+
+    ``curves``: mean/CI of accuracy per model, attack and epsilon; ``by_class``: mean/CI per
+    model, attack, epsilon and label; ``robustness`` and ``large_epsilon``: per-run tables.
+    """
+    from .statistics import paired_tests
+
+    attack, eps, published = reference["attack"], float(reference["epsilon"]), reference["accuracy"]
+    at = curves[curves["epsilon"] == eps]
+    attacks = [a for a in dict.fromkeys(at["attack"]) if a != attack]
+    table = []
+    for m in models:
+        row = {"model": m, f"published ({attack.upper()})": f"{published[m]:.3f}" if m in published else "—"}
+        for a in [attack, *attacks]:
+            row["ours: " + a.replace("_", " ")] = _fmt(at[(at["model"] == m) & (at["attack"] == a)].iloc[0])
+        table.append(row)
+    lines = [f"The published result ({reference['source']}): "
+             + ", ".join(f"`{m}` {v:.3f}" for m, v in published.items())
+             + f" mean accuracy under {attack.upper()} at ε={eps:g}. Ours, same setting, then every other attack "
+             "at the same ε (mean [95% CI] over runs):", "", markdown_table(pd.DataFrame(table)), ""]
+
+    def paired_at(a):
+        p = paired_tests(robustness, a, models)
+        return p[p["epsilon"] == eps]
+
+    for a in dict.fromkeys([attack, WORST_CASE]):
+        p = paired_at(a)
+        rows = [{"comparison": f"{r.model_a} − {r.model_b}",
+                 "mean difference [95% CI]": f"{r.mean_difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
+                 "Cohen's d_z": f"{r.cohens_dz:.2f}", "paired t-test p": f"{r.p_value:.2g}"} for r in p.itertuples()]
+        lines += [f"Paired across runs, {a.replace('_', ' ')} at ε={eps:g}:", "", markdown_table(pd.DataFrame(rows)), ""]
+
+    c = by_class[(by_class["epsilon"] == eps) & by_class["attack"].isin([attack, WORST_CASE])]
+    rows = [{"model": m, "attack": a.replace("_", " "),
+             **{f"class {int(r['label'])}": _fmt(r) for _, r in g.sort_values("label").iterrows()}}
+            for m in models for a in dict.fromkeys([attack, WORST_CASE])
+            for g in [c[(c["model"] == m) & (c["attack"] == a)]]]
+    lines += [f"Robust accuracy per class at ε={eps:g} (a model that never flips one class scores that class's "
+              "share of the test set without being robust):", "", markdown_table(pd.DataFrame(rows)), ""]
+    if not large_epsilon.empty:
+        smallest = large_epsilon["epsilon"].min()
+        means = large_epsilon[large_epsilon["epsilon"] == smallest].groupby("model")["accuracy"].mean().reindex(models)
+        lines += [f"PGD accuracy at ε={smallest:g}, where an honest attack can make any input look like the other "
+                  "class (well above 0 means the attack failed, not that the model is robust): "
+                  + ", ".join(f"`{m}` {v:.3f}" for m, v in means.items()) + "."]
+
+    # The verdict, computed: does the published ordering hold under the original attack, and under the worst case?
+    ranked = sorted(published, key=published.get, reverse=True)
+    verdict = []
+    for a in dict.fromkeys([attack, WORST_CASE]):
+        p = paired_at(a).set_index(["model_a", "model_b"])
+        for hi, lo in zip(ranked[:-1], ranked[1:]):
+            r, sign = (p.loc[(hi, lo)], 1) if (hi, lo) in p.index else (p.loc[(lo, hi)], -1)
+            low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
+            name = a.replace("_", " ")
+            if low > 0:
+                verdict.append(f"Under {name}, `{hi}` is more robust than `{lo}` at ε={eps:g} "
+                               f"(difference {sign * r['mean_difference']:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}]).")
+            elif high < 0:
+                verdict.append(f"Under {name}, `{hi}` is *less* robust than `{lo}` at ε={eps:g}, the published order "
+                               f"reversed (difference {sign * r['mean_difference']:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}]).")
+            else:
+                verdict.append(f"Under {name}, the runs do not separate `{hi}` from `{lo}` at ε={eps:g} "
+                               f"(difference {sign * r['mean_difference']:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}]).")
+    if checks is not None and not checks.empty:
+        flagged = sorted(set(checks.loc[checks["status"] == "FLAG", "model"]) & set(models))
+        verdict.append("Masking checks flag " + ", ".join(f"`{m}`" for m in flagged) + "." if flagged
+                       else "No model is flagged by the masking checks.")
+    return lines + ["", " ".join(verdict), ""]

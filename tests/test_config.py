@@ -10,7 +10,7 @@ def write(tmp_path, body: dict, name="exp.yaml"):
     return path
 
 
-@pytest.mark.parametrize("name", ["default", "smoke"])
+@pytest.mark.parametrize("name", ["default", "smoke", "seed"])
 def test_shipped_configs_are_valid(name):
     cfg = load_config(f"configs/{name}.yaml")
     assert cfg["experiment"] == name and cfg["results_dir"].endswith(f"results/{name}")

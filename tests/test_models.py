@@ -112,12 +112,12 @@ def test_fast_paths_equal_pennylane_outputs_and_gradients(n_qubits, n_layers, tr
 
 def test_frozen_readout_follows_the_weights():
     model = build_model({"type": "vqc", "n_qubits": 3, "n_layers": 1}, (1, 8, 8), 2).eval()
-    first = model._frozen_readout()
-    assert model._frozen_readout() is first  # built once per set of weights
+    first = model.quantum.frozen_readout()
+    assert model.quantum.frozen_readout() is first  # built once per set of weights
     with torch.no_grad():
         model.quantum.weights.add_(0.1)
-    assert not torch.allclose(model._frozen_readout(), first)
-    unitary = model.block_unitary()
+    assert not torch.allclose(model.quantum.frozen_readout(), first)
+    unitary = model.quantum.block_unitary()
     eye = torch.eye(8, dtype=torch.complex128)
     assert torch.allclose(unitary @ unitary.conj().T, eye, atol=1e-10)
 
@@ -131,7 +131,7 @@ def test_block_unitary_equals_pennylane_matrix_of_the_template(n_qubits, n_layer
         model.quantum.weights.uniform_(-math.pi, math.pi)
     weights = model.quantum.weights.detach().double()
     reference = qml.matrix(qml.StronglyEntanglingLayers(weights, wires=range(n_qubits)), wire_order=range(n_qubits))
-    assert torch.allclose(model.block_unitary(), reference, atol=1e-10)
+    assert torch.allclose(model.quantum.block_unitary(), reference, atol=1e-10)
 
 
 def test_unknown_simulator_is_refused():

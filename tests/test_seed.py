@@ -1,0 +1,132 @@
+"""The earlier study's setting (configs/seed.yaml): the plus/minus data set, its two models
+and the quantum-free control, and the report section that sets the published result beside ours."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from helpers.config import ConfigError, load_config
+from helpers.data import load_dataset, plus_minus
+from helpers.models import build_model, count_parameters
+
+
+def test_plus_minus_shapes_range_balance_and_reproducibility():
+    X, y = plus_minus()
+    assert X.shape == (400, 1, 8, 8) and X.dtype == np.float32 and y.shape == (400,)
+    assert X.min() >= 0 and X.max() <= 1
+    assert np.bincount(y).tolist() == [200, 200]
+    again, _ = plus_minus()
+    assert np.array_equal(X, again)
+    assert not np.array_equal(X, plus_minus(seed=43)[0])
+
+
+def test_plus_and_minus_differ_only_in_the_vertical_bar():
+    X, y = plus_minus(n_per_class=1, noise=0.0)
+    difference = X[0, 0] - X[1, 0]  # plus - minus
+    assert set(np.unique(difference)) == {0.0, 1.0}
+    rows, cols = np.nonzero(difference)
+    assert set(cols) == {3, 4} and set(rows) == {1, 2, 5, 6}  # the vertical bar outside the crossing
+    assert X[1, 0, 3:5, 1:7].min() == 1.0  # the minus: a 2-pixel bar with a 1-pixel margin
+
+
+def test_plus_minus_options_and_their_errors():
+    ds = load_dataset("plus_minus", [0, 1], size=16, n_per_class=5)
+    assert ds.X.shape == (10, 1, 16, 16) and ds.class_names == ("0", "1")
+    with pytest.raises(ValueError, match="has no options \\['colour'\\]"):
+        load_dataset("plus_minus", [0, 1], colour="red")
+    with pytest.raises(ValueError, match="size must be an integer >= 4"):
+        load_dataset("plus_minus", [0, 1], size=2)
+
+
+@pytest.mark.parametrize("spec,parameters", [
+    ({"type": "seed_cnn"}, 7018),                                  # "about 7,000 parameters"
+    ({"type": "seed_hybrid"}, 4800 + 128 * 4 + 4 + 24 + 2 * 2 + 2),  # backbone, 128->4, 24 weights, 2->2
+    ({"type": "seed_hybrid", "head": "classical"}, 4800 + 516 + 4 * 2 + 2 + 6),
+])
+def test_seed_models_shapes_gradients_and_parameter_counts(spec, parameters):
+    torch.manual_seed(0)
+    model = build_model(spec, (1, 8, 8), 2)
+    assert count_parameters(model) == parameters
+    assert isinstance(model.gradcam_layer, nn.Conv2d)  # Grad-CAM applies to the hybrid too
+    x = torch.rand(5, 1, 8, 8, requires_grad=True)
+    for train in (True, False):
+        model.train(train)
+        out = model(x)
+        assert out.shape == (5, 2)
+        grad, = torch.autograd.grad(out[:, 0].sum(), x)
+        assert grad.abs().sum() > 0
+
+
+def test_every_run_gets_its_own_quantum_weights():
+    torch.manual_seed(1)
+    first = build_model({"type": "seed_hybrid"}, (1, 8, 8), 2)
+    torch.manual_seed(2)
+    second = build_model({"type": "seed_hybrid"}, (1, 8, 8), 2)
+    assert first.quantum.weights is not second.quantum.weights
+    assert first.quantum.weights.shape == (2, 4, 3)
+    assert not torch.equal(first.quantum.weights, second.quantum.weights)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_hybrid_circuit_equals_pennylane(train):
+    torch.manual_seed(3)
+    fast = build_model({"type": "seed_hybrid"}, (1, 8, 8), 2)
+    with torch.no_grad():
+        fast.quantum.weights.uniform_(-math.pi, math.pi)
+    reference = build_model({"type": "seed_hybrid", "simulator": "pennylane"}, (1, 8, 8), 2)
+    reference.load_state_dict(fast.state_dict())
+    x = torch.rand(6, 1, 8, 8)
+    outputs, grads = [], []
+    for model in (fast, reference):
+        model.train(train)
+        xi = x.clone().requires_grad_(True)
+        out = model(xi)
+        out.square().sum().backward()
+        outputs.append(out.detach())
+        grads.append(xi.grad)
+    assert fast.quantum.path == ("statevector" if train else "unitary")
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_seed_config_loads_and_bad_variants_name_the_key(tmp_path):
+    cfg = load_config("configs/seed.yaml")
+    assert cfg["dataset"]["options"]["seed"] == 42 and cfg["report"]["reference"]["epsilon"] == 0.25
+    assert cfg["attack"]["pgd_step_ratio"] * 0.25 == pytest.approx(0.04)
+    for body, message in [
+        ("dataset: {name: plus_minus, classes: [0, 1], options: {noise: -1}}", "dataset.options: noise must be >= 0"),
+        ("dataset: {name: plus_minus, classes: [0, 1], options: {shape: 8}}", "dataset.options.shape is unknown"),
+        ("models: {h: {type: seed_hybrid, head: photonic}}", "models.h: head must be one of"),
+        ("report: {reference: {source: x, attack: cw, epsilon: 0.1, accuracy: {mlp: 0.5}}}",
+         "report.reference.attack 'cw' is not in attack.methods"),
+    ]:
+        path = tmp_path / "bad.yaml"
+        path.write_text(body + "\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(path)
+
+
+def test_reference_section_quotes_the_published_numbers_and_computes_the_verdict():
+    from helpers.statistics import ACCURACY_BOUNDS, summarize_runs
+    from helpers.summary import reference_section
+
+    # hybrid beats cnn under PGD in every run, but not under the worst case
+    acc = {("hybrid", "pgd"): 0.55, ("cnn", "pgd"): 0.35, ("hybrid", "worst_case"): 0.10, ("cnn", "worst_case"): 0.12}
+    rob = pd.DataFrame([{"model": m, "attack": a, "epsilon": 0.25, "run": r, "accuracy": v + 0.01 * (r % 2) * (m == "cnn")}
+                        for (m, a), v in acc.items() for r in range(4)])
+    by_class = pd.DataFrame([{"model": m, "attack": a, "epsilon": 0.25, "run": r, "label": lab,
+                              "accuracy": v + (0.2 if lab == 0 else -0.2) * (a == "pgd")}
+                             for (m, a), v in acc.items() for r in range(4) for lab in (0, 1)])
+    stats = summarize_runs(rob, ["model", "attack", "epsilon"], "accuracy", bounds=ACCURACY_BOUNDS)
+    classes = summarize_runs(by_class, ["model", "attack", "epsilon", "label"], "accuracy", bounds=ACCURACY_BOUNDS)
+    large = pd.DataFrame([{"model": m, "epsilon": 0.5, "run": 0, "accuracy": 0.0} for m in ("cnn", "hybrid")])
+    reference = {"source": "the old notebook", "attack": "pgd", "epsilon": 0.25, "accuracy": {"hybrid": 0.554, "cnn": 0.350}}
+    text = "\n".join(reference_section(reference, stats, rob, classes, large, None, ["cnn", "hybrid"]))
+    assert "`hybrid` 0.554, `cnn` 0.350" in text
+    assert "Under pgd, `hybrid` is more robust than `cnn` at ε=0.25" in text
+    assert "Under worst case, `hybrid` is *less* robust than `cnn`" in text
+    assert "| hybrid | pgd | 0.750" in text  # per class: class 0 at 0.55 + 0.2
+    assert "PGD accuracy at ε=0.5" in text
