@@ -95,7 +95,7 @@ def _circuit_plan(n_qubits: int, n_layers: int) -> tuple:
             continue
         flush()
         if op.name != "Rot":
-            raise NotImplementedError(f"no lean simulation for gate {op.name}")
+            raise ValueError(f"no lean simulation for gate {op.name}: use simulator: pennylane")
         plan.append(("rot", int(op.wires[0]), int(op.parameters[0]) // 3))
     flush()
     return tuple(plan)
@@ -108,7 +108,7 @@ def _permutation(op, n_qubits: int):
 
     local = np.real(qml.matrix(op))
     if not (np.allclose(np.sort(local, axis=1)[:, :-1], 0) and np.allclose(local.max(1), 1)):
-        raise NotImplementedError(f"no lean simulation for gate {op.name}: not a permutation")
+        raise ValueError(f"no lean simulation for gate {op.name}: not a permutation; use simulator: pennylane")
     width = len(op.wires)
     bits = basis_bits(n_qubits, op.wires).numpy()                    # (2**n, width)
     weights = 1 << np.arange(width - 1, -1, -1)
