@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import pennylane as qml
 import torch
 
@@ -60,6 +61,7 @@ def rx_product_magnitudes(angles: torch.Tensor) -> torch.Tensor:
     return (high[:, :, None] * low[:, None, :]).reshape(len(angles), -1)
 
 
+@lru_cache(maxsize=None)
 def rx_product_phases(n_qubits: int) -> torch.Tensor:
     """(2**n,) complex128 phase (-i)**popcount(k) of the RX product state's amplitude k."""
     popcount = basis_bits(n_qubits, range(n_qubits)).sum(1)
@@ -75,8 +77,6 @@ def _circuit_plan(n_qubits: int, n_layers: int) -> tuple:
     row it uses, and each run of parameter-free gates becomes one basis permutation
     (``new[k] = old[source[k]]``).
     """
-    import numpy as np
-
     numbered = np.arange(n_layers * n_qubits * 3, dtype=float).reshape(n_layers, n_qubits, 3)
     ops = qml.StronglyEntanglingLayers.compute_decomposition(
         numbered, wires=range(n_qubits), **qml.StronglyEntanglingLayers(numbered, wires=range(n_qubits)).hyperparameters)
@@ -104,8 +104,6 @@ def _circuit_plan(n_qubits: int, n_layers: int) -> tuple:
 def _permutation(op, n_qubits: int):
     """Source index of every basis state under the parameter-free gate ``op`` (a permutation
     matrix on its own wires, from ``qml.matrix``), as a numpy array over all 2**n states."""
-    import numpy as np
-
     local = np.real(qml.matrix(op))
     if not (np.allclose(np.sort(local, axis=1)[:, :-1], 0) and np.allclose(local.max(1), 1)):
         raise ValueError(f"no lean simulation for gate {op.name}: not a permutation; use simulator: pennylane")
@@ -197,6 +195,8 @@ class QuantumLayer(qml.qnn.TorchLayer):
         self.n_qubits, self.n_layers, self.n_readout, self.simulator = n_qubits, n_layers, n_readout, simulator
         self._readout_cache: tuple | None = None
         self.register_buffer("z_signs", z_signs(n_qubits, n_readout), persistent=False)
+        # The same for the unitary path's [Re | Im] amplitudes.
+        self.register_buffer("z_signs_twice", self.z_signs.repeat(2, 1), persistent=False)
 
     @property
     def path(self) -> str:
@@ -228,5 +228,5 @@ class QuantumLayer(qml.qnn.TorchLayer):
         if path == "statevector":
             return statevector_expectations(angles, self.weights, self.z_signs)
         if path == "unitary":
-            return unitary_expectations(angles, self.frozen_readout(), self.z_signs.repeat(2, 1))
+            return unitary_expectations(angles, self.frozen_readout(), self.z_signs_twice)
         return super().forward(angles)

@@ -57,13 +57,18 @@ def masking_section(checks: pd.DataFrame, models) -> list[str]:
             " ".join(verdict), ""]
 
 
+def _paired_rows(p: pd.DataFrame, runs: bool = True) -> list[dict]:
+    """Table rows of ``statistics.paired_tests`` output: difference, interval, d_z, p."""
+    return [{"comparison": f"{r.model_a} − {r.model_b}",
+             "mean difference [95% CI]": f"{r.mean_difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
+             "Cohen's d_z": f"{r.cohens_dz:.2f}", "paired t-test p": f"{r.p_value:.2g}",
+             **({"runs": r.n_runs} if runs else {})} for r in p.itertuples()]
+
+
 def paired_section(paired: pd.DataFrame, epsilon: float) -> list[str]:
     """Paired comparisons across runs at one epsilon."""
     p = paired[paired["epsilon"] == epsilon]
-    rows = [{"comparison": f"{r.model_a} − {r.model_b}",
-             "mean difference [95% CI]": f"{r.mean_difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
-             "Cohen's d_z": f"{r.cohens_dz:.2f}", "paired t-test p": f"{r.p_value:.2g}", "runs": r.n_runs}
-            for r in p.itertuples()]
+    rows = _paired_rows(p)
     return [f"Paired across runs (same seed and split), {p['attack'].iloc[0].replace('_', ' ')} accuracy "
             f"at ε={epsilon:g}:", "", markdown_table(pd.DataFrame(rows)), ""] if rows else []
 
@@ -187,16 +192,12 @@ def reference_section(reference: dict, curves: pd.DataFrame, robustness: pd.Data
              + f" mean accuracy under {attack.upper()} at ε={eps:g}. Ours, same setting, then every other attack "
              "at the same ε (mean [95% CI] over runs):", "", markdown_table(pd.DataFrame(table)), ""]
 
-    def paired_at(a):
-        p = paired_tests(robustness, a, models)
-        return p[p["epsilon"] == eps]
-
+    paired = {}
     for a in dict.fromkeys([attack, WORST_CASE]):
-        p = paired_at(a)
-        rows = [{"comparison": f"{r.model_a} − {r.model_b}",
-                 "mean difference [95% CI]": f"{r.mean_difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
-                 "Cohen's d_z": f"{r.cohens_dz:.2f}", "paired t-test p": f"{r.p_value:.2g}"} for r in p.itertuples()]
-        lines += [f"Paired across runs, {a.replace('_', ' ')} at ε={eps:g}:", "", markdown_table(pd.DataFrame(rows)), ""]
+        p = paired_tests(robustness, a, models)
+        paired[a] = p[p["epsilon"] == eps]
+        lines += [f"Paired across runs, {a.replace('_', ' ')} at ε={eps:g}:", "",
+                  markdown_table(pd.DataFrame(_paired_rows(paired[a], runs=False))), ""]
 
     c = by_class[(by_class["epsilon"] == eps) & by_class["attack"].isin([attack, WORST_CASE])]
     rows = [{"model": m, "attack": a.replace("_", " "),
@@ -215,8 +216,8 @@ def reference_section(reference: dict, curves: pd.DataFrame, robustness: pd.Data
     # The verdict, computed: does the published ordering hold under the original attack, and under the worst case?
     ranked = sorted(published, key=published.get, reverse=True)
     verdict = []
-    for a in dict.fromkeys([attack, WORST_CASE]):
-        p = paired_at(a).set_index(["model_a", "model_b"])
+    for a, p in paired.items():
+        p = p.set_index(["model_a", "model_b"])
         for hi, lo in zip(ranked[:-1], ranked[1:]):
             r, sign = (p.loc[(hi, lo)], 1) if (hi, lo) in p.index else (p.loc[(lo, hi)], -1)
             low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
@@ -231,7 +232,7 @@ def reference_section(reference: dict, curves: pd.DataFrame, robustness: pd.Data
                 verdict.append(f"Under {name}, the runs do not separate `{hi}` from `{lo}` at ε={eps:g} "
                                f"(difference {sign * r['mean_difference']:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}]).")
     if checks is not None and not checks.empty:
-        flagged = sorted(set(checks.loc[checks["status"] == "FLAG", "model"]) & set(models))
+        flagged = sorted(m for m in models if m not in surviving_models(checks))
         verdict.append("Masking checks flag " + ", ".join(f"`{m}`" for m in flagged) + "." if flagged
                        else "No model is flagged by the masking checks.")
     return lines + ["", " ".join(verdict), ""]
