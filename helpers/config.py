@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
+import sys
 from numbers import Real
 from pathlib import Path
 
@@ -65,6 +67,8 @@ DEFAULTS: dict = {
 }
 
 DEVICES = ("cpu", "cuda", "auto")
+# Attacks and attributions run the models on batches of up to this many points.
+EVALUATION_BATCH = 512
 
 
 class ConfigError(ValueError):
@@ -103,7 +107,7 @@ def _is_real(v) -> bool:
 def validate(cfg: dict) -> dict:
     """Raise ``ConfigError`` naming the first bad key; return ``cfg`` unchanged otherwise."""
     ds = cfg["dataset"]
-    _check(ds["name"] in DATASETS, f"dataset.name {ds['name']!r} is unknown; allowed: {sorted(DATASETS)}")
+    _check(isinstance(ds["name"], str) and ds["name"] in DATASETS, f"dataset.name {ds['name']!r} is unknown; allowed: {sorted(DATASETS)}")
     labels = available_classes(ds["name"])
     classes = ds["classes"]
     _check(isinstance(classes, list) and len(classes) >= 2 and all(_is_int(c) for c in classes),
@@ -161,6 +165,11 @@ def validate(cfg: dict) -> dict:
             build_model(spec, dataset.input_shape, n_classes)
         except (ValueError, TypeError) as error:
             raise ConfigError(f"models.{name}: {error}") from None
+        if "n_qubits" in params:
+            batch = max(tr["batch_size"], EVALUATION_BATCH)
+            need, have = simulation_bytes(nq, nl, batch), physical_memory_bytes()
+            _check(need <= have, f"models.{name}: simulating {nq} qubits with {nl} layers at batch {batch} needs about "
+                                 f"{need / 2**30:.1f} GiB, this machine has {have / 2**30:.1f} GiB: use fewer n_qubits")
 
     at = cfg["attack"]
     eps = at["epsilons"]
@@ -187,6 +196,7 @@ def validate(cfg: dict) -> dict:
 
     it = cfg["interpret"]
     _check(_is_real(it["epsilon"]) and 0 <= it["epsilon"] <= 1, f"interpret.epsilon must lie in [0, 1], got {it['epsilon']!r}")
+    _check(isinstance(it["methods"], list), f"interpret.methods must be a list, got {it['methods']!r}")
     for m in it["methods"]:
         _check(m in METHODS, f"interpret.methods entry {m!r} is unknown; allowed: {sorted(METHODS)}")
     for key in ("n_images", "ig_steps", "smoothgrad_samples", "panel_images"):
@@ -210,10 +220,22 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
-def load_config(path: str | Path) -> dict:
+def simulation_bytes(n_qubits: int, n_layers: int, batch: int) -> int:
+    """Rough memory of a differentiable statevector simulation: ``batch`` complex128 states of
+    2**n amplitudes, one kept for the backward pass per gate layer (n_layers * (n_qubits + 1)
+    of them, plus a few for encoding and readout)."""
+    return batch * 2 ** n_qubits * 16 * (n_layers * (n_qubits + 1) + 4)
+
+
+def physical_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def load_config(path: str | Path, results_root: str | Path | None = None) -> dict:
     """Read, complete and validate a config; relative paths are taken from the repository root.
 
-    Adds ``experiment`` (the file's stem) and ``results_dir`` (``results/<experiment>``).
+    Adds ``experiment`` (the file's stem) and ``results_dir`` (``<results_root>/<experiment>``,
+    by default ``results/<experiment>``).
     """
     path = Path(path)
     if not path.is_absolute():
@@ -225,7 +247,7 @@ def load_config(path: str | Path) -> dict:
     _check(isinstance(given, dict), f"config {path} must be a YAML mapping")
     cfg = validate(_merge(DEFAULTS, given))
     cfg["experiment"] = path.stem
-    cfg["results_dir"] = str(project_root() / "results" / path.stem)
+    cfg["results_dir"] = str(Path(results_root or project_root() / "results") / path.stem)
     return cfg
 
 
@@ -244,3 +266,22 @@ def resolved_yaml(cfg: dict) -> str:
     """The complete config as YAML, as recorded next to the results."""
     body = {k: v for k, v in cfg.items() if k not in ("experiment", "results_dir")}
     return f"# experiment: {cfg['experiment']}\n" + yaml.safe_dump(body, sort_keys=False)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m helpers.config CONFIG``: validate a config before any work (the Makefile's
+    first step); print the problem and exit 2 if it is bad."""
+    if len(argv) != 1:
+        print("usage: python -m helpers.config configs/<experiment>.yaml", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(argv[0])
+    except (ConfigError, yaml.YAMLError) as error:
+        print(f"config error in {argv[0]}: {error}", file=sys.stderr)
+        return 2
+    print(f"config {argv[0]} is valid: experiment {cfg['experiment']!r}, results in {cfg['results_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
