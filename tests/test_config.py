@@ -1,6 +1,12 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import yaml
 
+from helpers import config as config_module
+from helpers.artifacts import project_root
 from helpers.config import DEFAULTS, ConfigError, load_config
 
 
@@ -45,6 +51,24 @@ def test_defaults_fill_missing_keys(tmp_path):
     ({"attack": {"masking_epsilons": [2.0]}}, r"attack.masking_epsilons must be a list of values in \(0, 1\]"),
     ({"attack": {"square_queries": 0}}, "attack.square_queries must be an integer >= 1"),
     ({"interpret": {"metric_samples": 0}}, "interpret.metric_samples must be an integer >= 1"),
+    ({"dataset": "digits"}, "config key 'dataset' must be a mapping"),
+    ({"dataset": {"name": 5}}, "dataset.name 5 is unknown"),
+    ({"dataset": {"test_fraction": 1.5}}, r"dataset.test_fraction must be in \(0, 1\)"),
+    ({"dataset": {"options": {"size": 4}}}, "dataset.options.size is unknown for 'digits'"),
+    ({"n_runs": 2.5}, "n_runs must be an integer >= 1"),
+    ({"seed": -1}, "seed must be an integer >= 0"),
+    ({"training": {"learning_rate": "fast"}}, "training.learning_rate must be a number > 0"),
+    ({"attack": {"methods": "fgsm"}}, "attack.methods must be a non-empty list"),
+    ({"attack": {"pgd_random_start": "yes"}}, "attack.pgd_random_start must be true or false"),
+    ({"attack": {"n_test": 0}}, "attack.n_test must be null"),
+    ({"interpret": {"methods": "saliency"}}, "interpret.methods must be a list"),
+    ({"interpret": {"epsilon": -0.1}}, r"interpret.epsilon must lie in \[0, 1\]"),
+    ({"models": {}}, "models must be a non-empty mapping"),
+    ({"dataset": {"name": "plus_minus", "classes": [0, 1], "options": {"size": 4}},
+      "models": {"q": {"type": "vqc", "n_qubits": 17}}, "attack": {"methods": ["pgd"]}},
+     r"models.q: n_qubits \(17\) must not exceed the number of pixels \(16\)"),
+    ({"report": {"reference": {"source": "x", "attack": "pgd", "epsilon": 0.5, "accuracy": {"mlp": 0.5}}}},
+     "report.reference.epsilon 0.5 is not in attack.epsilons"),
 ])
 def test_bad_configs_name_the_key(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message):
@@ -61,3 +85,39 @@ def test_config_is_read_with_a_safe_loader(tmp_path):
     path.write_text("n_runs: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(yaml.YAMLError):
         load_config(path)
+
+
+def test_more_qubits_than_memory_holds_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(config_module, "physical_memory_bytes", lambda: 2 * 2**30)
+    body = {"models": {"q": {"type": "vqc", "n_qubits": 14, "n_layers": 2}}}
+    with pytest.raises(ConfigError, match=r"models.q: simulating 14 qubits .* needs about 4.2 GiB, this machine has 2.0 GiB"):
+        load_config(write(tmp_path, body))
+    body["models"]["q"]["n_qubits"] = 8
+    load_config(write(tmp_path, body))
+
+
+def run_cli(path):
+    return subprocess.run([sys.executable, "-m", "helpers.config", str(path)], cwd=project_root(),
+                          capture_output=True, text=True)
+
+
+def test_command_line_check_exits_non_zero_with_one_message(tmp_path):
+    good = run_cli(write(tmp_path, {"n_runs": 2}, name="good.yaml"))
+    assert good.returncode == 0 and "is valid" in good.stdout
+    bad = run_cli(write(tmp_path, {"attack": {"epsilons": [-0.1]}}))
+    assert bad.returncode == 2 and "attack.epsilons values must lie in [0, 1]" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("n_runs: [2\n")
+    result = run_cli(broken)
+    assert result.returncode == 2 and "config error" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not (Path(sys.prefix) / ".qml-robustness-installed").exists(),
+                    reason="needs the environment `make env` builds")
+def test_make_stops_on_a_bad_config_before_writing_anything(tmp_path):
+    path = write(tmp_path, {"n_runs": 0}, name="bad_config_probe.yaml")
+    result = subprocess.run(["make", "train", f"CONFIG={path}", f"VENV={sys.prefix}"], cwd=project_root(),
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "n_runs must be an integer >= 1" in result.stderr
+    assert not (project_root() / "results" / "bad_config_probe").exists()
