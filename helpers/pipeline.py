@@ -95,7 +95,7 @@ def finished_training(path: Path) -> dict | None:
     """The training record of a finished (model, run) cell, or None if it must be trained
     (no checkpoint, or one that does not read back whole)."""
     try:
-        return read_checkpoint(path)["training"]
+        return read_checkpoint(path).get("training")  # None in checkpoints older than resume
     except (FileNotFoundError, ValueError):
         return None
 
