@@ -18,7 +18,7 @@ from .attacks import build_attack, predict
 from .attribution import (applicability, attribute, infidelity_score, rank_correlation, sensitivity_score,
                           top_k_overlap)
 from .config import resolve_device, resolved_yaml
-from .data import configured_dataset, run_seeds, split_indices
+from .data import configured_dataset, run_seeds, split_arrays, split_indices
 from .evaluation import COLUMNS, WORST_CASE, evaluate_models
 from .models import build_model, count_parameters
 from .provenance import begin_stage, finish_stage
@@ -50,9 +50,9 @@ def load_test_split(cfg: dict, run: int, device) -> tuple[torch.Tensor, torch.Te
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run the train stage (make train) first")
     dataset = configured_dataset(cfg["dataset"])
-    test_idx = np.load(path)["test_idx"]
-    return (torch.as_tensor(dataset.X[test_idx], device=device),
-            torch.as_tensor(dataset.y[test_idx], device=device))
+    with np.load(path) as split:
+        _, _, x_test, y_test = split_arrays(dataset, split["train_idx"], split["test_idx"])
+    return torch.as_tensor(x_test, device=device), torch.as_tensor(y_test, device=device)
 
 
 def _worker_init() -> None:
@@ -108,8 +108,8 @@ def _train_run(cfg: dict, run: int, seed: int):
     history, models, lines = [], [], []
     train_idx, test_idx = split_indices(dataset.y, cfg["dataset"]["test_fraction"], seed)
     save_arrays(_split_path(out, run), train_idx=train_idx, test_idx=test_idx)
-    x_train, y_train, x_test, y_test = (torch.as_tensor(a, device=device) for a in (
-        dataset.X[train_idx], dataset.y[train_idx], dataset.X[test_idx], dataset.y[test_idx]))
+    x_train, y_train, x_test, y_test = (torch.as_tensor(a, device=device)
+                                        for a in split_arrays(dataset, train_idx, test_idx))
     for name, spec in cfg["models"].items():
         path = checkpoint_path(out, name, run)
         record = finished_training(path)
@@ -155,6 +155,18 @@ def train_stage(cfg: dict, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
     write_csv(models, out / "models.csv")
     finish_stage(cfg, "train")
     return history, models
+
+
+def decision_boundary_inputs(cfg: dict, run: int = 0):
+    """For 2-D data (the report's decision-boundary figure): the models of ``run`` (on the
+    CPU), its test points ``x`` (N, 2) and labels ``y`` (N,) as numpy arrays, and per model
+    the PGD examples at ``interpret.epsilon`` crafted against it."""
+    seed = run_seeds(cfg["seed"], cfg["n_runs"])[run]
+    x, y = load_test_split(cfg, run, "cpu")
+    models = {name: load_checkpoint(checkpoint_path(cfg["results_dir"], name, run)) for name in cfg["models"]}
+    pgd = build_attack("pgd", cfg["attack"], seed=seed)
+    x_adv = {name: pgd(model, x, y, cfg["interpret"]["epsilon"]).numpy() for name, model in models.items()}
+    return models, x.numpy(), y.numpy(), x_adv
 
 
 def _attack_run(cfg: dict, run: int, seed: int):
