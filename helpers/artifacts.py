@@ -101,12 +101,17 @@ def read_checkpoint(path: str | Path) -> dict:
     return payload
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a model saved by ``save_checkpoint``, in eval mode on ``device``."""
-    payload = read_checkpoint(path)
+def model_from_checkpoint(payload: dict) -> nn.Module:
+    """The Module a checkpoint payload (``read_checkpoint``) describes, with its weights; a
+    ``RuntimeError`` if the weights do not fit the current model code."""
     model = build_model(payload["spec"], payload["input_shape"], payload["n_classes"])
     model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval()
+    return model
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model saved by ``save_checkpoint``, in eval mode on ``device``."""
+    return model_from_checkpoint(read_checkpoint(path)).to(device).eval()
 
 
 def save_arrays(path: str | Path, **arrays) -> Path:

@@ -19,7 +19,7 @@ from .artifacts import project_root
 from .attacks import ATTACKS
 from .attribution import METHODS
 from .data import DATASETS, available_classes, configured_dataset, dataset_options
-from .models import MAX_QUBITS, MODELS, build_model
+from .models import MAX_QUBITS, MODELS, build_model, match_capacity
 from .quantum import SIMULATORS
 
 DEFAULTS: dict = {
@@ -104,8 +104,36 @@ def _is_real(v) -> bool:
     return isinstance(v, Real) and not isinstance(v, bool)
 
 
+def _check_model(name: str, spec: dict, dataset, batch_size: int) -> None:
+    _check(spec["type"] in MODELS, f"models.{name}.type {spec['type']!r} is unknown; allowed: {sorted(MODELS)}")
+    # The constructor's keyword arguments are the allowed keys and give the defaults.
+    params = inspect.signature(MODELS[spec["type"]]).parameters
+    allowed = [p for p in params if p not in ("input_shape", "n_classes")]
+    for key in spec:
+        _check(key == "type" or key in allowed,
+               f"models.{name}.{key} is unknown for type {spec['type']!r}; allowed: {allowed}")
+    if "n_qubits" in params:  # a model with a quantum circuit
+        nq = spec.get("n_qubits", params["n_qubits"].default)
+        _check(_is_int(nq) and 1 <= nq <= MAX_QUBITS,
+               f"models.{name}.n_qubits must be an integer in 1..{MAX_QUBITS} (statevector memory), got {nq!r}")
+        nl = spec.get("n_layers", params["n_layers"].default)
+        _check(_is_int(nl) and nl >= 1, f"models.{name}.n_layers must be an integer >= 1, got {nl!r}")
+        sim = spec.get("simulator", params["simulator"].default)
+        _check(sim in SIMULATORS, f"models.{name}.simulator {sim!r} is unknown; allowed: {list(SIMULATORS)}")
+    try:  # anything else the constructor refuses, before any work starts
+        build_model(spec, dataset.input_shape, dataset.n_classes)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"models.{name}: {error}") from None
+    if "n_qubits" in params:
+        batch = max(batch_size, EVALUATION_BATCH)
+        need, have = simulation_bytes(nq, nl, batch), physical_memory_bytes()
+        _check(need <= have, f"models.{name}: simulating {nq} qubits with {nl} layers at batch {batch} needs about "
+                             f"{need / 2**30:.1f} GiB, this machine has {have / 2**30:.1f} GiB: use fewer n_qubits")
+
+
 def validate(cfg: dict) -> dict:
-    """Raise ``ConfigError`` naming the first bad key; return ``cfg`` unchanged otherwise."""
+    """Raise ``ConfigError`` naming the first bad key; return ``cfg`` otherwise, with every
+    ``match: <model>`` spec resolved to its ``parameters`` and ``n_features``."""
     ds = cfg["dataset"]
     _check(isinstance(ds["name"], str) and ds["name"] in DATASETS, f"dataset.name {ds['name']!r} is unknown; allowed: {sorted(DATASETS)}")
     labels = available_classes(ds["name"])
@@ -144,32 +172,17 @@ def validate(cfg: dict) -> dict:
     n_classes = len(classes)
     for name, spec in models.items():
         _check(isinstance(spec, dict) and "type" in spec, f"models.{name} must be a mapping with a 'type' key")
-        _check(spec["type"] in MODELS, f"models.{name}.type {spec['type']!r} is unknown; allowed: {sorted(MODELS)}")
-        # The constructor's keyword arguments are the allowed keys and give the defaults.
-        params = inspect.signature(MODELS[spec["type"]]).parameters
-        allowed = [p for p in params if p not in ("input_shape", "n_classes")]
-        for key in spec:
-            _check(key == "type" or key in allowed,
-                   f"models.{name}.{key} is unknown for type {spec['type']!r}; allowed: {allowed}")
-        if "n_qubits" in params:  # a model with a quantum circuit
-            nq = spec.get("n_qubits", params["n_qubits"].default)
-            _check(_is_int(nq) and 1 <= nq <= MAX_QUBITS,
-                   f"models.{name}.n_qubits must be an integer in 1..{MAX_QUBITS} (statevector memory), got {nq!r}")
-            nl = spec.get("n_layers", params["n_layers"].default)
-            _check(_is_int(nl) and nl >= 1, f"models.{name}.n_layers must be an integer >= 1, got {nl!r}")
-            sim = spec.get("simulator", params["simulator"].default)
-            _check(sim in SIMULATORS, f"models.{name}.simulator {sim!r} is unknown; allowed: {list(SIMULATORS)}")
-        if spec["type"] == "vqc":
-            _check(n_classes <= nq, f"models.{name}.n_qubits ({nq}) must be >= the number of classes ({n_classes})")
-        try:  # anything else the constructor refuses, before any work starts
-            build_model(spec, dataset.input_shape, n_classes)
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"models.{name}: {error}") from None
-        if "n_qubits" in params:
-            batch = max(tr["batch_size"], EVALUATION_BATCH)
-            need, have = simulation_bytes(nq, nl, batch), physical_memory_bytes()
-            _check(need <= have, f"models.{name}: simulating {nq} qubits with {nl} layers at batch {batch} needs about "
-                                 f"{need / 2**30:.1f} GiB, this machine has {have / 2**30:.1f} GiB: use fewer n_qubits")
+    # Capacity-matched models (`match: <name>`) are sized from models checked before them.
+    for name, spec in models.items():
+        if "match" not in spec:
+            _check_model(name, spec, dataset, tr["batch_size"])
+    try:
+        cfg["models"] = match_capacity(models, dataset.input_shape, n_classes)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    for name, spec in models.items():
+        if "match" in spec:
+            _check_model(name, cfg["models"][name], dataset, tr["batch_size"])
 
     at = cfg["attack"]
     eps = at["epsilons"]
@@ -179,6 +192,9 @@ def validate(cfg: dict) -> dict:
     _check(isinstance(at["methods"], list) and at["methods"], "attack.methods must be a non-empty list")
     for m in at["methods"]:
         _check(m in ATTACKS, f"attack.methods entry {m!r} is unknown; allowed: {sorted(ATTACKS)}")
+    _check("square" not in at["methods"] or dataset.is_image,
+           f"attack.methods: square (ART's Square attack) needs image input (1, H, W); {ds['name']!r} has input "
+           f"shape {dataset.input_shape}: leave it out (the gradient-based attacks and transfer remain)")
     _check("apgd_dlr" not in at["methods"] or n_classes >= 3,
            f"attack.methods: apgd_dlr needs at least 3 classes (the DLR loss), the data set has {n_classes}")
     for key in ("pgd_steps", "pgd_restarts", "pgd_long_steps", "apgd_steps", "square_queries"):

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .artifacts import (CellStore, checkpoint_path, load_checkpoint, read_checkpoint, save_arrays, save_checkpoint,
-                        write_csv, write_text)
+from .artifacts import (CellStore, checkpoint_path, load_checkpoint, model_from_checkpoint, read_checkpoint, save_arrays,
+                        save_checkpoint, write_csv, write_text)
 from .attacks import build_attack, predict
 from .attribution import (applicability, attribute, infidelity_score, rank_correlation, sensitivity_score,
                           top_k_overlap)
@@ -92,12 +92,15 @@ def map_runs(cfg: dict, run_fn, log=print) -> list:
 
 
 def finished_training(path: Path) -> dict | None:
-    """The training record of a finished (model, run) cell, or None if it must be trained
-    (no checkpoint, or one that does not read back whole)."""
+    """The training record of a finished (model, run) cell, or None if it must be trained:
+    no checkpoint, one that does not read back whole, or one the current model code cannot
+    load (its weights no longer fit)."""
     try:
-        return read_checkpoint(path).get("training")  # None in checkpoints older than resume
-    except (FileNotFoundError, ValueError):
+        payload = read_checkpoint(path)
+        model_from_checkpoint(payload)
+    except (FileNotFoundError, ValueError, RuntimeError):
         return None
+    return payload.get("training")  # None in checkpoints written before resume existed
 
 
 def _train_run(cfg: dict, run: int, seed: int):

@@ -22,6 +22,12 @@ def test_shipped_configs_are_valid(name):
     assert cfg["experiment"] == name and cfg["results_dir"].endswith(f"results/{name}")
 
 
+def test_capacity_matched_models_are_resolved_to_a_parameter_count(tmp_path):
+    cfg = load_config(write(tmp_path, {"models": {"vqc": {"type": "vqc", "n_qubits": 8, "n_layers": 4},
+                                                  "small": {"type": "matched_mlp", "match": "vqc"}}}))
+    assert cfg["models"]["small"] == {"type": "matched_mlp", "parameters": 97, "n_features": 8}
+
+
 def test_defaults_fill_missing_keys(tmp_path):
     cfg = load_config(write(tmp_path, {"n_runs": 2}))
     assert cfg["n_runs"] == 2 and cfg["attack"] == DEFAULTS["attack"] and cfg["experiment"] == "exp"
@@ -39,7 +45,7 @@ def test_defaults_fill_missing_keys(tmp_path):
     ({"n_runs": 0}, "n_runs must be an integer >= 1"),
     ({"training": {"epochs": "ten"}}, "training.epochs must be an integer"),
     ({"models": {"q": {"type": "vqc", "n_qubits": 40}}}, r"models.q.n_qubits must be an integer in 1..20"),
-    ({"models": {"q": {"type": "vqc", "n_qubits": 2}}}, r"models.q.n_qubits \(2\) must be >= the number of classes"),
+    ({"models": {"q": {"type": "vqc", "n_qubits": 2}}}, r"models.q: n_classes \(4\) must not exceed n_qubits \(2\)"),
     ({"models": {"q": {"type": "vqc", "n_qbits": 4}}}, "models.q.n_qbits is unknown for type 'vqc'"),
     ({"models": {"x": {"type": "resnet"}}}, "models.x.type 'resnet' is unknown"),
     ({"interpret": {"methods": ["lime"]}}, "interpret.methods entry 'lime' is unknown"),
@@ -67,6 +73,12 @@ def test_defaults_fill_missing_keys(tmp_path):
     ({"dataset": {"name": "plus_minus", "classes": [0, 1], "options": {"size": 4}},
       "models": {"q": {"type": "vqc", "n_qubits": 17}}, "attack": {"methods": ["pgd"]}},
      r"models.q: n_qubits \(17\) must not exceed the number of pixels \(16\)"),
+    ({"dataset": {"name": "moons", "classes": [0, 1]}, "models": {"m": {"type": "mlp"}}},
+     r"attack.methods: square \(ART's Square attack\) needs image input"),
+    ({"dataset": {"name": "moons", "classes": [0, 1]}, "models": {"c": {"type": "cnn"}},
+      "attack": {"methods": ["pgd"]}}, r"models.c: cnn needs image input \(1, H, W\)"),
+    ({"models": {"q": {"type": "vqc"}, "small": {"type": "matched_mlp", "match": "nope"}}},
+     "models.small.match must name a model of this config"),
     ({"report": {"reference": {"source": "x", "attack": "pgd", "epsilon": 0.5, "accuracy": {"mlp": 0.5}}}},
      "report.reference.epsilon 0.5 is not in attack.epsilons"),
 ])
