@@ -72,7 +72,7 @@ def test_defaults_fill_missing_keys(tmp_path):
     ({"models": {}}, "models must be a non-empty mapping"),
     ({"dataset": {"name": "plus_minus", "classes": [0, 1], "options": {"size": 4}},
       "models": {"q": {"type": "vqc", "n_qubits": 17}}, "attack": {"methods": ["pgd"]}},
-     r"models.q: n_qubits \(17\) must not exceed the number of pixels \(16\)"),
+     r"models.q: .*n_qubits \(17\) must not exceed the number of input features \(16\)"),
     ({"dataset": {"name": "moons", "classes": [0, 1]}, "models": {"m": {"type": "mlp"}}},
      r"attack.methods: square \(ART's Square attack\) needs image input"),
     ({"dataset": {"name": "moons", "classes": [0, 1]}, "models": {"c": {"type": "cnn"}},
