@@ -2,12 +2,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from helpers import config as config_module
 from helpers.artifacts import project_root
 from helpers.config import DEFAULTS, ConfigError, load_config
+
+from test_data import _write_idx
 
 
 def write(tmp_path, body: dict, name="exp.yaml"):
@@ -16,10 +19,31 @@ def write(tmp_path, body: dict, name="exp.yaml"):
     return path
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "seed"])
+IDX_CONFIGS = ("mnist", "fashion_mnist")  # need local files, written here as tiny fixtures
+SHIPPED = sorted(p.stem for p in (project_root() / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n not in IDX_CONFIGS])
 def test_shipped_configs_are_valid(name):
     cfg = load_config(f"configs/{name}.yaml")
     assert cfg["experiment"] == name and cfg["results_dir"].endswith(f"results/{name}")
+
+
+@pytest.mark.parametrize("name", IDX_CONFIGS)
+def test_idx_configs_are_valid_once_the_files_exist(tmp_path, name):
+    body = yaml.safe_load((project_root() / "configs" / f"{name}.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"lacks \['train-images-idx3-ubyte'"):
+        load_config(write(tmp_path, {**body, "dataset": {**body["dataset"], "options": {"path": str(tmp_path / "none")}}}))
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    for split, n in (("train", 48), ("t10k", 16)):
+        labels = np.arange(n) % 10
+        images = np.random.default_rng(n).integers(0, 256, (n, 28, 28))
+        _write_idx(folder / f"{split}-images-idx3-ubyte", images, 2051, gzipped=split == "train")
+        _write_idx(folder / f"{split}-labels-idx1-ubyte", labels, 2049)
+    body["dataset"]["options"]["path"] = str(folder)
+    cfg = load_config(write(tmp_path, body, name=f"{name}.yaml"))
+    assert cfg["dataset"]["name"] == name and cfg["models"]["mlp_matched"]["parameters"] == 97
 
 
 def test_capacity_matched_models_are_resolved_to_a_parameter_count(tmp_path):
