@@ -188,7 +188,7 @@ def validate(cfg: dict) -> dict:
     eps = at["epsilons"]
     _check(isinstance(eps, list) and len(eps) > 0, f"attack.epsilons must be a non-empty list, got {eps!r}")
     for e in eps:
-        _check(_is_real(e) and 0 <= e <= 1, f"attack.epsilons values must lie in [0, 1] (pixel range), got {e!r}")
+        _check(_is_real(e) and 0 <= e <= 1, f"attack.epsilons values must lie in [0, 1] (the input range), got {e!r}")
     _check(isinstance(at["methods"], list) and at["methods"], "attack.methods must be a non-empty list")
     for m in at["methods"]:
         _check(m in ATTACKS, f"attack.methods entry {m!r} is unknown; allowed: {sorted(ATTACKS)}")

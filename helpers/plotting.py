@@ -68,7 +68,7 @@ def plot_robustness_curves(robustness: pd.DataFrame, models, attacks=None, refer
                 ax.plot(reference["epsilon"], value, "*", ms=14, mec="black", color=colors.get(model, "grey"),
                         label=f"{model}, published")
             ax.legend(fontsize=7)
-        ax.set(xlabel="ε (L∞ budget, pixel range [0, 1])", title=ATTACK_LABELS.get(attack, attack), ylim=(-0.02, 1.02))
+        ax.set(xlabel="ε (L∞ budget; inputs in [0, 1])", title=ATTACK_LABELS.get(attack, attack), ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("robust accuracy on the test split")
     axes[0, -1].legend(title="model")
