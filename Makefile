@@ -47,7 +47,9 @@ attack: $(OUT)/02_attack.ipynb
 interpret: $(OUT)/03_interpret.ipynb
 report: $(OUT)/04_report.ipynb
 
+# The config is validated before anything is written: a bad value stops make with one message.
 $(OUT)/01_train.ipynb: notebooks/01_train.ipynb $(CONFIG) $(HELPERS) $(INSTALLED)
+	@$(PYTHON) -m helpers.config $(CONFIG)
 	@mkdir -p $(OUT)
 	$(papermill)
 

@@ -31,7 +31,7 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tenso
 
 def _check_epsilon(epsilon: float) -> None:
     if not 0 <= epsilon <= 1:
-        raise ValueError(f"epsilon must lie in [0, 1] (pixel range), got {epsilon}")
+        raise ValueError(f"epsilon must lie in [0, 1] (the input range), got {epsilon}")
 
 
 @dataclass

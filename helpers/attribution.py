@@ -87,8 +87,11 @@ def infidelity_score(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, targ
         return noise, inputs - noise
 
     torch.manual_seed(seed)
-    return infidelity(model, perturb, x.detach(), maps, target=target, n_perturb_samples=n_samples,
-                      normalize=True).detach().cpu().numpy()
+    scores = infidelity(model, perturb, x.detach(), maps, target=target, n_perturb_samples=n_samples,
+                        normalize=True).detach().cpu().numpy()
+    # With normalize=True the score is a difference of two float32 terms; where the map fits
+    # perfectly (a dead ReLU: zero map, zero change) round-off leaves about -1e-9.
+    return np.maximum(scores, 0.0)
 
 
 def sensitivity_score(method: str, model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
+import sys
 from numbers import Real
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from .artifacts import project_root
 from .attacks import ATTACKS
 from .attribution import METHODS
 from .data import DATASETS, available_classes, configured_dataset, dataset_options
-from .models import MAX_QUBITS, MODELS, build_model
+from .models import MAX_QUBITS, MODELS, build_model, match_capacity
 from .quantum import SIMULATORS
 
 DEFAULTS: dict = {
@@ -65,6 +67,8 @@ DEFAULTS: dict = {
 }
 
 DEVICES = ("cpu", "cuda", "auto")
+# Attacks and attributions run the models on batches of up to this many points.
+EVALUATION_BATCH = 512
 
 
 class ConfigError(ValueError):
@@ -100,10 +104,38 @@ def _is_real(v) -> bool:
     return isinstance(v, Real) and not isinstance(v, bool)
 
 
+def _check_model(name: str, spec: dict, dataset, batch_size: int) -> None:
+    _check(spec["type"] in MODELS, f"models.{name}.type {spec['type']!r} is unknown; allowed: {sorted(MODELS)}")
+    # The constructor's keyword arguments are the allowed keys and give the defaults.
+    params = inspect.signature(MODELS[spec["type"]]).parameters
+    allowed = [p for p in params if p not in ("input_shape", "n_classes")]
+    for key in spec:
+        _check(key == "type" or key in allowed,
+               f"models.{name}.{key} is unknown for type {spec['type']!r}; allowed: {allowed}")
+    if "n_qubits" in params:  # a model with a quantum circuit
+        nq = spec.get("n_qubits", params["n_qubits"].default)
+        _check(_is_int(nq) and 1 <= nq <= MAX_QUBITS,
+               f"models.{name}.n_qubits must be an integer in 1..{MAX_QUBITS} (statevector memory), got {nq!r}")
+        nl = spec.get("n_layers", params["n_layers"].default)
+        _check(_is_int(nl) and nl >= 1, f"models.{name}.n_layers must be an integer >= 1, got {nl!r}")
+        sim = spec.get("simulator", params["simulator"].default)
+        _check(sim in SIMULATORS, f"models.{name}.simulator {sim!r} is unknown; allowed: {list(SIMULATORS)}")
+    try:  # anything else the constructor refuses, before any work starts
+        build_model(spec, dataset.input_shape, dataset.n_classes)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"models.{name}: {error}") from None
+    if "n_qubits" in params:
+        batch = max(batch_size, EVALUATION_BATCH)
+        need, have = simulation_bytes(nq, nl, batch), physical_memory_bytes()
+        _check(need <= have, f"models.{name}: simulating {nq} qubits with {nl} layers at batch {batch} needs about "
+                             f"{need / 2**30:.1f} GiB, this machine has {have / 2**30:.1f} GiB: use fewer n_qubits")
+
+
 def validate(cfg: dict) -> dict:
-    """Raise ``ConfigError`` naming the first bad key; return ``cfg`` unchanged otherwise."""
+    """Raise ``ConfigError`` naming the first bad key; return ``cfg`` otherwise, with every
+    ``match: <model>`` spec resolved to its ``parameters`` and ``n_features``."""
     ds = cfg["dataset"]
-    _check(ds["name"] in DATASETS, f"dataset.name {ds['name']!r} is unknown; allowed: {sorted(DATASETS)}")
+    _check(isinstance(ds["name"], str) and ds["name"] in DATASETS, f"dataset.name {ds['name']!r} is unknown; allowed: {sorted(DATASETS)}")
     labels = available_classes(ds["name"])
     classes = ds["classes"]
     _check(isinstance(classes, list) and len(classes) >= 2 and all(_is_int(c) for c in classes),
@@ -140,36 +172,29 @@ def validate(cfg: dict) -> dict:
     n_classes = len(classes)
     for name, spec in models.items():
         _check(isinstance(spec, dict) and "type" in spec, f"models.{name} must be a mapping with a 'type' key")
-        _check(spec["type"] in MODELS, f"models.{name}.type {spec['type']!r} is unknown; allowed: {sorted(MODELS)}")
-        # The constructor's keyword arguments are the allowed keys and give the defaults.
-        params = inspect.signature(MODELS[spec["type"]]).parameters
-        allowed = [p for p in params if p not in ("input_shape", "n_classes")]
-        for key in spec:
-            _check(key == "type" or key in allowed,
-                   f"models.{name}.{key} is unknown for type {spec['type']!r}; allowed: {allowed}")
-        if "n_qubits" in params:  # a model with a quantum circuit
-            nq = spec.get("n_qubits", params["n_qubits"].default)
-            _check(_is_int(nq) and 1 <= nq <= MAX_QUBITS,
-                   f"models.{name}.n_qubits must be an integer in 1..{MAX_QUBITS} (statevector memory), got {nq!r}")
-            nl = spec.get("n_layers", params["n_layers"].default)
-            _check(_is_int(nl) and nl >= 1, f"models.{name}.n_layers must be an integer >= 1, got {nl!r}")
-            sim = spec.get("simulator", params["simulator"].default)
-            _check(sim in SIMULATORS, f"models.{name}.simulator {sim!r} is unknown; allowed: {list(SIMULATORS)}")
-        if spec["type"] == "vqc":
-            _check(n_classes <= nq, f"models.{name}.n_qubits ({nq}) must be >= the number of classes ({n_classes})")
-        try:  # anything else the constructor refuses, before any work starts
-            build_model(spec, dataset.input_shape, n_classes)
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"models.{name}: {error}") from None
+    # Capacity-matched models (`match: <name>`) are sized from models checked before them.
+    for name, spec in models.items():
+        if "match" not in spec:
+            _check_model(name, spec, dataset, tr["batch_size"])
+    try:
+        cfg["models"] = match_capacity(models, dataset.input_shape, n_classes)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    for name, spec in models.items():
+        if "match" in spec:
+            _check_model(name, cfg["models"][name], dataset, tr["batch_size"])
 
     at = cfg["attack"]
     eps = at["epsilons"]
     _check(isinstance(eps, list) and len(eps) > 0, f"attack.epsilons must be a non-empty list, got {eps!r}")
     for e in eps:
-        _check(_is_real(e) and 0 <= e <= 1, f"attack.epsilons values must lie in [0, 1] (pixel range), got {e!r}")
+        _check(_is_real(e) and 0 <= e <= 1, f"attack.epsilons values must lie in [0, 1] (the input range), got {e!r}")
     _check(isinstance(at["methods"], list) and at["methods"], "attack.methods must be a non-empty list")
     for m in at["methods"]:
         _check(m in ATTACKS, f"attack.methods entry {m!r} is unknown; allowed: {sorted(ATTACKS)}")
+    _check("square" not in at["methods"] or dataset.is_image,
+           f"attack.methods: square (ART's Square attack) needs image input (1, H, W); {ds['name']!r} has input "
+           f"shape {dataset.input_shape}: leave it out (the gradient-based attacks and transfer remain)")
     _check("apgd_dlr" not in at["methods"] or n_classes >= 3,
            f"attack.methods: apgd_dlr needs at least 3 classes (the DLR loss), the data set has {n_classes}")
     for key in ("pgd_steps", "pgd_restarts", "pgd_long_steps", "apgd_steps", "square_queries"):
@@ -187,6 +212,7 @@ def validate(cfg: dict) -> dict:
 
     it = cfg["interpret"]
     _check(_is_real(it["epsilon"]) and 0 <= it["epsilon"] <= 1, f"interpret.epsilon must lie in [0, 1], got {it['epsilon']!r}")
+    _check(isinstance(it["methods"], list), f"interpret.methods must be a list, got {it['methods']!r}")
     for m in it["methods"]:
         _check(m in METHODS, f"interpret.methods entry {m!r} is unknown; allowed: {sorted(METHODS)}")
     for key in ("n_images", "ig_steps", "smoothgrad_samples", "panel_images"):
@@ -210,10 +236,22 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
-def load_config(path: str | Path) -> dict:
+def simulation_bytes(n_qubits: int, n_layers: int, batch: int) -> int:
+    """Rough memory of a differentiable statevector simulation: ``batch`` complex128 states of
+    2**n amplitudes, one kept for the backward pass per gate layer (n_layers * (n_qubits + 1)
+    of them, plus a few for encoding and readout)."""
+    return batch * 2 ** n_qubits * 16 * (n_layers * (n_qubits + 1) + 4)
+
+
+def physical_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def load_config(path: str | Path, results_root: str | Path | None = None) -> dict:
     """Read, complete and validate a config; relative paths are taken from the repository root.
 
-    Adds ``experiment`` (the file's stem) and ``results_dir`` (``results/<experiment>``).
+    Adds ``experiment`` (the file's stem) and ``results_dir`` (``<results_root>/<experiment>``,
+    by default ``results/<experiment>``).
     """
     path = Path(path)
     if not path.is_absolute():
@@ -225,7 +263,7 @@ def load_config(path: str | Path) -> dict:
     _check(isinstance(given, dict), f"config {path} must be a YAML mapping")
     cfg = validate(_merge(DEFAULTS, given))
     cfg["experiment"] = path.stem
-    cfg["results_dir"] = str(project_root() / "results" / path.stem)
+    cfg["results_dir"] = str(Path(results_root or project_root() / "results") / path.stem)
     return cfg
 
 
@@ -244,3 +282,22 @@ def resolved_yaml(cfg: dict) -> str:
     """The complete config as YAML, as recorded next to the results."""
     body = {k: v for k, v in cfg.items() if k not in ("experiment", "results_dir")}
     return f"# experiment: {cfg['experiment']}\n" + yaml.safe_dump(body, sort_keys=False)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m helpers.config CONFIG``: validate a config before any work (the Makefile's
+    first step); print the problem and exit 2 if it is bad."""
+    if len(argv) != 1:
+        print("usage: python -m helpers.config configs/<experiment>.yaml", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(argv[0])
+    except (ConfigError, yaml.YAMLError) as error:
+        print(f"config error in {argv[0]}: {error}", file=sys.stderr)
+        return 2
+    print(f"config {argv[0]} is valid: experiment {cfg['experiment']!r}, results in {cfg['results_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -6,6 +6,7 @@ by its position in the config.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.colors import ListedColormap
 import numpy as np
 import pandas as pd
 
@@ -67,7 +68,7 @@ def plot_robustness_curves(robustness: pd.DataFrame, models, attacks=None, refer
                 ax.plot(reference["epsilon"], value, "*", ms=14, mec="black", color=colors.get(model, "grey"),
                         label=f"{model}, published")
             ax.legend(fontsize=7)
-        ax.set(xlabel="ε (L∞ budget, pixel range [0, 1])", title=ATTACK_LABELS.get(attack, attack), ylim=(-0.02, 1.02))
+        ax.set(xlabel="ε (L∞ budget; inputs in [0, 1])", title=ATTACK_LABELS.get(attack, attack), ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("robust accuracy on the test split")
     axes[0, -1].legend(title="model")
@@ -150,22 +151,66 @@ def plot_attribution_panel(maps: dict, models, methods, image: int = 0) -> plt.F
     adversarial |map| per method. Methods that do not apply to a model are marked n/a."""
     fig, axes = plt.subplots(len(models), 2 + 2 * len(methods),
                              figsize=(1.5 * (2 + 2 * len(methods)), 1.7 * len(models)), squeeze=False)
+    def picture(array):  # an image (1, H, W) as it is; a feature vector (D,) as a 1 x D strip
+        return array[0] if array.ndim == 3 else array[None, :]
+
     for r, model in enumerate(models):
-        panels = [("clean input", maps["x"][image, 0], "gray"), ("PGD input", maps[f"{model}__x_adv"][image, 0], "gray")]
+        panels = [("clean input", picture(maps["x"][image]), "gray"),
+                  ("PGD input", picture(maps[f"{model}__x_adv"][image]), "gray")]
         for method in methods:
             for kind in ("clean", "adv"):
                 key = f"{model}__{method}__{kind}"
                 title = f"{METHOD_LABELS.get(method, method)}\n{'clean' if kind == 'clean' else 'attacked'}"
-                panels.append((title, np.abs(maps[key][image, 0]) if key in maps else None, "viridis"))
+                panels.append((title, np.abs(picture(maps[key][image])) if key in maps else None, "viridis"))
         for ax, (title, img, cmap) in zip(axes[r], panels):
             ax.set_xticks([])
             ax.set_yticks([])
             if img is None:
                 ax.text(0.5, 0.5, "n/a:\nno conv\nlayer", ha="center", va="center", fontsize=7, transform=ax.transAxes)
             else:
-                ax.imshow(img, cmap=cmap, vmin=0 if cmap == "gray" else None, vmax=1 if cmap == "gray" else None)
+                ax.imshow(img, cmap=cmap, vmin=0 if cmap == "gray" else None, vmax=1 if cmap == "gray" else None,
+                          aspect="auto" if img.shape[0] == 1 else "equal")
             if r == 0:
                 ax.set_title(title, fontsize=7)
         axes[r, 0].set_ylabel(model, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_decision_boundaries(models: dict, x: np.ndarray, y: np.ndarray, x_adv: dict, epsilon: float,
+                             class_names, resolution: int = 200) -> plt.Figure:
+    """2-D data: each model's predicted class over the input square [0, 1]^2 (shaded), the
+    clean test points (circles, coloured by true label) and each one's adversarial example
+    against that model (crosses, joined to the clean point; red where the attack flips it).
+
+    ``models``: name -> Module taking (B, 2); ``x`` (N, 2), ``y`` (N,); ``x_adv``: name -> (N, 2).
+    """
+    import torch
+
+    from .attacks import predict
+
+    grid = np.linspace(0, 1, resolution)
+    gx, gy = np.meshgrid(grid, grid)
+    points = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    labels = np.unique(y)
+    colors = ListedColormap(OKABE_ITO[: max(2, len(labels))])
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.6), squeeze=False, sharey=True)
+    for ax, (name, model) in zip(axes[0], models.items()):
+        region = predict(model, points).cpu().numpy().reshape(gx.shape)
+        ax.contourf(gx, gy, region, levels=np.arange(len(labels) + 1) - 0.5, cmap=colors, alpha=0.25)
+        flipped = predict(model, torch.as_tensor(x_adv[name])).cpu().numpy() != y
+        for (x0, y0), (x1, y1), bad in zip(x, x_adv[name], flipped):
+            ax.plot([x0, x1], [y0, y1], color="#D55E00" if bad else "0.6", lw=0.6)
+        ax.scatter(x[:, 0], x[:, 1], c=y, cmap=colors, vmin=-0.5, vmax=len(labels) - 0.5, s=14, edgecolors="k", lw=0.4)
+        ax.scatter(x_adv[name][:, 0], x_adv[name][:, 1], c=np.where(flipped, "#D55E00", "0.3"), marker="x", s=12, lw=0.8)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="feature 1", aspect="equal",
+               title=f"{name}: {flipped.mean():.0%} flipped at ε={epsilon:g}")
+    axes[0, 0].set_ylabel("feature 2")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=OKABE_ITO[i], mec="k", label=f"class {class_names[i]}")
+               for i in range(len(labels))]
+    handles += [plt.Line2D([], [], marker="x", ls="", color="0.3", label="PGD example, still correct"),
+                plt.Line2D([], [], marker="x", ls="", color="#D55E00", label="PGD example, flipped")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, -0.06))
     fig.tight_layout()
     return fig

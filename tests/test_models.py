@@ -37,8 +37,8 @@ def test_quantum_model_equals_a_reference_pennylane_circuit(n_qubits, n_layers):
     # Independent reference: the PCA and angle map recomputed from the buffers, then a plain
     # default.qubit QNode evaluated one sample at a time with the model's weights.
     flat = x.reshape(6, -1).double().numpy()
-    feats = (flat - model.pca_mean.double().numpy()) @ model.pca_components.double().numpy().T
-    low, high = model.feature_low.double().numpy(), model.feature_high.double().numpy()
+    feats = (flat - model.pca.mean.double().numpy()) @ model.pca.components.double().numpy().T
+    low, high = model.pca.low.double().numpy(), model.pca.high.double().numpy()
     angles = math.pi * (feats - low) / (high - low)
     dev = qml.device("default.qubit", wires=n_qubits)
 
@@ -59,9 +59,9 @@ def test_quantum_preprocessing_is_fitted_on_the_given_split_only():
     model = build_model({"type": "vqc", "n_qubits": 4, "n_layers": 1}, (1, 8, 8), 2)
     x_train = torch.rand(30, 1, 8, 8)
     model.fit_preprocessing(x_train)
-    angles = model.angles(x_train)
+    angles = model.encode(x_train)
     assert angles.min() >= -1e-5 and angles.max() <= math.pi + 1e-5
-    assert torch.allclose(model.pca_mean, x_train.reshape(30, -1).mean(0), atol=1e-6)
+    assert torch.allclose(model.pca.mean, x_train.reshape(30, -1).mean(0), atol=1e-6)
 
 
 def test_parameter_counts():
