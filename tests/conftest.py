@@ -37,3 +37,14 @@ def trained_models(digits_split):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def outputs_and_gradients(model, x, train: bool):
+    """Outputs, input gradients and weight gradients of a scalar function of the outputs."""
+    model.train(train)
+    model.zero_grad()
+    xi = x.clone().requires_grad_(True)
+    out = model(xi)
+    out.square().sum().backward()
+    weights = model.quantum.weights.grad
+    return out.detach(), xi.grad, None if weights is None else weights.clone()

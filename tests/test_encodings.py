@@ -10,6 +10,8 @@ import torch
 from helpers.models import amplitude_state, build_model, count_parameters, match_capacity
 from helpers.quantum import ANSATZES, ENCODINGS, READOUTS, layer_hyperparameters
 
+from conftest import outputs_and_gradients
+
 COMBINATIONS = list(itertools.product(ENCODINGS, ANSATZES, READOUTS))
 # 12 pixels: PCA to 4 angles, or zero-padded to 16 amplitudes on 4 qubits.
 SHAPE, N_CLASSES = (1, 3, 4), 3
@@ -20,24 +22,13 @@ def _vqc(encoding, ansatz, readout, **options):
     return build_model({**spec, **options}, SHAPE, N_CLASSES)
 
 
-def _outputs_and_gradients(model, x, train: bool):
-    """Outputs, input gradients and weight gradients of a scalar function of the outputs."""
-    model.train(train)
-    model.zero_grad()
-    xi = x.clone().requires_grad_(True)
-    out = model(xi)
-    out.square().sum().backward()
-    weights = model.quantum.weights.grad
-    return out.detach(), xi.grad, None if weights is None else weights.clone()
-
-
 @pytest.mark.parametrize("encoding,ansatz,readout", COMBINATIONS)
 def test_every_combination_gives_logits_and_input_gradients(encoding, ansatz, readout):
     torch.manual_seed(0)
     model = _vqc(encoding, ansatz, readout)
     model.fit_preprocessing(torch.rand(40, *SHAPE))
     for train in (True, False):
-        out, grad, _ = _outputs_and_gradients(model, torch.rand(5, *SHAPE), train)
+        out, grad, _ = outputs_and_gradients(model, torch.rand(5, *SHAPE), train)
         assert out.shape == (5, N_CLASSES) and out.dtype == torch.float32
         assert torch.isfinite(grad).all() and (grad.abs().sum(dim=(1, 2, 3)) > 0).all()
 
@@ -55,7 +46,7 @@ def test_fast_paths_equal_the_pennylane_circuit(encoding, ansatz, readout, train
     reference = _vqc(encoding, ansatz, readout, output_scale=1.7, simulator="pennylane").double()
     reference.load_state_dict(fast.state_dict())
     x = torch.rand(7, *SHAPE, dtype=torch.float64)
-    got, want = _outputs_and_gradients(fast, x, train), _outputs_and_gradients(reference, x, train)
+    got, want = outputs_and_gradients(fast, x, train), outputs_and_gradients(reference, x, train)
     once = encoding != "reupload"  # the frozen unitary applies when the encoding happens once
     assert fast.path == ("unitary" if once and not train else "statevector")
     compared = 3 if train else 2  # outputs, input gradients, and in training the weight gradients

@@ -7,7 +7,7 @@ import torch
 
 from helpers.models import MAX_QUBITS, build_model, count_parameters
 
-from conftest import SPECS
+from conftest import SPECS, outputs_and_gradients
 
 
 @pytest.mark.parametrize("name", list(SPECS))
@@ -79,20 +79,9 @@ def test_quantum_model_refuses_impossible_shapes():
         build_model({"type": "transformer"}, (1, 8, 8), 4)
 
 
-def _outputs_and_gradients(model, x, train: bool):
-    """Outputs, input gradients and weight gradients of a scalar function of the outputs."""
-    model.train(train)
-    model.zero_grad()
-    xi = x.clone().requires_grad_(True)
-    out = model(xi)
-    out.square().sum().backward()
-    weights = model.quantum.weights.grad
-    return out.detach(), xi.grad, None if weights is None else weights.clone()
-
-
 @pytest.mark.parametrize("n_qubits,n_layers", [(2, 1), (4, 2), (6, 3), (8, 4), (10, 2)])
 @pytest.mark.parametrize("train,path", [(True, "statevector"), (False, "unitary")])
-def test_fast_paths_equal_pennylane_outputs_and_gradients(n_qubits, n_layers, train, path):
+def test_fast_paths_equal_pennylaneoutputs_and_gradients(n_qubits, n_layers, train, path):
     torch.manual_seed(n_qubits)
     spec = {"type": "vqc", "n_qubits": n_qubits, "n_layers": n_layers}
     fast = build_model(spec, (1, 8, 8), 2)
@@ -102,7 +91,7 @@ def test_fast_paths_equal_pennylane_outputs_and_gradients(n_qubits, n_layers, tr
     reference = build_model({**spec, "simulator": "pennylane"}, (1, 8, 8), 2)
     reference.load_state_dict(fast.state_dict())
     x = torch.rand(9, 1, 8, 8)
-    got, want = _outputs_and_gradients(fast, x, train), _outputs_and_gradients(reference, x, train)
+    got, want = outputs_and_gradients(fast, x, train), outputs_and_gradients(reference, x, train)
     assert fast.path == path and reference.path == "pennylane"
     assert torch.allclose(got[0], want[0], atol=1e-5)
     assert torch.allclose(got[1], want[1], atol=1e-5)
