@@ -1,7 +1,7 @@
 """L-infinity attacks in pixel space, and robust accuracy under them.
 
-Every attack has one verb: ``attack(model, x, y, epsilon) -> x_adv`` with ``x`` (B, 1, H, W)
-in [0, 1], labels ``y`` (B,), and ``x_adv`` inside the epsilon-ball around ``x`` and inside
+Every attack has one verb: ``attack(model, x, y, epsilon) -> x_adv`` with ``x`` images
+(B, 1, H, W) or feature vectors (B, D) in [0, 1], labels ``y`` (B,), and ``x_adv`` inside the epsilon-ball around ``x`` and inside
 [0, 1]. Gradients are taken of the summed cross-entropy on the logits, so a per-sample
 gradient is never scaled down by the batch size.
 """
@@ -132,6 +132,8 @@ class ARTAttack:
         _check_epsilon(epsilon)
         if epsilon == 0 or len(x) == 0:
             return x.clone()
+        if self.kind == "square" and x.dim() != 4:  # ART's Square takes images only
+            return VectorSquare(queries=self.steps, seed=self.seed)(model, x, y, epsilon)
         with torch.no_grad():
             n_classes = model(x[:1]).shape[1]
         classifier = _art_classifier()(
@@ -151,6 +153,66 @@ class ARTAttack:
         return project(torch.as_tensor(x_adv, device=x.device, dtype=x.dtype), x.detach(), epsilon)
 
 
+@dataclass
+class VectorSquare:
+    """The L-infinity Square attack (Andriushchenko et al., 2020) for feature vectors (B, D),
+    which ART's implementation does not take: a gradient-free random search on the margin
+    loss (true logit minus the largest other logit).
+
+    It starts from x + epsilon * a random sign per feature, then, for ``queries - 1``
+    iterations, sets a window of consecutive features of every still-correct sample to
+    x + epsilon * one random sign, and keeps the change where the margin drops. The window
+    covers a fraction ``p_init`` of the features, halved on the original schedule as the
+    queries run out (at least one feature). Randomness comes from ``seed`` alone.
+    """
+
+    queries: int
+    seed: int = 0
+    p_init: float = 0.8
+    # (share of the query budget passed, divisor of p_init): the paper's schedule.
+    SCHEDULE = ((0.001, 2), (0.005, 4), (0.02, 8), (0.05, 16), (0.1, 32), (0.2, 64), (0.4, 128), (0.6, 256),
+                (0.8, 512))
+
+    def window_fraction(self, iteration: int) -> float:
+        passed = iteration / self.queries
+        divisor = max([d for share, d in self.SCHEDULE if passed > share], default=1)
+        return self.p_init / divisor
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
+        _check_epsilon(epsilon)
+        if epsilon == 0 or len(x) == 0:
+            return x.clone()
+        gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        flat = x.reshape(len(x), -1)
+        n, d = flat.shape
+
+        def signs(*shape):
+            return torch.randint(0, 2, shape, generator=gen, device=x.device).to(x.dtype) * 2 - 1
+
+        def margin(z):
+            logits = model(z.reshape(x.shape))
+            true = logits.gather(1, y[:, None])[:, 0]
+            return true - logits.scatter(1, y[:, None], float("-inf")).max(1).values
+
+        best = (flat + epsilon * signs(n, d)).clamp(PIXEL_MIN, PIXEL_MAX)
+        best_margin = margin(best)
+        features = torch.arange(d, device=x.device)
+        for iteration in range(1, self.queries):
+            active = best_margin > 0
+            if not active.any():
+                break
+            size = max(1, round(self.window_fraction(iteration) * d))
+            start = torch.randint(0, d - size + 1, (n, 1), generator=gen, device=x.device)
+            window = (features >= start) & (features < start + size)
+            candidate = torch.where(window, (flat + epsilon * signs(n, 1)).clamp(PIXEL_MIN, PIXEL_MAX), best)
+            candidate_margin = margin(candidate)
+            better = active & (candidate_margin < best_margin)
+            best = torch.where(better[:, None], candidate, best)
+            best_margin = torch.where(better, candidate_margin, best_margin)
+        return project(best.reshape(x.shape), x, epsilon)
+
+
 # name -> what it is; ``build_attack`` configures each from the config's ``attack`` section.
 ATTACKS = {
     "fgsm": "FGSM, one step of size epsilon",
@@ -159,7 +221,7 @@ ATTACKS = {
     "pgd_long": "PGD with pgd_long_steps steps of pgd_long_step_ratio * epsilon (convergence check)",
     "apgd_ce": "APGD, cross-entropy loss (ART), apgd_steps iterations",
     "apgd_dlr": "APGD, DLR loss (ART), apgd_steps iterations; needs >= 3 classes",
-    "square": "Square attack (ART), gradient-free, square_queries queries",
+    "square": "Square attack, gradient-free, square_queries queries (ART on images, VectorSquare on feature vectors)",
 }
 
 

@@ -192,9 +192,6 @@ def validate(cfg: dict) -> dict:
     _check(isinstance(at["methods"], list) and at["methods"], "attack.methods must be a non-empty list")
     for m in at["methods"]:
         _check(m in ATTACKS, f"attack.methods entry {m!r} is unknown; allowed: {sorted(ATTACKS)}")
-    _check("square" not in at["methods"] or dataset.is_image,
-           f"attack.methods: square (ART's Square attack) needs image input (1, H, W); {ds['name']!r} has input "
-           f"shape {dataset.input_shape}: leave it out (the gradient-based attacks and transfer remain)")
     _check("apgd_dlr" not in at["methods"] or n_classes >= 3,
            f"attack.methods: apgd_dlr needs at least 3 classes (the DLR loss), the data set has {n_classes}")
     for key in ("pgd_steps", "pgd_restarts", "pgd_long_steps", "apgd_steps", "square_queries"):

@@ -78,3 +78,34 @@ def test_art_attacks_are_reproducible_with_the_same_seed(trained_models, digits_
     x, y = digits_split[2][:20], digits_split[3][:20]
     square = ARTAttack("square", steps=20, seed=5)
     assert torch.equal(square(trained_models["mlp"], x, y, 0.1), square(trained_models["mlp"], x, y, 0.1))
+
+
+@pytest.fixture(scope="module")
+def breast_cancer_mlp():
+    """An MLP trained on breast-cancer feature vectors (B, 30), and held-out points."""
+    from helpers.data import load_dataset, split_arrays, split_indices
+    from helpers.models import build_model
+    from helpers.training import train_model
+
+    data = load_dataset("breast_cancer")
+    train_idx, test_idx = split_indices(data.y, 0.25, seed=0)
+    x_tr, y_tr, x_te, y_te = (torch.as_tensor(a) for a in split_arrays(data, train_idx, test_idx))
+    torch.manual_seed(0)
+    model = build_model({"type": "mlp", "hidden": [16]}, data.input_shape, 2)
+    train_model(model, x_tr, y_tr, x_te, y_te, epochs=20, batch_size=32, learning_rate=0.01, seed=0)
+    return model, x_te, y_te
+
+
+def test_square_on_feature_vectors_is_a_gradient_free_search_inside_the_ball(breast_cancer_mlp):
+    model, x, y = breast_cancer_mlp
+    square = ARTAttack("square", steps=100, seed=3)  # ART takes images only: VectorSquare runs
+    x_adv = square(model, x, y, 0.1)
+    assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 0.1 + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert torch.equal(x_adv, square(model, x, y, 0.1))  # the same seed, the same examples
+    clean, robust = accuracy(model, x, y), accuracy(model, x_adv, y)
+    assert clean > 0.9 and robust < clean - 0.2  # it finds adversarial examples
+    # ... without gradients, so not more than PGD does (a small margin for its randomness)
+    assert robust >= accuracy(model, PGD(steps=20, seed=0)(model, x, y, 0.1), y) - 0.05
+    # never worse than its start: with one query it is x + epsilon * random signs
+    assert accuracy(model, ARTAttack("square", steps=1, seed=3)(model, x, y, 0.1), y) >= robust

@@ -98,7 +98,7 @@ def test_defaults_fill_missing_keys(tmp_path):
       "models": {"q": {"type": "vqc", "n_qubits": 17}}, "attack": {"methods": ["pgd"]}},
      r"models.q: .*n_qubits \(17\) must not exceed the number of input features \(16\)"),
     ({"dataset": {"name": "moons", "classes": [0, 1]}, "models": {"m": {"type": "mlp"}}},
-     r"attack.methods: square \(ART's Square attack\) needs image input"),
+     "attack.methods: apgd_dlr needs at least 3 classes"),
     ({"dataset": {"name": "moons", "classes": [0, 1]}, "models": {"c": {"type": "cnn"}},
       "attack": {"methods": ["pgd"]}}, r"models.c: cnn needs image input \(1, H, W\)"),
     ({"models": {"q": {"type": "vqc"}, "small": {"type": "matched_mlp", "match": "nope"}}},
