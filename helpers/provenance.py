@@ -20,7 +20,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import torch
+
 from .artifacts import project_root, write_text
+from .config import resolve_device
 from .data import run_seeds
 
 # The config sections each stage's results depend on (each includes the stages before it).
@@ -85,10 +88,6 @@ def package_versions() -> dict:
 
 
 def device_description(cfg: dict) -> str:
-    import torch
-
-    from .config import resolve_device
-
     device = resolve_device(cfg)
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
