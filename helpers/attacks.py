@@ -132,8 +132,6 @@ class ARTAttack:
         _check_epsilon(epsilon)
         if epsilon == 0 or len(x) == 0:
             return x.clone()
-        if self.kind == "square" and x.dim() != 4:  # ART's Square takes images only
-            return VectorSquare(queries=self.steps, seed=self.seed)(model, x, y, epsilon)
         with torch.no_grad():
             n_classes = model(x[:1]).shape[1]
         classifier = _art_classifier()(
@@ -213,6 +211,20 @@ class VectorSquare:
         return project(best.reshape(x.shape), x, epsilon)
 
 
+@dataclass
+class Square:
+    """The L-infinity Square attack with ``queries`` queries: ART's on images (B, 1, H, W),
+    ``VectorSquare`` on feature vectors (B, D), which ART's does not take."""
+
+    queries: int
+    seed: int = 0
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
+        if x.dim() == 4:
+            return ARTAttack("square", steps=self.queries, seed=self.seed)(model, x, y, epsilon)
+        return VectorSquare(queries=self.queries, seed=self.seed)(model, x, y, epsilon)
+
+
 # name -> what it is; ``build_attack`` configures each from the config's ``attack`` section.
 ATTACKS = {
     "fgsm": "FGSM, one step of size epsilon",
@@ -240,7 +252,7 @@ def build_attack(name: str, attack_cfg: dict, seed: int = 0):
     if name in ("apgd_ce", "apgd_dlr"):
         return ARTAttack(name, steps=at["apgd_steps"], seed=seed)
     if name == "square":
-        return ARTAttack(name, steps=at["square_queries"], seed=seed)
+        return Square(queries=at["square_queries"], seed=seed)
     raise ValueError(f"unknown attack {name!r}; available: {sorted(ATTACKS)}")
 
 

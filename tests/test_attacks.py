@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from helpers.attacks import FGSM, PGD, ARTAttack, evaluate_attack, predict
+from helpers.attacks import FGSM, PGD, ARTAttack, Square, evaluate_attack, predict
 from helpers.training import accuracy
 
 ATTACKS = {"fgsm": FGSM(), "pgd": PGD(steps=5, step_ratio=0.25, random_start=True, seed=1),
@@ -98,7 +98,7 @@ def breast_cancer_mlp():
 
 def test_square_on_feature_vectors_is_a_gradient_free_search_inside_the_ball(breast_cancer_mlp):
     model, x, y = breast_cancer_mlp
-    square = ARTAttack("square", steps=100, seed=3)  # ART takes images only: VectorSquare runs
+    square = Square(queries=100, seed=3)  # ART's takes images only: VectorSquare runs
     x_adv = square(model, x, y, 0.1)
     assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 0.1 + 1e-6
     assert x_adv.min() >= 0 and x_adv.max() <= 1
@@ -108,4 +108,4 @@ def test_square_on_feature_vectors_is_a_gradient_free_search_inside_the_ball(bre
     # ... without gradients, so not more than PGD does (a small margin for its randomness)
     assert robust >= accuracy(model, PGD(steps=20, seed=0)(model, x, y, 0.1), y) - 0.05
     # never worse than its start: with one query it is x + epsilon * random signs
-    assert accuracy(model, ARTAttack("square", steps=1, seed=3)(model, x, y, 0.1), y) >= robust
+    assert accuracy(model, Square(queries=1, seed=3)(model, x, y, 0.1), y) >= robust
