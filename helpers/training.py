@@ -5,11 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks import predict
+from .models import predict
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Clean accuracy of ``model`` on images (N, 1, H, W) with labels (N,)."""
+    """Clean accuracy of ``model`` on inputs (N, *input_shape) with labels (N,)."""
     model.eval()
     return float((predict(model, x) == y).double().mean())
 
@@ -20,11 +20,10 @@ def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
     """Train in place; return one record per epoch (epoch, train_loss, train_accuracy, test_accuracy).
 
     The mini-batch order comes from ``seed`` alone, so every model of a run sees the same
-    batches in the same order. Models with a ``fit_preprocessing`` step (the quantum model's
-    PCA) fit it on ``x_train`` before the first epoch.
+    batches in the same order. Each model fits what it fits on the training split (a PCA:
+    ``fit_preprocessing``) before the first epoch.
     """
-    if hasattr(model, "fit_preprocessing"):
-        model.fit_preprocessing(x_train)
+    model.fit_preprocessing(x_train)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     order = torch.Generator().manual_seed(seed)
     history = []

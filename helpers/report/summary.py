@@ -3,37 +3,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .evaluation import WORST_CASE
-from .masking import surviving_models
-
-
-def _fmt(row) -> str:
-    return f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
-
-
-def markdown_table(df: pd.DataFrame) -> str:
-    """A GitHub Markdown table of ``df`` (no extra dependency on tabulate)."""
-    header = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
-def robustness_table(curves: pd.DataFrame, models, epsilons) -> pd.DataFrame:
-    """Wide table for reading: one row per model and attack, 'mean [95% CI]' per epsilon."""
-    rows = []
-    for model in models:
-        for attack in dict.fromkeys(curves["attack"]):
-            c = curves[(curves["model"] == model) & (curves["attack"] == attack)].set_index("epsilon")
-            rows.append({"model": model, "attack": attack,
-                         **{f"ε={e:g}": _fmt(c.loc[e]) for e in epsilons}})
-    return pd.DataFrame(rows)
-
-
-def widest_epsilon(curves: pd.DataFrame, attack: str) -> float:
-    """The epsilon > 0 at which the models' mean accuracies under ``attack`` are furthest apart."""
-    c = curves[(curves["attack"] == attack) & (curves["epsilon"] > 0)]
-    return float(c.groupby("epsilon")["mean"].agg(lambda v: v.max() - v.min()).idxmax())
+from ..analysis.evaluation import WORST_CASE
+from ..analysis.masking import surviving_models
+from .tables import interval, markdown_table, robustness_table, widest_epsilon
 
 
 def masking_section(checks: pd.DataFrame, models) -> list[str]:
@@ -84,7 +56,7 @@ def _ranking_paragraph(curves: pd.DataFrame, clean: pd.DataFrame, models) -> lis
     name = ("the per-sample worst case over all attacks" if attack == WORST_CASE
             else f"{attack.upper()}, the strongest attack on average")
     text = [f"Under {name}, the models differ most at ε={eps:g}: "
-            + ", ".join(f"`{m}` {_fmt(r)}" for m, r in at.iterrows()) + "."]
+            + ", ".join(f"`{m}` {interval(r)}" for m, r in at.iterrows()) + "."]
     for (a, ra), (b, rb) in zip(list(at.iterrows())[:-1], list(at.iterrows())[1:]):
         if ra["ci_low"] > rb["ci_high"]:
             text.append(f"The intervals of `{a}` and `{b}` do not overlap.")
@@ -97,29 +69,23 @@ def _ranking_paragraph(curves: pd.DataFrame, clean: pd.DataFrame, models) -> lis
     return [" ".join(text)]
 
 
-def write_summary(cfg: dict, models_df: pd.DataFrame, curves: pd.DataFrame, stability: pd.DataFrame,
-                  checks: pd.DataFrame | None = None, paired: pd.DataFrame | None = None,
-                  auc: pd.DataFrame | None = None, faithfulness: pd.DataFrame | None = None,
-                  reference: list[str] | None = None) -> str:
-    """Markdown summary of one experiment.
-
-    ``models_df``: per model and run (parameters, clean_accuracy); ``curves``: mean/CI of
-    accuracy per model, attack and epsilon; ``stability``: mean/CI of the per-run Spearman
-    correlation per model and method; optionally ``checks`` (``masking.masking_checks``),
-    ``paired`` (``statistics.paired_tests``), ``auc`` (mean/CI of the robust AUC per model
-    and attack), ``faithfulness`` (``summarize_attribution_stability`` of the infidelity and
-    sensitivity columns, stacked, with their ``metric``) and ``reference`` (the lines of
-    ``reference_section``).
-    """
-    models = list(cfg["models"])
+def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
+    """Markdown summary of one experiment, from the report's tables (``store.layout`` names):
+    ``models`` (per model and run: parameters, clean_accuracy), ``stats`` (mean/CI of accuracy
+    per model, attack and epsilon), ``attribution_summary`` (mean/CI of the per-run Spearman
+    correlation per model and method), ``masking_checks``, ``paired_tests`` (every attack),
+    ``auc``, ``attribution_metrics`` (infidelity and sensitivity, with their ``metric``),
+    ``class_stats`` and ``large_epsilon`` (for ``report.reference``)."""
+    models = list(cfg.models)
+    curves, checks, auc = tables["stats"], tables["masking_checks"], tables["auc"]
     eps = sorted(curves["epsilon"].unique())
-    n_runs = cfg["n_runs"]
-    lines = [f"# Summary: experiment `{cfg['experiment']}`", "",
-             f"Data set `{cfg['dataset']['name']}` (classes {cfg['dataset']['classes']}), {n_runs} Monte Carlo runs, "
-             f"{cfg['training']['epochs']} epochs, batch {cfg['training']['batch_size']}, "
-             f"Adam lr {cfg['training']['learning_rate']} for every model. Intervals are 95% t-intervals across runs.",
+    training = cfg.training
+    lines = [f"# Summary: experiment `{cfg.experiment}`", "",
+             f"Data set `{cfg.dataset.name}` (classes {list(cfg.dataset.classes)}), {cfg.n_runs} Monte Carlo runs, "
+             f"{training.epochs} epochs, batch {training.batch_size}, "
+             f"Adam lr {training.learning_rate} for every model. Intervals are 95% t-intervals across runs.",
              "", "## Models", ""]
-    clean = models_df.groupby("model", sort=False).agg(
+    clean = tables["models"].groupby("model", sort=False).agg(
         parameters=("parameters", "first"), clean_accuracy=("clean_accuracy", "mean"),
         n_test=("n_test", "first")).reindex(models).reset_index()
     clean["clean_accuracy"] = clean["clean_accuracy"].map("{:.3f}".format)
@@ -127,27 +93,38 @@ def write_summary(cfg: dict, models_df: pd.DataFrame, curves: pd.DataFrame, stab
     lines += [markdown_table(robustness_table(curves, models, eps)), ""]
 
     lines += _ranking_paragraph(curves, clean, models)
-    if paired is not None and not paired.empty:
+    paired = tables["paired_tests"]
+    paired = paired[paired["attack"] == headline_attack(curves)]
+    if not paired.empty:
         lines += ["", *paired_section(paired, widest_epsilon(curves, paired["attack"].iloc[0]))]
-    if auc is not None and not auc.empty:
+    if not auc.empty:
         worst = auc.groupby("attack")["mean"].mean().idxmin()
         a = auc[auc["attack"] == worst].set_index("model").reindex(models)
         lines += [f"Area under the {worst.replace('_', ' ')} accuracy-vs-ε curve (normalised by the ε range; "
-                  "1 = never fooled): " + ", ".join(f"`{m}` {_fmt(r)}" for m, r in a.iterrows()) + "."]
-    if reference:
-        lines += ["", "## Does the published result hold?", "", *reference]
-    if checks is not None and not checks.empty:
+                  "1 = never fooled): " + ", ".join(f"`{m}` {interval(r)}" for m, r in a.iterrows()) + "."]
+    if cfg.report.reference is not None:
+        lines += ["", "## Does the published result hold?", "",
+                  *reference_section(cfg.report.reference, curves, tables["paired_tests"], tables["class_stats"],
+                                     tables["large_epsilon"], checks, models)]
+    if not checks.empty:
         lines += ["", "## Gradient-masking checks", "", *masking_section(checks, models)]
-    lines += ["", f"## Attribution stability under PGD at ε={cfg['interpret']['epsilon']:g}", "",
+    stability = tables["attribution_summary"]
+    stability = stability[stability["metric"] == "spearman"]
+    lines += ["", f"## Attribution stability under PGD at ε={cfg.interpret.epsilon:g}", "",
               "Spearman rank correlation between clean and adversarial |attribution| maps "
               "(1 = same ranking of pixels), mean over runs:", ""]
-    wide = stability.assign(value=stability.apply(lambda r: "n/a" if pd.isna(r["mean"]) else _fmt(r), axis=1))
+    wide = stability.assign(value=stability.apply(lambda r: "n/a" if pd.isna(r["mean"]) else interval(r), axis=1))
     methods = list(dict.fromkeys(stability["method"]))
     wide = wide.pivot(index="model", columns="method", values="value").reindex(index=models, columns=methods).reset_index()
     lines += [markdown_table(wide), ""]
-    if faithfulness is not None and not faithfulness.empty:
-        lines += faithfulness_section(faithfulness, models)
+    if not tables["attribution_metrics"].empty:
+        lines += faithfulness_section(tables["attribution_metrics"], models)
     return "\n".join(lines)
+
+
+def headline_attack(curves: pd.DataFrame) -> str:
+    """The attack whose numbers the summary quotes: the per-sample worst case when it was computed."""
+    return WORST_CASE if WORST_CASE in set(curves["attack"]) else "pgd"
 
 
 def faithfulness_section(faithfulness: pd.DataFrame, models) -> list[str]:
@@ -167,41 +144,40 @@ def faithfulness_section(faithfulness: pd.DataFrame, models) -> list[str]:
             markdown_table(pd.DataFrame(rows)), ""]
 
 
-def reference_section(reference: dict, curves: pd.DataFrame, robustness: pd.DataFrame, by_class: pd.DataFrame,
+def reference_section(reference, curves: pd.DataFrame, paired_tests: pd.DataFrame, by_class: pd.DataFrame,
                       large_epsilon: pd.DataFrame, checks: pd.DataFrame | None, models) -> list[str]:
-    """A published result beside ours (``report.reference`` of the config), then the same
-    comparison under every attack, per class, at the budget where the classes become
-    indistinguishable, and with the masking checks, so that the reader sees whether it holds.
+    """A published result beside ours (``report.reference`` of the config, a
+    ``config.Reference``), then the same comparison under every attack, per class, at the
+    budget where the classes become indistinguishable, and with the masking checks, so that
+    the reader sees whether it holds.
 
-    ``curves``: mean/CI of accuracy per model, attack and epsilon; ``by_class``: mean/CI per
-    model, attack, epsilon and label; ``robustness`` and ``large_epsilon``: per-run tables.
+    ``curves``: mean/CI of accuracy per model, attack and epsilon; ``paired_tests``: the
+    report's paired comparisons (every attack); ``by_class``: mean/CI per model, attack,
+    epsilon and label; ``large_epsilon``: the per-run table.
     """
-    from .statistics import paired_tests
-
-    attack, eps, published = reference["attack"], float(reference["epsilon"]), reference["accuracy"]
+    attack, eps, published = reference.attack, float(reference.epsilon), dict(reference.accuracy)
     at = curves[curves["epsilon"] == eps]
     attacks = [a for a in dict.fromkeys(at["attack"]) if a != attack]
     table = []
     for m in models:
         row = {"model": m, f"published ({attack.upper()})": f"{published[m]:.3f}" if m in published else "—"}
         for a in [attack, *attacks]:
-            row["ours: " + a.replace("_", " ")] = _fmt(at[(at["model"] == m) & (at["attack"] == a)].iloc[0])
+            row["ours: " + a.replace("_", " ")] = interval(at[(at["model"] == m) & (at["attack"] == a)].iloc[0])
         table.append(row)
-    lines = [f"The published result ({reference['source']}): "
+    lines = [f"The published result ({reference.source}): "
              + ", ".join(f"`{m}` {v:.3f}" for m, v in published.items())
              + f" mean accuracy under {attack.upper()} at ε={eps:g}. Ours, same setting, then every other attack "
              "at the same ε (mean [95% CI] over runs):", "", markdown_table(pd.DataFrame(table)), ""]
 
     paired = {}
     for a in dict.fromkeys([attack, WORST_CASE]):
-        p = paired_tests(robustness, a, models)
-        paired[a] = p[p["epsilon"] == eps]
+        paired[a] = paired_tests[(paired_tests["attack"] == a) & (paired_tests["epsilon"] == eps)]
         lines += [f"Paired across runs, {a.replace('_', ' ')} at ε={eps:g}:", "",
                   markdown_table(pd.DataFrame(_paired_rows(paired[a], runs=False))), ""]
 
     c = by_class[(by_class["epsilon"] == eps) & by_class["attack"].isin([attack, WORST_CASE])]
     rows = [{"model": m, "attack": a.replace("_", " "),
-             **{f"class {int(r['label'])}": _fmt(r) for _, r in g.sort_values("label").iterrows()}}
+             **{f"class {int(r['label'])}": interval(r) for _, r in g.sort_values("label").iterrows()}}
             for m in models for a in dict.fromkeys([attack, WORST_CASE])
             for g in [c[(c["model"] == m) & (c["attack"] == a)]]]
     lines += [f"Robust accuracy per class at ε={eps:g} (a model that never flips one class scores that class's "

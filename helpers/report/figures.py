@@ -10,12 +10,16 @@ from matplotlib.colors import ListedColormap
 import numpy as np
 import pandas as pd
 
-from .statistics import ACCURACY_BOUNDS, summarize_runs
+from ..analysis.evaluation import WORST_CASE
+from ..analysis.statistics import ACCURACY_BOUNDS, summarize_runs
+from ..registry import ATTACKS, ATTRIBUTIONS
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 
-METHOD_LABELS = {"saliency": "Saliency", "integrated_gradients": "Integrated gradients",
-                 "smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM"}
+
+def attack_label(name: str) -> str:
+    """How a figure names an attack (its registry label; the per-sample worst case too)."""
+    return "Worst case over all attacks" if name == WORST_CASE else ATTACKS.label(name)
 
 
 def model_colors(models) -> dict[str, str]:
@@ -46,12 +50,7 @@ def plot_training_curves(history: pd.DataFrame, models) -> plt.Figure:
     return fig
 
 
-ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "pgd_restarts": "PGD, restarts", "pgd_long": "PGD, long",
-                 "apgd_ce": "APGD-CE", "apgd_dlr": "APGD-DLR", "square": "Square (gradient-free)",
-                 "worst_case": "Worst case over all attacks"}
-
-
-def plot_robustness_curves(robustness: pd.DataFrame, models, attacks=None, reference: dict | None = None) -> plt.Figure:
+def plot_robustness_curves(robustness: pd.DataFrame, models, attacks=None, reference=None) -> plt.Figure:
     """Accuracy vs epsilon, one panel per attack (default: all in the table): mean over runs
     with a 95% t-interval band. ``reference`` (a config's ``report.reference``) marks the
     published accuracies as stars on its attack's panel."""
@@ -63,12 +62,12 @@ def plot_robustness_curves(robustness: pd.DataFrame, models, attacks=None, refer
         for model in models:
             r = robustness[(robustness["attack"] == attack) & (robustness["model"] == model)]
             _band(ax, summarize_runs(r, ["epsilon"], "accuracy", bounds=ACCURACY_BOUNDS), "epsilon", colors[model], model)
-        if reference and reference["attack"] == attack:
-            for model, value in reference["accuracy"].items():
-                ax.plot(reference["epsilon"], value, "*", ms=14, mec="black", color=colors.get(model, "grey"),
+        if reference is not None and reference.attack == attack:
+            for model, value in reference.accuracy.items():
+                ax.plot(reference.epsilon, value, "*", ms=14, mec="black", color=colors.get(model, "grey"),
                         label=f"{model}, published")
             ax.legend(fontsize=7)
-        ax.set(xlabel="ε (L∞ budget; inputs in [0, 1])", title=ATTACK_LABELS.get(attack, attack), ylim=(-0.02, 1.02))
+        ax.set(xlabel="ε (L∞ budget; inputs in [0, 1])", title=attack_label(attack), ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("robust accuracy on the test split")
     axes[0, -1].legend(title="model")
@@ -82,15 +81,15 @@ def plot_attack_comparison(robustness: pd.DataFrame, models) -> plt.Figure:
     """One panel per model: mean accuracy vs epsilon under each attack. A gradient-free or
     transfer attack far below the gradient attacks is the signature of gradient masking."""
     attacks = list(dict.fromkeys(robustness["attack"]))
-    styles = {a: OKABE_ITO[(i + 3) % len(OKABE_ITO)] for i, a in enumerate(a for a in attacks if a != "worst_case")}
+    styles = {a: OKABE_ITO[(i + 3) % len(OKABE_ITO)] for i, a in enumerate(a for a in attacks if a != WORST_CASE)}
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), sharey=True, squeeze=False)
     means = robustness.groupby(["model", "attack", "epsilon"])["accuracy"].mean()
     for ax, model in zip(axes[0], models):
         for attack in attacks:
             curve = means.loc[(model, attack)]
-            worst = attack == "worst_case"
+            worst = attack == WORST_CASE
             ax.plot(curve.index, curve.values, "-" if worst else "--", lw=2.5 if worst else 1.2,
-                    color="black" if worst else styles[attack], label=ATTACK_LABELS.get(attack, attack))
+                    color="black" if worst else styles[attack], label=attack_label(attack))
         ax.set(title=model, xlabel="ε (L∞ budget)", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("mean robust accuracy")
@@ -137,7 +136,7 @@ def plot_attribution_stability(table: pd.DataFrame, models, metric: str = "spear
             ax.bar(i + (j - (len(models) - 1) / 2) * width, row["mean"], width, color=colors[model],
                    yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]], capsize=3,
                    label=model if i == 0 else None)
-    ax.set_xticks(range(len(methods)), [METHOD_LABELS.get(m, m) for m in methods])
+    ax.set_xticks(range(len(methods)), [ATTRIBUTIONS.label(m) for m in methods])
     ax.set_ylabel({"spearman": "Spearman ρ, clean vs adversarial map",
                    "top_k_overlap": "top-k overlap, clean vs adversarial"}.get(metric, metric))
     ax.axhline(0, color="grey", lw=0.5)
@@ -160,7 +159,7 @@ def plot_attribution_panel(maps: dict, models, methods, image: int = 0) -> plt.F
         for method in methods:
             for kind in ("clean", "adv"):
                 key = f"{model}__{method}__{kind}"
-                title = f"{METHOD_LABELS.get(method, method)}\n{'clean' if kind == 'clean' else 'attacked'}"
+                title = f"{ATTRIBUTIONS.label(method)}\n{'clean' if kind == 'clean' else 'attacked'}"
                 panels.append((title, np.abs(picture(maps[key][image])) if key in maps else None, "viridis"))
         for ax, (title, img, cmap) in zip(axes[r], panels):
             ax.set_xticks([])
@@ -177,32 +176,27 @@ def plot_attribution_panel(maps: dict, models, methods, image: int = 0) -> plt.F
     return fig
 
 
-def plot_decision_boundaries(models: dict, x: np.ndarray, y: np.ndarray, x_adv: dict, epsilon: float,
-                             class_names, resolution: int = 200) -> plt.Figure:
+def plot_decision_boundaries(arrays: dict, models, epsilon: float, class_names) -> plt.Figure:
     """2-D data: each model's predicted class over the input square [0, 1]^2 (shaded), the
     clean test points (circles, coloured by true label) and each one's adversarial example
     against that model (crosses, joined to the clean point; red where the attack flips it).
 
-    ``models``: name -> Module taking (B, 2); ``x`` (N, 2), ``y`` (N,); ``x_adv``: name -> (N, 2).
+    ``arrays``: what the attack stage wrote (``stages.attack.decision_boundaries``): ``grid``
+    (R,), ``x`` (N, 2), ``y`` (N,) and per model ``<name>__region`` (R, R), ``<name>__x_adv``
+    (N, 2) and ``<name>__flipped`` (N,).
     """
-    import torch
-
-    from .attacks import predict
-
-    grid = np.linspace(0, 1, resolution)
-    gx, gy = np.meshgrid(grid, grid)
-    points = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    gx, gy = np.meshgrid(arrays["grid"], arrays["grid"])
+    x, y = arrays["x"], arrays["y"]
     labels = np.unique(y)
     colors = ListedColormap(OKABE_ITO[: max(2, len(labels))])
     fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.6), squeeze=False, sharey=True)
-    for ax, (name, model) in zip(axes[0], models.items()):
-        region = predict(model, points).cpu().numpy().reshape(gx.shape)
-        ax.contourf(gx, gy, region, levels=np.arange(len(labels) + 1) - 0.5, cmap=colors, alpha=0.25)
-        flipped = predict(model, torch.as_tensor(x_adv[name])).cpu().numpy() != y
-        for (x0, y0), (x1, y1), bad in zip(x, x_adv[name], flipped):
+    for ax, name in zip(axes[0], models):
+        x_adv, flipped = arrays[f"{name}__x_adv"], arrays[f"{name}__flipped"]
+        ax.contourf(gx, gy, arrays[f"{name}__region"], levels=np.arange(len(labels) + 1) - 0.5, cmap=colors, alpha=0.25)
+        for (x0, y0), (x1, y1), bad in zip(x, x_adv, flipped):
             ax.plot([x0, x1], [y0, y1], color="#D55E00" if bad else "0.6", lw=0.6)
         ax.scatter(x[:, 0], x[:, 1], c=y, cmap=colors, vmin=-0.5, vmax=len(labels) - 0.5, s=14, edgecolors="k", lw=0.4)
-        ax.scatter(x_adv[name][:, 0], x_adv[name][:, 1], c=np.where(flipped, "#D55E00", "0.3"), marker="x", s=12, lw=0.8)
+        ax.scatter(x_adv[:, 0], x_adv[:, 1], c=np.where(flipped, "#D55E00", "0.3"), marker="x", s=12, lw=0.8)
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="feature 1", aspect="equal",
                title=f"{name}: {flipped.mean():.0%} flipped at ε={epsilon:g}")
     axes[0, 0].set_ylabel("feature 2")

@@ -4,16 +4,18 @@ A model whose gradients vanish, shatter or are random looks robust to gradient a
 staying fragile. Each check compares attacks whose order of strength is known; a model FLAGs
 when the evaluation contradicts that order by more than the tolerance, and its robustness
 numbers should then not be read as robustness. Means are taken across Monte Carlo runs.
+Which attacks follow gradients, and which are stronger runs of PGD, the attack registry's
+tags (``gradient``) and ``refines`` say: a new attack enters the checks by declaring them.
 """
 from __future__ import annotations
 
 import pandas as pd
 
+from ..registry import ATTACKS
 
 # Tolerances in accuracy (fraction of test points).
 LARGE_EPSILON_MAX_ACCURACY = 0.10   # at eps >= 0.5 any image can be moved to mid-grey
 SLACK = 0.05                        # allowed disorder between attacks of known order
-GRADIENT_ATTACKS = ("fgsm", "pgd", "pgd_restarts", "pgd_long", "apgd_ce", "apgd_dlr")
 
 CHECKS = {
     "large_epsilon": "PGD accuracy at the largest masking budget is near zero",
@@ -61,17 +63,19 @@ def masking_checks(robustness: pd.DataFrame, transfer: pd.DataFrame, large_epsil
 
         rows.append(gap(c["pgd"], c["fgsm"], "pgd_not_weaker_than_fgsm") if {"pgd", "fgsm"} <= has
                     else _row(model, "pgd_not_weaker_than_fgsm", None, SLACK, None, "needs fgsm and pgd"))
-        more = [a for a in ("pgd_restarts", "pgd_long") if a in has]
+        more = [e.name for e in ATTACKS.entries() if e.refines == "pgd" and e.name in has]
         if "pgd" in has and more:
             rows.append(gap(c["pgd"], c[more].min(axis=1), "pgd_converged"))
             rows.append(gap(c[more].max(axis=1), c["pgd"], "more_iterations_do_not_help_the_model"))
         else:
             for check in ("pgd_converged", "more_iterations_do_not_help_the_model"):
-                rows.append(_row(model, check, None, SLACK, None, "needs pgd and pgd_restarts or pgd_long"))
-        gradient = [a for a in GRADIENT_ATTACKS if a in has]
-        rows.append(gap(c[gradient].min(axis=1), c["square"], "gradient_free_not_stronger")
-                    if "square" in has and gradient
-                    else _row(model, "gradient_free_not_stronger", None, SLACK, None, "needs square and a gradient attack"))
+                rows.append(_row(model, check, None, SLACK, None, "needs pgd and a stronger run of it (pgd_restarts, pgd_long)"))
+        gradient = [a for a in ATTACKS.with_tag("gradient") if a in has]
+        free = [a for a in ATTACKS.names() if a in has and a not in gradient]
+        rows.append(gap(c[gradient].min(axis=1), c[free].min(axis=1), "gradient_free_not_stronger")
+                    if free and gradient
+                    else _row(model, "gradient_free_not_stronger", None, SLACK, None,
+                              "needs a gradient-free and a gradient attack"))
 
         t = transfer[(transfer["epsilon"] > 0) & (transfer["target"] == model)] if not transfer.empty else transfer
         if t.empty or t["source"].nunique() < 2:

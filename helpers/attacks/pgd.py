@@ -1,0 +1,98 @@
+"""Projected gradient descent, and the two stronger runs of it that check its convergence."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..models import predict
+from ..params import Boolean, Integer, Number, Params, param
+from ..registry import ATTACKS
+from .base import Attack, input_gradient, project
+
+
+def pgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, *, steps: int, step_ratio: float,
+        random_start: bool, seed: int, restarts: int = 1, loss=None) -> torch.Tensor:
+    """L-infinity PGD (Madry et al. 2018) on inputs ``x`` (B, ...) in [0, 1], labels ``y``.
+
+    ``steps`` signed-gradient steps of ``step_ratio * epsilon`` (the step scales with the
+    budget so that the steps can cross the ball at every epsilon) ascending ``loss(logits, y)``
+    per sample (default: cross-entropy), from a uniform random point of the ball when
+    ``random_start``. With ``restarts`` > 1, samples the first start did not fool are attacked
+    again from new random starts (seeds ``seed + r``); each sample keeps its first successful
+    example (the per-sample worst case over restarts).
+    """
+    def run(xs, ys, run_seed):
+        x_adv = xs.clone()
+        if random_start:
+            gen = torch.Generator(device=xs.device).manual_seed(run_seed)
+            noise = torch.rand(xs.shape, generator=gen, device=xs.device, dtype=xs.dtype)
+            x_adv = project(xs + (2 * noise - 1) * epsilon, xs, epsilon)
+        step = step_ratio * epsilon
+        for _ in range(steps):
+            x_adv = project(x_adv + step * input_gradient(model, x_adv, ys, loss).sign(), xs, epsilon).detach()
+        return x_adv
+
+    best = run(x, y, seed)
+    robust = predict(model, best) == y
+    for restart in range(1, restarts):
+        if not robust.any():
+            break
+        idx = robust.nonzero().squeeze(1)
+        candidate = run(x[idx], y[idx], seed + restart)
+        fooled = predict(model, candidate) != y[idx]
+        best[idx[fooled]] = candidate[fooled]
+        robust[idx[fooled]] = False
+    return best
+
+
+@ATTACKS.register
+class PGD(Attack):
+    """Projected gradient descent on the cross-entropy (``pgd``)."""
+
+    name, label = "pgd", "PGD"
+    tags = frozenset({"gradient"})
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        steps: int = param(20, Integer(1), "iterations")
+        step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
+        random_start: bool = param(True, Boolean(), "start from a uniform random point of the ε-ball")
+
+    def perturb(self, model, x, y, epsilon):
+        p = self.params
+        return pgd(model, x, y, epsilon, steps=p.steps, step_ratio=p.step_ratio, random_start=p.random_start,
+                   seed=self.seed)
+
+
+@ATTACKS.register
+class PGDRestarts(Attack):
+    """PGD from ``restarts`` random starts: a sample counts as fooled if any start fools it."""
+
+    name, label, refines = "pgd_restarts", "PGD, restarts", "pgd"
+    tags = frozenset({"gradient"})
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        steps: int = param(20, Integer(1), "iterations per start")
+        step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
+        restarts: int = param(5, Integer(1), "random starts (the first included)")
+
+    def perturb(self, model, x, y, epsilon):
+        p = self.params
+        return pgd(model, x, y, epsilon, steps=p.steps, step_ratio=p.step_ratio, random_start=True,
+                   seed=self.seed, restarts=p.restarts)
+
+
+@ATTACKS.register
+class PGDLong(PGD):
+    """PGD with more, smaller steps: a convergence check (much stronger than ``pgd`` means PGD
+    had not converged)."""
+
+    name, label, refines = "pgd_long", "PGD, long", "pgd"
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        steps: int = param(60, Integer(1), "iterations")
+        step_ratio: float = param(0.1, Number(0, open="low"), "step size as a fraction of ε")
+        random_start: bool = param(True, Boolean(), "start from a uniform random point of the ε-ball")

@@ -1,0 +1,182 @@
+"""How a variational circuit takes its input: one ``Encoding`` entry per way (``vqc``'s
+``encoding`` option). Adding an encoding is one class here (or in any module that registers
+with ``ENCODINGS``) plus its test against PennyLane.
+
+An encoding says what it fits on the training split (``preprocessing``), what the circuit's
+inputs are (``circuit_inputs``), the state they prepare (``initial_state``, for the
+statevector simulation), how that state factors into real inputs and fixed phases (for the
+frozen-unitary evaluation path), and the PennyLane operations of the reference circuit
+(``embed``).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import ClassVar
+
+import pennylane as qml
+import torch
+
+from ..params import ConfigError
+from ..registry import ENCODINGS, Component
+from .features import PCAFeatures, amplitude_state
+
+
+def basis_bits(n_qubits: int, wires) -> torch.Tensor:
+    """(2**n, len(wires)) bit of each wire in each basis state; wire 0 is the most significant."""
+    k = torch.arange(2 ** n_qubits)[:, None]
+    return (k >> (n_qubits - 1 - torch.as_tensor(list(wires)))) & 1
+
+
+def rx_product_magnitudes(angles: torch.Tensor) -> torch.Tensor:
+    """|amplitude| pattern of ⊗_q RX(a_q)|0> (B, 2**n), real: products of cos(a/2), sin(a/2).
+
+    The complex amplitude is this times ``rx_product_phases(n)`` (RX(a)|0> = cos|0> - i sin|1>).
+    Built as the outer product of the two halves' patterns, so only one operation (and one
+    reduction in the backward pass) touches all 2**n entries.
+    """
+    half = angles.double() / 2
+    factors = torch.stack([torch.cos(half), torch.sin(half)], dim=2)  # (B, n, 2)
+
+    def pattern(qubits: torch.Tensor) -> torch.Tensor:
+        state = qubits[:, 0]
+        for q in range(1, qubits.shape[1]):
+            state = (state[:, :, None] * qubits[:, q, None, :]).reshape(len(qubits), -1)
+        return state
+
+    n = angles.shape[1]
+    if n == 1:
+        return factors[:, 0]
+    high, low = pattern(factors[:, : n // 2]), pattern(factors[:, n // 2:])
+    return (high[:, :, None] * low[:, None, :]).reshape(len(angles), -1)
+
+
+@lru_cache(maxsize=None)
+def rx_product_phases(n_qubits: int) -> torch.Tensor:
+    """(2**n,) complex128 phase (-i)**popcount(k) of the RX product state's amplitude k."""
+    popcount = basis_bits(n_qubits, range(n_qubits)).sum(1)
+    return torch.tensor([1, -1j, -1, 1j], dtype=torch.complex128)[popcount % 4]
+
+
+class Encoding(Component):
+    """Base of the encodings (see the module docstring)."""
+
+    # Encoded again before every layer: the trainable block is then no fixed unitary.
+    repeats: ClassVar[bool] = False
+    # lightning.qubit's adjoint differentiation gets its input gradients right.
+    adjoint: ClassVar[bool] = True
+
+    @classmethod
+    def check(cls, n_inputs: int, n_qubits: int, where: str) -> None:
+        """Raise ``ConfigError`` if ``n_qubits`` cannot encode ``n_inputs`` input features."""
+
+    @classmethod
+    def preprocessing(cls, n_inputs: int, n_qubits: int) -> PCAFeatures | None:
+        """The map fitted on the training split before the circuit (None: nothing to fit)."""
+        return None
+
+    @classmethod
+    def circuit_inputs(cls, x: torch.Tensor, preprocessing, n_qubits: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    @classmethod
+    def initial_state(cls, inputs: torch.Tensor) -> torch.Tensor:
+        """The encoded state (B, 2**n) complex128."""
+        raise NotImplementedError
+
+    @classmethod
+    def real_inputs(cls, inputs: torch.Tensor) -> torch.Tensor:
+        """Real (B, 2**n) float64 r with initial_state = r * phases (the unitary path)."""
+        raise NotImplementedError
+
+    @classmethod
+    def phases(cls, n_qubits: int) -> torch.Tensor | None:
+        """Fixed phases (2**n,) of the state's amplitudes, folded into the frozen unitary (None: all 1)."""
+        return None
+
+    @classmethod
+    def embed(cls, inputs, wires) -> None:
+        """The PennyLane operations of the encoding, inside a QNode (the reference circuit)."""
+        raise NotImplementedError
+
+
+@ENCODINGS.register
+class Angle(Encoding):
+    """PCA of the flattened input to ``n_qubits`` features (fitted on the training split only)
+    -> rotation angles in [0, pi] -> ``AngleEmbedding`` (one RX per wire), once."""
+
+    name, label = "angle", "angle (RX) encoding of PCA features"
+
+    @classmethod
+    def check(cls, n_inputs, n_qubits, where):
+        if n_qubits > n_inputs:
+            raise ConfigError(f"{where}: encoding {cls.name!r} puts one PCA feature on each qubit: n_qubits "
+                              f"({n_qubits}) must not exceed the number of input features ({n_inputs})")
+
+    @classmethod
+    def preprocessing(cls, n_inputs, n_qubits):
+        return PCAFeatures(n_inputs, n_qubits)
+
+    @classmethod
+    def circuit_inputs(cls, x, preprocessing, n_qubits):
+        return preprocessing(x)
+
+    @classmethod
+    def initial_state(cls, inputs):
+        return rx_product_magnitudes(inputs) * rx_product_phases(inputs.shape[1]).to(inputs.device)
+
+    @classmethod
+    def real_inputs(cls, inputs):
+        return rx_product_magnitudes(inputs)
+
+    @classmethod
+    def phases(cls, n_qubits):
+        return rx_product_phases(n_qubits)
+
+    @classmethod
+    def embed(cls, inputs, wires):
+        qml.AngleEmbedding(inputs, wires=wires, rotation="X")
+
+
+@ENCODINGS.register
+class Reupload(Angle):
+    """Data re-uploading: the angle encoding, and again before every layer after the first."""
+
+    name, label = "reupload", "data re-uploading (RX before every layer)"
+    repeats = True
+
+
+@ENCODINGS.register
+class Amplitude(Encoding):
+    """The flattened input itself, zero-padded to 2**n_qubits and L2-normalised inside the
+    model (``amplitude_state``) -> ``AmplitudeEmbedding``. No PCA, so it needs 2**n_qubits >=
+    the number of input features (64 pixels: 6 qubits); fewer qubits is an error rather than a
+    PCA, whose signed features would need a shift fitted on the training range and would no
+    longer be the pixels' amplitudes. The state ignores the input's overall scale."""
+
+    name, label = "amplitude", "amplitude encoding of the input"
+    # Adjoint differentiation silently returns wrong input gradients through state
+    # preparation (checked against default.qubit).
+    adjoint = False
+
+    @classmethod
+    def check(cls, n_inputs, n_qubits, where):
+        if n_inputs > 2 ** n_qubits:
+            needed = (n_inputs - 1).bit_length()
+            raise ConfigError(f"{where}: encoding 'amplitude' needs 2**n_qubits >= the number of input features "
+                              f"({n_inputs}): n_qubits >= {needed}, got {n_qubits}")
+
+    @classmethod
+    def circuit_inputs(cls, x, preprocessing, n_qubits):
+        return amplitude_state(x, n_qubits)
+
+    @classmethod
+    def initial_state(cls, inputs):
+        return inputs.to(torch.complex128)
+
+    @classmethod
+    def real_inputs(cls, inputs):
+        return inputs.double()
+
+    @classmethod
+    def embed(cls, inputs, wires):
+        qml.AmplitudeEmbedding(inputs, wires=wires)  # already padded and normalised

@@ -1,0 +1,251 @@
+"""Lean simulation of the variational circuits, built from PennyLane's own gates.
+
+A circuit is an encoding (``ENCODINGS``), a trainable block of ``n_layers`` layers of an
+ansatz (``ANSATZES``) and a readout (``READOUTS``). PennyLane (``qml.qnn.TorchLayer`` on
+``default.qubit``) is the reference; these paths compute the same numbers with less
+overhead, in complex128:
+
+- ``statevector``: the block's gate list comes from the template's PennyLane decomposition,
+  one layer at a time, each rotation matrix from the ansatz's ``rotation_matrices`` (batched
+  and differentiable in torch), each run of parameter-free entangling gates as one index
+  permutation taken from ``qml.matrix``. Gates act on a (batch, 2, ..., 2) state tensor, so
+  gradients reach both the weights and the inputs: the training path, and the evaluation
+  path of data re-uploading.
+- ``unitary``: with frozen weights the whole trainable block is one matrix ``U``. When the
+  encoding happens once, before the block, its state is real inputs times fixed phases
+  (``Encoding.real_inputs``, ``Encoding.phases``): the phases fold into ``U`` and the forward
+  pass is two real matrix products: the evaluation path (attacks, attributions).
+"""
+from __future__ import annotations
+
+import itertools
+from functools import lru_cache
+
+import numpy as np
+import pennylane as qml
+import torch
+
+from ..params import ConfigError
+from ..registry import ANSATZES, ENCODINGS, READOUTS
+from .encodings import basis_bits
+
+SIMULATORS = ("fast", "pennylane", "lightning")
+# In evaluation the trained block is one dense 2**n x 2**n unitary: at 12 qubits that is
+# 256 MiB of complex128; above it, evaluation stays on the statevector path.
+MAX_UNITARY_QUBITS = 12
+
+
+def check_simulator(simulator: str, encoding: str, readout: str, where: str) -> None:
+    """Raise ``ConfigError`` if ``simulator`` cannot run the encoding or the readout."""
+    if simulator not in SIMULATORS:
+        raise ConfigError(f"{where}.simulator {simulator!r} is unknown; allowed: {list(SIMULATORS)}")
+    if simulator == "lightning" and not ENCODINGS[encoding].adjoint:
+        raise ConfigError(f"{where}: simulator 'lightning' (adjoint) cannot differentiate {encoding} encoding: "
+                          "use simulator: fast or pennylane")
+    if simulator == "lightning" and not READOUTS[readout].adjoint:
+        raise ConfigError(f"{where}: simulator 'lightning' (adjoint) supports readout 'expval' only: "
+                          "use simulator: fast or pennylane")
+
+
+@lru_cache(maxsize=None)
+def _circuit_plan(n_qubits: int, n_layers: int, ansatz: str, reupload: bool) -> tuple:
+    """The block's steps in order: ("gate", wire, rotation index), ("perm", source index) and,
+    for data re-uploading, ("encode",) before every layer after the first.
+
+    Taken from PennyLane's decomposition of each layer of the ansatz (as its
+    ``layer_hyperparameters`` call it): the weights are numbered so each rotation's first
+    parameter says which row of ``rotation_matrices`` it uses, and each run of parameter-free
+    gates becomes one basis permutation (``new[k] = old[source[k]]``).
+    """
+    entry = ANSATZES[ansatz]
+    shape = entry.weight_shape(n_layers, n_qubits)
+    numbered = np.arange(np.prod(shape), dtype=float).reshape(shape)
+    plan = []
+    for layer, hyperparameters in enumerate(entry.layer_hyperparameters(n_qubits, n_layers)):
+        if reupload and layer > 0:
+            plan.append(("encode",))
+        ops = entry.template(numbered[layer:layer + 1], wires=range(n_qubits), **hyperparameters).decomposition()
+        for parameter_free, run in itertools.groupby(ops, key=lambda op: op.num_params == 0):
+            if parameter_free:  # the whole run as one basis permutation
+                source = np.arange(2 ** n_qubits)
+                for op in run:
+                    source = source[_permutation(op, n_qubits)]
+                plan.append(("perm", tuple(int(j) for j in source)))
+                continue
+            for op in run:
+                if op.name != entry.rotation:
+                    raise ValueError(f"no lean simulation for gate {op.name}: use simulator: pennylane")
+                plan.append(("gate", int(op.wires[0]), int(op.parameters[0]) // entry.weights_per_rotation))
+    return tuple(plan)
+
+
+def _permutation(op, n_qubits: int):
+    """Source index of every basis state under the parameter-free gate ``op`` (a permutation
+    matrix on its own wires, from ``qml.matrix``), as a numpy array over all 2**n states."""
+    local = np.real(qml.matrix(op))
+    if not (np.allclose(np.sort(local, axis=1)[:, :-1], 0) and np.allclose(local.max(1), 1)):
+        raise ValueError(f"no lean simulation for gate {op.name}: not a permutation; use simulator: pennylane")
+    width = len(op.wires)
+    bits = basis_bits(n_qubits, op.wires).numpy()                    # (2**n, width)
+    weights = 1 << np.arange(width - 1, -1, -1)
+    moved = local.argmax(1)[bits @ weights]                           # source local index per state
+    moved_bits = (moved[:, None] >> np.arange(width - 1, -1, -1)) & 1
+    shifts = n_qubits - 1 - np.array(op.wires.tolist())
+    return np.arange(2 ** n_qubits) + ((moved_bits - bits) << shifts).sum(1)
+
+
+@lru_cache(maxsize=None)
+def _device_plan(n_qubits: int, n_layers: int, ansatz: str, reupload: bool, device: torch.device) -> tuple:
+    """``_circuit_plan`` with the permutations as index tensors on ``device``."""
+    return tuple(("perm", torch.as_tensor(step[1], device=device)) if step[0] == "perm" else step
+                 for step in _circuit_plan(n_qubits, n_layers, ansatz, reupload))
+
+
+def apply_gate(state: torch.Tensor, gate: torch.Tensor, wire: int) -> torch.Tensor:
+    """Apply a one-qubit ``gate`` (2, 2), or one per sample (B, 2, 2), on ``wire`` to states (B, 2**n)."""
+    psi = state.reshape(len(state), 2 ** wire, 2, -1)
+    equation = "bij,bajc->baic" if gate.dim() == 3 else "ij,bajc->baic"
+    return torch.einsum(equation, gate, psi).reshape(len(state), -1)
+
+
+def simulate_block(state: torch.Tensor, weights: torch.Tensor, ansatz: str = "strong",
+                   reupload_angles: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply the trainable block (``n_layers`` layers of ``ansatz``) to states (B, 2**n)
+    complex128; with ``reupload_angles`` (B, n) each layer after the first is preceded by
+    RX(angle) on every wire, the angles per sample."""
+    n_layers, n_qubits = weights.shape[:2]
+    gates = ANSATZES[ansatz].rotation_matrices(weights)
+    reupload = reupload_angles is not None
+    if reupload:
+        encoding_gates = qml.RX.compute_matrix(reupload_angles.double())   # (B, n, 2, 2)
+    for kind, *args in _device_plan(n_qubits, n_layers, ansatz, reupload, state.device):
+        if kind == "gate":
+            wire, row = args
+            state = apply_gate(state, gates[row], wire)
+        elif kind == "perm":
+            state = state[:, args[0]]
+        else:
+            for wire in range(n_qubits):
+                state = apply_gate(state, encoding_gates[:, wire], wire)
+    return state
+
+
+def statevector_outputs(inputs: torch.Tensor, weights: torch.Tensor, measurement: torch.Tensor,
+                        encoding: str, ansatz: str) -> torch.Tensor:
+    """Readout (B, outputs) of the encoded ``inputs`` through the block, ``measurement`` from
+    the readout's ``measurement_matrix``."""
+    entry = ENCODINGS[encoding]
+    state = entry.initial_state(inputs)
+    amplitudes = simulate_block(state, weights, ansatz, inputs if entry.repeats else None)
+    return (amplitudes.real ** 2 + amplitudes.imag ** 2) @ measurement
+
+
+def readout_matrix(unitary: torch.Tensor, encoding: str = "angle") -> torch.Tensor:
+    """Real (2**n, 2 * 2**n) matrix W with [Re a | Im a] = real_inputs @ W for the frozen block:
+    a = (real_inputs * phases) @ U^T = real_inputs @ (phases[:, None] * U^T)."""
+    folded = unitary.T
+    phases = ENCODINGS[encoding].phases(unitary.shape[0].bit_length() - 1)
+    if phases is not None:
+        folded = phases.to(unitary.device)[:, None] * folded
+    return torch.cat([folded.real, folded.imag], dim=1)
+
+
+def unitary_outputs(inputs: torch.Tensor, readout: torch.Tensor, measurement: torch.Tensor,
+                    encoding: str) -> torch.Tensor:
+    """Readout (B, outputs) through a frozen block given by ``readout_matrix``; ``measurement``
+    is the measurement matrix stacked twice (2 * 2**n, outputs), for the real and imaginary parts."""
+    amplitudes = ENCODINGS[encoding].real_inputs(inputs) @ readout
+    return (amplitudes * amplitudes) @ measurement
+
+
+class QuantumLayer(qml.qnn.TorchLayer):
+    """Encoded inputs -> ``n_layers`` trainable layers -> readout of the first ``n_readout``
+    wires, float64.
+
+    ``encoding`` (an ``ENCODINGS`` name) says what the inputs are: angles (B, n_qubits) or
+    unit-norm amplitudes (B, 2**n_qubits); ``ansatz`` (``ANSATZES``) the trainable template,
+    ``weights`` of its shape; ``readout`` (``READOUTS``) what is measured: <Z> per wire
+    (B, n_readout) or the probabilities of the 2**n_readout outcomes (B, 2**n_readout).
+
+    A ``qml.qnn.TorchLayer`` (same weights, same initialisation), so ``simulator="pennylane"``
+    runs the reference circuit on ``default.qubit`` with backpropagation and
+    ``simulator="lightning"`` on ``lightning.qubit`` with adjoint differentiation.
+    ``simulator="fast"`` computes the same numbers (to float64 round-off) with the
+    ``statevector`` path in training mode and the ``unitary`` path in eval mode (frozen
+    weights; re-uploading, and above ``MAX_UNITARY_QUBITS`` any encoding, stays on the
+    statevector path). ``path`` says which one the current mode runs.
+    """
+
+    def __init__(self, n_qubits: int, n_layers: int, n_readout: int, simulator: str = "fast",
+                 encoding: str = "angle", ansatz: str = "strong", readout: str = "expval"):
+        for kind, registry, name in (("encoding", ENCODINGS, encoding), ("ansatz", ANSATZES, ansatz),
+                                     ("readout", READOUTS, readout)):
+            registry.lookup(name, f"quantum layer {kind}")
+        check_simulator(simulator, encoding, readout, "quantum layer")
+        if not 1 <= n_readout <= n_qubits:
+            raise ValueError(f"the readout ({n_readout} wires) must be 1..n_qubits ({n_qubits})")
+        if simulator == "lightning":
+            device, diff_method = qml.device("lightning.qubit", wires=n_qubits), "adjoint"
+        else:
+            device, diff_method = qml.device("default.qubit", wires=n_qubits), "backprop"
+        wires, encoder, block, measure = range(n_qubits), ENCODINGS[encoding], ANSATZES[ansatz], READOUTS[readout]
+        per_layer = block.layer_hyperparameters(n_qubits, n_layers)
+
+        @qml.qnode(device, interface="torch", diff_method=diff_method)
+        def circuit(inputs, weights):
+            encoder.embed(inputs, wires)
+            if encoder.repeats:
+                for layer, hyperparameters in enumerate(per_layer):
+                    if layer > 0:
+                        encoder.embed(inputs, wires)
+                    block.template(weights[layer:layer + 1], wires=wires, **hyperparameters)
+            else:
+                block.template(weights, wires=wires)
+            return measure.measure(n_readout)
+
+        super().__init__(circuit, {"weights": block.weight_shape(n_layers, n_qubits)})
+        self.n_qubits, self.n_layers, self.n_readout, self.simulator = n_qubits, n_layers, n_readout, simulator
+        self.encoding, self.ansatz, self.readout = encoding, ansatz, readout
+        self._frozen: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.register_buffer("measurement", measure.measurement_matrix(n_qubits, n_readout), persistent=False)
+        # The same for the unitary path's [Re | Im] amplitudes.
+        self.register_buffer("measurement_twice", self.measurement.repeat(2, 1), persistent=False)
+
+    @property
+    def path(self) -> str:
+        """The simulation the current mode runs: 'pennylane', 'lightning', 'statevector' or 'unitary'."""
+        if self.simulator != "fast":
+            return self.simulator
+        if self.training or ENCODINGS[self.encoding].repeats or self.n_qubits > MAX_UNITARY_QUBITS:
+            return "statevector"
+        return "unitary"
+
+    def block_unitary(self) -> torch.Tensor:
+        """The trainable block's unitary (2**n, 2**n) for the current weights (not defined for
+        re-uploading, whose block contains the encoding): the statevector simulation of every
+        basis state (equal to ``qml.matrix`` of the template, which a test checks, and
+        milliseconds instead of seconds at 8+ qubits)."""
+        weights = self.weights.detach()
+        with torch.no_grad():
+            basis = torch.eye(2 ** self.n_qubits, dtype=torch.complex128, device=weights.device)
+            return simulate_block(basis, weights, self.ansatz).T
+
+    def frozen_readout(self) -> torch.Tensor:
+        """``readout_matrix`` of the current weights, rebuilt whenever their values differ from
+        those it was built from. The values themselves are compared (a few dozen numbers), not a
+        version counter: writes through ``.data``, ``load_state_dict``, an optimiser step or
+        ``vector_to_parameters`` all change them, and not all of them bump ``_version``."""
+        weights = self.weights.detach()
+        old = None if self._frozen is None else self._frozen[0]
+        if (old is None or (old.device, old.dtype, old.shape) != (weights.device, weights.dtype, weights.shape)
+                or not torch.equal(old, weights)):
+            self._frozen = (weights.clone(), readout_matrix(self.block_unitary(), self.encoding))
+        return self._frozen[1]
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        path = self.path
+        if path == "statevector":
+            return statevector_outputs(inputs, self.weights, self.measurement, self.encoding, self.ansatz)
+        if path == "unitary":
+            return unitary_outputs(inputs, self.frozen_readout(), self.measurement_twice, self.encoding)
+        return super().forward(inputs)

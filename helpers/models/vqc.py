@@ -1,0 +1,113 @@
+"""The variational quantum classifier, and the memory its simulation needs."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..params import Choice, ConfigError, Integer, Number, Params, param
+from ..registry import ANSATZES, ENCODINGS, MODELS, READOUTS
+from . import Model
+from .quantum import SIMULATORS, QuantumLayer, check_simulator
+
+# A statevector of n qubits holds 2**n complex amplitudes per sample; 20 qubits at batch 32
+# in complex128 is already 0.5 GiB before autograd keeps intermediate states.
+MAX_QUBITS = 20
+
+
+def simulation_bytes(n_qubits: int, n_layers: int, batch: int) -> int:
+    """Rough memory of a differentiable statevector simulation: ``batch`` complex128 states of
+    2**n amplitudes, one kept for the backward pass per gate layer (n_layers * (n_qubits + 1)
+    of them, plus a few for encoding and readout). Within 10% of the measured peak at 12 and
+    13 qubits."""
+    return batch * 2 ** n_qubits * 16 * (n_layers * (n_qubits + 1) + 4)
+
+
+def physical_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+@MODELS.register
+class VQC(Model):
+    """Variational quantum classifier.
+
+    inputs (B, *input_shape) in [0, 1] -> ``encoding`` -> ``n_layers`` trainable layers of
+    ``ansatz`` on ``n_qubits`` -> ``readout`` -> trainable output scale -> logits (B, n_classes).
+    The encodings (``ENCODINGS``), ansatzes (``ANSATZES``) and readouts (``READOUTS``) are
+    registries of their own. Every step is differentiable, so gradients reach the input and
+    the model is attacked in the same input space as the classical ones.
+
+    ``simulator`` picks the simulation of the circuit (``quantum.QuantumLayer``): ``fast``
+    (a statevector path in training, the frozen block as one unitary in eval when the
+    encoding happens once), ``pennylane`` (``qml.qnn.TorchLayer`` on ``default.qubit``, the
+    reference) or ``lightning`` (``lightning.qubit``, adjoint); all give the same numbers.
+    ``path`` says which simulation the current mode runs.
+    """
+
+    name, label = "vqc", "variational quantum circuit"
+    tags = frozenset({"quantum"})
+    uses = ("helpers.models.quantum", "helpers.models.encodings", "helpers.models.ansatzes",
+            "helpers.models.readouts", "helpers.models.features")
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        n_qubits: int = param(8, Integer(1, MAX_QUBITS), "qubits (statevector memory grows as 2**n)")
+        n_layers: int = param(4, Integer(1), "trainable layers of the ansatz")
+        output_scale: float = param(1.0, Number(), "initial value of the trainable scale of the readout")
+        simulator: str = param("fast", Choice(SIMULATORS), "simulation of the circuit (all give the same numbers)")
+        encoding: str = param("angle", Choice(ENCODINGS.names), "how the input enters the circuit (ENCODINGS)")
+        ansatz: str = param("strong", Choice(ANSATZES.names), "the trainable template (ANSATZES)")
+        readout: str = param("expval", Choice(READOUTS.names), "what is measured (READOUTS)")
+
+    @classmethod
+    def check(cls, params, shape, where):
+        super().check(params, shape, where)
+        check_simulator(params.simulator, params.encoding, params.readout, where)
+        READOUTS[params.readout].check(shape.n_classes, params.n_qubits, where)
+        ENCODINGS[params.encoding].check(shape.n_inputs, params.n_qubits, where)
+        if shape.batch_size is not None:
+            need, have = simulation_bytes(params.n_qubits, params.n_layers, shape.batch_size), physical_memory_bytes()
+            if need > have:
+                raise ConfigError(f"{where}: simulating {params.n_qubits} qubits with {params.n_layers} layers at batch "
+                                  f"{shape.batch_size} needs about {need / 2**30:.1f} GiB, this machine has "
+                                  f"{have / 2**30:.1f} GiB: use fewer n_qubits")
+
+    @classmethod
+    def capacity(cls, params, shape):
+        if ENCODINGS[params.encoding].preprocessing(shape.n_inputs, params.n_qubits) is None:
+            return None
+        weights = int(np.prod(ANSATZES[params.ansatz].weight_shape(params.n_layers, params.n_qubits)))
+        return weights + 1, params.n_qubits  # + the output scale
+
+    def __init__(self, input_shape, n_classes: int, params=None):
+        super().__init__(input_shape, n_classes, params)
+        p = self.params
+        self.n_qubits, self.n_layers, self.n_classes = p.n_qubits, p.n_layers, n_classes
+        self.encoding, self.readout = p.encoding, p.readout
+        self.pca = ENCODINGS[p.encoding].preprocessing(int(np.prod(input_shape)), p.n_qubits)
+        n_readout = READOUTS[p.readout].n_wires(n_classes)
+        self.quantum = QuantumLayer(p.n_qubits, p.n_layers, n_readout, p.simulator, p.encoding, p.ansatz, p.readout)
+        # <Z> lies in [-1, 1]: without a trainable scale the logit margins stay small.
+        self.output_scale = nn.Parameter(torch.tensor(float(p.output_scale)))
+
+    def fit_preprocessing(self, x_train: torch.Tensor) -> None:
+        """Fit the PCA and the angle range on training inputs (N, *input_shape) only
+        (amplitude encoding has nothing to fit)."""
+        if self.pca is not None:
+            self.pca.fit(x_train)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The circuit's inputs: angles (B, n_qubits) (training inputs map into [0, pi]) or,
+        for amplitude encoding, unit-norm amplitudes (B, 2**n_qubits)."""
+        return ENCODINGS[self.encoding].circuit_inputs(x, self.pca, self.n_qubits)
+
+    @property
+    def path(self) -> str:
+        return self.quantum.path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        readout = READOUTS[self.readout].logits(self.quantum(self.encode(x)), self.n_classes)
+        return self.output_scale * readout.to(x.dtype)

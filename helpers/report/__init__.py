@@ -1,0 +1,2 @@
+"""What a reader sees: tables for reading (``tables``), figures (``figures``) and the
+Markdown summary (``summary``), all pure functions of the result tables."""

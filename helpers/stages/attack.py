@@ -1,0 +1,97 @@
+"""The attack stage (``02_attack.ipynb``): every model of every run on its held-out test split.
+
+The unit of work is one attack on one model of one run at one ε; its key holds the attack's
+parameters, ε, the run's seed, the test subset, the key of the model's checkpoint and the
+code of the stage and of that attack. For 2-D data sets the stage also writes what the
+report's decision-boundary figure draws (run 0), so the report never runs a model.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..analysis.evaluation import COLUMNS, WORST_CASE, evaluate_models
+from ..attacks import build_attack, predict
+from ..config import resolve_device
+from ..data import run_seeds, stratified_subset
+from ..registry import ATTACKS
+from ..store.files import save_arrays, write_csv
+from ..store.layout import Layout
+from ..store.provenance import begin_stage, finish_stage
+from ..store.units import Units, stage_code_hash, unit_key
+from .execution import map_runs
+from .inputs import load_models, load_test_split
+
+BOUNDARY_RESOLUTION = 200  # grid points per axis of the decision-boundary figure
+
+
+def _attack_run(cfg, run: int, seed: int):
+    layout, device, section = Layout(cfg.results_dir), resolve_device(cfg), cfg.attack
+    x_test, y_test = load_test_split(cfg, run, device)
+    keep = torch.as_tensor(stratified_subset(y_test.cpu().numpy(), section.n_test, seed), device=device)
+    loaded = load_models(cfg, run, device)
+    units, shared = Units(), stage_code_hash("attack")
+
+    def unit(model, attack, epsilon, compute, needs):
+        key = unit_key(stage="attack", attack=attack, params=section.params[attack].to_dict(), epsilon=epsilon,
+                       seed=seed, n_test=section.n_test, checkpoint=loaded[model][1],
+                       code=[shared, ATTACKS[attack].code_hash()])
+        return units.get(layout.attack_unit(run, model, attack, epsilon), key, compute, needs)
+
+    start = time.perf_counter()
+    models = {name: model for name, (model, _) in loaded.items()}
+    results = evaluate_models(models, x_test[keep], y_test[keep], section, seed, units=unit)
+    tables = {key: [{"run": run, "seed": seed, **r} for r in records] for key, records in results.items()}
+    worst = [r for r in results["robustness"] if r["attack"] == WORST_CASE and r["epsilon"] == max(section.epsilons)]
+    message = (f"run {run}: worst case at ε={max(section.epsilons):g}: "
+               + ", ".join(f"{r['model']}={r['accuracy']:.2f}" for r in worst)
+               + f" ({units.computed} units computed, {units.reused} reused; {time.perf_counter() - start:.1f} s)")
+    return tables, message
+
+
+def decision_boundaries(cfg, run: int = 0, resolution: int = BOUNDARY_RESOLUTION) -> dict[str, np.ndarray]:
+    """For 2-D data: the arrays of the report's decision-boundary figure for ``run``.
+
+    ``grid`` (R,) the coordinates of each axis over [0, 1]; ``x`` (N, 2) and ``y`` (N,) the
+    test points; per model ``<name>__region`` (R, R) its predicted class over the grid,
+    ``<name>__x_adv`` (N, 2) each point's PGD example at ``interpret.epsilon`` and
+    ``<name>__flipped`` (N,) whether that example is misclassified.
+    """
+    seed = run_seeds(cfg.seed, cfg.n_runs)[run]
+    x, y = load_test_split(cfg, run, "cpu")
+    grid = np.linspace(0, 1, resolution)
+    gx, gy = np.meshgrid(grid, grid)
+    points = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    pgd = build_attack("pgd", cfg.attack, seed=seed)
+    arrays = {"grid": grid, "x": x.numpy(), "y": y.numpy()}
+    for name, (model, _) in load_models(cfg, run, "cpu").items():
+        x_adv = pgd(model, x, y, cfg.interpret.epsilon)
+        arrays[f"{name}__region"] = predict(model, points).numpy().reshape(gx.shape)
+        arrays[f"{name}__x_adv"] = x_adv.numpy()
+        arrays[f"{name}__flipped"] = (predict(model, x_adv) != y).numpy()
+    return arrays
+
+
+def run(cfg, log=print) -> dict[str, pd.DataFrame]:
+    """Attack every model of every run on its held-out test split (``evaluate_models``).
+
+    Returns and writes four tidy tables, each with ``run`` and ``seed`` columns:
+    ``robustness`` (model, attack, epsilon, accuracy, n, n_correct, linf, including the
+    per-sample ``worst_case``), ``transfer`` (source, target, epsilon, accuracy, n),
+    ``large_epsilon`` (PGD at the masking budgets) and ``by_class`` (the accuracy of each
+    class); for 2-D data also ``decision_boundaries``.
+    """
+    layout = Layout(cfg.results_dir)
+    begin_stage(cfg, "attack")
+    results = map_runs(cfg, _attack_run, log)
+    frames = {key: pd.DataFrame([r for tables in results for r in tables[key]], columns=["run", "seed", *columns])
+              for key, columns in COLUMNS.items()}
+    for key, frame in frames.items():
+        write_csv(frame, layout.table(key))
+    if cfg.dataset.input_shape == (2,):
+        save_arrays(layout.arrays("decision_boundaries"), **decision_boundaries(cfg))
+    finish_stage(cfg, "attack")
+    return frames

@@ -1,0 +1,30 @@
+"""What the stages after training read back: a run's held-out test split and its trained models."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data import configured_dataset, split_arrays
+from ..store.checkpoints import model_from_checkpoint, read_checkpoint
+from ..store.layout import Layout
+
+
+def load_test_split(cfg, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out test inputs and labels of ``run``, as split (and scaled) by the train stage."""
+    path = Layout(cfg.results_dir).split(run)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the train stage (make train) first")
+    dataset = configured_dataset(cfg.dataset)
+    with np.load(path) as split:
+        _, _, x_test, y_test = split_arrays(dataset, split["train_idx"], split["test_idx"])
+    return torch.as_tensor(x_test, device=device), torch.as_tensor(y_test, device=device)
+
+
+def load_models(cfg, run: int, device) -> dict[str, tuple[torch.nn.Module, str]]:
+    """Every model of ``run`` in eval mode on ``device``, with the key of the unit that trained
+    it (units built on a model put that key into theirs)."""
+    layout, models = Layout(cfg.results_dir), {}
+    for name in cfg.models:
+        payload = read_checkpoint(layout.checkpoint(name, run))
+        models[name] = (model_from_checkpoint(payload).to(device).eval(), payload["key"])
+    return models

@@ -1,0 +1,103 @@
+"""The train stage (``01_train.ipynb``): every model of the config in every Monte Carlo run.
+
+Within a run every model gets the same split, the same initialisation seed and the same
+batch order. The unit of work is one model in one run: its checkpoint, which carries its
+training record and the key of what produced it (the data set, training and model sections,
+the run's seed, and the code of the stage, the model and the data set).
+"""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import torch
+
+from ..config import resolve_device, resolved_yaml
+from ..data import configured_dataset, split_arrays, split_indices
+from ..models import build_model, count_parameters
+from ..registry import DATASETS, MODELS
+from ..store.checkpoints import model_from_checkpoint, read_checkpoint, save_checkpoint
+from ..store.files import save_arrays, write_csv, write_text
+from ..store.layout import Layout
+from ..store.provenance import begin_stage, finish_stage
+from ..store.units import stage_code_hash, unit_key
+from ..training import train_model
+from .execution import map_runs
+
+
+def train_key(cfg, name: str, seed: int) -> str:
+    """The key of the unit (model ``name``, run with ``seed``): everything its checkpoint depends on."""
+    spec = cfg.models[name]
+    return unit_key(stage="train", dataset=cfg.section("dataset"), training=cfg.section("training"),
+                    model=spec.to_dict(), seed=seed, device=cfg.device,
+                    code=[stage_code_hash("train"), MODELS[spec.type].code_hash(), DATASETS[cfg.dataset.name].code_hash()])
+
+
+def finished_training(path, key: str) -> dict | None:
+    """The training record of a finished unit, or None if it must be trained: no checkpoint,
+    one that does not read back whole, one produced under another key, or one the current
+    model code cannot load."""
+    try:
+        payload = read_checkpoint(path)
+        if payload.get("key") != key:
+            return None
+        model_from_checkpoint(payload)
+    except (FileNotFoundError, ValueError, RuntimeError):
+        return None
+    return payload.get("training")
+
+
+def _train_run(cfg, run: int, seed: int):
+    layout = Layout(cfg.results_dir)
+    device = resolve_device(cfg)
+    dataset = configured_dataset(cfg.dataset)
+    tr = cfg.training
+    history, models, lines = [], [], []
+    train_idx, test_idx = split_indices(dataset.y, cfg.dataset.test_fraction, seed)
+    save_arrays(layout.split(run), train_idx=train_idx, test_idx=test_idx)
+    x_train, y_train, x_test, y_test = (torch.as_tensor(a, device=device)
+                                        for a in split_arrays(dataset, train_idx, test_idx))
+    for name, spec in cfg.models.items():
+        path, key = layout.checkpoint(name, run), train_key(cfg, name, seed)
+        record = finished_training(path, key)
+        if record is not None:
+            lines.append(f"run {run} (seed {seed}) {name:>6}: test accuracy {record['summary']['clean_accuracy']:.3f} "
+                         "(finished earlier: checkpoint reused)")
+        else:
+            torch.manual_seed(seed)  # fresh weights in every run, never shared between runs
+            model = build_model(spec.to_dict(), dataset.input_shape, dataset.n_classes).to(device)
+            start = time.perf_counter()
+            records = train_model(model, x_train, y_train, x_test, y_test, epochs=tr.epochs,
+                                  batch_size=tr.batch_size, learning_rate=tr.learning_rate, seed=seed)
+            seconds = time.perf_counter() - start
+            record = {"history": [{"model": name, "run": run, "seed": seed, **r} for r in records],
+                      "summary": {"model": name, "type": spec.type, "run": run, "seed": seed,
+                                  "parameters": count_parameters(model), "n_train": len(train_idx),
+                                  "n_test": len(test_idx), "clean_accuracy": records[-1]["test_accuracy"],
+                                  "train_seconds": round(seconds, 2)}}
+            # The checkpoint carries its training record and key: written last and
+            # atomically, it marks the unit finished.
+            save_checkpoint(model, spec.to_dict(), dataset.input_shape, dataset.n_classes, path, training=record, key=key)
+            lines.append(f"run {run} (seed {seed}) {name:>6}: test accuracy {records[-1]['test_accuracy']:.3f} "
+                         f"after {tr.epochs} epochs, {seconds:.1f} s")
+        history += record["history"]
+        models.append(record["summary"])
+    return (history, models), "\n".join(lines)
+
+
+def run(cfg, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train every model of the config in every Monte Carlo run; save checkpoints and tables.
+
+    Returns (history: one row per model, run and epoch; models: one row per model and run
+    with parameter count, clean test accuracy and training time).
+    """
+    layout = Layout(cfg.results_dir)
+    begin_stage(cfg, "train")
+    write_text(resolved_yaml(cfg), layout.config)
+    results = map_runs(cfg, _train_run, log)
+    history = pd.DataFrame([row for h, _ in results for row in h])
+    models = pd.DataFrame([row for _, m in results for row in m])
+    write_csv(history, layout.table("train_history"))
+    write_csv(models, layout.table("models"))
+    finish_stage(cfg, "train")
+    return history, models

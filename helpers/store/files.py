@@ -1,0 +1,87 @@
+"""How results are written and read back.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a
+crash never leaves a truncated table, checkpoint or figure that a later stage trusts.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def project_root() -> Path:
+    """The repository root (the folder holding ``helpers/``), wherever the kernel runs."""
+    return Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    # mkstemp creates the file private (0600); give it the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 150) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
+    return Path(path)
+
+
+
+
+def save_arrays(path: str | Path, **arrays) -> Path:
+    """Write named numpy arrays to an ``.npz`` file."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    return Path(path)
+
+
+def read_arrays(path: str | Path) -> dict[str, np.ndarray] | None:
+    """The arrays of an ``.npz`` file, or None if it is missing or does not read back whole."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return {key: arrays[key] for key in arrays.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """A table written by ``write_csv``; a missing one names the stage to run."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the stage that writes it first (make all)")
+    return pd.read_csv(path, keep_default_na=False, na_values=[""], float_precision="round_trip")

@@ -1,0 +1,83 @@
+"""The one place that names every file of an experiment folder ``results/<experiment>/``.
+
+Stages, the report and the tests ask this module for paths; no file name is spelled anywhere
+else. Standard library only: the stage graph (and through it the Makefile) reads it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+# Tables (tidy CSV), by the name the stages and the report use for them.
+TABLES = {
+    "train_history": "train_history.csv",       # train: one row per model, run and epoch
+    "models": "models.csv",                     # train: one row per model and run
+    "robustness": "robustness.csv",             # attack: per model, run, attack and ε (+ worst_case)
+    "transfer": "transfer.csv",                 # attack: per source, target, run and ε
+    "large_epsilon": "large_epsilon.csv",       # attack: PGD at the masking budgets
+    "by_class": "by_class.csv",                 # attack: per model, run, attack, ε and label
+    "attribution_stability": "attribution_stability.csv",  # interpret: per model, run, method and image
+    "stats": "stats.csv",                       # report: mean and interval across runs
+    "class_stats": "class_stats.csv",           # report: the same per class
+    "masking_checks": "masking_checks.csv",     # report
+    "paired_tests": "paired_tests.csv",         # report: every attack, pair of models and ε
+    "auc": "auc.csv",                           # report
+    "attribution_metrics": "attribution_metrics.csv",  # report: infidelity and sensitivity across runs
+    "attribution_summary": "attribution_summary.csv",  # report: Spearman and top-k across runs
+}
+# Other artifacts.
+ARRAYS = {
+    "attribution_maps": "attribution_maps.npz",          # interpret: the maps of run 0 (report panels)
+    "decision_boundaries": "decision_boundaries.npz",    # attack: 2-D data only (report figure)
+}
+CONFIG = "config.yaml"
+PROVENANCE = "provenance.json"
+SUMMARY = "summary.md"
+FIGURES = "figures"
+NOTEBOOK = "{notebook}.ipynb"
+
+
+class Layout:
+    """Paths inside one experiment folder."""
+
+    def __init__(self, results_dir: str | Path):
+        self.root = Path(results_dir)
+
+    def table(self, name: str) -> Path:
+        return self.root / TABLES[name]
+
+    def arrays(self, name: str) -> Path:
+        return self.root / ARRAYS[name]
+
+    def figure(self, name: str) -> Path:
+        return self.root / FIGURES / f"{name}.png"
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def provenance(self) -> Path:
+        return self.root / PROVENANCE
+
+    @property
+    def summary(self) -> Path:
+        return self.root / SUMMARY
+
+    def checkpoint(self, model: str, run: int) -> Path:
+        """The train stage's unit: one model trained in one run."""
+        return self.root / "models" / f"run{run:02d}" / f"{model}.pt"
+
+    def split(self, run: int) -> Path:
+        return self.root / "splits" / f"run{run:02d}.npz"
+
+    def units(self, stage: str, run: int) -> Path:
+        """The folder of a stage's finished units in one run."""
+        return self.root / "units" / stage / f"run{run:02d}"
+
+    def attack_unit(self, run: int, model: str, attack: str, epsilon: float) -> Path:
+        """The attack stage's unit: one attack on one model of one run at one ε."""
+        return self.units("attack", run) / model / attack / f"eps{epsilon:g}.npz"
+
+    def interpret_unit(self, run: int, model: str, method: str) -> Path:
+        """The interpret stage's unit: one attribution method on one model of one run."""
+        return self.units("interpret", run) / model / f"{method}.npz"

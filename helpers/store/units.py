@@ -1,0 +1,72 @@
+"""Finished units of work, each saved the moment it is done and reused only while the key of
+what produced it (config values, input units, a hash of the code it ran) is unchanged.
+
+A unit is one ``.npz`` file holding its arrays and its key (``__key__``). ``load`` returns
+the arrays if the file exists, reads back whole and carries the expected key; otherwise the
+unit is computed again and ``save`` overwrites it atomically. So a stage resumes where it was
+interrupted, a config change recomputes exactly the units whose values changed, and a code
+fix recomputes the units that ran that code, without ``make clean``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .files import read_arrays, save_arrays
+
+KEY = "__key__"
+
+
+def unit_key(**parts) -> str:
+    """SHA-256 (16 hex digits) of ``parts`` as canonical JSON: what a unit's result depends on."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Units:
+    """Counts the units a stage reused and computed, and loads and saves them."""
+
+    def __init__(self):
+        self.reused = self.computed = 0
+
+    def load(self, path: str | Path, key: str, needs: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+        """The unit at ``path`` if it was produced under ``key`` and holds the arrays ``needs``."""
+        arrays = read_arrays(path)
+        if arrays is None or str(arrays.pop(KEY, "")) != key or not set(needs) <= set(arrays):
+            return None
+        self.reused += 1
+        return arrays
+
+    def save(self, path: str | Path, key: str, arrays: dict[str, np.ndarray]) -> None:
+        save_arrays(path, **arrays, **{KEY: np.array(key)})
+        self.computed += 1
+
+    def get(self, path: str | Path, key: str, compute, needs: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        """The unit at ``path`` under ``key``, computed by ``compute()`` (a dict of arrays) and
+        saved if it is missing, stale or lacks ``needs``."""
+        arrays = self.load(path, key, needs)
+        if arrays is None:
+            arrays = compute()
+            self.save(path, key, arrays)
+        return arrays
+
+    def merge(self, other: "Units") -> None:
+        self.reused += other.reused
+        self.computed += other.computed
+
+
+@lru_cache(maxsize=None)
+def stage_code_hash(stage: str) -> str:
+    """Hash of the code a stage's units share: the stage's own files (``stages.graph``)
+    without those of any registry entry; each unit's key adds the ``code_hash`` of the
+    entries it runs (its model, attack, attribution method, ...), so a change to one entry's
+    module recomputes that entry's units and no others."""
+    from ..registry import REGISTRIES, source_hash
+    from ..stages import graph
+
+    claimed = set().union(*(registry.claimed_files() for registry in REGISTRIES))
+    return source_hash([f for f in graph.files(graph.STAGES[stage].code) if f not in claimed])
