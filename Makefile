@@ -1,7 +1,10 @@
 # qml-robustness: `make all` regenerates every result, `make test` proves it still works.
 # CONFIG=configs/<experiment>.yaml selects an experiment; results go to results/<experiment>/.
-# Each stage is an executed notebook; make reruns a stage only when its notebook, the config,
-# helpers/ or the stage before it changed.
+# Each stage is an executed notebook. The stage graph (which notebook, which stages before
+# it, which code) is declared once, in helpers/stages/graph.py; .stages.mk is generated from
+# it. make reruns a stage when its notebook, the config, its code or a stage before it
+# changed; inside a stage, only the units of work whose config values or code changed are
+# recomputed (docs/architecture.md).
 
 SHELL := /bin/bash
 .DELETE_ON_ERROR:
@@ -16,7 +19,8 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 KERNEL := qml-robustness
 INSTALLED := $(VENV)/.qml-robustness-installed
-HELPERS := $(wildcard helpers/*.py) pyproject.toml
+# The studies whose summary and figures are tracked in git (README, docs/results.md).
+SHIPPED := default plus_minus_study moons breast_cancer
 
 # papermill saves its output after every cell, so a failed run would leave a fresh-looking
 # target: write to a temporary name, rename on success, keep a failure as <stage>.failed.ipynb
@@ -28,9 +32,7 @@ $(PYTHON) -m papermill --kernel $(KERNEL) --cwd notebooks --no-progress-bar \
 	|| { mv $(@:.ipynb=.running.ipynb) $(@:.ipynb=.failed.ipynb) 2>/dev/null; exit 1; }
 endef
 
-.PHONY: all train attack interpret report test bench lab clean env
-
-all: report
+.PHONY: all test bench lab clean env docs shipped
 
 env: $(INSTALLED)
 
@@ -42,25 +44,13 @@ $(INSTALLED): requirements.txt pyproject.toml
 	$(PYTHON) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (qml-robustness)"
 	touch $@
 
-train: $(OUT)/01_train.ipynb
-attack: $(OUT)/02_attack.ipynb
-interpret: $(OUT)/03_interpret.ipynb
-report: $(OUT)/04_report.ipynb
+# The stage rules: train, attack, interpret, report and their notebooks under $(OUT).
+.stages.mk: helpers/stages/graph.py helpers/store/layout.py
+	python3 -m helpers.stages.graph make > $@
+include .stages.mk
 
-# The config is validated before anything is written: a bad value stops make with one message.
-$(OUT)/01_train.ipynb: notebooks/01_train.ipynb $(CONFIG) $(HELPERS) $(INSTALLED)
-	@$(PYTHON) -m helpers.config $(CONFIG)
-	@mkdir -p $(OUT)
-	$(papermill)
-
-$(OUT)/02_attack.ipynb: notebooks/02_attack.ipynb $(OUT)/01_train.ipynb
-	$(papermill)
-
-$(OUT)/03_interpret.ipynb: notebooks/03_interpret.ipynb $(OUT)/01_train.ipynb
-	$(papermill)
-
-$(OUT)/04_report.ipynb: notebooks/04_report.ipynb $(OUT)/02_attack.ipynb $(OUT)/03_interpret.ipynb
-	$(papermill)
+# Every stage, through the last one.
+all: $(LAST_STAGE)
 
 # Unit tests, then the four notebooks on the smoke config: papermill runs them once
 # (each asserts what matters), nbval runs the executed copies again and compares the
@@ -69,12 +59,20 @@ test: $(INSTALLED)
 	$(PYTHON) -m pytest -q tests
 	$(MAKE) --no-print-directory all CONFIG=configs/smoke.yaml
 	$(PYTHON) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg \
-		results/smoke/01_train.ipynb results/smoke/02_attack.ipynb \
-		results/smoke/03_interpret.ipynb results/smoke/04_report.ipynb
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(STAGE_NOTEBOOKS:%=results/smoke/%.ipynb)
+
+# Every shipped study, then the generated parts of the README and docs/ from their results.
+shipped: $(INSTALLED)
+	for name in $(SHIPPED); do $(MAKE) --no-print-directory all CONFIG=configs/$$name.yaml || exit 1; done
+	$(MAKE) --no-print-directory docs
+
+# The generated parts of README.md and docs/ (configs reference from the registries, tables
+# and findings copied from the shipped studies' results): no number in them is typed by hand.
+docs: $(INSTALLED)
+	$(PYTHON) -m helpers.docs
 
 # Speed of the quantum simulation paths against PennyLane, and the wall time of every
-# executed stage under results/: results/bench/*.csv and bench.md (about 10 minutes).
+# executed stage under results/: results/bench/*.csv and bench.md (about 15 minutes).
 bench: $(INSTALLED)
 	$(PYTHON) benchmarks/run.py --out results/bench
 

@@ -94,7 +94,7 @@ def _measure_in_subprocess(n_qubits, n_layers, workload, path, min_seconds) -> d
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.pt"
         subprocess.run([sys.executable, __file__, "--min-seconds", str(min_seconds),
-                        "--cell", str(n_qubits), str(n_layers), workload, path, str(out)], check=True, cwd=ROOT)
+                        "--measure", str(n_qubits), str(n_layers), workload, path, str(out)], check=True, cwd=ROOT)
         return torch.load(out, weights_only=True)
 
 
@@ -197,18 +197,18 @@ def main(argv=None) -> None:
     parser.add_argument("--no-epoch", action="store_true", help="skip the training-epoch benchmark")
     parser.add_argument("--min-seconds", type=float, default=1.0,
                         help="repeat each measurement (at least 3 times) until this much time is spent")
-    parser.add_argument("--cell", nargs=5, metavar=("N", "L", "WORKLOAD", "PATH", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=5, metavar=("N", "L", "WORKLOAD", "PATH", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.cell:  # child process: one measurement
+    if args.measure:  # child process: one measurement
         import torch
 
-        n, L, workload, path, out = args.cell
+        n, L, workload, path, out = args.measure
         torch.save(measure(int(n), int(L), workload, path, min_seconds=args.min_seconds), out)
         return
 
     import pandas as pd
 
-    from helpers.artifacts import write_csv, write_text
+    from helpers.store.files import write_csv, write_text
 
     frames = {"quantum_paths": pd.DataFrame(quantum_paths(args.qubits, args.layers, args.workloads, args.min_seconds)),
               "training_epoch": pd.DataFrame([] if args.no_epoch else training_epoch()),

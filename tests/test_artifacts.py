@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from helpers.artifacts import atomic_path, load_checkpoint, save_checkpoint, write_text
+from helpers.store.checkpoints import load_checkpoint, save_checkpoint
+from helpers.store.files import atomic_path, write_text
 
 from conftest import SPECS
 

@@ -1,12 +1,13 @@
 import pytest
 import torch
 
-from helpers.attacks import FGSM, PGD, ARTAttack, Square, evaluate_attack, predict
+from helpers.attacks import ATTACKS as REGISTRY
+from helpers.attacks import FGSM, PGD, Square, evaluate_attack, predict
 from helpers.training import accuracy
 
 ATTACKS = {"fgsm": FGSM(), "pgd": PGD(steps=5, step_ratio=0.25, random_start=True, seed=1),
-           "pgd_restarts": PGD(steps=5, seed=1, restarts=3), "apgd_ce": ARTAttack("apgd_ce", steps=5),
-           "apgd_dlr": ARTAttack("apgd_dlr", steps=5), "square": ARTAttack("square", steps=20)}
+           "pgd_restarts": REGISTRY["pgd_restarts"](steps=5, seed=1, restarts=3), "apgd_ce": REGISTRY["apgd_ce"](steps=5),
+           "apgd_dlr": REGISTRY["apgd_dlr"](steps=5), "square": Square(queries=20)}
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "vqc"])
@@ -69,14 +70,14 @@ def test_restarts_keep_every_sample_the_first_start_fooled(trained_models, digit
     x, y = digits_split[2][:60], digits_split[3][:60]
     model = trained_models[name]
     once = evaluate_attack(model, PGD(steps=5, seed=3), x, y, 0.1)["correct"]
-    restarted = evaluate_attack(model, PGD(steps=5, seed=3, restarts=4), x, y, 0.1)["correct"]
+    restarted = evaluate_attack(model, REGISTRY["pgd_restarts"](steps=5, seed=3, restarts=4), x, y, 0.1)["correct"]
     assert not (restarted & ~once).any()  # never robust where the first start already won
     assert restarted.sum() <= once.sum()
 
 
 def test_art_attacks_are_reproducible_with_the_same_seed(trained_models, digits_split):
     x, y = digits_split[2][:20], digits_split[3][:20]
-    square = ARTAttack("square", steps=20, seed=5)
+    square = Square(queries=20, seed=5)
     assert torch.equal(square(trained_models["mlp"], x, y, 0.1), square(trained_models["mlp"], x, y, 0.1))
 
 

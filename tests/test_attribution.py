@@ -2,29 +2,30 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.attribution import METHODS, applicability, attribute, rank_correlation, top_k_overlap
+from helpers.explain import ATTRIBUTIONS, attribute, rank_correlation, top_k_overlap
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "vqc"])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ATTRIBUTIONS.names())
 def test_maps_have_the_input_shape_or_say_why_not(trained_models, digits_split, name, method):
     model = trained_models[name]
     x, y = digits_split[2][:3], digits_split[3][:3]
-    applies, reason = applicability(method, model)
+    applies, reason = ATTRIBUTIONS[method].applies(model)
     if method == "gradcam" and name != "cnn":
         assert not applies and reason == "no convolutional layer"
         with pytest.raises(ValueError, match="no convolutional layer"):
             attribute(method, model, x, y)
         return
-    maps = attribute(method, model, x, y, ig_steps=8, smoothgrad_samples=4)
+    options = {"integrated_gradients": {"steps": 8}, "smoothgrad": {"samples": 4}}.get(method, {})
+    maps = attribute(method, model, x, y, **options)
     assert maps.shape == x.shape and torch.isfinite(maps).all()
     assert (maps.abs().reshape(3, -1).sum(1) > 0).all()
 
 
 def test_smoothgrad_is_reproducible_with_a_seed(trained_models, digits_split):
     x, y = digits_split[2][:3], digits_split[3][:3]
-    a = attribute("smoothgrad", trained_models["mlp"], x, y, smoothgrad_samples=4, seed=3)
-    b = attribute("smoothgrad", trained_models["mlp"], x, y, smoothgrad_samples=4, seed=3)
+    a = attribute("smoothgrad", trained_models["mlp"], x, y, samples=4, seed=3)
+    b = attribute("smoothgrad", trained_models["mlp"], x, y, samples=4, seed=3)
     assert torch.equal(a, b)
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import config as config_module
-from helpers.artifacts import project_root
-from helpers.config import DEFAULTS, ConfigError, load_config
+from helpers.config import AttackSection, ConfigError, load_config
+from helpers.models import vqc
+from helpers.store.files import project_root
 
 from test_data import _write_idx
 
@@ -26,7 +26,7 @@ SHIPPED = sorted(p.stem for p in (project_root() / "configs").glob("*.yaml"))
 @pytest.mark.parametrize("name", [n for n in SHIPPED if n not in IDX_CONFIGS])
 def test_shipped_configs_are_valid(name):
     cfg = load_config(f"configs/{name}.yaml")
-    assert cfg["experiment"] == name and cfg["results_dir"].endswith(f"results/{name}")
+    assert cfg.experiment == name and str(cfg.results_dir).endswith(f"results/{name}")
 
 
 @pytest.mark.parametrize("name", IDX_CONFIGS)
@@ -43,18 +43,19 @@ def test_idx_configs_are_valid_once_the_files_exist(tmp_path, name):
         _write_idx(folder / f"{split}-labels-idx1-ubyte", labels, 2049)
     body["dataset"]["options"]["path"] = str(folder)
     cfg = load_config(write(tmp_path, body, name=f"{name}.yaml"))
-    assert cfg["dataset"]["name"] == name and cfg["models"]["mlp_matched"]["parameters"] == 97
+    assert cfg.dataset.name == name and cfg.models["mlp_matched"].params.parameters == 97
 
 
 def test_capacity_matched_models_are_resolved_to_a_parameter_count(tmp_path):
     cfg = load_config(write(tmp_path, {"models": {"vqc": {"type": "vqc", "n_qubits": 8, "n_layers": 4},
                                                   "small": {"type": "matched_mlp", "match": "vqc"}}}))
-    assert cfg["models"]["small"] == {"type": "matched_mlp", "parameters": 97, "n_features": 8}
+    assert cfg.models["small"].to_dict() == {"type": "matched_mlp", "parameters": 97, "n_features": 8}
 
 
 def test_defaults_fill_missing_keys(tmp_path):
     cfg = load_config(write(tmp_path, {"n_runs": 2}))
-    assert cfg["n_runs"] == 2 and cfg["attack"] == DEFAULTS["attack"] and cfg["experiment"] == "exp"
+    assert cfg.n_runs == 2 and cfg.attack == AttackSection.parse({}, "attack") and cfg.experiment == "exp"
+    assert cfg.attack.params["pgd"].steps == 20 and cfg.models["vqc"].params.n_qubits == 8
 
 
 @pytest.mark.parametrize("body,message", [
@@ -76,20 +77,24 @@ def test_defaults_fill_missing_keys(tmp_path):
     ({"device": "tpu"}, "device 'tpu' is unknown"),
     ({"workers": 0}, "workers must be 'auto'"),
     ({"models": {"q": {"type": "vqc", "n_qubits": 4, "simulator": "qiskit"}}}, "models.q.simulator 'qiskit' is unknown"),
-    ({"dataset": {"classes": [0, 1]}, "attack": {"methods": ["apgd_dlr"]}}, "apgd_dlr needs at least 3 classes"),
+    ({"dataset": {"classes": [0, 1]}, "attack": {"methods": ["apgd_dlr"], "transfer_from": None}},
+     "apgd_dlr needs at least 3 classes"),
     ({"attack": {"methods": ["pgd"], "transfer_from": "square"}}, "attack.transfer_from must be null or one of"),
-    ({"attack": {"masking_epsilons": [2.0]}}, r"attack.masking_epsilons must be a list of values in \(0, 1\]"),
-    ({"attack": {"square_queries": 0}}, "attack.square_queries must be an integer >= 1"),
+    ({"attack": {"masking_epsilons": [2.0]}}, r"attack.masking_epsilons values must lie in \(0, 1\], got 2.0"),
+    ({"attack": {"square": {"queries": 0}}}, "attack.square.queries must be an integer >= 1"),
+    ({"attack": {"square": {"querys": 10}}}, "attack.square.querys is unknown for 'square'"),
+    ({"attack": {"pgd_steps": 10}}, "unknown config key 'attack.pgd_steps'"),
     ({"interpret": {"metric_samples": 0}}, "interpret.metric_samples must be an integer >= 1"),
     ({"dataset": "digits"}, "config key 'dataset' must be a mapping"),
     ({"dataset": {"name": 5}}, "dataset.name 5 is unknown"),
-    ({"dataset": {"test_fraction": 1.5}}, r"dataset.test_fraction must be in \(0, 1\)"),
+    ({"dataset": {"test_fraction": 1.5}}, r"dataset.test_fraction must lie in \(0, 1\)"),
     ({"dataset": {"options": {"size": 4}}}, "dataset.options.size is unknown for 'digits'"),
     ({"n_runs": 2.5}, "n_runs must be an integer >= 1"),
     ({"seed": -1}, "seed must be an integer >= 0"),
     ({"training": {"learning_rate": "fast"}}, "training.learning_rate must be a number > 0"),
     ({"attack": {"methods": "fgsm"}}, "attack.methods must be a non-empty list"),
-    ({"attack": {"pgd_random_start": "yes"}}, "attack.pgd_random_start must be true or false"),
+    ({"attack": {"pgd": {"random_start": "yes"}}}, "attack.pgd.random_start must be true or false"),
+    ({"interpret": {"smoothgrad": {"stdev": 0}}}, r"interpret.smoothgrad.stdev must be a number > 0"),
     ({"attack": {"n_test": 0}}, "attack.n_test must be null"),
     ({"interpret": {"methods": "saliency"}}, "interpret.methods must be a list"),
     ({"interpret": {"epsilon": -0.1}}, r"interpret.epsilon must lie in \[0, 1\]"),
@@ -124,7 +129,7 @@ def test_config_is_read_with_a_safe_loader(tmp_path):
 
 
 def test_more_qubits_than_memory_holds_is_refused_before_any_work(tmp_path, monkeypatch):
-    monkeypatch.setattr(config_module, "physical_memory_bytes", lambda: 2 * 2**30)
+    monkeypatch.setattr(vqc, "physical_memory_bytes", lambda: 2 * 2**30)
     body = {"models": {"q": {"type": "vqc", "n_qubits": 14, "n_layers": 2}}}
     with pytest.raises(ConfigError, match=r"models.q: simulating 14 qubits .* needs about 4.2 GiB, this machine has 2.0 GiB"):
         load_config(write(tmp_path, body))

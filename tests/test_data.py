@@ -108,7 +108,7 @@ def test_idx_images_cap_per_class_in_file_order(tmp_path):
     relative = os.path.relpath(_write_mnist(tmp_path), Path(__file__).resolve().parent.parent)
     ds = load_dataset("mnist", path=relative, size=4, max_per_class=2)
     assert ds.X.shape == (6, 1, 4, 4) and np.array_equal(ds.y, [0, 1, 2, 0, 1, 2])
-    with pytest.raises(ValueError, match="max_per_class must be None"):
+    with pytest.raises(ValueError, match=r"dataset.options.max_per_class must be null \(all\) or an integer >= 1"):
         load_dataset("mnist", path=str(tmp_path), max_per_class=0)
 
 
@@ -183,9 +183,9 @@ def test_synthetic_sets_fill_the_unit_square_reproducibly(name):
 def test_synthetic_options_are_validated():
     with pytest.raises(ValueError, match="n_samples must be an integer >= 4, got 3"):
         load_dataset("moons", n_samples=3)
-    with pytest.raises(ValueError, match="noise must be >= 0, got -0.1"):
+    with pytest.raises(ValueError, match="dataset.options.noise must be a number >= 0, got -0.1"):
         load_dataset("circles", noise=-0.1)
-    with pytest.raises(ValueError, match=r"factor must be in \(0, 1\), got 1"):
+    with pytest.raises(ValueError, match=r"dataset.options.factor must lie in \(0, 1\), got 1"):
         load_dataset("circles", factor=1)
-    with pytest.raises(ValueError, match=r"no options \['factor'\]"):
+    with pytest.raises(ValueError, match=r"dataset.options.factor is unknown for 'moons'; allowed: \['n_samples', 'noise', 'seed'\]"):
         load_dataset("moons", factor=0.5)

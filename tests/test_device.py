@@ -3,17 +3,20 @@ attribution gives the CPU's numbers within float tolerance (skipped without a GP
 import pytest
 import torch
 
-from helpers.attacks import PGD, ARTAttack, evaluate_attack
-from helpers.attribution import attribute
-from helpers.config import resolve_device
+from helpers.attacks import ATTACKS, PGD, evaluate_attack
+from helpers.config import load_config, resolve_device
+from helpers.explain import attribute
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def test_auto_resolves_to_cuda_exactly_when_one_is_present():
+    import dataclasses
+
+    cfg = load_config("configs/smoke.yaml")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device({"device": "auto"}).type == expected
-    assert resolve_device({"device": "cpu"}).type == "cpu"
+    assert resolve_device(cfg).type == expected
+    assert resolve_device(dataclasses.replace(cfg, device="cpu")).type == "cpu"
 
 
 @cuda
@@ -26,9 +29,9 @@ def test_gpu_gives_the_cpu_numbers(trained_models, digits_split, name):
     gpu_model = copy.deepcopy(cpu_model).to("cuda").eval()
     xg, yg = x.to("cuda"), y.to("cuda")
     assert torch.allclose(gpu_model(xg).cpu(), cpu_model(x), atol=1e-4)
-    for attack in (PGD(steps=5, seed=0, random_start=False), ARTAttack("apgd_ce", steps=5)):
+    for attack in (PGD(steps=5, seed=0, random_start=False), ATTACKS["apgd_ce"](steps=5)):
         on_cpu = evaluate_attack(cpu_model, attack, x, y, 0.1)["accuracy"]
         on_gpu = evaluate_attack(gpu_model, attack, xg, yg, 0.1)["accuracy"]
         assert abs(on_cpu - on_gpu) <= 2 / len(x)  # a borderline sample may flip
-    maps = attribute("integrated_gradients", cpu_model, x[:8], y[:8], ig_steps=8)
-    assert torch.allclose(attribute("integrated_gradients", gpu_model, xg[:8], yg[:8], ig_steps=8).cpu(), maps, atol=1e-4)
+    maps = attribute("integrated_gradients", cpu_model, x[:8], y[:8], steps=8)
+    assert torch.allclose(attribute("integrated_gradients", gpu_model, xg[:8], yg[:8], steps=8).cpu(), maps, atol=1e-4)

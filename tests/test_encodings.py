@@ -7,12 +7,13 @@ import pennylane as qml
 import pytest
 import torch
 
-from helpers.models import amplitude_state, build_model, count_parameters, match_capacity
-from helpers.quantum import ANSATZES, ENCODINGS, READOUTS, layer_hyperparameters
+from helpers.models import build_model, count_parameters, match_capacity
+from helpers.models.features import amplitude_state
+from helpers.registry import ANSATZES, ENCODINGS, READOUTS
 
 from conftest import outputs_and_gradients
 
-COMBINATIONS = list(itertools.product(ENCODINGS, ANSATZES, READOUTS))
+COMBINATIONS = list(itertools.product(ENCODINGS.names(), ANSATZES.names(), READOUTS.names()))
 # 12 pixels: PCA to 4 angles, or zero-padded to 16 amplitudes on 4 qubits.
 SHAPE, N_CLASSES = (1, 3, 4), 3
 
@@ -88,7 +89,7 @@ def test_strongly_entangling_layers_called_one_layer_at_a_time_equal_the_full_te
     wires = range(n_qubits)
 
     def layer_by_layer():
-        for layer, hyperparameters in enumerate(layer_hyperparameters("strong", n_qubits, n_layers)):
+        for layer, hyperparameters in enumerate(ANSATZES["strong"].layer_hyperparameters(n_qubits, n_layers)):
             qml.StronglyEntanglingLayers(weights[layer:layer + 1], wires=wires, **hyperparameters)
 
     full = qml.matrix(qml.StronglyEntanglingLayers(weights, wires=wires), wire_order=wires)
@@ -115,9 +116,9 @@ def test_probs_readout_allows_more_classes_than_qubits():
 
 
 @pytest.mark.parametrize("spec,shape,n_classes,message", [
-    ({"encoding": "dense"}, (1, 8, 8), 2, r"encoding must be one of \('angle', 'amplitude', 'reupload'\)"),
-    ({"ansatz": "hardware"}, (1, 8, 8), 2, r"ansatz must be one of \('strong', 'basic'\)"),
-    ({"readout": "sample"}, (1, 8, 8), 2, r"readout must be one of \('expval', 'probs'\)"),
+    ({"encoding": "dense"}, (1, 8, 8), 2, r"model.encoding 'dense' is unknown; allowed: \['angle', 'reupload', 'amplitude'\]"),
+    ({"ansatz": "hardware"}, (1, 8, 8), 2, r"model.ansatz 'hardware' is unknown; allowed: \['strong', 'basic'\]"),
+    ({"readout": "sample"}, (1, 8, 8), 2, r"model.readout 'sample' is unknown; allowed: \['expval', 'probs'\]"),
     ({"n_qubits": 4, "encoding": "amplitude"}, (1, 8, 8), 2, r"2\*\*n_qubits >= the number of input features \(64\)"),
     ({"n_qubits": 2, "readout": "probs"}, (1, 8, 8), 5, r"readout 'probs' needs ceil\(log2\(n_classes\)\) = 3 wires"),
     ({"n_qubits": 2}, (1, 8, 8), 3, r"n_classes \(3\) must not exceed n_qubits \(2\).*readout: probs"),
@@ -148,7 +149,7 @@ def test_tabular_input_gives_logits_and_input_gradients(spec):
     assert torch.isfinite(x.grad).all() and (x.grad.abs().sum(1) > 0).all()
 
 
-@pytest.mark.parametrize("kind", ["cnn", "seed_cnn", "seed_hybrid"])
+@pytest.mark.parametrize("kind", ["cnn", "plus_minus_cnn", "plus_minus_hybrid"])
 def test_convolutional_models_refuse_tabular_input(kind):
     with pytest.raises(ValueError, match=r"needs image input \(1, H, W\); data set has input shape \(2,\)"):
         build_model({"type": kind}, (2,), 2)

@@ -3,12 +3,20 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.config import DEFAULTS
-from helpers.evaluation import evaluate_models
-from helpers.masking import CHECKS, masking_checks, surviving_models
+from helpers.analysis.evaluation import evaluate_models
+from helpers.analysis.masking import CHECKS, masking_checks, surviving_models
+from helpers.config import AttackSection
 
-ATTACK_CFG = {**DEFAULTS["attack"], "epsilons": [0.0, 0.1, 0.2, 0.3], "pgd_steps": 10, "pgd_restarts": 3,
-              "pgd_long_steps": 40, "apgd_steps": 20, "square_queries": 150, "masking_epsilons": [0.5, 1.0]}
+SETTINGS = {"epsilons": [0.0, 0.1, 0.2, 0.3], "pgd": {"steps": 10}, "pgd_restarts": {"steps": 10, "restarts": 3},
+            "pgd_long": {"steps": 40}, "apgd_ce": {"steps": 20}, "apgd_dlr": {"steps": 20},
+            "square": {"queries": 150}, "masking_epsilons": [0.5, 1.0]}
+
+
+def attack_section(**changes):
+    return AttackSection.parse({**SETTINGS, **changes}, "attack")
+
+
+ATTACK_CFG = attack_section()
 
 
 class RoundsInput(nn.Module):
@@ -57,7 +65,7 @@ def test_masking_checks_flag_a_masked_model_and_pass_a_normal_one(trained_models
 
 def test_worst_case_is_per_sample_and_never_above_any_attack(trained_models, digits_split):
     x, y = digits_split[2][:60], digits_split[3][:60]
-    cfg = {**ATTACK_CFG, "methods": ["fgsm", "pgd", "square"]}
+    cfg = attack_section(methods=["fgsm", "pgd", "square"])
     rob = pd.DataFrame(evaluate_models({"m": trained_models["cnn"]}, x, y, cfg, seed=0)["robustness"])
     wide = rob.pivot(index="epsilon", columns="attack", values="accuracy")
     assert (wide["worst_case"] <= wide[["fgsm", "pgd", "square"]].min(axis=1) + 1e-12).all()
@@ -66,7 +74,7 @@ def test_worst_case_is_per_sample_and_never_above_any_attack(trained_models, dig
 
 def test_checks_are_skipped_when_their_attacks_were_not_run(trained_models, digits_split):
     x, y = digits_split[2][:30], digits_split[3][:30]
-    cfg = {**ATTACK_CFG, "methods": ["pgd"], "transfer_from": None, "masking_epsilons": []}
+    cfg = attack_section(methods=["pgd"], transfer_from=None, masking_epsilons=[])
     tables = {k: pd.DataFrame([{"run": 0, **r} for r in v])
               for k, v in evaluate_models({"m": trained_models["mlp"]}, x, y, cfg, seed=0).items()}
     checks = masking_checks(tables["robustness"], tables["transfer"], tables["large_epsilon"])

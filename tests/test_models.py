@@ -5,7 +5,8 @@ import pennylane as qml
 import pytest
 import torch
 
-from helpers.models import MAX_QUBITS, build_model, count_parameters
+from helpers.models import build_model, count_parameters
+from helpers.models.vqc import MAX_QUBITS
 
 from conftest import SPECS, outputs_and_gradients
 
@@ -75,7 +76,7 @@ def test_quantum_model_refuses_impossible_shapes():
         build_model({"type": "vqc", "n_qubits": 2}, (1, 8, 8), 4)
     with pytest.raises(ValueError, match="n_qubits"):
         build_model({"type": "vqc", "n_qubits": MAX_QUBITS + 1}, (1, 8, 8), 4)
-    with pytest.raises(ValueError, match="unknown model type"):
+    with pytest.raises(ValueError, match=r"model.type 'transformer' is unknown; allowed: \["):
         build_model({"type": "transformer"}, (1, 8, 8), 4)
 
 
@@ -124,5 +125,39 @@ def test_block_unitary_equals_pennylane_matrix_of_the_template(n_qubits, n_layer
 
 
 def test_unknown_simulator_is_refused():
-    with pytest.raises(ValueError, match="simulator must be one of"):
+    with pytest.raises(ValueError, match=r"model.simulator 'qiskit' is unknown; allowed: \['fast', 'pennylane', 'lightning'\]"):
         build_model({"type": "vqc", "n_qubits": 4, "simulator": "qiskit"}, (1, 8, 8), 2)
+
+
+@pytest.mark.parametrize("write", ["data", "load_state_dict", "optimizer_step", "vector_to_parameters"])
+def test_the_frozen_unitary_never_outlives_an_in_place_change_of_the_weights(write):
+    """The evaluation path caches the block's unitary; any way of changing the weights in
+    place must invalidate it, so evaluation keeps equalling the state-vector path."""
+    torch.manual_seed(4)
+    model = build_model({"type": "vqc", "n_qubits": 4, "n_layers": 2}, (1, 8, 8), 2)
+    model.fit_preprocessing(torch.rand(40, 1, 8, 8))
+    x = torch.rand(6, 1, 8, 8)
+    model.eval()
+    before = model(x).detach()  # builds and caches the unitary
+    weights = model.quantum.weights
+    if write == "data":
+        weights.data.add_(0.5)  # does not bump the tensor's version counter
+    elif write == "load_state_dict":
+        state = model.state_dict()
+        state["quantum.weights"] = state["quantum.weights"] + 0.5
+        model.load_state_dict(state)
+    elif write == "optimizer_step":
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        model.train()
+        torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1] * 3)).backward()
+        optimizer.step()
+        model.eval()
+    else:
+        vector = torch.nn.utils.parameters_to_vector(model.parameters())
+        torch.nn.utils.vector_to_parameters(vector + 0.5, model.parameters())
+    evaluated = model(x).detach()
+    assert model.path == "unitary"
+    model.train()
+    assert model.path == "statevector"
+    assert torch.allclose(evaluated, model(x).detach(), atol=1e-5)  # the same numbers as the state-vector path
+    assert not torch.allclose(evaluated, before, atol=1e-3)  # and the change was real

@@ -1,12 +1,14 @@
+import dataclasses
 import json
 import subprocess
 
 import pytest
 import yaml
 
-from helpers.artifacts import project_root
 from helpers.config import load_config
-from helpers.provenance import ProvenanceError, begin_stage, config_hash, finish_stage
+from helpers.store import provenance
+from helpers.store.files import project_root
+from helpers.store.provenance import StaleResultsError, begin_stage, code_hash, config_hash, finish_stage
 
 BODY = {"dataset": {"classes": [0, 1, 2]}, "n_runs": 2, "models": {"mlp": {"type": "mlp", "hidden": [8]}}}
 
@@ -27,7 +29,7 @@ def touch(path):
     return path
 
 
-def test_provenance_records_config_hash_commit_packages_device_and_seeds(tmp_path):
+def test_provenance_records_config_and_code_hashes_commit_packages_device_and_seeds(tmp_path):
     cfg = config(tmp_path)
     begin_stage(cfg, "train")
     finish_stage(cfg, "train")
@@ -37,48 +39,40 @@ def test_provenance_records_config_hash_commit_packages_device_and_seeds(tmp_pat
     assert record["git"]["commit"] == head.stdout.strip() and isinstance(record["git"]["dirty"], bool)
     assert record["packages"]["torch"] and record["packages"]["pennylane"] and record["packages"]["python"]
     assert record["device"].startswith("cpu") or record["device"].startswith("cuda")
-    assert record["seed"] == cfg["seed"] and len(record["run_seeds"]) == 2
-    assert record["stages"]["train"]["config_hash"] == config_hash(cfg, "train")
-    assert record["stages"]["train"]["finished"] is not None
+    assert record["seed"] == cfg.seed and len(record["run_seeds"]) == 2
+    stage = record["stages"]["train"]
+    assert stage["config_hash"] == config_hash(cfg, "train") and stage["code_hash"] == code_hash("train")
+    assert stage["commit"] == head.stdout.strip() and stage["finished"] is not None
 
 
 def test_hashes_ignore_workers_and_sections_a_stage_does_not_read(tmp_path):
     cfg = config(tmp_path)
-    assert config_hash({**cfg, "workers": 1}) == config_hash(cfg)
+    assert config_hash(dataclasses.replace(cfg, workers=1)) == config_hash(cfg)
     other = config(tmp_path, attack__epsilons=[0.0, 0.1])
     assert config_hash(other, "train") == config_hash(cfg, "train")
     assert config_hash(other, "attack") != config_hash(cfg, "attack")
+    assert code_hash("report") != code_hash("train")  # the report's code includes every stage's
 
 
-def test_a_stage_refuses_results_of_another_config_and_deletes_nothing(tmp_path):
+def test_a_stage_refuses_stale_results_of_the_stage_before_it_and_deletes_nothing(tmp_path):
     cfg = config(tmp_path)
+    with pytest.raises(StaleResultsError, match="no finished train stage: run `make train"):
+        begin_stage(cfg, "attack")
     begin_stage(cfg, "train")
     checkpoint = touch(tmp_path / "results/exp/models/run00/mlp.pt")
+    finish_stage(cfg, "train")
+    begin_stage(cfg, "attack")  # up to date: fine
     changed = config(tmp_path, training__epochs=5)
-    with pytest.raises(ProvenanceError, match=r"holds train results of a different config .*changed: training.*make clean"):
-        begin_stage(changed, "train")
-    with pytest.raises(ProvenanceError, match="holds train results"):  # downstream stages refuse too
+    with pytest.raises(StaleResultsError, match=r"holds train results of another config \(changed: training\).*make train"):
         begin_stage(changed, "attack")
     assert checkpoint.read_bytes() == b"finished work"
+    begin_stage(config(tmp_path, attack__epsilons=[0.0, 0.2]), "attack")  # the models do not depend on it
 
 
-def test_a_changed_attack_section_keeps_the_training_but_not_the_attack_cells(tmp_path):
+def test_a_stage_refuses_results_of_other_code(tmp_path, monkeypatch):
     cfg = config(tmp_path)
     begin_stage(cfg, "train")
-    touch(tmp_path / "results/exp/models/run00/mlp.pt")
-    begin_stage(cfg, "attack")
-    cell = touch(tmp_path / "results/exp/cells/attack/run00/mlp__fgsm.npz")
-    changed = config(tmp_path, attack__epsilons=[0.0, 0.1])
-    begin_stage(changed, "train")  # the models do not depend on the attack section
-    with pytest.raises(ProvenanceError, match="holds attack results of a different config .*changed: attack"):
-        begin_stage(changed, "attack")
-    assert cell.exists()
-    begin_stage(config(tmp_path, report__reference=None), "report")  # same config: fine
-
-
-def test_a_stage_whose_earlier_run_left_nothing_takes_the_new_config(tmp_path):
-    begin_stage(config(tmp_path), "train")  # interrupted before the first checkpoint
-    changed = config(tmp_path, training__epochs=5)
-    begin_stage(changed, "train")
-    record = json.loads((tmp_path / "results/exp/provenance.json").read_text())
-    assert record["stages"]["train"]["config_hash"] == config_hash(changed, "train")
+    finish_stage(cfg, "train")
+    monkeypatch.setattr(provenance, "code_hash", lambda stage: "edited")
+    with pytest.raises(StaleResultsError, match="holds train results of another code"):
+        begin_stage(cfg, "attack")

@@ -1,6 +1,6 @@
 """Fault injection: a stage killed with SIGKILL part-way and run again ends with the tables of
-an uninterrupted run, reusing (not recomputing) every cell finished before the kill; and the
-same config and seed give byte-identical tables.
+an uninterrupted run, reusing (not recomputing) every unit of work finished before the kill;
+and the same config and seed give byte-identical tables.
 
 Each stage runs in a subprocess (``python -c``) on a tiny config, as `make` would run it.
 """
@@ -15,27 +15,28 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers.artifacts import project_root
+from helpers.store.files import project_root
+from helpers.store.layout import TABLES as FILES
 
 CONFIG = {
     "dataset": {"name": "digits", "classes": [0, 1, 2]},
     "n_runs": 2, "seed": 11, "workers": 1, "device": "cpu",
     "training": {"epochs": 3, "batch_size": 32, "learning_rate": 0.02},
     "models": {"mlp": {"type": "mlp", "hidden": [8]}, "vqc": {"type": "vqc", "n_qubits": 3, "n_layers": 2}},
-    "attack": {"epsilons": [0.0, 0.1], "methods": ["fgsm", "pgd", "square"], "pgd_steps": 5,
-               "square_queries": 40, "masking_epsilons": [0.5], "n_test": 40},
-    "interpret": {"n_images": 3, "methods": ["saliency", "integrated_gradients"], "ig_steps": 4,
+    "attack": {"epsilons": [0.0, 0.1], "methods": ["fgsm", "pgd", "square"], "pgd": {"steps": 5},
+               "square": {"queries": 40}, "masking_epsilons": [0.5], "n_test": 40},
+    "interpret": {"n_images": 3, "methods": ["saliency", "integrated_gradients"], "integrated_gradients": {"steps": 4},
                   "panel_images": 1, "metric_samples": 2},
 }
 STAGES = ("train", "attack", "interpret")
-# The files each stage writes once it has finished, and the cells it leaves on the way.
-TABLES = {"train": ["train_history.csv", "models.csv"],
-          "attack": ["robustness.csv", "transfer.csv", "large_epsilon.csv", "by_class.csv"],
-          "interpret": ["attribution_stability.csv"]}
-CELLS = {"train": "models/run*/*.pt", "attack": "cells/attack/run*/*.npz", "interpret": "cells/interpret/run*/*.csv"}
-SCRIPT = ("import sys; from helpers.config import load_config; from helpers import pipeline; "
+# The tables each stage writes once it has finished, and the units it leaves on the way.
+TABLES = {"train": [FILES[t] for t in ("train_history", "models")],
+          "attack": [FILES[t] for t in ("robustness", "transfer", "large_epsilon", "by_class")],
+          "interpret": [FILES["attribution_stability"]]}
+UNITS = {"train": "models/run*/*.pt", "attack": "units/attack/run*/**/*.npz", "interpret": "units/interpret/run*/**/*.npz"}
+SCRIPT = ("import sys, importlib; from helpers.config import load_config; "
           "cfg = load_config(sys.argv[1], results_root=sys.argv[2]); "
-          "[getattr(pipeline, f'{stage}_stage')(cfg) for stage in sys.argv[3:]]")
+          "[importlib.import_module(f'helpers.stages.{stage}').run(cfg) for stage in sys.argv[3:]]")
 
 
 def _command(config, root, *stages):
@@ -50,16 +51,16 @@ def kill_after(config, root, stage, n_cells):
     """Start ``stage``, SIGKILL it as soon as ``n_cells`` of its cells exist; return the cell
     files (and their modification times) present at the kill."""
     folder = root / "exp"
-    before = len(list(folder.glob(CELLS[stage])))
+    before = len(list(folder.glob(UNITS[stage])))
     proc = subprocess.Popen(_command(config, root, stage), cwd=project_root(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    while proc.poll() is None and len(list(folder.glob(CELLS[stage]))) < before + n_cells:
+    while proc.poll() is None and len(list(folder.glob(UNITS[stage]))) < before + n_cells:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     _, stderr = proc.communicate()
     assert proc.returncode == -signal.SIGKILL, f"the stage ended before the kill: {stderr.decode()[-2000:]}"
     assert not any((folder / table).exists() for table in TABLES[stage]), "the stage had already finished"
-    return {p: p.stat().st_mtime_ns for p in folder.glob(CELLS[stage])}
+    return {p: p.stat().st_mtime_ns for p in folder.glob(UNITS[stage])}
 
 
 def table(root, name):
@@ -87,7 +88,7 @@ def test_same_config_and_seed_give_identical_tables_and_a_rerun_recomputes_nothi
     assert (tmp_path / "exp/robustness.csv").read_bytes() == (reference / "exp/robustness.csv").read_bytes()
     for name in [t for stage in STAGES for t in TABLES[stage]]:
         pd.testing.assert_frame_equal(table(tmp_path, name), table(reference, name))
-    cells = {p: p.stat().st_mtime_ns for stage in STAGES for p in (tmp_path / "exp").glob(CELLS[stage])}
+    cells = {p: p.stat().st_mtime_ns for stage in STAGES for p in (tmp_path / "exp").glob(UNITS[stage])}
     run_stages(config, tmp_path, *STAGES)
     assert cells and all(p.stat().st_mtime_ns == mtime for p, mtime in cells.items())
 
@@ -97,7 +98,7 @@ def test_killed_stage_resumes_to_the_uninterrupted_tables(config, reference, tmp
     # Start from the reference's earlier stages (and provenance), without this stage's outputs.
     shutil.copytree(reference, tmp_path, dirs_exist_ok=True)
     folder = tmp_path / "exp"
-    for path in [*folder.glob(CELLS[stage]), *(folder / t for t in TABLES[stage])]:
+    for path in [*folder.glob(UNITS[stage]), *(folder / t for t in TABLES[stage])]:
         path.unlink()
     survived = {}
     for n_cells in kills:  # interrupted again after each restart

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.statistics import ACCURACY_BOUNDS, summarize_runs, t_interval, wilson_interval
+from helpers.analysis.statistics import ACCURACY_BOUNDS, summarize_runs, t_interval, wilson_interval
 
 
 def test_t_interval_matches_the_textbook():
@@ -39,7 +39,7 @@ def test_intervals_are_clipped_to_the_range_of_the_quantity():
 def test_paired_test_matches_scipy_and_reports_effect_size():
     from scipy import stats as sps
 
-    from helpers.statistics import paired_tests
+    from helpers.analysis.statistics import paired_tests
 
     a = [0.60, 0.62, 0.65, 0.61, 0.64]
     b = [0.50, 0.55, 0.52, 0.58, 0.51]
@@ -55,7 +55,7 @@ def test_paired_test_matches_scipy_and_reports_effect_size():
 
 
 def test_robust_auc_is_normalised_by_the_epsilon_range():
-    from helpers.statistics import robust_auc
+    from helpers.analysis.statistics import robust_auc
 
     df = pd.DataFrame({"model": "a", "attack": "pgd", "run": 0, "epsilon": [0.0, 0.1, 0.2],
                        "accuracy": [1.0, 0.5, 0.0]})

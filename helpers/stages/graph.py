@@ -96,8 +96,8 @@ def make_rules() -> str:
         if not stage.after:  # the config is checked before anything is written
             lines += ["\t@$(PYTHON) -m helpers.config $(CONFIG)", "\t@mkdir -p $(OUT)"]
         lines += ["\t$(papermill)", ""]
-    last = list(STAGES)[-1]
-    lines += [f".PHONY: {' '.join(STAGES)}", f"STAGE_NOTEBOOKS := {' '.join(f'$(OUT)/{s.notebook}.ipynb' for s in STAGES.values())}",
+    last = list(STAGES)[-1]  # `make all` runs it
+    lines += [f".PHONY: {' '.join(STAGES)}", f"STAGE_NOTEBOOKS := {' '.join(s.notebook for s in STAGES.values())}",
               f"LAST_STAGE := {last}", ""]
     return "\n".join(lines)
 

@@ -111,12 +111,12 @@ def require_current(cfg, stage: str) -> None:
     command = f"make {stage} CONFIG=configs/{cfg.experiment}.yaml"
     if record is None or record.get("finished") is None:
         raise StaleResultsError(f"{cfg.results_dir} has no finished {stage} stage: run `{command}` first")
-    changed = [key for key, value in section_hashes(cfg, stage).items() if record.get("sections", {}).get(key) != value]
-    if record.get("code_hash") != code_hash(stage):
-        changed.append("the code")
-    if changed:
-        raise StaleResultsError(f"{cfg.results_dir} holds {stage} results of a different {', '.join(changed)} than "
-                                f"now (commit {record.get('commit')}): run `{command}` to bring them up to date")
+    sections = [key for key, value in section_hashes(cfg, stage).items() if record.get("sections", {}).get(key) != value]
+    differs = ([f"config (changed: {', '.join(sections)})"] if sections else []) + (
+        ["code"] if record.get("code_hash") != code_hash(stage) else [])
+    if differs:
+        raise StaleResultsError(f"{cfg.results_dir} holds {stage} results of another {' and '.join(differs)} "
+                                f"(commit {record.get('commit')}): run `{command}` to bring them up to date")
 
 
 def begin_stage(cfg, stage: str) -> dict:

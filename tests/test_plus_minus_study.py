@@ -1,4 +1,4 @@
-"""The earlier study's setting (configs/seed.yaml): the plus/minus data set, its two models
+"""The earlier study's setting (configs/plus_minus_study.yaml): the plus/minus data set, its two models
 and the quantum-free control, and the report section that sets the published result beside ours."""
 import math
 
@@ -35,18 +35,18 @@ def test_plus_and_minus_differ_only_in_the_vertical_bar():
 def test_plus_minus_options_and_their_errors():
     ds = load_dataset("plus_minus", [0, 1], size=16, n_per_class=5)
     assert ds.X.shape == (10, 1, 16, 16) and ds.class_names == ("0", "1")
-    with pytest.raises(ValueError, match="has no options \\['colour'\\]"):
+    with pytest.raises(ValueError, match="dataset.options.colour is unknown for 'plus_minus'"):
         load_dataset("plus_minus", [0, 1], colour="red")
-    with pytest.raises(ValueError, match="size must be an integer >= 4"):
+    with pytest.raises(ValueError, match="dataset.options.size must be an integer >= 4"):
         load_dataset("plus_minus", [0, 1], size=2)
 
 
 @pytest.mark.parametrize("spec,parameters", [
-    ({"type": "seed_cnn"}, 7018),                                  # "about 7,000 parameters"
-    ({"type": "seed_hybrid"}, 4800 + 128 * 4 + 4 + 24 + 2 * 2 + 2),  # backbone, 128->4, 24 weights, 2->2
-    ({"type": "seed_hybrid", "head": "classical"}, 4800 + 516 + 4 * 2 + 2 + 6),
+    ({"type": "plus_minus_cnn"}, 7018),                                  # "about 7,000 parameters"
+    ({"type": "plus_minus_hybrid"}, 4800 + 128 * 4 + 4 + 24 + 2 * 2 + 2),  # backbone, 128->4, 24 weights, 2->2
+    ({"type": "plus_minus_hybrid", "head": "classical"}, 4800 + 516 + 4 * 2 + 2 + 6),
 ])
-def test_seed_models_shapes_gradients_and_parameter_counts(spec, parameters):
+def test_plus_minus_models_shapes_gradients_and_parameter_counts(spec, parameters):
     torch.manual_seed(0)
     model = build_model(spec, (1, 8, 8), 2)
     assert count_parameters(model) == parameters
@@ -62,9 +62,9 @@ def test_seed_models_shapes_gradients_and_parameter_counts(spec, parameters):
 
 def test_every_run_gets_its_own_quantum_weights():
     torch.manual_seed(1)
-    first = build_model({"type": "seed_hybrid"}, (1, 8, 8), 2)
+    first = build_model({"type": "plus_minus_hybrid"}, (1, 8, 8), 2)
     torch.manual_seed(2)
-    second = build_model({"type": "seed_hybrid"}, (1, 8, 8), 2)
+    second = build_model({"type": "plus_minus_hybrid"}, (1, 8, 8), 2)
     assert first.quantum.weights is not second.quantum.weights
     assert first.quantum.weights.shape == (2, 4, 3)
     assert not torch.equal(first.quantum.weights, second.quantum.weights)
@@ -73,10 +73,10 @@ def test_every_run_gets_its_own_quantum_weights():
 @pytest.mark.parametrize("train", [True, False])
 def test_hybrid_circuit_equals_pennylane(train):
     torch.manual_seed(3)
-    fast = build_model({"type": "seed_hybrid"}, (1, 8, 8), 2)
+    fast = build_model({"type": "plus_minus_hybrid"}, (1, 8, 8), 2)
     with torch.no_grad():
         fast.quantum.weights.uniform_(-math.pi, math.pi)
-    reference = build_model({"type": "seed_hybrid", "simulator": "pennylane"}, (1, 8, 8), 2)
+    reference = build_model({"type": "plus_minus_hybrid", "simulator": "pennylane"}, (1, 8, 8), 2)
     reference.load_state_dict(fast.state_dict())
     x = torch.rand(6, 1, 8, 8)
     outputs, grads = [], []
@@ -92,14 +92,15 @@ def test_hybrid_circuit_equals_pennylane(train):
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
 
 
-def test_seed_config_loads_and_bad_variants_name_the_key(tmp_path):
-    cfg = load_config("configs/seed.yaml")
-    assert cfg["dataset"]["options"]["seed"] == 42 and cfg["report"]["reference"]["epsilon"] == 0.25
-    assert cfg["attack"]["pgd_step_ratio"] * 0.25 == pytest.approx(0.04)
+def test_plus_minus_config_loads_and_bad_variants_name_the_key(tmp_path):
+    cfg = load_config("configs/plus_minus_study.yaml")
+    assert cfg.dataset.options.seed == 42 and cfg.report.reference.epsilon == 0.25
+    pgd = cfg.attack.params["pgd"]
+    assert pgd.step_ratio * 0.25 == pytest.approx(0.04) and pgd.steps == 10 and not pgd.random_start
     for body, message in [
-        ("dataset: {name: plus_minus, classes: [0, 1], options: {noise: -1}}", "dataset.options: noise must be >= 0"),
+        ("dataset: {name: plus_minus, classes: [0, 1], options: {noise: -1}}", "dataset.options.noise must be a number >= 0"),
         ("dataset: {name: plus_minus, classes: [0, 1], options: {shape: 8}}", "dataset.options.shape is unknown"),
-        ("models: {h: {type: seed_hybrid, head: photonic}}", "models.h: head must be one of"),
+        ("models: {h: {type: plus_minus_hybrid, head: photonic}}", r"models.h.head 'photonic' is unknown; allowed: \['quantum', 'classical'\]"),
         ("report: {reference: {source: x, attack: cw, epsilon: 0.1, accuracy: {mlp: 0.5}}}",
          "report.reference.attack 'cw' is not in attack.methods"),
     ]:
@@ -110,8 +111,9 @@ def test_seed_config_loads_and_bad_variants_name_the_key(tmp_path):
 
 
 def test_reference_section_quotes_the_published_numbers_and_computes_the_verdict():
-    from helpers.statistics import ACCURACY_BOUNDS, summarize_runs
-    from helpers.summary import reference_section
+    from helpers.analysis.statistics import ACCURACY_BOUNDS, paired_tests, summarize_runs
+    from helpers.config import Reference
+    from helpers.report.summary import reference_section
 
     # hybrid beats cnn under PGD in every run, but not under the worst case
     acc = {("hybrid", "pgd"): 0.55, ("cnn", "pgd"): 0.35, ("hybrid", "worst_case"): 0.10, ("cnn", "worst_case"): 0.12}
@@ -123,8 +125,10 @@ def test_reference_section_quotes_the_published_numbers_and_computes_the_verdict
     stats = summarize_runs(rob, ["model", "attack", "epsilon"], "accuracy", bounds=ACCURACY_BOUNDS)
     classes = summarize_runs(by_class, ["model", "attack", "epsilon", "label"], "accuracy", bounds=ACCURACY_BOUNDS)
     large = pd.DataFrame([{"model": m, "epsilon": 0.5, "run": 0, "accuracy": 0.0} for m in ("cnn", "hybrid")])
-    reference = {"source": "the old notebook", "attack": "pgd", "epsilon": 0.25, "accuracy": {"hybrid": 0.554, "cnn": 0.350}}
-    text = "\n".join(reference_section(reference, stats, rob, classes, large, None, ["cnn", "hybrid"]))
+    reference = Reference.parse({"source": "the old notebook", "attack": "pgd", "epsilon": 0.25,
+                                 "accuracy": {"hybrid": 0.554, "cnn": 0.350}}, "report.reference")
+    paired = pd.concat([paired_tests(rob, attack, ["cnn", "hybrid"]) for attack in ("pgd", "worst_case")])
+    text = "\n".join(reference_section(reference, stats, paired, classes, large, None, ["cnn", "hybrid"]))
     assert "`hybrid` 0.554, `cnn` 0.350" in text
     assert "Under pgd, `hybrid` is more robust than `cnn` at ε=0.25" in text
     assert "Under worst case, `hybrid` is *less* robust than `cnn`" in text
