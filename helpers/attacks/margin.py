@@ -1,0 +1,69 @@
+"""PGD on the Carlini-Wagner margin instead of the cross-entropy: untargeted, and targeted at
+every other class in turn (Carlini & Wagner 2017; the margin losses AutoAttack's DLR builds on).
+
+The cross-entropy saturates: when a model is confidently right, softmax rounds to one-hot in
+float32 and its input gradient vanishes, so PGD on it stands still (a masking risk for models
+with large logit scales). The margin (true logit minus the largest other) keeps its gradient.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..models import predict
+from ..params import Boolean, Integer, Number, Params, param
+from ..registry import ATTACKS
+from .base import Attack, margin
+from .pgd import pgd
+
+
+@dataclass(frozen=True)
+class MarginParams(Params):
+    steps: int = param(20, Integer(1), "iterations (per target for the targeted attack)")
+    step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
+    random_start: bool = param(True, Boolean(), "start from a uniform random point of the ε-ball")
+
+
+@ATTACKS.register
+class MarginPGD(Attack):
+    """PGD ascending the negative margin, max_j≠y z_j - z_y, per sample."""
+
+    name, label = "pgd_margin", "PGD, margin loss"
+    tags = frozenset({"gradient"})
+    Params = MarginParams
+
+    def perturb(self, model, x, y, epsilon):
+        p = self.params
+        return pgd(model, x, y, epsilon, steps=p.steps, step_ratio=p.step_ratio, random_start=p.random_start,
+                   seed=self.seed, loss=lambda logits, labels: -margin(logits, labels))
+
+
+@ATTACKS.register
+class TargetedPGD(Attack):
+    """Targeted PGD against every other class t in turn (t = y + 1, y + 2, ... mod classes),
+    ascending the target's margin z_t - max_j≠t z_j; a sample counts as fooled if any target
+    fools it, and keeps the first example that does (the others keep the first target's)."""
+
+    name, label = "pgd_targeted", "PGD, targeted at every class"
+    tags = frozenset({"gradient"})
+    Params = MarginParams
+
+    def perturb(self, model, x, y, epsilon):
+        p = self.params
+        with torch.no_grad():
+            n_classes = model(x[:1]).shape[1]
+        best, robust = None, torch.ones(len(x), dtype=torch.bool, device=x.device)
+        for offset in range(1, n_classes):
+            idx = robust.nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            target = (y[idx] + offset) % n_classes
+            candidate = pgd(model, x[idx], target, epsilon, steps=p.steps, step_ratio=p.step_ratio,
+                            random_start=p.random_start, seed=self.seed + offset - 1, loss=margin)
+            if best is None:
+                best = candidate.clone()
+            fooled = predict(model, candidate) != y[idx]
+            best[idx[fooled]] = candidate[fooled]
+            robust[idx[fooled]] = False
+        return best
