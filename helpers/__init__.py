@@ -1,6 +1,9 @@
-"""Reusable pieces of the qml-robustness study.
+"""Reusable pieces of the qml-robustness study (see docs/architecture.md).
 
-Data flows one way: config -> data -> models -> training -> checkpoints -> attacks ->
-attributions -> tables -> figures -> summary. Each module holds one of those stages;
-``pipeline`` strings them together into the four notebook stages.
+One subpackage per kind of component, each with a registry (``data``, ``models``,
+``attacks``, ``explain``, ``certificates``), the analysis of result tables (``analysis``),
+what a reader sees (``report``), one module per notebook stage (``stages``) and where
+results live (``store``); ``config``, ``params`` and ``registry`` hold typed configs,
+parameter rules and the registries. This package imports nothing on its own: the Makefile
+reads the stage graph with a bare Python.
 """

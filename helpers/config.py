@@ -111,6 +111,11 @@ class AttackSection(Params):
     n_test: int | None = param(None, Optional(Integer(1)), "test points attacked per run (null: the whole test split)")
     params: dict = dataclasses.field(default_factory=dict)
 
+    @classmethod
+    def used_components(cls, values):
+        # PGD also runs at the masking budgets and for the interpret stage's attacked images.
+        return {*values["methods"], "pgd"}
+
     def check(self, where):
         check(self.transfer_from is None or self.transfer_from in self.methods,
               f"{where}.transfer_from must be null or one of {where}.methods {list(self.methods)}, "
@@ -135,6 +140,10 @@ class InterpretSection(Params):
     sensitivity_radius: float = param(0.02, Number(0, open="low"), "L∞ radius of sensitivity_max")
     params: dict = dataclasses.field(default_factory=dict)
 
+    @classmethod
+    def used_components(cls, values):
+        return set(values["methods"])
+
     def check(self, where):
         check(self.panel_images <= self.n_images, f"{where}.panel_images must not exceed {where}.n_images")
 
@@ -151,6 +160,8 @@ class Reference(Params):
 
 @dataclasses.dataclass(frozen=True)
 class ReportSection(Params):
+    """``report``: what the report adds beyond the tables (a published result to compare with)."""
+
     reference: Reference | None = param(None, Optional(AnyMapping()),
                                         "a published result: {source, attack, epsilon, accuracy: {model: value}}")
 

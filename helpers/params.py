@@ -130,7 +130,7 @@ class Choice(Rule):
         return value
 
     def describe(self) -> str:
-        return ", ".join(f"`{c}`" for c in self.choices)
+        return "one of " + ", ".join(f"`{c}`" for c in self.choices)
 
 
 class Optional(Rule):
@@ -166,7 +166,7 @@ class ListOf(Rule):
         return items
 
     def describe(self) -> str:
-        return f"{'non-empty ' if self.nonempty else ''}list of {self.item.describe()}"
+        return f"{'non-empty ' if self.nonempty else ''}list, each {self.item.describe()}"
 
 
 class Either(Rule):
@@ -209,7 +209,8 @@ class Params:
 
     A section whose ``components`` is a registry also takes one mapping per entry of it
     (``attack.pgd: {steps: 10}``), parsed by that entry's ``Params`` into the field
-    ``params`` (name -> Params, every entry present, defaults where not given).
+    ``params`` (name -> Params, defaults where not given) for the entries it uses
+    (``used_components``) and those the config sets.
     """
 
     components: ClassVar = None
@@ -236,8 +237,9 @@ class Params:
             name = f"{where}.{f.name}" if where else f.name
             values[f.name] = f.metadata["rule"].parse(given[f.name], name) if f.name in given else f.default
         if cls.components is not None:
+            used = cls.used_components(values) | {key for key in given if key in cls.components}
             values["params"] = {e.name: e.Params.parse(given.get(e.name), f"{where}.{e.name}", owner=repr(e.name))
-                                for e in cls.components.entries()}
+                                for e in cls.components.entries() if e.name in used}
         params = cls(**values)
         params.check(where)
         return params
@@ -246,6 +248,12 @@ class Params:
     def fields(cls) -> list[dataclasses.Field]:
         """The configurable fields (those declared with ``param``)."""
         return [f for f in dataclasses.fields(cls) if "rule" in f.metadata]
+
+    @classmethod
+    def used_components(cls, values: dict) -> set[str]:
+        """The entries of ``components`` whose parameters the section keeps (besides those the
+        config sets): those it will run. Only these enter the section's hash (override)."""
+        return set()
 
     def check(self, where: str) -> None:
         """Checks across fields; raise ``ConfigError`` naming the key (override)."""

@@ -117,9 +117,10 @@ def source_hash(files) -> str:
 
 DATASETS = Registry("data set", "helpers.data")
 MODELS = Registry("model", "helpers.models")
-ENCODINGS = Registry("encoding", "helpers.models.encodings")
-ANSATZES = Registry("ansatz", "helpers.models.ansatzes")
-READOUTS = Registry("readout", "helpers.models.readouts")
+# The circuit's parts register from any module of helpers/models/ (encodings.py, ansatzes.py, ...).
+ENCODINGS = Registry("encoding", "helpers.models")
+ANSATZES = Registry("ansatz", "helpers.models")
+READOUTS = Registry("readout", "helpers.models")
 ATTACKS = Registry("attack", "helpers.attacks")
 ATTRIBUTIONS = Registry("attribution method", "helpers.explain")
 CERTIFICATES = Registry("certificate", "helpers.certificates")
