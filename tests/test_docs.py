@@ -92,3 +92,13 @@ def test_the_worked_examples_work_where_the_docs_put_them(tmp_path):
         (tmp_path / path).write_text(code)
     result = subprocess.run([sys.executable, "-c", CHECKS], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0 and "examples work" in result.stdout, result.stderr[-3000:]
+
+
+def test_the_stage_graph_names_every_module_a_stage_runs():
+    """Every module under helpers/ is code of some stage (so make reruns it and provenance
+    hashes it), except the docs generator, which computes no result."""
+    from helpers.stages import graph
+
+    declared = {path for stage in graph.STAGES for path in graph.code_files(stage)}
+    modules = {path for path in graph.files(["helpers"])}
+    assert modules - declared == {ROOT / "helpers" / "docs.py"}
