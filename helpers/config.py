@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .params import (AnyMapping, Choice, ConfigError, Either, Integer, ListOf, Literal, Number, Optional,
+from .params import (AnyMapping, Boolean, Choice, ConfigError, Either, Integer, ListOf, Literal, Number, Optional,
                      Params, Text, check, param, plain)
 from .registry import ATTACKS, ATTRIBUTIONS, DATASETS, MODELS
 
@@ -36,7 +36,11 @@ class DatasetSection(Params):
 
     name: str = param("digits", Choice(DATASETS.names), "the data set (see the data sets table)")
     classes: tuple[int, ...] = param([0, 1, 2, 3], ListOf(Integer()), "labels to keep, relabelled 0..k-1 in this order")
-    test_fraction: float = param(0.25, Number(0, 1, open="low high"), "held-out share, stratified, re-drawn per run")
+    split: str = param("kfold", Choice(("kfold", "random")),
+                       "`kfold`: repeated stratified k-fold, the test sets of one repetition disjoint; "
+                       "`random`: a stratified split re-drawn per run")
+    folds: int = param(5, Integer(2), "k of `kfold` (test share 1/k); n_runs must be a multiple of it")
+    test_fraction: float = param(0.25, Number(0, 1, open="low high"), "held-out share of `random` splits")
     options: Params = param(None, AnyMapping(), "the data set's own options (its table below)")
 
     @classmethod
@@ -46,7 +50,11 @@ class DatasetSection(Params):
         given = dict(given or {})
         name = cls.fields()[0].metadata["rule"].parse(given.get("name", "digits"), f"{where}.name")
         options = DATASETS[name].Params.parse(given.pop("options", None), f"{where}.options", owner=repr(name))
-        return dataclasses.replace(super().parse(given, where), options=options)
+        section = dataclasses.replace(super().parse(given, where), options=options)
+        unused = {"kfold": "test_fraction", "random": "folds"}[section.split]
+        check(unused not in given, f"{where}.{unused} does not apply to {where}.split: {section.split} "
+                                   "(kfold: the test share is 1/folds; random: test_fraction)")
+        return section
 
     def check(self, where):
         classes, labels = self.classes, DATASETS[self.name].labels
@@ -159,15 +167,32 @@ class Reference(Params):
 
 
 @dataclasses.dataclass(frozen=True)
-class ReportSection(Params):
-    """``report``: what the report adds beyond the tables (a published result to compare with)."""
+class Primary(Params):
+    """The one comparison an experiment is run to make, declared before its results exist:
+    tested without correction for multiplicity; every other comparison is Holm-adjusted."""
 
+    models: tuple[str, ...] = param([], ListOf(Text(), nonempty=True, unique=True), "the two models compared (a − b)")
+    attack: str = param("worst_case", Text(), "`worst_case` or one of attack.methods")
+    epsilon: float | None = param(None, Optional(BUDGET), "the budget compared (null: the area under the "
+                                  "accuracy-vs-ε curve)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSection(Params):
+    """``report``: the primary comparison, what counts as a run, and a published result to compare with."""
+
+    primary: Primary | None = param(None, Optional(AnyMapping()),
+                                    "the pre-declared comparison: {models: [a, b], attack, epsilon}")
+    exclude_degenerate: bool = param(True, Boolean(), "leave degenerate runs (models.csv) out of every "
+                                     "statistic and comparison; they are counted either way")
     reference: Reference | None = param(None, Optional(AnyMapping()),
                                         "a published result: {source, attack, epsilon, accuracy: {model: value}}")
 
     @classmethod
     def parse(cls, given, where, owner=None):
         section = super().parse(given, where)
+        if section.primary is not None:
+            section = dataclasses.replace(section, primary=Primary.parse(section.primary, f"{where}.primary"))
         ref = section.reference
         if ref is None:
             return section
@@ -177,7 +202,9 @@ class ReportSection(Params):
         return dataclasses.replace(section, reference=Reference.parse(ref, f"{where}.reference"))
 
     def to_dict(self) -> dict:
-        return {"reference": None if self.reference is None else self.reference.to_dict()}
+        return {"primary": None if self.primary is None else self.primary.to_dict(),
+                "exclude_degenerate": self.exclude_degenerate,
+                "reference": None if self.reference is None else self.reference.to_dict()}
 
 
 SECTIONS = {"dataset": DatasetSection, "training": TrainingSection, "attack": AttackSection,
@@ -228,6 +255,9 @@ def parse_config(given: Mapping, experiment: str = "experiment", results_dir: Pa
         check(key in allowed, f"unknown config key {key!r}; allowed: {sorted(allowed)}")
     dataset = DatasetSection.parse(given.get("dataset"), "dataset")
     run = RunSection.parse({k: given[k] for k in top if k in given}, "")
+    check(dataset.split != "kfold" or run.n_runs % dataset.folds == 0,
+          f"n_runs ({run.n_runs}) must be a multiple of dataset.folds ({dataset.folds}): each repetition of "
+          "the k-fold split is folds runs")
     training = TrainingSection.parse(given.get("training"), "training")
     models = parse_models(given.get("models", DEFAULT_MODELS), dataset, training)
     attack = AttackSection.parse(given.get("attack"), "attack")
@@ -237,6 +267,15 @@ def parse_config(given: Mapping, experiment: str = "experiment", results_dir: Pa
         check(n_classes >= needed, f"attack.methods: {name} needs at least {needed} classes, the data set has {n_classes}")
     interpret = InterpretSection.parse(given.get("interpret"), "interpret")
     report = ReportSection.parse(given.get("report"), "report")
+    if report.primary is not None:
+        primary = report.primary
+        check(len(primary.models) == 2 and set(primary.models) <= set(models),
+              f"report.primary.models must name two models of `models` {list(models)}, got {list(primary.models)}")
+        check(primary.attack in (*attack.methods, "worst_case"),
+              f"report.primary.attack {primary.attack!r} is not 'worst_case' or one of attack.methods {list(attack.methods)}")
+        check(primary.epsilon is None or (primary.epsilon in attack.epsilons and primary.epsilon > 0),
+              f"report.primary.epsilon {primary.epsilon!r} must be null (the area under the curve) or one of "
+              f"attack.epsilons above 0 {[e for e in attack.epsilons if e > 0]}")
     if report.reference is not None:
         ref = report.reference
         check(ref.attack in attack.methods,

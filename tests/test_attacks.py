@@ -69,10 +69,14 @@ def test_epsilon_outside_the_pixel_range_is_refused(trained_models, digits_split
 def test_restarts_keep_every_sample_the_first_start_fooled(trained_models, digits_split, name):
     x, y = digits_split[2][:60], digits_split[3][:60]
     model = trained_models[name]
-    once = evaluate_attack(model, PGD(steps=5, seed=3), x, y, 0.1)["correct"]
-    restarted = evaluate_attack(model, REGISTRY["pgd_restarts"](steps=5, seed=3, restarts=4), x, y, 0.1)["correct"]
+    restarts = REGISTRY["pgd_restarts"](steps=5, seed=3, restarts=4)
+    first = PGD(steps=5, seed=restarts.start_seed)  # its first start alone
+    once = evaluate_attack(model, first, x, y, 0.1)["correct"]
+    restarted = evaluate_attack(model, restarts, x, y, 0.1)["correct"]
     assert not (restarted & ~once).any()  # never robust where the first start already won
     assert restarted.sum() <= once.sum()
+    # and its starts are not PGD's: the restarts add starts, they do not repeat `pgd`
+    assert not torch.equal(restarts(model, x, y, 0.1), PGD(steps=5, seed=3)(model, x, y, 0.1))
 
 
 def test_art_attacks_are_reproducible_with_the_same_seed(trained_models, digits_split):

@@ -38,3 +38,13 @@ def test_stability_measures():
     assert np.all(rank_correlation(a, reversed_order) < -0.99)
     assert np.allclose(top_k_overlap(a, reversed_order, 6), 0.0)
     assert np.isnan(rank_correlation(torch.zeros(1, 1, 8, 8), a[:1])).all()
+
+
+def test_constant_maps_are_undefined_not_perfect_and_chance_pairs_differ():
+    from helpers.explain import constant_maps, shifted
+
+    zeros, a = torch.zeros(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    assert np.isnan(top_k_overlap(zeros, zeros, 6)).all()  # two all-zero maps do not "agree"
+    assert np.isnan(top_k_overlap(a, zeros, 6)).all() and constant_maps(torch.cat([zeros, a])).tolist() == [1, 1, 0, 0]
+    maps = torch.arange(3.0)[:, None] * torch.ones(3, 4)
+    assert torch.equal(shifted(maps)[0], maps[1]) and torch.equal(shifted(maps)[2], maps[0])

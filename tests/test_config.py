@@ -53,8 +53,8 @@ def test_capacity_matched_models_are_resolved_to_a_parameter_count(tmp_path):
 
 
 def test_defaults_fill_missing_keys(tmp_path):
-    cfg = load_config(write(tmp_path, {"n_runs": 2}))
-    assert cfg.n_runs == 2 and cfg.attack == AttackSection.parse({}, "attack") and cfg.experiment == "exp"
+    cfg = load_config(write(tmp_path, {"n_runs": 5}))
+    assert cfg.n_runs == 5 and cfg.attack == AttackSection.parse({}, "attack") and cfg.experiment == "exp"
     assert cfg.attack.params["pgd"].steps == 20 and cfg.models["vqc"].params.n_qubits == 8
 
 
@@ -87,7 +87,15 @@ def test_defaults_fill_missing_keys(tmp_path):
     ({"interpret": {"metric_samples": 0}}, "interpret.metric_samples must be an integer >= 1"),
     ({"dataset": "digits"}, "config key 'dataset' must be a mapping"),
     ({"dataset": {"name": 5}}, "dataset.name 5 is unknown"),
-    ({"dataset": {"test_fraction": 1.5}}, r"dataset.test_fraction must lie in \(0, 1\)"),
+    ({"dataset": {"split": "random", "test_fraction": 1.5}}, r"dataset.test_fraction must lie in \(0, 1\)"),
+    ({"dataset": {"test_fraction": 0.3}}, r"dataset.test_fraction does not apply to dataset.split: kfold"),
+    ({"dataset": {"split": "random", "folds": 4}}, r"dataset.folds does not apply to dataset.split: random"),
+    ({"dataset": {"split": "bootstrap"}}, r"dataset.split 'bootstrap' is unknown; allowed: \['kfold', 'random'\]"),
+    ({"n_runs": 4}, r"n_runs \(4\) must be a multiple of dataset.folds \(5\)"),
+    ({"report": {"primary": {"models": ["mlp", "qq"]}}}, r"report.primary.models must name two models of `models`"),
+    ({"report": {"primary": {"models": ["mlp", "cnn"], "epsilon": 0.0}}}, r"report.primary.epsilon 0.0 must be null"),
+    ({"report": {"primary": {"models": ["mlp", "cnn"], "attack": "cw"}}}, r"report.primary.attack 'cw' is not 'worst_case'"),
+    ({"report": {"primary": {"models": ["mlp", "cnn"], "budget": 0.1}}}, r"unknown config key 'report.primary.budget'"),
     ({"dataset": {"options": {"size": 4}}}, "dataset.options.size is unknown for 'digits'"),
     ({"n_runs": 2.5}, "n_runs must be an integer >= 1"),
     ({"seed": -1}, "seed must be an integer >= 0"),
@@ -143,7 +151,7 @@ def run_cli(path):
 
 
 def test_command_line_check_exits_non_zero_with_one_message(tmp_path):
-    good = run_cli(write(tmp_path, {"n_runs": 2}, name="good.yaml"))
+    good = run_cli(write(tmp_path, {"n_runs": 5}, name="good.yaml"))
     assert good.returncode == 0 and "is valid" in good.stdout
     bad = run_cli(write(tmp_path, {"attack": {"epsilons": [-0.1]}}))
     assert bad.returncode == 2 and "attack.epsilons values must lie in [0, 1]" in bad.stderr

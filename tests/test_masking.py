@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from helpers.analysis.evaluation import evaluate_models
-from helpers.analysis.masking import CHECKS, masking_checks, surviving_models
+from helpers.analysis.masking import CHECKS, masking_checks, run_checks, surviving_models
 from helpers.config import AttackSection
 
 SETTINGS = {"epsilons": [0.0, 0.1, 0.2, 0.3], "pgd": {"steps": 10}, "pgd_restarts": {"steps": 10, "restarts": 3},
@@ -45,7 +45,8 @@ def checks_for(models, digits_split):
     x, y = digits_split[2][:80], digits_split[3][:80]
     tables = evaluate_models(models, x, y, ATTACK_CFG, seed=0)
     frames = {k: pd.DataFrame([{"run": 0, **r} for r in v]) for k, v in tables.items()}
-    return masking_checks(frames["robustness"], frames["transfer"], frames["large_epsilon"]).set_index(["model", "check"])
+    runs = run_checks(frames["robustness"], frames["transfer"], frames["large_epsilon"], frames["convergence"])
+    return masking_checks(runs).set_index(["model", "check"])
 
 
 @pytest.mark.parametrize("wrapper", [RoundsInput, ZeroGradient])
@@ -77,5 +78,50 @@ def test_checks_are_skipped_when_their_attacks_were_not_run(trained_models, digi
     cfg = attack_section(methods=["pgd"], transfer_from=None, masking_epsilons=[])
     tables = {k: pd.DataFrame([{"run": 0, **r} for r in v])
               for k, v in evaluate_models({"m": trained_models["mlp"]}, x, y, cfg, seed=0).items()}
-    checks = masking_checks(tables["robustness"], tables["transfer"], tables["large_epsilon"])
+    checks = masking_checks(run_checks(tables["robustness"], tables["transfer"], tables["large_epsilon"]))
     assert (checks["status"] == "SKIP").all()
+
+
+def synthetic_study(n_runs=10, masked_runs=(), collapsed_runs=(), n=100):
+    """Tables of a study of one model whose attacks behave in every run, except ``masked_runs``
+    (gradients blind: PGD keeps 0.95 at every budget, Square does not) and ``collapsed_runs``
+    (a constant predictor: 0.5 at every budget, whatever the attack)."""
+    robustness, large = [], []
+    for run in range(n_runs):
+        for epsilon in (0.1, 0.3):
+            for attack, accuracy in (("fgsm", 0.6), ("pgd", 0.5), ("pgd_restarts", 0.49), ("square", 0.55)):
+                if run in masked_runs:
+                    accuracy = 0.95 if attack != "square" else 0.2
+                if run in collapsed_runs:
+                    accuracy = 0.5
+                robustness.append({"model": "m", "run": run, "attack": attack, "epsilon": epsilon,
+                                   "accuracy": accuracy, "n": n})
+            worst = 0.5 if run in collapsed_runs else 0.2 if run in masked_runs else 0.48
+            robustness.append({"model": "m", "run": run, "attack": "worst_case", "epsilon": epsilon,
+                               "accuracy": worst, "n": n})
+        large.append({"model": "m", "run": run, "epsilon": 1.0, "n": n,
+                      "accuracy": 0.95 if run in masked_runs else 0.5 if run in collapsed_runs else 0.0})
+    return pd.DataFrame(robustness), pd.DataFrame(columns=["run", "source", "target", "epsilon", "accuracy", "n"]), \
+        pd.DataFrame(large)
+
+
+def test_one_masked_run_of_ten_is_flagged():
+    # Averaged over runs, PGD's accuracy at ε = 1 would be 0.095: under the ceiling of 0.10.
+    robustness, transfer, large = synthetic_study(masked_runs=(3,))
+    checks = masking_checks(run_checks(robustness, transfer, large)).set_index("check")
+    assert large["accuracy"].mean() < 0.10
+    assert checks.loc["large_epsilon", "status"] == "FLAG" and checks.loc["large_epsilon", "runs_flagged"] == 1
+    assert checks.loc["gradient_free_not_stronger", "status"] == "FLAG"
+    assert "run 3" in checks.loc["large_epsilon", "detail"] and checks.loc["large_epsilon", "runs_checked"] == 10
+    healthy = masking_checks(run_checks(*synthetic_study())).set_index("check")
+    assert (healthy["status"].isin(["PASS", "SKIP"])).all()
+
+
+def test_a_collapsed_run_is_never_checked_as_if_it_passed():
+    robustness, transfer, large = synthetic_study(collapsed_runs=(0, 1))
+    runs = run_checks(robustness, transfer, large, degenerate={("m", 0), ("m", 1)})
+    assert (runs[runs["run"].isin([0, 1])]["status"] == "DEGENERATE").all()
+    checks = masking_checks(runs).set_index("check")
+    assert (checks["runs_degenerate"] == 2).all() and (checks.loc[checks["status"] != "SKIP", "runs_checked"] == 8).all()
+    everything = masking_checks(run_checks(robustness, transfer, large)).set_index("check")
+    assert everything.loc["large_epsilon", "status"] == "FLAG"  # unmarked, it sits at the class prior and fails

@@ -161,3 +161,13 @@ def test_the_frozen_unitary_never_outlives_an_in_place_change_of_the_weights(wri
     assert model.path == "statevector"
     assert torch.allclose(evaluated, model(x).detach(), atol=1e-5)  # the same numbers as the state-vector path
     assert not torch.allclose(evaluated, before, atol=1e-3)  # and the change was real
+
+
+def test_a_degenerate_run_is_one_that_predicts_one_class_or_no_better_than_the_majority():
+    from helpers.stages.train import degeneracy
+
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 2])
+    assert degeneracy(torch.full_like(y, 2), y)["degenerate"]  # a constant predictor (at the majority share)
+    assert degeneracy(torch.full_like(y, 0), y) == {"predicted_classes": 1, "majority_share": 0.5, "degenerate": True}
+    assert not degeneracy(torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 1, 1]), y)["degenerate"]  # 0.8 beats 0.5
+    assert degeneracy(torch.tensor([1, 1, 1, 0, 0, 2, 2, 2, 2, 2]), y)["degenerate"]  # 0.5: no better than "always 2"

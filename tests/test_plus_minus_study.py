@@ -111,7 +111,7 @@ def test_plus_minus_config_loads_and_bad_variants_name_the_key(tmp_path):
 
 
 def test_reference_section_quotes_the_published_numbers_and_computes_the_verdict():
-    from helpers.analysis.statistics import ACCURACY_BOUNDS, paired_tests, summarize_runs
+    from helpers.analysis.statistics import ACCURACY_BOUNDS, comparisons, robust_auc, summarize_runs
     from helpers.config import Reference
     from helpers.report.summary import reference_section
 
@@ -127,7 +127,7 @@ def test_reference_section_quotes_the_published_numbers_and_computes_the_verdict
     large = pd.DataFrame([{"model": m, "epsilon": 0.5, "run": 0, "accuracy": 0.0} for m in ("cnn", "hybrid")])
     reference = Reference.parse({"source": "the old notebook", "attack": "pgd", "epsilon": 0.25,
                                  "accuracy": {"hybrid": 0.554, "cnn": 0.350}}, "report.reference")
-    paired = pd.concat([paired_tests(rob, attack, ["cnn", "hybrid"]) for attack in ("pgd", "worst_case")])
+    paired = comparisons(rob, robust_auc(rob), ["cnn", "hybrid"], ratio=0.25)
     text = "\n".join(reference_section(reference, stats, paired, classes, large, None, ["cnn", "hybrid"]))
     assert "`hybrid` 0.554, `cnn` 0.350" in text
     assert "Under pgd, `hybrid` is more robust than `cnn` at ε=0.25" in text

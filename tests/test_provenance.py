@@ -10,7 +10,7 @@ from helpers.store import provenance
 from helpers.store.files import project_root
 from helpers.store.provenance import StaleResultsError, begin_stage, code_hash, config_hash, finish_stage
 
-BODY = {"dataset": {"classes": [0, 1, 2]}, "n_runs": 2, "models": {"mlp": {"type": "mlp", "hidden": [8]}}}
+BODY = {"dataset": {"classes": [0, 1, 2], "folds": 2}, "n_runs": 2, "models": {"mlp": {"type": "mlp", "hidden": [8]}}}
 
 
 def config(tmp_path, **changes):

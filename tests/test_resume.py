@@ -19,7 +19,7 @@ from helpers.store.files import project_root
 from helpers.store.layout import TABLES as FILES
 
 CONFIG = {
-    "dataset": {"name": "digits", "classes": [0, 1, 2]},
+    "dataset": {"name": "digits", "classes": [0, 1, 2], "folds": 2},
     "n_runs": 2, "seed": 11, "workers": 1, "device": "cpu",
     "training": {"epochs": 3, "batch_size": 32, "learning_rate": 0.02},
     "models": {"mlp": {"type": "mlp", "hidden": [8]}, "vqc": {"type": "vqc", "n_qubits": 3, "n_layers": 2}},

@@ -1,54 +1,103 @@
+"""The summary states what the tables say: the declared primary comparison with its corrected
+p, adjusted secondary comparisons, no zero-width or silently clipped interval, degenerate runs
+counted and left out."""
+import numpy as np
 import pandas as pd
+import pytest
+from scipy import stats
 
-from helpers.analysis.masking import CHECKS
-from helpers.analysis.statistics import paired_tests, summarize_attribution_stability, summarize_runs
 from helpers.config import parse_config
 from helpers.report.summary import write_summary
+from helpers.stages.report import compute_tables
 
-CFG = parse_config({"dataset": {"classes": [0, 1]}, "n_runs": 3,
-                    "training": {"epochs": 1, "batch_size": 8, "learning_rate": 0.1},
-                    "models": {"a": {"type": "mlp"}, "b": {"type": "mlp"}},
-                    "attack": {"methods": ["fgsm", "pgd"]}, "interpret": {"epsilon": 0.1}}, experiment="toy")
+RUNS = 10
 
 
-def tables(acc_b_at_eps, robustness=None, checks=None):
-    runs = range(3)
-    trained = pd.DataFrame([{"model": m, "run": r, "parameters": p, "clean_accuracy": 0.9, "n_test": 10}
-                            for m, p in (("a", 10), ("b", 2000)) for r in runs])
-    rob = pd.DataFrame([{"model": m, "run": r, "attack": at, "epsilon": e,
-                         "accuracy": 0.9 if e == 0 else (0.70 + 0.01 * r if m == "a" else acc_b_at_eps + 0.01 * r)}
-                        for m in "ab" for r in runs for at in ("fgsm", "pgd") for e in (0.0, 0.1)])
-    stab = pd.DataFrame([{"model": m, "run": r, "method": "saliency", "image": 0, "spearman": 0.5 + 0.1 * r,
-                          "note": ""} for m in "ab" for r in runs])
-    empty = pd.DataFrame(columns=["model", "attack", "mean"])
-    return {"models": trained, "stats": summarize_runs(rob, ["model", "attack", "epsilon"], "accuracy"),
-            "attribution_summary": summarize_attribution_stability(stab),
-            "masking_checks": checks if checks is not None else pd.DataFrame(columns=["model", "check", "status"]),
-            "paired_tests": paired_tests(robustness if robustness is not None else rob, "pgd", ["a", "b"]),
-            "auc": empty, "attribution_metrics": empty}
+def config(**report):
+    return parse_config({"dataset": {"classes": [0, 1]}, "n_runs": RUNS,
+                         "training": {"epochs": 1, "batch_size": 8, "learning_rate": 0.1},
+                         "models": {"a": {"type": "mlp"}, "b": {"type": "mlp"}, "c": {"type": "mlp"}},
+                         "attack": {"methods": ["fgsm", "pgd"]}, "interpret": {"epsilon": 0.1},
+                         "report": report}, experiment="toy")
 
 
-def test_summary_quotes_computed_numbers_and_separates_models():
-    text = write_summary(CFG, tables(0.2))
-    assert "`a` 0.710 [0.685, 0.735], `b` 0.210 [0.185, 0.235]" in text
-    assert "The intervals of `a` and `b` do not overlap." in text
-    assert "`a` 10, `b` 2,000" in text
-    assert "0.600 [0.352, 0.848]" in text  # Spearman mean and t-interval over the three runs
+def inputs(gap=0.2, degenerate_b=()):
+    """Tables of a 10-run study: `a` more robust than `b` by ``gap`` (with run-to-run noise),
+    `c` at 0 under attack in every run, ``degenerate_b`` runs of `b` at 0.5 everywhere."""
+    rng = np.random.default_rng(0)
+    models = pd.DataFrame([{"model": m, "run": r, "parameters": p, "n_train": 80, "n_test": 20, "clean_accuracy": 0.9,
+                            "degenerate": m == "b" and r in degenerate_b} for m, p in (("a", 10), ("b", 2000), ("c", 5))
+                           for r in range(RUNS)])
+    noise = rng.normal(0, 0.02, (RUNS, 2))
+    rows = []
+    for r in range(RUNS):
+        for attack in ("fgsm", "pgd", "worst_case"):
+            for e in (0.0, 0.1, 0.2):
+                acc = {"a": 0.9 if e == 0 else 0.7 + noise[r, 0], "b": 0.9 if e == 0 else 0.7 - gap + noise[r, 1],
+                       "c": 0.9 if e == 0 else 0.0}
+                if r in degenerate_b:
+                    acc["b"] = 0.5
+                rows += [{"model": m, "run": r, "attack": attack, "epsilon": e, "accuracy": v, "n": 20}
+                         for m, v in acc.items()]
+    stability = pd.DataFrame([{"model": m, "run": r, "method": "saliency", "image": i, "spearman": 0.8,
+                               "spearman_chance": 0.5, "spearman_random": 0.6, "spearman_above_chance": 0.3,
+                               "top_k_overlap": 0.5, "top_k_chance": 0.2, "note": "", "applicable": True,
+                               **{k: 0.1 for k in ("infidelity_clean", "infidelity_adv", "sensitivity_clean",
+                                                   "sensitivity_adv")}}
+                              for m in "abc" for r in range(RUNS) for i in range(2)])
+    empty = pd.DataFrame(columns=["model", "run", "attack", "epsilon", "accuracy", "n", "label", "source", "target"])
+    return {"models": models, "robustness": pd.DataFrame(rows), "transfer": empty, "large_epsilon": empty,
+            "by_class": empty.assign(label=0), "convergence": empty, "attribution_stability": stability}
 
 
-def test_summary_says_when_runs_do_not_separate_models():
-    text = write_summary(CFG, tables(0.695))
-    assert "overlap: these runs do not separate them" in text
+def summary(cfg, study):
+    tables = compute_tables(cfg, study)
+    return write_summary(cfg, {**tables, "models": study["models"], "large_epsilon": study["large_epsilon"]}), tables
 
 
-def test_summary_reports_paired_tests_and_names_the_flagged_model():
-    rob = pd.DataFrame([{"model": m, "run": r, "attack": "pgd", "epsilon": 0.1,
-                         "accuracy": 0.70 + 0.01 * r if m == "a" else 0.2 + 0.02 * r} for m in "ab" for r in range(3)])
-    checks = pd.DataFrame([{"model": m, "check": c, "status": "FLAG" if (m, c) == ("b", "large_epsilon") else "PASS",
-                            "value": 0.4 if m == "b" else 0.0, "threshold": 0.1, "description": d, "detail": ""}
-                           for m in "ab" for c, d in CHECKS.items()])
-    text = write_summary(CFG, tables(0.2, robustness=rob, checks=checks))
-    assert "| a − b | +0.490 [+0.465, +0.515] |" in text  # differences 0.50, 0.49, 0.48
-    assert "The robustness numbers of `a` survive every masking check" in text
-    assert "`b` is flagged by large_epsilon" in text
-    assert "FLAG (0.400)" in text
+def test_the_primary_comparison_is_stated_with_its_corrected_p():
+    cfg = config(primary={"models": ["a", "b"], "attack": "worst_case", "epsilon": 0.1})
+    text, tables = summary(cfg, inputs())
+    wide = inputs()["robustness"].query("attack == 'worst_case' and epsilon == 0.1").pivot(
+        index="run", columns="model", values="accuracy")
+    d = (wide["a"] - wide["b"]).to_numpy()
+    t = d.mean() / np.sqrt((1 / RUNS + 20 / 80) * d.var(ddof=1))
+    assert f"corrected resampled t-test p = {2 * stats.t.sf(abs(t), RUNS - 1):.2g}" in text
+    assert "**Primary comparison** (declared in the config before the runs): `a` − `b`, worst case, ε=0.1" in text
+    primary = tables["paired_tests"].query("role == 'primary'")
+    assert len(primary) == 1 and primary.iloc[0]["p_adjusted"] == primary.iloc[0]["p_value"]
+    secondary = tables["paired_tests"].query("role == 'secondary' and attack == 'worst_case'")
+    assert (secondary["p_adjusted"].dropna() >= secondary["p_value"].dropna() - 1e-15).all()
+    assert "The intervals of" not in text  # overlapping marginal intervals are not a test
+
+
+def test_declared_direction_is_kept_and_a_missing_primary_is_said():
+    cfg = config(primary={"models": ["b", "a"], "attack": "worst_case", "epsilon": None})
+    text, tables = summary(cfg, inputs())
+    row = tables["paired_tests"].query("role == 'primary'").iloc[0]
+    assert (row["model_a"], row["model_b"]) == ("b", "a") and row["mean_difference"] < 0
+    assert "area under the accuracy-vs-ε curve" in text
+    assert "No primary comparison is declared" in summary(config(), inputs())[0]
+
+
+def test_no_zero_width_interval_and_degenerate_runs_counted_and_left_out():
+    text, tables = summary(config(), inputs(degenerate_b=(0, 1)))
+    assert "0.000 (all runs equal)" in text and "0.000 [0.000, 0.000]" not in text  # model c
+    assert "`b` 2 of 10" in text
+    stats_b = tables["stats"].query("model == 'b' and attack == 'pgd' and epsilon == 0.1").iloc[0]
+    assert stats_b["n_runs"] == 8 and stats_b["mean"] < 0.6  # the runs at 0.5 are not averaged in
+    kept, _ = summary(config(exclude_degenerate=False), inputs(degenerate_b=(0, 1)))
+    assert "kept in the statistics" in kept
+
+
+def test_the_attribution_table_shows_the_chance_levels():
+    text, _ = summary(config(), inputs())
+    assert "| a | saliency | 0.800 (all runs equal) | 0.500 | 0.600 | 0.300 (all runs equal) | 0 |" in text
+
+
+def test_power_note_for_the_primary_comparison():
+    cfg = config(primary={"models": ["a", "b"], "attack": "worst_case", "epsilon": 0.1})
+    text, tables = summary(cfg, inputs())
+    power = tables["power"].query("role == 'primary'").iloc[0]
+    assert "Power: with the run-to-run standard deviation of this difference" in text
+    assert power["delta"] == pytest.approx(0.05) and power["n_runs"] == RUNS

@@ -16,7 +16,7 @@ import yaml
 from helpers.store.files import project_root
 
 CONFIG = {
-    "dataset": {"name": "digits", "classes": [0, 1, 2]},
+    "dataset": {"name": "digits", "classes": [0, 1, 2], "split": "random"},
     "n_runs": 1, "seed": 5, "workers": 1, "device": "cpu",
     "training": {"epochs": 2, "batch_size": 32, "learning_rate": 0.02},
     "models": {"mlp": {"type": "mlp", "hidden": [8]}, "vqc": {"type": "vqc", "n_qubits": 3, "n_layers": 1}},

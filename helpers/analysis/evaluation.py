@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..attacks import build_attack, evaluate_attack, predict
+from ..registry import ATTACKS
 
 WORST_CASE = "worst_case"
 LARGE_EPSILON_ATTACK = "pgd"  # the attack run at the masking budgets
@@ -20,6 +21,7 @@ COLUMNS = {
     "transfer": ["source", "target", "epsilon", "accuracy", "n"],
     "large_epsilon": ["model", "epsilon", "accuracy", "n"],
     "by_class": ["model", "attack", "epsilon", "label", "accuracy", "n"],
+    "convergence": ["model", "epsilon", "accuracy", "n"],
 }
 
 
@@ -55,9 +57,13 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
     - ``large_epsilon``: model, epsilon, accuracy, n — PGD at ``masking_epsilons``;
     - ``by_class``: model, attack, epsilon, label, accuracy, n — the robust accuracy of each
       class (worst case included): a model that never flips one class scores that class's
-      share of the test set without being robust.
+      share of the test set without being robust;
+    - ``convergence``: model, epsilon, accuracy, n — the per-sample worst case over the
+      attacks that are not a stronger run of another (``Attack.refines``): if the stronger
+      runs lower it much, the reported worst case may not have converged either.
     """
-    robustness, transfer, large, by_class = [], [], [], []
+    robustness, transfer, large, by_class, convergence = [], [], [], [], []
+    base = [a for a in section.methods if ATTACKS[a].refines not in section.methods]
     labels = y.cpu().numpy()
     epsilons = [float(e) for e in section.epsilons]
 
@@ -90,6 +96,9 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
         for i, epsilon in enumerate(epsilons):
             survived = np.logical_and.reduce([finished[a][i]["correct"] for a in section.methods])
             record(name, WORST_CASE, epsilon, survived, max(float(finished[a][i]["linf"]) for a in section.methods))
+            survived_base = np.logical_and.reduce([finished[a][i]["correct"] for a in base])
+            convergence.append({"model": name, "epsilon": epsilon, "accuracy": float(survived_base.mean()),
+                                "n": len(survived_base)})
         for epsilon in map(float, section.masking_epsilons):
             correct = outcome(name, model, LARGE_EPSILON_ATTACK, epsilon, False)["correct"]
             large.append({"model": name, "epsilon": epsilon, "accuracy": float(correct.mean()), "n": len(correct)})
@@ -98,4 +107,5 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
             hits = (predict(model, torch.as_tensor(x_adv, device=x.device)) == y).cpu().numpy()
             transfer.append({"source": source, "target": target, "epsilon": epsilon,
                              "accuracy": float(hits.mean()), "n": len(hits)})
-    return {"robustness": robustness, "transfer": transfer, "large_epsilon": large, "by_class": by_class}
+    return {"robustness": robustness, "transfer": transfer, "large_epsilon": large, "by_class": by_class,
+            "convergence": convergence}

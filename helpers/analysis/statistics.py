@@ -1,4 +1,14 @@
-"""Summaries across Monte Carlo runs and binomial intervals within one run."""
+"""Inference across Monte Carlo runs that share data: corrected intervals and tests, multiple
+comparisons, power, and binomial intervals within one run.
+
+Runs re-use one data set: with repeated k-fold splits the test sets of one repetition are
+disjoint, but every two runs share most of their training data (and runs of different
+repetitions share test points), so their results are positively correlated and the plain
+t-interval and paired t-test are too narrow. Following Nadeau & Bengio (2003) and Bouckaert
+& Frank (2004), the variance of a mean over k runs is inflated from s²/k to
+(1/k + n_test/n_train)·s²; ``ratio`` below is n_test/n_train (0 gives the textbook
+t-interval and t-test).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -6,13 +16,18 @@ import pandas as pd
 from scipy import stats
 
 ACCURACY_BOUNDS = (0.0, 1.0)
+ALPHA = 0.05
+# The power note: runs needed to detect a true difference POWER_DELTA with probability POWER_TARGET.
+POWER_DELTA, POWER_TARGET = 0.05, 0.8
+# The range each attribution metric can take (its interval is flagged when it reaches past it).
+METRIC_BOUNDS = {"spearman": (-1.0, 1.0), "spearman_chance": (-1.0, 1.0), "spearman_random": (-1.0, 1.0),
+                 "spearman_above_chance": (-2.0, 2.0), "top_k_overlap": (0.0, 1.0), "top_k_chance": (0.0, 1.0)}
 
 
-def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float, float]:
-    """(mean, standard deviation, CI low, CI high) of independent runs, Student-t interval.
-
-    With a single run the interval is undefined and returned as (mean, mean).
-    """
+def corrected_t_interval(values, ratio: float = 0.0, confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """(mean, standard deviation, CI low, CI high) of ``values`` from k runs, with the
+    corrected variance (1/k + ratio)·s² and k − 1 degrees of freedom. NaNs are dropped; with a
+    single run the interval is (mean, mean)."""
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
     if len(v) == 0:
@@ -21,25 +36,80 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float, f
     if len(v) == 1:
         return mean, 0.0, mean, mean
     sd = float(v.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=len(v) - 1)) * sd / np.sqrt(len(v))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=len(v) - 1)) * sd * np.sqrt(1 / len(v) + ratio)
     return mean, sd, mean - half, mean + half
 
 
-def summarize_runs(df: pd.DataFrame, by: list[str], value: str, confidence: float = 0.95,
-                   bounds: tuple[float, float] | None = None) -> pd.DataFrame:
-    """One row per group of ``by``: mean, sd, ci_low, ci_high of ``value`` across runs, n_runs.
+def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """The textbook Student-t interval of independent runs (``corrected_t_interval`` with ratio 0)."""
+    return corrected_t_interval(values, 0.0, confidence)
 
-    The interval is clipped to ``bounds``, the range the quantity can take (an accuracy
-    interval should not reach past 1: pass ``ACCURACY_BOUNDS``); None leaves it as computed.
-    """
+
+def corrected_paired_test(differences, ratio: float = 0.0) -> tuple[float, float]:
+    """(t, two-sided p) of the corrected resampled t-test that the mean of ``differences``
+    (one per run, paired) is zero: t = mean / sqrt((1/k + ratio)·s²), k − 1 degrees of
+    freedom. NaN when fewer than two runs or every difference is the same."""
+    d = np.asarray(differences, dtype=float)
+    d = d[~np.isnan(d)]
+    if len(d) < 2 or d.std(ddof=1) == 0:
+        return np.nan, np.nan
+    t = d.mean() / (d.std(ddof=1) * np.sqrt(1 / len(d) + ratio))
+    return float(t), float(2 * stats.t.sf(abs(t), df=len(d) - 1))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1) of a family; NaNs
+    stay NaN and do not count towards the family's size."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(len(p), np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, (m - rank) * p[index])
+        adjusted[index] = min(1.0, running)
+    return adjusted
+
+
+def runs_for_power(sd_difference: float, ratio: float, delta: float = 0.05, alpha: float = ALPHA,
+                   power: float = 0.8, max_runs: int = 1000) -> int | None:
+    """The smallest number of runs k with which the corrected paired test (two-sided,
+    ``alpha``) detects a true mean difference ``delta`` with probability ``power``, for a run-to
+    -run standard deviation of the differences ``sd_difference``; None if no k up to
+    ``max_runs`` reaches it (with ratio > 0 the standard error never falls below
+    sqrt(ratio)·sd, so more runs cannot buy every power)."""
+    if not sd_difference > 0:
+        return 2
+
+    def achieved(k: int) -> float:  # the test's power with k runs; it grows with k
+        df, noncentrality = k - 1, delta / (sd_difference * np.sqrt(1 / k + ratio))
+        critical = stats.t.ppf(1 - alpha / 2, df)
+        return stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality)
+
+    if achieved(max_runs) < power:
+        return None
+    low, high = 2, max_runs
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if achieved(middle) < power else (low, middle)
+    return low
+
+
+def summarize_runs(df: pd.DataFrame, by: list[str], value: str, ratio: float = 0.0, confidence: float = 0.95,
+                   bounds: tuple[float, float] | None = None) -> pd.DataFrame:
+    """One row per group of ``by``: mean, sd, ci_low, ci_high (the corrected t-interval of
+    ``value`` across runs, never clipped), n_runs, ``all_equal`` (every run gave the same value:
+    no interval to speak of) and ``clipped`` (the interval reaches past ``bounds``, the range
+    the quantity can take: the normal approximation is poor there)."""
     rows = []
     for key, group in df.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
-        mean, sd, low, high = t_interval(group[value], confidence)
-        if bounds is not None:
-            low, high = max(low, bounds[0]), min(high, bounds[1])
-        rows.append({**dict(zip(by, key)), "mean": mean, "sd": sd, "ci_low": low, "ci_high": high,
-                     "n_runs": int(group[value].notna().sum())})
+        mean, sd, low, high = corrected_t_interval(group[value], ratio, confidence)
+        values = group[value].dropna()
+        n = len(values)
+        rows.append({**dict(zip(by, key)), "mean": mean, "sd": sd, "ci_low": low, "ci_high": high, "n_runs": n,
+                     "all_equal": bool(n > 1 and values.max() == values.min()),
+                     "clipped": bool(bounds is not None and n > 1 and (low < bounds[0] or high > bounds[1]))})
     return pd.DataFrame(rows)
 
 
@@ -54,25 +124,29 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return float(centre - half), float(centre + half)
 
 
-def summarize_attribution_stability(stability: pd.DataFrame, metric: str = "spearman") -> pd.DataFrame:
-    """Per model and method: mean over images within each run, then mean and CI across runs.
-
-    Methods that do not apply to a model keep a row with NaN statistics and its ``note``.
-    """
+def summarize_attribution_stability(stability: pd.DataFrame, metric: str = "spearman", ratio: float = 0.0) -> pd.DataFrame:
+    """Per model and method: mean over images within each run, then mean and corrected
+    interval across runs. Methods that do not apply to a model keep a row with NaN statistics
+    and its ``note``; images whose metric is undefined (a constant map) are left out and
+    counted in ``undefined``."""
     per_run = stability.groupby(["model", "method", "run"], sort=False).agg(
-        value=(metric, "mean"), note=("note", "first")).reset_index()
-    bounds = {"spearman": (-1.0, 1.0), "top_k_overlap": (0.0, 1.0)}.get(metric, (0.0, np.inf))
-    summary = summarize_runs(per_run, ["model", "method"], "value", bounds=bounds)
-    notes = per_run.groupby(["model", "method"], sort=False)["note"].first().reset_index()
-    return summary.merge(notes, on=["model", "method"]).assign(metric=metric)
+        value=(metric, "mean"), note=("note", "first"),
+        undefined=(metric, lambda v: int(v.isna().sum()))).reset_index()
+    bounds = METRIC_BOUNDS.get(metric, (0.0, np.inf))
+    summary = summarize_runs(per_run, ["model", "method"], "value", ratio=ratio, bounds=bounds)
+    extra = per_run.groupby(["model", "method"], sort=False).agg(note=("note", "first"), undefined=("undefined", "sum"))
+    return summary.merge(extra.reset_index(), on=["model", "method"]).assign(metric=metric)
 
 
-def paired_tests(robustness: pd.DataFrame, attack: str, models) -> pd.DataFrame:
+def paired_tests(robustness: pd.DataFrame, attack: str, models, ratio: float = 0.0) -> pd.DataFrame:
     """Is model A more robust than model B? Paired across runs (same seed, same split).
 
     One row per epsilon > 0 and ordered pair (A, B) of ``models``: mean difference of
-    accuracy A − B across runs with its 95% t-interval, Cohen's d_z (mean difference over
-    the standard deviation of the differences), and the two-sided paired t-test p-value.
+    accuracy A − B across runs with its corrected 95% t-interval, Cohen's d_z (mean difference
+    over the standard deviation of the differences), the corrected resampled t-test's
+    two-sided p (``p_value``) and, for comparison, the textbook paired t-test's that treats
+    runs as independent (``p_naive``). Runs missing for either model (e.g. degenerate ones
+    left out) are left out of the pair.
     """
     r = robustness[(robustness["attack"] == attack) & (robustness["epsilon"] > 0)]
     wide = r.pivot_table(index=["epsilon", "run"], columns="model", values="accuracy")
@@ -80,16 +154,20 @@ def paired_tests(robustness: pd.DataFrame, attack: str, models) -> pd.DataFrame:
     for i, a in enumerate(models):
         for b in models[i + 1:]:
             for epsilon, group in wide.groupby(level="epsilon"):
-                diff = (group[a] - group[b]).dropna().to_numpy()
-                mean, sd, low, high = t_interval(diff)
-                # Undefined (NaN) with fewer than two runs or identical differences in every run.
-                p, d_z = np.nan, np.nan
-                if len(diff) >= 2 and sd > 0:
-                    p, d_z = float(stats.ttest_1samp(diff, 0.0).pvalue), mean / sd
                 rows.append({"attack": attack, "epsilon": epsilon, "model_a": a, "model_b": b,
-                             "mean_difference": mean, "ci_low": low, "ci_high": high,
-                             "cohens_dz": d_z, "p_value": p, "n_runs": len(diff)})
+                             **compare(group[a] - group[b], ratio)})
     return pd.DataFrame(rows)
+
+
+def compare(differences, ratio: float) -> dict:
+    """The paired comparison of one set of per-run differences (see ``paired_tests``)."""
+    diff = pd.Series(differences).dropna().to_numpy()
+    mean, sd, low, high = corrected_t_interval(diff, ratio)
+    _, p = corrected_paired_test(diff, ratio)
+    _, p_naive = corrected_paired_test(diff, 0.0)
+    d_z = mean / sd if len(diff) >= 2 and sd > 0 else np.nan
+    return {"mean_difference": mean, "ci_low": low, "ci_high": high, "sd_difference": sd, "cohens_dz": d_z,
+            "p_value": p, "p_naive": p_naive, "n_runs": len(diff)}
 
 
 def robust_auc(robustness: pd.DataFrame) -> pd.DataFrame:
@@ -101,4 +179,60 @@ def robust_auc(robustness: pd.DataFrame) -> pd.DataFrame:
         width = g["epsilon"].iloc[-1] - g["epsilon"].iloc[0]
         area = np.trapezoid(g["accuracy"], g["epsilon"]) / width if width > 0 else g["accuracy"].mean()
         rows.append({"model": model, "attack": attack, "run": run, "auc": float(area)})
+    return pd.DataFrame(rows)
+
+
+def auc_tests(auc_runs: pd.DataFrame, attack: str, models, ratio: float = 0.0) -> pd.DataFrame:
+    """``paired_tests`` for the area under each run's accuracy-vs-ε curve (``robust_auc``)
+    under ``attack``: one row per pair, ``epsilon`` NaN."""
+    wide = auc_runs[auc_runs["attack"] == attack].pivot_table(index="run", columns="model", values="auc")
+    return pd.DataFrame([{"attack": attack, "epsilon": np.nan, "model_a": a, "model_b": b, **compare(wide[a] - wide[b], ratio)}
+                         for i, a in enumerate(models) for b in models[i + 1:]])
+
+
+def comparisons(robustness: pd.DataFrame, auc_runs: pd.DataFrame, models, ratio: float, primary=None) -> pd.DataFrame:
+    """Every paired comparison, with its family's multiplicity adjustment.
+
+    For each attack (the worst case included): every pair of models at every ε > 0
+    (``measure`` "accuracy") and on the area under the curve (``measure`` "auc"). The
+    pre-declared ``primary`` comparison (a ``config.Primary``; its row oriented as declared,
+    a − b) keeps its own p (``role`` "primary"); the other comparisons of each attack form one
+    family whose p-values are Holm-adjusted (``p_adjusted``, ``role`` "secondary").
+    """
+    frames = []
+    for attack in dict.fromkeys(robustness["attack"]):
+        family = pd.concat([paired_tests(robustness, attack, models, ratio).assign(measure="accuracy"),
+                            auc_tests(auc_runs, attack, models, ratio).assign(measure="auc")], ignore_index=True)
+        family["role"] = "secondary"
+        if primary is not None and primary.attack == attack:
+            a, b = primary.models
+            pair = ((family["model_a"] == a) & (family["model_b"] == b)) | ((family["model_a"] == b) & (family["model_b"] == a))
+            at = family["measure"] == "auc" if primary.epsilon is None else family["epsilon"] == primary.epsilon
+            index = family.index[pair & at]
+            family.loc[index, "role"] = "primary"
+            if len(index) and family.loc[index[0], "model_a"] != a:  # as declared: a − b
+                flipped = family.loc[index[0]]
+                family.loc[index, ["model_a", "model_b"]] = [a, b]
+                family.loc[index, ["mean_difference", "ci_low", "ci_high", "cohens_dz"]] = [
+                    -flipped["mean_difference"], -flipped["ci_high"], -flipped["ci_low"], -flipped["cohens_dz"]]
+        secondary = family["role"] == "secondary"
+        family["p_adjusted"] = family["p_value"]
+        family.loc[secondary, "p_adjusted"] = holm(family.loc[secondary, "p_value"])
+        frames.append(family)
+    return pd.concat(frames, ignore_index=True)
+
+
+def power_table(comparisons_: pd.DataFrame, ratio: float, delta: float = POWER_DELTA,
+                power: float = POWER_TARGET) -> pd.DataFrame:
+    """For each comparison of the worst case (or of the primary's attack): the run-to-run sd of
+    the differences and the runs the corrected test needs to detect a true difference
+    ``delta`` with probability ``power`` (``runs_needed``; NaN: not reachable by adding runs
+    that share the data), and the runs a test of independent runs would need."""
+    rows = []
+    for r in comparisons_.itertuples():
+        needed = runs_for_power(r.sd_difference, ratio, delta, power=power)
+        rows.append({"attack": r.attack, "measure": r.measure, "epsilon": r.epsilon, "model_a": r.model_a,
+                     "model_b": r.model_b, "role": r.role, "sd_difference": r.sd_difference, "delta": delta,
+                     "power": power, "n_runs": r.n_runs, "runs_needed": np.nan if needed is None else needed,
+                     "runs_needed_if_independent": runs_for_power(r.sd_difference, 0.0, delta, power=power)})
     return pd.DataFrame(rows)

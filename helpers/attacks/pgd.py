@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..models import predict
@@ -78,10 +79,17 @@ class PGDRestarts(Attack):
         step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
         restarts: int = param(5, Integer(1), "random starts (the first included)")
 
+    @property
+    def start_seed(self) -> int:
+        """The seed of the first start (start r: + r). Derived from, not equal to, the run's
+        seed: with PGD's seed the first start would repeat `pgd` exactly, and the convergence
+        checks could only see the other restarts."""
+        return int(np.random.SeedSequence([self.seed, 1]).generate_state(1)[0])
+
     def perturb(self, model, x, y, epsilon):
         p = self.params
         return pgd(model, x, y, epsilon, steps=p.steps, step_ratio=p.step_ratio, random_start=True,
-                   seed=self.seed, restarts=p.restarts)
+                   seed=self.start_seed, restarts=p.restarts)
 
 
 @ATTACKS.register

@@ -17,10 +17,10 @@ from ..registry import DATASETS
 from .base import Dataset, DataSource
 from .idx import IDX_FILES, area_downsample
 from .plus_minus import plus_minus
-from .splits import run_seeds, split_arrays, split_indices, stratified_subset
+from .splits import kfold_indices, run_seeds, run_split, split_arrays, split_indices, stratified_subset
 
 __all__ = ["DATASETS", "Dataset", "DataSource", "IDX_FILES", "area_downsample", "configured_dataset", "load_dataset",
-           "plus_minus", "run_seeds", "split_arrays", "split_indices", "stratified_subset"]
+           "kfold_indices", "plus_minus", "run_seeds", "run_split", "split_arrays", "split_indices", "stratified_subset"]
 
 
 def load_dataset(name: str, classes=None, options: Params | None = None, **kwargs) -> Dataset:

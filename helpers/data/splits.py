@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from .base import Dataset
 
@@ -20,6 +20,27 @@ def split_indices(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.nd
         idx, test_size=test_fraction, stratify=y, random_state=seed, shuffle=True
     )
     return np.sort(train_idx), np.sort(test_idx)
+
+
+def kfold_indices(y: np.ndarray, folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fold ``fold`` of a stratified ``folds``-fold partition of ``range(len(y))`` shuffled by
+    ``seed``: the test indices are that fold, the training indices the other folds. The folds
+    of one partition (one seed) are disjoint and together cover every point once."""
+    partition = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
+    train_idx, test_idx = list(partition.split(np.zeros(len(y)), y))[fold]
+    return np.sort(train_idx), np.sort(test_idx)
+
+
+def run_split(y: np.ndarray, section, run: int, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, test indices) of Monte Carlo run ``run`` under a config's ``dataset``
+    section: ``split: kfold`` gives run r fold r % folds of repetition r // folds, each
+    repetition one stratified partition (shuffled by the seed of its first run), so the test
+    sets of one repetition are disjoint; ``split: random`` re-draws a stratified split of
+    ``test_fraction`` from the run's seed."""
+    if section.split == "kfold":
+        repetition, fold = divmod(run, section.folds)
+        return kfold_indices(y, section.folds, fold, seeds[repetition * section.folds])
+    return split_indices(y, section.test_fraction, seeds[run])
 
 
 def split_arrays(dataset: Dataset, train_idx: np.ndarray, test_idx: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from ..registry import ATTRIBUTIONS
 from .base import Explainer
-from .metrics import infidelity_score, rank_correlation, sensitivity_score, top_k_overlap
+from .metrics import constant_maps, infidelity_score, rank_correlation, sensitivity_score, shifted, top_k_overlap
 
-__all__ = ["ATTRIBUTIONS", "Explainer", "attribute", "infidelity_score", "rank_correlation", "sensitivity_score",
-           "top_k_overlap"]
+__all__ = ["ATTRIBUTIONS", "Explainer", "attribute", "constant_maps", "infidelity_score", "rank_correlation",
+           "sensitivity_score", "shifted", "top_k_overlap"]
 
 
 def attribute(method: str, model, x, target, seed: int = 0, **params):

@@ -19,13 +19,26 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 
 def top_k_overlap(a: torch.Tensor, b: torch.Tensor, k: int) -> np.ndarray:
-    """Fraction of the ``k`` most important inputs (by |map|) that the two maps share (B,)."""
+    """Fraction of the ``k`` most important inputs (by |map|) that the two maps share (B,);
+    NaN where a map is constant (its top k are arbitrary: two all-zero maps do not agree)."""
     a = a.reshape(len(a), -1).abs()
     b = b.reshape(len(b), -1).abs()
     top_a = a.topk(k, dim=1).indices
     top_b = b.topk(k, dim=1).indices
-    shared = [len(set(ta.tolist()) & set(tb.tolist())) for ta, tb in zip(top_a, top_b)]
-    return np.array(shared, dtype=float) / k
+    shared = np.array([len(set(ta.tolist()) & set(tb.tolist())) for ta, tb in zip(top_a, top_b)], dtype=float) / k
+    return np.where(constant_maps(a) | constant_maps(b), np.nan, shared)
+
+
+def constant_maps(maps: torch.Tensor) -> np.ndarray:
+    """Whether each map (B, ...) is constant (all zero, say): no ranking to compare (B,)."""
+    flat = maps.reshape(len(maps), -1)
+    return (flat.max(dim=1).values == flat.min(dim=1).values).cpu().numpy()
+
+
+def shifted(maps: torch.Tensor) -> torch.Tensor:
+    """The maps of the next image (cyclically): pairs of maps of *different* inputs, for the
+    chance level of a similarity between maps."""
+    return torch.roll(maps, shifts=-1, dims=0)
 
 
 def infidelity_score(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target: torch.Tensor, *,

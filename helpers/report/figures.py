@@ -120,8 +120,11 @@ def plot_transfer_matrix(transfer: pd.DataFrame, models, epsilons) -> plt.Figure
     return fig
 
 
-def plot_attribution_stability(table: pd.DataFrame, models, metric: str = "spearman") -> plt.Figure:
-    """Per-run mean of ``metric`` by method and model; bars: mean over runs, whiskers: 95% CI."""
+def plot_attribution_stability(table: pd.DataFrame, models, metric: str = "spearman",
+                               chance: pd.DataFrame | None = None) -> plt.Figure:
+    """Per-run mean of ``metric`` by method and model; bars: mean over runs, whiskers: 95% CI;
+    with ``chance`` (the same summary of the metric's chance level) a black dash on each bar
+    marks where unrelated maps already get."""
     colors = model_colors(models)
     methods = list(dict.fromkeys(table["method"]))
     width = 0.8 / len(models)
@@ -133,9 +136,14 @@ def plot_attribution_stability(table: pd.DataFrame, models, metric: str = "spear
                 ax.text(i + (j - (len(models) - 1) / 2) * width, 0.02, "n/a", ha="center", fontsize=7, rotation=90)
                 continue
             row = row.iloc[0]
-            ax.bar(i + (j - (len(models) - 1) / 2) * width, row["mean"], width, color=colors[model],
+            x = i + (j - (len(models) - 1) / 2) * width
+            ax.bar(x, row["mean"], width, color=colors[model],
                    yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]], capsize=3,
                    label=model if i == 0 else None)
+            floor = None if chance is None else chance[(chance["model"] == model) & (chance["method"] == method)]
+            if floor is not None and not floor.empty:
+                ax.hlines(floor["mean"].iloc[0], x - width / 2, x + width / 2, color="black", lw=2,
+                          label="chance (different images)" if (i, j) == (0, 0) else None)
     ax.set_xticks(range(len(methods)), [ATTRIBUTIONS.label(m) for m in methods])
     ax.set_ylabel({"spearman": "Spearman ρ, clean vs adversarial map",
                    "top_k_overlap": "top-k overlap, clean vs adversarial"}.get(metric, metric))

@@ -1,130 +1,229 @@
-"""The experiment's Markdown summary, written from the result tables (no typed numbers)."""
+"""The experiment's Markdown summary, written from the result tables (no typed numbers).
+
+Every sentence that says whether models differ is generated from the comparisons table: the
+pre-declared primary comparison with its own p, everything else with Holm-adjusted p-values;
+no budget is picked after looking at the results.
+"""
 from __future__ import annotations
 
 import pandas as pd
 
 from ..analysis.evaluation import WORST_CASE
 from ..analysis.masking import surviving_models
-from .tables import interval, markdown_table, robustness_table, widest_epsilon
-
-
-def masking_section(checks: pd.DataFrame, models) -> list[str]:
-    """Table of check statuses per model and a sentence on whose robustness claim survives."""
-    table = checks.assign(cell=checks.apply(
-        lambda r: r["status"] if pd.isna(r["value"]) else f"{r['status']} ({r['value']:.3f})", axis=1))
-    wide = table.pivot(index="model", columns="check", values="cell").reindex(
-        index=models, columns=list(dict.fromkeys(checks["check"]))).reset_index()
-    survivors = surviving_models(checks)
-    flagged = {m: list(checks[(checks["model"] == m) & (checks["status"] == "FLAG")]["check"]) for m in models
-               if m not in survivors}
-    verdict = []
-    if survivors:
-        verdict.append("The robustness numbers of " + ", ".join(f"`{m}`" for m in survivors)
-                       + " survive every masking check: their worst-case accuracy is not explained by blinded gradients.")
-    for m, names in flagged.items():
-        verdict.append(f"`{m}` is flagged by {', '.join(names)}: read its robustness as an upper bound, "
-                       "not as evidence that it is robust.")
-    return ["Each check compares attacks whose order of strength is known; the value is the measured "
-            "violation (accuracy), FLAG when it exceeds the tolerance.", "", markdown_table(wide), "",
-            " ".join(verdict), ""]
-
-
-def _paired_rows(p: pd.DataFrame, runs: bool = True) -> list[dict]:
-    """Table rows of ``statistics.paired_tests`` output: difference, interval, d_z, p."""
-    return [{"comparison": f"{r.model_a} − {r.model_b}",
-             "mean difference [95% CI]": f"{r.mean_difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
-             "Cohen's d_z": f"{r.cohens_dz:.2f}", "paired t-test p": f"{r.p_value:.2g}",
-             **({"runs": r.n_runs} if runs else {})} for r in p.itertuples()]
-
-
-def paired_section(paired: pd.DataFrame, epsilon: float) -> list[str]:
-    """Paired comparisons across runs at one epsilon."""
-    p = paired[paired["epsilon"] == epsilon]
-    rows = _paired_rows(p)
-    return [f"Paired across runs (same seed and split), {p['attack'].iloc[0].replace('_', ' ')} accuracy "
-            f"at ε={epsilon:g}:", "", markdown_table(pd.DataFrame(rows)), ""] if rows else []
-
-
-def _ranking_paragraph(curves: pd.DataFrame, clean: pd.DataFrame, models) -> list[str]:
-    """Sentences comparing the models where they differ most, under the strongest attack."""
-    attack = curves.groupby("attack")["mean"].mean().idxmin()  # lowest accuracy on average
-    c = curves[(curves["attack"] == attack) & (curves["epsilon"] > 0)]
-    if c.empty:
-        return []
-    eps = widest_epsilon(curves, attack)
-    at = c[c["epsilon"] == eps].set_index("model").reindex(models).sort_values("mean", ascending=False)
-    name = ("the per-sample worst case over all attacks" if attack == WORST_CASE
-            else f"{attack.upper()}, the strongest attack on average")
-    text = [f"Under {name}, the models differ most at ε={eps:g}: "
-            + ", ".join(f"`{m}` {interval(r)}" for m, r in at.iterrows()) + "."]
-    for (a, ra), (b, rb) in zip(list(at.iterrows())[:-1], list(at.iterrows())[1:]):
-        if ra["ci_low"] > rb["ci_high"]:
-            text.append(f"The intervals of `{a}` and `{b}` do not overlap.")
-        else:
-            text.append(f"The intervals of `{a}` and `{b}` overlap: these runs do not separate them.")
-    params = clean.set_index("model")["parameters"]
-    text.append("Trainable parameters: " + ", ".join(f"`{m}` {params[m]:,}" for m in models)
-                + "; clean accuracies differ as well (table above). A robustness gap between models of such "
-                "different capacity and clean accuracy is not by itself evidence about quantum models.")
-    return [" ".join(text)]
-
-
-def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
-    """Markdown summary of one experiment, from the report's tables (``store.layout`` names):
-    ``models`` (per model and run: parameters, clean_accuracy), ``stats`` (mean/CI of accuracy
-    per model, attack and epsilon), ``attribution_summary`` (mean/CI of the per-run Spearman
-    correlation per model and method), ``masking_checks``, ``paired_tests`` (every attack),
-    ``auc``, ``attribution_metrics`` (infidelity and sensitivity, with their ``metric``),
-    ``class_stats`` and ``large_epsilon`` (for ``report.reference``)."""
-    models = list(cfg.models)
-    curves, checks, auc = tables["stats"], tables["masking_checks"], tables["auc"]
-    eps = sorted(curves["epsilon"].unique())
-    training = cfg.training
-    lines = [f"# Summary: experiment `{cfg.experiment}`", "",
-             f"Data set `{cfg.dataset.name}` (classes {list(cfg.dataset.classes)}), {cfg.n_runs} Monte Carlo runs, "
-             f"{training.epochs} epochs, batch {training.batch_size}, "
-             f"Adam lr {training.learning_rate} for every model. Intervals are 95% t-intervals across runs.",
-             "", "## Models", ""]
-    clean = tables["models"].groupby("model", sort=False).agg(
-        parameters=("parameters", "first"), clean_accuracy=("clean_accuracy", "mean"),
-        n_test=("n_test", "first")).reindex(models).reset_index()
-    clean["clean_accuracy"] = clean["clean_accuracy"].map("{:.3f}".format)
-    lines += [markdown_table(clean), "", "## Robust accuracy", ""]
-    lines += [markdown_table(robustness_table(curves, models, eps)), ""]
-
-    lines += _ranking_paragraph(curves, clean, models)
-    paired = tables["paired_tests"]
-    paired = paired[paired["attack"] == headline_attack(curves)]
-    if not paired.empty:
-        lines += ["", *paired_section(paired, widest_epsilon(curves, paired["attack"].iloc[0]))]
-    if not auc.empty:
-        worst = auc.groupby("attack")["mean"].mean().idxmin()
-        a = auc[auc["attack"] == worst].set_index("model").reindex(models)
-        lines += [f"Area under the {worst.replace('_', ' ')} accuracy-vs-ε curve (normalised by the ε range; "
-                  "1 = never fooled): " + ", ".join(f"`{m}` {interval(r)}" for m, r in a.iterrows()) + "."]
-    if cfg.report.reference is not None:
-        lines += ["", "## Does the published result hold?", "",
-                  *reference_section(cfg.report.reference, curves, tables["paired_tests"], tables["class_stats"],
-                                     tables["large_epsilon"], checks, models)]
-    if not checks.empty:
-        lines += ["", "## Gradient-masking checks", "", *masking_section(checks, models)]
-    stability = tables["attribution_summary"]
-    stability = stability[stability["metric"] == "spearman"]
-    lines += ["", f"## Attribution stability under PGD at ε={cfg.interpret.epsilon:g}", "",
-              "Spearman rank correlation between clean and adversarial |attribution| maps "
-              "(1 = same ranking of pixels), mean over runs:", ""]
-    wide = stability.assign(value=stability.apply(lambda r: "n/a" if pd.isna(r["mean"]) else interval(r), axis=1))
-    methods = list(dict.fromkeys(stability["method"]))
-    wide = wide.pivot(index="model", columns="method", values="value").reindex(index=models, columns=methods).reset_index()
-    lines += [markdown_table(wide), ""]
-    if not tables["attribution_metrics"].empty:
-        lines += faithfulness_section(tables["attribution_metrics"], models)
-    return "\n".join(lines)
+from ..analysis.statistics import ALPHA
+from .tables import CLIPPED, difference, interval, markdown_table, robustness_table
 
 
 def headline_attack(curves: pd.DataFrame) -> str:
     """The attack whose numbers the summary quotes: the per-sample worst case when it was computed."""
     return WORST_CASE if WORST_CASE in set(curves["attack"]) else "pgd"
+
+
+def _p(value) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.2g}"
+
+
+def _measure(epsilon) -> str:
+    return "area under the accuracy-vs-ε curve" if pd.isna(epsilon) else f"ε={epsilon:g}"
+
+
+def _verdict(p) -> str:
+    if pd.isna(p):
+        return "untestable (every run gave the same difference, or too few runs)"
+    return f"{'significant' if p < ALPHA else 'not significant'} at α = {ALPHA:g}"
+
+
+def masking_section(checks: pd.DataFrame, models) -> list[str]:
+    """Table of per-run check results per model and a sentence on whose robustness claim survives."""
+    def cell(r):
+        if r["status"] in ("SKIP", "DEGENERATE"):
+            return r["status"]
+        runs = f"{int(r['runs_flagged'])}/{int(r['runs_checked'])} runs"
+        return f"{r['status']} {runs} ({r['value']:.3f})" if r["status"] == "FLAG" else f"PASS ({r['value']:.3f})"
+
+    table = checks.assign(cell=checks.apply(cell, axis=1))
+    wide = table.pivot(index="model", columns="check", values="cell").reindex(
+        index=models, columns=list(dict.fromkeys(checks["check"]))).reset_index()
+    survivors = surviving_models(checks)
+    verdict = []
+    if survivors:
+        verdict.append("The robustness numbers of " + ", ".join(f"`{m}`" for m in survivors)
+                       + " survive every masking check in every run: their worst-case accuracy is not explained by "
+                       "blinded gradients.")
+    for m in models:
+        if m in survivors:
+            continue
+        flagged = checks[(checks["model"] == m) & (checks["status"] == "FLAG")]
+        verdict.append(f"`{m}` is flagged by " + ", ".join(f"{r.check} ({r.runs_flagged} of {r.runs_checked} runs)"
+                                                            for r in flagged.itertuples())
+                       + ": read its robustness as an upper bound, not as evidence that it is robust.")
+    degenerate = checks.groupby("model")["runs_degenerate"].max()
+    for m in models:
+        if degenerate.get(m, 0):
+            verdict.append(f"`{m}`: {int(degenerate[m])} degenerate runs were not checked.")
+    return ["Each check compares attacks whose order of strength is known, in every run on its own test points; "
+            "a model is flagged when any run violates the order by more than two binomial standard errors of the "
+            "accuracies compared (the large-budget check: PGD accuracy above its ceiling). The value is the "
+            "largest violation (accuracy).", "", markdown_table(wide), "", " ".join(verdict), ""]
+
+
+def _paired_rows(p: pd.DataFrame, runs: bool = True) -> list[dict]:
+    """Table rows of comparisons: difference, interval, d_z, corrected and adjusted p."""
+    return [{"comparison": f"{r['model_a']} − {r['model_b']}", "mean difference [95% CI]": difference(r),
+             "Cohen's d_z": "n/a" if pd.isna(r["cohens_dz"]) else f"{r['cohens_dz']:.2f}",
+             "corrected p": _p(r["p_value"]),
+             "Holm-adjusted p": "primary" if r["role"] == "primary" else _p(r["p_adjusted"]),
+             **({"runs": int(r["n_runs"])} if runs else {})} for _, r in p.iterrows()]
+
+
+def primary_section(comparisons: pd.DataFrame, curves: pd.DataFrame, auc: pd.DataFrame, power: pd.DataFrame,
+                    primary, models) -> list[str]:
+    """The pre-declared comparison, the ranking of the models on its measure, and a power note."""
+    if primary is None:
+        return ["No primary comparison is declared (`report.primary`): every comparison below is one of a "
+                "Holm-adjusted family, and none is singled out."]
+    rows = comparisons[comparisons["role"] == "primary"]
+    if rows.empty:
+        return [f"The primary comparison ({primary.models[0]} − {primary.models[1]}) could not be computed."]
+    r = rows.iloc[0]
+    a, b = primary.models
+    attack = primary.attack.replace("_", " ")
+    text = [f"**Primary comparison** (declared in the config before the runs): `{a}` − `{b}`, {attack}, "
+            f"{_measure(primary.epsilon)}: {difference(r)}, corrected resampled t-test p = {_p(r['p_value'])} "
+            f"(the textbook paired t-test, which treats the runs as independent, would say {_p(r['p_naive'])}), "
+            f"{int(r['n_runs'])} runs: {_verdict(r['p_value'])}."]
+    if pd.isna(primary.epsilon):
+        ranked = auc[auc["attack"] == primary.attack].set_index("model").reindex(models)
+        what = f"Area under the {attack} accuracy-vs-ε curve (normalised by the ε range; 1 = never fooled)"
+    else:
+        ranked = curves[(curves["attack"] == primary.attack) & (curves["epsilon"] == primary.epsilon)]
+        ranked, what = ranked.set_index("model").reindex(models), f"Robust accuracy under the {attack} at ε={primary.epsilon:g}"
+    ranked = ranked.sort_values("mean", ascending=False)
+    text.append(f"{what}: " + ", ".join(f"`{m}` {interval(row)}" for m, row in ranked.iterrows()) + ".")
+    p = power[power["role"] == "primary"]
+    if not p.empty:
+        q = p.iloc[0]
+        needed = ("is out of reach of runs that share one data set (the corrected variance never falls below "
+                  f"n_test/n_train of the run-to-run variance); independent runs would need {int(q['runs_needed_if_independent'])}"
+                  if pd.isna(q["runs_needed"]) else f"would take {int(q['runs_needed'])} runs")
+        text.append(f"Power: with the run-to-run standard deviation of this difference ({q['sd_difference']:.3f}), "
+                    f"detecting a true difference of {q['delta']:g} at {q['power']:.0%} power {needed}; "
+                    f"this study has {int(q['n_runs'])}.")
+    return [" ".join(text)]
+
+
+def family_section(comparisons: pd.DataFrame, attack: str, epsilons, models) -> list[str]:
+    """Every comparison of ``attack``: one row per pair, the difference and its Holm-adjusted p
+    per ε and for the area under the curve, and how many remain significant."""
+    family = comparisons[comparisons["attack"] == attack]
+    if family.empty:
+        return []
+    columns = [e for e in epsilons if e > 0]
+    rows = []
+    for (a, b), g in family.groupby(["model_a", "model_b"], sort=False):
+        cells = {}
+        for _, r in g.iterrows():
+            label = "AUC" if pd.isna(r["epsilon"]) else f"ε={r['epsilon']:g}"
+            p = "primary" if r["role"] == "primary" else f"p_adj {_p(r['p_adjusted'])}"
+            cells[label] = f"{r['mean_difference']:+.3f} ({p})"
+        rows.append({"comparison": f"{a} − {b}", **{f"ε={e:g}": cells.get(f"ε={e:g}", "") for e in columns},
+                     "AUC": cells.get("AUC", "")})
+    secondary = family[(family["role"] == "secondary") & family["p_adjusted"].notna()]
+    significant = int((secondary["p_adjusted"] < ALPHA).sum())
+    return [f"Every comparison of the {attack.replace('_', ' ')}, paired across runs (same split and seed), mean "
+            "difference of accuracy (or of the area under the curve) and its p-value from the corrected resampled "
+            f"t-test, Holm-adjusted over the family of {len(secondary)} secondary comparisons: {significant} of them "
+            f"remain significant at α = {ALPHA:g}. Full table: `paired_tests.csv`.", "",
+            markdown_table(pd.DataFrame(rows)), ""]
+
+
+def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
+    """Markdown summary of one experiment, from the report's tables (``store.layout`` names):
+    ``models``, ``stats``, ``auc``, ``paired_tests`` (every comparison, with roles and
+    adjusted p), ``power``, ``masking_checks``, ``attribution_summary`` (Spearman and its
+    chance levels), ``attribution_metrics``, and for ``report.reference`` ``class_stats`` and
+    ``large_epsilon``."""
+    models = list(cfg.models)
+    curves, checks, auc, comparisons = tables["stats"], tables["masking_checks"], tables["auc"], tables["paired_tests"]
+    trained = tables["models"]
+    eps = sorted(curves["epsilon"].unique())
+    ratio = float(trained["n_test"].mean() / trained["n_train"].mean())
+    split = cfg.dataset
+    repetitions = cfg.n_runs // split.folds
+    runs = (f"{cfg.n_runs} Monte Carlo runs ({repetitions} repetition{'s' * (repetitions > 1)} of {split.folds} "
+            "stratified folds: "
+            "the test sets of one repetition are disjoint)" if split.split == "kfold"
+            else f"{cfg.n_runs} Monte Carlo runs (a stratified split re-drawn per run)")
+    degenerate = trained[trained["degenerate"]].groupby("model", sort=False).size()
+    lines = [f"# Summary: experiment `{cfg.experiment}`", "",
+             f"Data set `{cfg.dataset.name}` (classes {list(cfg.dataset.classes)}), {runs}, {cfg.training.epochs} "
+             f"epochs, batch {cfg.training.batch_size}, Adam lr {cfg.training.learning_rate} for every model. The "
+             "runs share training data (and, across repetitions, test points), so intervals are 95% t-intervals "
+             "with the variance corrected for that overlap (Nadeau & Bengio 2003: (1/k + n_test/n_train) s², "
+             f"n_test/n_train = {ratio:.3g}), and comparisons use the corrected resampled t-test; {CLIPPED} marks an "
+             "interval that reaches past [0, 1], where the normal approximation is poor."]
+    if len(degenerate):
+        excluded = "left out of every statistic and comparison" if cfg.report.exclude_degenerate else "kept in the statistics"
+        lines[-1] += (" Degenerate runs (a single predicted class, or no better than the majority class): "
+                      + ", ".join(f"`{m}` {n} of {cfg.n_runs}" for m, n in degenerate.items()) + f", {excluded}.")
+    lines += ["", "## Models", ""]
+    clean = trained.groupby("model", sort=False).agg(
+        parameters=("parameters", "first"), clean_accuracy=("clean_accuracy", "mean"),
+        n_test=("n_test", "first"), degenerate_runs=("degenerate", "sum")).reindex(models).reset_index()
+    clean["clean_accuracy"] = clean["clean_accuracy"].map("{:.3f}".format)
+    lines += [markdown_table(clean), "", "## Robust accuracy", ""]
+    lines += [markdown_table(robustness_table(curves, models, eps)), ""]
+    power = tables["power"]
+    lines += primary_section(comparisons, curves, auc, power, cfg.report.primary, models)
+    params = clean.set_index("model")["parameters"]
+    lines += ["", "Trainable parameters: " + ", ".join(f"`{m}` {params[m]:,}" for m in models)
+              + "; clean accuracies differ as well (table above). A robustness gap between models of such "
+              "different capacity and clean accuracy is not by itself evidence about quantum models.", ""]
+    lines += family_section(comparisons, headline_attack(curves), eps, models)
+    if not auc.empty:
+        worst = headline_attack(curves)
+        a = auc[auc["attack"] == worst].set_index("model").reindex(models)
+        lines += [f"Area under the {worst.replace('_', ' ')} accuracy-vs-ε curve (normalised by the ε range; "
+                  "1 = never fooled): " + ", ".join(f"`{m}` {interval(r)}" for m, r in a.iterrows()) + "."]
+    if cfg.report.reference is not None:
+        lines += ["", "## Does the published result hold?", "",
+                  *reference_section(cfg.report.reference, curves, comparisons, tables["class_stats"],
+                                     tables["large_epsilon"], checks, models)]
+    if not checks.empty:
+        lines += ["", "## Gradient-masking checks", "", *masking_section(checks, models)]
+    lines += attribution_section(cfg, tables["attribution_summary"], models)
+    if not tables["attribution_metrics"].empty:
+        lines += faithfulness_section(tables["attribution_metrics"], models)
+    return "\n".join(lines)
+
+
+def attribution_section(cfg, summary: pd.DataFrame, models) -> list[str]:
+    """Spearman between clean and attacked maps beside its chance levels, per model and method."""
+    means = summary.pivot_table(index=["model", "method"], columns="metric", values="mean", sort=False, dropna=False)
+    stability = summary[summary["metric"] == "spearman"].set_index(["model", "method"])
+    above = summary[summary["metric"] == "spearman_above_chance"].set_index(["model", "method"])
+    rows = []
+    for m in models:
+        for method in dict.fromkeys(summary["method"]):
+            if (m, method) not in stability.index:
+                continue
+            s = stability.loc[(m, method)]
+            if pd.isna(s["mean"]):
+                rows.append({"model": m, "method": method, "clean vs attacked": "n/a", "different images": "n/a",
+                             "random inputs": "n/a", "above chance": "n/a", "constant maps": ""})
+                continue
+            rows.append({"model": m, "method": method, "clean vs attacked": interval(s),
+                         "different images": f"{means.loc[(m, method), 'spearman_chance']:.3f}",
+                         "random inputs": f"{means.loc[(m, method), 'spearman_random']:.3f}",
+                         "above chance": interval(above.loc[(m, method)]),
+                         "constant maps": int(s.get("undefined", 0))})
+    return ["", f"## Attribution stability under PGD at ε={cfg.interpret.epsilon:g}", "",
+            "Spearman rank correlation between clean and adversarial |attribution| maps of the same image (1 = "
+            "same ranking of inputs), beside its chance levels: the same correlation between the clean maps of two "
+            "different images, and between the maps of two random inputs (a model that sees the input through a "
+            "few PCA components has similar maps whatever the image). Stability is the distance above the "
+            "different-image level, per run. Constant maps (all zero, say) have no ranking: they are counted and "
+            "left out, not scored. Mean over runs:", "", markdown_table(pd.DataFrame(rows)), ""]
 
 
 def faithfulness_section(faithfulness: pd.DataFrame, models) -> list[str]:
@@ -144,16 +243,16 @@ def faithfulness_section(faithfulness: pd.DataFrame, models) -> list[str]:
             markdown_table(pd.DataFrame(rows)), ""]
 
 
-def reference_section(reference, curves: pd.DataFrame, paired_tests: pd.DataFrame, by_class: pd.DataFrame,
+def reference_section(reference, curves: pd.DataFrame, comparisons: pd.DataFrame, by_class: pd.DataFrame,
                       large_epsilon: pd.DataFrame, checks: pd.DataFrame | None, models) -> list[str]:
     """A published result beside ours (``report.reference`` of the config, a
     ``config.Reference``), then the same comparison under every attack, per class, at the
     budget where the classes become indistinguishable, and with the masking checks, so that
     the reader sees whether it holds.
 
-    ``curves``: mean/CI of accuracy per model, attack and epsilon; ``paired_tests``: the
-    report's paired comparisons (every attack); ``by_class``: mean/CI per model, attack,
-    epsilon and label; ``large_epsilon``: the per-run table.
+    ``curves``: mean/CI of accuracy per model, attack and epsilon; ``comparisons``: the
+    report's paired comparisons (every attack, with roles and adjusted p); ``by_class``:
+    mean/CI per model, attack, epsilon and label; ``large_epsilon``: the per-run table.
     """
     attack, eps, published = reference.attack, float(reference.epsilon), dict(reference.accuracy)
     at = curves[curves["epsilon"] == eps]
@@ -171,7 +270,7 @@ def reference_section(reference, curves: pd.DataFrame, paired_tests: pd.DataFram
 
     paired = {}
     for a in dict.fromkeys([attack, WORST_CASE]):
-        paired[a] = paired_tests[(paired_tests["attack"] == a) & (paired_tests["epsilon"] == eps)]
+        paired[a] = comparisons[(comparisons["attack"] == a) & (comparisons["epsilon"] == eps)]
         lines += [f"Paired across runs, {a.replace('_', ' ')} at ε={eps:g}:", "",
                   markdown_table(pd.DataFrame(_paired_rows(paired[a], runs=False))), ""]
 
@@ -198,17 +297,21 @@ def reference_section(reference, curves: pd.DataFrame, paired_tests: pd.DataFram
             r, sign = (p.loc[(hi, lo)], 1) if (hi, lo) in p.index else (p.loc[(lo, hi)], -1)
             low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
             name = a.replace("_", " ")
-            if low > 0:
-                verdict.append(f"Under {name}, `{hi}` is more robust than `{lo}` at ε={eps:g} "
-                               f"(difference {sign * r['mean_difference']:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}]).")
-            elif high < 0:
+            p_value = r["p_value"] if r["role"] == "primary" else r["p_adjusted"]
+            tested = (f"the primary comparison, p = {_p(p_value)}" if r["role"] == "primary"
+                      else f"Holm-adjusted p = {_p(p_value)}")
+            numbers = f"difference {sign * r['mean_difference']:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}], {tested}"
+            separated = not pd.isna(p_value) and p_value < ALPHA
+            if separated and sign * r["mean_difference"] > 0:
+                verdict.append(f"Under {name}, `{hi}` is more robust than `{lo}` at ε={eps:g} ({numbers}).")
+            elif separated:
                 verdict.append(f"Under {name}, `{hi}` is *less* robust than `{lo}` at ε={eps:g}, the published order "
-                               f"reversed (difference {sign * r['mean_difference']:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}]).")
+                               f"reversed ({numbers}).")
             else:
-                verdict.append(f"Under {name}, the runs do not separate `{hi}` from `{lo}` at ε={eps:g} "
-                               f"(difference {sign * r['mean_difference']:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}]).")
+                verdict.append(f"Under {name}, the runs do not separate `{hi}` from `{lo}` at ε={eps:g} ({numbers}).")
     if checks is not None and not checks.empty:
         flagged = sorted(m for m in models if m not in surviving_models(checks))
         verdict.append("Masking checks flag " + ", ".join(f"`{m}`" for m in flagged) + "." if flagged
                        else "No model is flagged by the masking checks.")
     return lines + ["", " ".join(verdict), ""]
+

@@ -1,12 +1,31 @@
-"""Tables for reading: Markdown, and "mean [95% CI]" cells."""
+"""Tables for reading: Markdown, "mean [95% CI]" cells and comparison cells."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+
+CLIPPED = "†"  # marks an interval that reaches past the range of its quantity
 
 
 def interval(row) -> str:
-    """The cell "mean [low, high]" of a row with mean, ci_low and ci_high."""
-    return f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+    """The cell "mean [low, high]" of a row with mean, ci_low and ci_high (from
+    ``summarize_runs``): "(all runs equal)" instead of a zero-width interval, and ``CLIPPED``
+    after an interval that reaches past the quantity's range (shown unclipped)."""
+    if _flag(row, "all_equal"):
+        return f"{row['mean']:.3f} (all runs equal)"
+    mark = CLIPPED if _flag(row, "clipped") else ""
+    return f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]{mark}"
+
+
+def _flag(row, key: str) -> bool:
+    """A boolean column of a row, False where the table has none (or it is missing)."""
+    value = row.get(key, False)
+    return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
+def difference(row) -> str:
+    """"+0.056 [+0.001, +0.112]" of a comparison row."""
+    return f"{row['mean_difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -23,12 +42,8 @@ def robustness_table(curves: pd.DataFrame, models, epsilons) -> pd.DataFrame:
     for model in models:
         for attack in dict.fromkeys(curves["attack"]):
             c = curves[(curves["model"] == model) & (curves["attack"] == attack)].set_index("epsilon")
+            if c.empty:
+                continue
             rows.append({"model": model, "attack": attack,
                          **{f"ε={e:g}": interval(c.loc[e]) for e in epsilons}})
     return pd.DataFrame(rows)
-
-
-def widest_epsilon(curves: pd.DataFrame, attack: str) -> float:
-    """The epsilon > 0 at which the models' mean accuracies under ``attack`` are furthest apart."""
-    c = curves[(curves["attack"] == attack) & (curves["epsilon"] > 0)]
-    return float(c.groupby("epsilon")["mean"].agg(lambda v: v.max() - v.min()).idxmax())

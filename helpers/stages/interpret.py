@@ -15,7 +15,7 @@ import torch
 from ..attacks import build_attack, predict
 from ..config import resolve_device
 from ..data import stratified_subset
-from ..explain import infidelity_score, rank_correlation, sensitivity_score, top_k_overlap
+from ..explain import constant_maps, infidelity_score, rank_correlation, sensitivity_score, shifted, top_k_overlap
 from ..registry import ATTACKS, ATTRIBUTIONS
 from ..store.files import save_arrays, write_csv
 from ..store.layout import Layout
@@ -25,6 +25,7 @@ from .execution import map_runs
 from .inputs import load_models, load_test_split
 
 SCORES = ("infidelity_clean", "sensitivity_clean", "infidelity_adv", "sensitivity_adv")
+BASELINES = ("spearman_chance", "top_k_chance", "spearman_random")
 SETTINGS = ("epsilon", "n_images", "top_k_fraction", "panel_images", "metric_samples", "infidelity_stdev",
             "sensitivity_radius")
 
@@ -34,9 +35,13 @@ def explain_unit(cfg, model, method: str, seed: int, x: torch.Tensor, y: torch.T
 
     Arrays: ``applicable`` and ``note`` (why not), per image ``clean_correct`` and
     ``adv_correct``, and where the method applies ``spearman`` and ``top_k_overlap`` between
-    the clean and adversarial |maps| and Captum's infidelity and sensitivity_max of each
-    (``SCORES``); the first ``panel_images`` adversarial inputs and maps (``x_adv``,
-    ``clean_map``, ``adv_map``) for the report's panels.
+    the clean and adversarial |maps|, their chance levels (``BASELINES``: the same metrics
+    between the clean maps of two *different* images, and between the maps of two random
+    inputs, which for a PCA-fed model still share whatever the PCA imposes),
+    ``constant_map`` (a clean or adversarial map is constant: its metrics are undefined, not
+    perfect) and Captum's infidelity and sensitivity_max of each map (``SCORES``); the first
+    ``panel_images`` adversarial inputs and maps (``x_adv``, ``clean_map``, ``adv_map``) for
+    the report's panels.
     """
     it = cfg.interpret
     x_adv = build_attack("pgd", cfg.attack, seed=seed)(model, x, y, it.epsilon)
@@ -56,6 +61,12 @@ def explain_unit(cfg, model, method: str, seed: int, x: torch.Tensor, y: torch.T
     k = max(1, int(round(it.top_k_fraction * x[0].numel())))
     unit["spearman"] = rank_correlation(maps["clean"], maps["adv"])
     unit["top_k_overlap"] = top_k_overlap(maps["clean"], maps["adv"], k)
+    unit["constant_map"] = constant_maps(maps["clean"]) | constant_maps(maps["adv"])
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    random_maps = explainer.attribute(model, torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype), y)
+    unit["spearman_chance"] = rank_correlation(maps["clean"], shifted(maps["clean"]))
+    unit["top_k_chance"] = top_k_overlap(maps["clean"], shifted(maps["clean"]), k)
+    unit["spearman_random"] = rank_correlation(random_maps, shifted(random_maps))
     unit["clean_map"] = maps["clean"][: it.panel_images].cpu().numpy()
     unit["adv_map"] = maps["adv"][: it.panel_images].cpu().numpy()
     return unit
@@ -71,6 +82,9 @@ def unit_rows(unit: dict, name: str, method: str, run: int, seed: int, epsilon: 
                  "clean_correct": bool(c), "adv_correct": bool(a)}
                 for i, (c, a) in enumerate(zip(unit["clean_correct"], unit["adv_correct"]))]
     return [{**base, "image": i, "spearman": unit["spearman"][i], "top_k_overlap": unit["top_k_overlap"][i],
+             **{key: unit[key][i] for key in BASELINES},
+             "spearman_above_chance": unit["spearman"][i] - unit["spearman_chance"][i],
+             "constant_map": bool(unit["constant_map"][i]),
              **{key: float(unit[key][i]) for key in SCORES},
              "clean_correct": bool(unit["clean_correct"][i]), "adv_correct": bool(unit["adv_correct"][i])}
             for i in range(len(unit["clean_correct"]))]

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..analysis.masking import masking_checks
-from ..analysis.statistics import (ACCURACY_BOUNDS, paired_tests, robust_auc, summarize_attribution_stability,
-                                   summarize_runs)
+from ..analysis.masking import masking_checks, run_checks
+from ..analysis.statistics import (ACCURACY_BOUNDS, comparisons, power_table, robust_auc,
+                                   summarize_attribution_stability, summarize_runs)
 from ..report import figures
 from ..report.summary import headline_attack, write_summary
-from ..report.tables import widest_epsilon
 from ..store.files import read_arrays, read_csv, save_figure, write_csv, write_text
 from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
 
 FAITHFULNESS = ("infidelity_clean", "infidelity_adv", "sensitivity_clean", "sensitivity_adv")
-STABILITY = ("spearman", "top_k_overlap")
-INPUTS = ("train_history", "models", "robustness", "transfer", "large_epsilon", "by_class", "attribution_stability")
-OUTPUTS = ("stats", "class_stats", "masking_checks", "paired_tests", "auc", "attribution_metrics", "attribution_summary")
+STABILITY = ("spearman", "spearman_chance", "spearman_random", "spearman_above_chance", "top_k_overlap", "top_k_chance")
+INPUTS = ("train_history", "models", "robustness", "transfer", "large_epsilon", "by_class", "convergence",
+          "attribution_stability")
+OUTPUTS = ("stats", "class_stats", "masking_checks", "masking_runs", "paired_tests", "power", "auc",
+           "attribution_metrics", "attribution_summary")
 
 
 def read_tables(cfg, names) -> dict[str, pd.DataFrame]:
@@ -30,29 +31,51 @@ def read_tables(cfg, names) -> dict[str, pd.DataFrame]:
 
 
 def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The report's tables from the stages' tables:
+    """The report's tables from the stages' tables. Degenerate runs (``models.csv``) are left
+    out of every statistic when ``report.exclude_degenerate`` (and never masking-checked);
+    intervals and tests are corrected for the data the runs share (``n_test/n_train``):
 
-    - ``stats``: mean, sd and 95% t-interval (clipped to [0, 1]) of accuracy per model,
-      attack and ε across runs; ``class_stats``: the same per class;
-    - ``masking_checks``: ``analysis.masking.masking_checks``;
-    - ``paired_tests``: for every attack, pair of models and ε > 0, the paired comparison
-      across runs (``analysis.statistics.paired_tests``);
+    - ``stats``: mean, sd and corrected 95% t-interval of accuracy per model, attack and ε
+      across runs (unclipped, with ``clipped`` and ``all_equal``); ``class_stats``: per class;
+    - ``masking_runs``: every gradient-masking check per model and run; ``masking_checks``:
+      per model, FLAG when any run flags;
+    - ``paired_tests``: every comparison (each attack, pair of models, ε > 0 and the area
+      under the curve), the primary one marked, the others Holm-adjusted per attack;
+    - ``power``: runs needed to detect a difference of 0.05 for the primary attack's
+      comparisons on the primary's measure;
     - ``auc``: the area under each accuracy-vs-ε curve (normalised), mean and interval;
-    - ``attribution_summary`` (Spearman, top-k overlap) and ``attribution_metrics``
-      (infidelity, sensitivity_max): per model and method, across runs.
+    - ``attribution_summary`` (Spearman, its chance levels, top-k overlap) and
+      ``attribution_metrics`` (infidelity, sensitivity_max): per model and method, across runs.
     """
-    models = list(cfg.models)
-    robustness, stability = inputs["robustness"], inputs["attribution_stability"]
+    models, trained = list(cfg.models), inputs["models"]
+    ratio = float(trained["n_test"].mean() / trained["n_train"].mean())
+    degenerate = set(zip(trained.loc[trained["degenerate"], "model"], trained.loc[trained["degenerate"], "run"]))
+
+    def keep(table: pd.DataFrame, column: str = "model") -> pd.DataFrame:
+        if not cfg.report.exclude_degenerate or table.empty or not degenerate:
+            return table
+        return table[[(m, r) not in degenerate for m, r in zip(table[column], table["run"])]]
+
+    robustness, stability = keep(inputs["robustness"]), keep(inputs["attribution_stability"])
+    runs = run_checks(inputs["robustness"], inputs["transfer"], inputs["large_epsilon"], inputs["convergence"],
+                      degenerate)
+    auc_runs = robust_auc(robustness)
+    compared = comparisons(robustness, auc_runs, models, ratio, cfg.report.primary)
+    primary = cfg.report.primary
+    focus = compared[compared["attack"] == (primary.attack if primary else headline_attack(robustness))]
+    focus = focus[focus["measure"] == "auc"] if primary is None or primary.epsilon is None \
+        else focus[focus["epsilon"] == primary.epsilon]
     return {
-        "stats": summarize_runs(robustness, ["model", "attack", "epsilon"], "accuracy", bounds=ACCURACY_BOUNDS),
-        "class_stats": summarize_runs(inputs["by_class"], ["model", "attack", "epsilon", "label"], "accuracy",
-                                      bounds=ACCURACY_BOUNDS),
-        "masking_checks": masking_checks(robustness, inputs["transfer"], inputs["large_epsilon"]),
-        "paired_tests": pd.concat([paired_tests(robustness, attack, models)
-                                   for attack in dict.fromkeys(robustness["attack"])], ignore_index=True),
-        "auc": summarize_runs(robust_auc(robustness), ["model", "attack"], "auc", bounds=ACCURACY_BOUNDS),
-        "attribution_metrics": pd.concat([summarize_attribution_stability(stability, m) for m in FAITHFULNESS]),
-        "attribution_summary": pd.concat([summarize_attribution_stability(stability, m) for m in STABILITY]),
+        "stats": summarize_runs(robustness, ["model", "attack", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
+        "class_stats": summarize_runs(keep(inputs["by_class"]), ["model", "attack", "epsilon", "label"], "accuracy",
+                                      ratio=ratio, bounds=ACCURACY_BOUNDS),
+        "masking_runs": runs,
+        "masking_checks": masking_checks(runs),
+        "paired_tests": compared,
+        "power": power_table(focus, ratio),
+        "auc": summarize_runs(auc_runs, ["model", "attack"], "auc", ratio=ratio, bounds=ACCURACY_BOUNDS),
+        "attribution_metrics": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in FAITHFULNESS]),
+        "attribution_summary": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in STABILITY]),
     }
 
 
@@ -60,13 +83,15 @@ def write_figures(cfg) -> list[str]:
     """Every figure of the report, from the tables on disk; returns their names."""
     layout, models = Layout(cfg.results_dir), list(cfg.models)
     t = read_tables(cfg, ("train_history", "robustness", "transfer", "attribution_summary"))
+    summary = t["attribution_summary"]
     drawn = {
         "training_curves": figures.plot_training_curves(t["train_history"], models),
         "robustness": figures.plot_robustness_curves(t["robustness"], models, attacks=["fgsm", "pgd", "worst_case"],
                                                      reference=cfg.report.reference),
         "attack_comparison": figures.plot_attack_comparison(t["robustness"], models),
         "attribution_stability": figures.plot_attribution_stability(
-            t["attribution_summary"][t["attribution_summary"]["metric"] == "spearman"], models, "spearman"),
+            summary[summary["metric"] == "spearman"], models, "spearman",
+            chance=summary[summary["metric"] == "spearman_chance"]),
     }
     if not t["transfer"].empty:
         nonzero = sorted(e for e in t["transfer"]["epsilon"].unique() if e > 0)
@@ -105,9 +130,3 @@ def run(cfg, log=print) -> dict[str, pd.DataFrame]:
     log(f"report: {len(tables)} tables, {len(names)} figures and {layout.summary.name} in {layout.root}")
     finish_stage(cfg, "report")
     return tables
-
-
-def headline(stats: pd.DataFrame) -> tuple[str, float]:
-    """The attack the summary quotes and the ε where the models differ most under it."""
-    attack = headline_attack(stats)
-    return attack, widest_epsilon(stats, attack)

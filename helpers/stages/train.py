@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 
 from ..config import resolve_device, resolved_yaml
-from ..data import configured_dataset, split_arrays, split_indices
-from ..models import build_model, count_parameters
+from ..data import configured_dataset, run_seeds, run_split, split_arrays
+from ..models import build_model, count_parameters, predict
 from ..registry import DATASETS, MODELS
 from ..store.checkpoints import model_from_checkpoint, read_checkpoint, save_checkpoint
 from ..store.files import save_arrays, write_csv, write_text
@@ -25,12 +25,25 @@ from ..training import train_model
 from .execution import map_runs
 
 
-def train_key(cfg, name: str, seed: int) -> str:
-    """The key of the unit (model ``name``, run with ``seed``): everything its checkpoint depends on."""
+def train_key(cfg, name: str, run: int, seed: int) -> str:
+    """The key of the unit (model ``name``, run ``run`` with ``seed``): everything its
+    checkpoint depends on (the split depends on the run's place in the k-fold repetitions)."""
     spec = cfg.models[name]
     return unit_key(stage="train", dataset=cfg.section("dataset"), training=cfg.section("training"),
-                    model=spec.to_dict(), seed=seed, device=cfg.device,
+                    model=spec.to_dict(), seed=seed, run=run, base_seed=cfg.seed, device=cfg.device,
                     code=[stage_code_hash("train"), MODELS[spec.type].code_hash(), DATASETS[cfg.dataset.name].code_hash()])
+
+
+def degeneracy(predictions: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Whether a trained model is degenerate on its test split: it predicts a single class, or
+    its clean accuracy does not beat the constant predictor of the majority class. Such a run
+    sits at the class prior at every budget: it is no evidence of robustness, and is counted
+    and left out of comparisons (``report.exclude_degenerate``)."""
+    majority = float(torch.bincount(labels).max()) / len(labels)
+    accuracy = float((predictions == labels).double().mean())
+    classes = int(predictions.unique().numel())
+    return {"predicted_classes": classes, "majority_share": round(majority, 6),
+            "degenerate": bool(classes == 1 or accuracy <= majority)}
 
 
 def finished_training(path, key: str) -> dict | None:
@@ -53,12 +66,12 @@ def _train_run(cfg, run: int, seed: int):
     dataset = configured_dataset(cfg.dataset)
     tr = cfg.training
     history, models, lines = [], [], []
-    train_idx, test_idx = split_indices(dataset.y, cfg.dataset.test_fraction, seed)
+    train_idx, test_idx = run_split(dataset.y, cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs))
     save_arrays(layout.split(run), train_idx=train_idx, test_idx=test_idx)
     x_train, y_train, x_test, y_test = (torch.as_tensor(a, device=device)
                                         for a in split_arrays(dataset, train_idx, test_idx))
     for name, spec in cfg.models.items():
-        path, key = layout.checkpoint(name, run), train_key(cfg, name, seed)
+        path, key = layout.checkpoint(name, run), train_key(cfg, name, run, seed)
         record = finished_training(path, key)
         if record is not None:
             lines.append(f"run {run} (seed {seed}) {name:>6}: test accuracy {record['summary']['clean_accuracy']:.3f} "
@@ -74,6 +87,7 @@ def _train_run(cfg, run: int, seed: int):
                       "summary": {"model": name, "type": spec.type, "run": run, "seed": seed,
                                   "parameters": count_parameters(model), "n_train": len(train_idx),
                                   "n_test": len(test_idx), "clean_accuracy": records[-1]["test_accuracy"],
+                                  **degeneracy(predict(model, x_test), y_test),
                                   "train_seconds": round(seconds, 2)}}
             # The checkpoint carries its training record and key: written last and
             # atomically, it marks the unit finished.

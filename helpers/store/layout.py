@@ -15,11 +15,14 @@ TABLES = {
     "transfer": "transfer.csv",                 # attack: per source, target, run and ε
     "large_epsilon": "large_epsilon.csv",       # attack: PGD at the masking budgets
     "by_class": "by_class.csv",                 # attack: per model, run, attack, ε and label
+    "convergence": "convergence.csv",           # attack: the worst case without the stronger runs of PGD
     "attribution_stability": "attribution_stability.csv",  # interpret: per model, run, method and image
     "stats": "stats.csv",                       # report: mean and interval across runs
     "class_stats": "class_stats.csv",           # report: the same per class
-    "masking_checks": "masking_checks.csv",     # report
-    "paired_tests": "paired_tests.csv",         # report: every attack, pair of models and ε
+    "masking_checks": "masking_checks.csv",     # report: per model and check
+    "masking_runs": "masking_runs.csv",         # report: per model, run and check
+    "paired_tests": "paired_tests.csv",         # report: every attack, pair of models and ε (and AUC)
+    "power": "power.csv",                       # report: runs needed to detect a given difference
     "auc": "auc.csv",                           # report
     "attribution_metrics": "attribution_metrics.csv",  # report: infidelity and sensitivity across runs
     "attribution_summary": "attribution_summary.csv",  # report: Spearman and top-k across runs
