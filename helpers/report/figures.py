@@ -50,18 +50,20 @@ def plot_training_curves(history: pd.DataFrame, models) -> plt.Figure:
     return fig
 
 
-def plot_robustness_curves(robustness: pd.DataFrame, models, attacks=None, reference=None) -> plt.Figure:
-    """Accuracy vs epsilon, one panel per attack (default: all in the table): mean over runs
-    with a 95% t-interval band. ``reference`` (a config's ``report.reference``) marks the
-    published accuracies as stars on its attack's panel."""
+def plot_robustness_curves(stats: pd.DataFrame, models, attacks=None, reference=None) -> plt.Figure:
+    """Accuracy vs epsilon, one panel per attack (default: all in the table), from the
+    report's ``stats`` (mean and corrected 95% interval across runs per model, attack and ε):
+    the mean with its interval as a band (drawn inside [0, 1]). ``reference`` (a config's
+    ``report.reference``) marks the published accuracies as stars on its attack's panel."""
     colors = model_colors(models)
-    present = list(dict.fromkeys(robustness["attack"]))
+    present = list(dict.fromkeys(stats["attack"]))
     attacks = [a for a in (attacks or present) if a in present]
     fig, axes = plt.subplots(1, len(attacks), figsize=(5 * len(attacks), 3.8), sharey=True, squeeze=False)
     for ax, attack in zip(axes[0], attacks):
         for model in models:
-            r = robustness[(robustness["attack"] == attack) & (robustness["model"] == model)]
-            _band(ax, summarize_runs(r, ["epsilon"], "accuracy", bounds=ACCURACY_BOUNDS), "epsilon", colors[model], model)
+            curve = stats[(stats["attack"] == attack) & (stats["model"] == model)].sort_values("epsilon")
+            _band(ax, curve.assign(ci_low=curve["ci_low"].clip(*ACCURACY_BOUNDS),
+                                   ci_high=curve["ci_high"].clip(*ACCURACY_BOUNDS)), "epsilon", colors[model], model)
         if reference is not None and reference.attack == attack:
             for model, value in reference.accuracy.items():
                 ax.plot(reference.epsilon, value, "*", ms=14, mec="black", color=colors.get(model, "grey"),
@@ -71,19 +73,20 @@ def plot_robustness_curves(robustness: pd.DataFrame, models, attacks=None, refer
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("robust accuracy on the test split")
     axes[0, -1].legend(title="model")
-    n_runs = robustness["run"].nunique()
-    fig.suptitle(f"Robust accuracy, mean over {n_runs} runs; bands: 95% t-interval across runs", fontsize=9)
+    fig.suptitle(f"Robust accuracy, mean over {int(stats['n_runs'].max())} runs; bands: 95% t-interval across runs, "
+                 "corrected for the data the runs share", fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def plot_attack_comparison(robustness: pd.DataFrame, models) -> plt.Figure:
-    """One panel per model: mean accuracy vs epsilon under each attack. A gradient-free or
-    transfer attack far below the gradient attacks is the signature of gradient masking."""
-    attacks = list(dict.fromkeys(robustness["attack"]))
+def plot_attack_comparison(stats: pd.DataFrame, models) -> plt.Figure:
+    """One panel per model: mean accuracy vs epsilon under each attack (the report's
+    ``stats``). A gradient-free or transfer attack far below the gradient attacks is the
+    signature of gradient masking."""
+    attacks = list(dict.fromkeys(stats["attack"]))
     styles = {a: OKABE_ITO[(i + 3) % len(OKABE_ITO)] for i, a in enumerate(a for a in attacks if a != WORST_CASE)}
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), sharey=True, squeeze=False)
-    means = robustness.groupby(["model", "attack", "epsilon"])["accuracy"].mean()
+    means = stats.set_index(["model", "attack", "epsilon"])["mean"].sort_index()
     for ax, model in zip(axes[0], models):
         for attack in attacks:
             curve = means.loc[(model, attack)]
@@ -94,7 +97,7 @@ def plot_attack_comparison(robustness: pd.DataFrame, models) -> plt.Figure:
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("mean robust accuracy")
     axes[0, -1].legend(fontsize=7)
-    fig.suptitle(f"Every attack per model, mean over {robustness['run'].nunique()} runs", fontsize=9)
+    fig.suptitle(f"Every attack per model, mean over {int(stats['n_runs'].max())} runs", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -137,8 +140,9 @@ def plot_attribution_stability(table: pd.DataFrame, models, metric: str = "spear
                 continue
             row = row.iloc[0]
             x = i + (j - (len(models) - 1) / 2) * width
+            low, high = max(row["ci_low"], -1.0), min(row["ci_high"], 1.0)  # drawn inside the metric's range
             ax.bar(x, row["mean"], width, color=colors[model],
-                   yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]], capsize=3,
+                   yerr=[[row["mean"] - low], [high - row["mean"]]], capsize=3,
                    label=model if i == 0 else None)
             floor = None if chance is None else chance[(chance["model"] == model) & (chance["method"] == method)]
             if floor is not None and not floor.empty:

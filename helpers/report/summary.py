@@ -180,8 +180,9 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
               + "; clean accuracies differ as well (table above). A robustness gap between models of such "
               "different capacity and clean accuracy is not by itself evidence about quantum models.", ""]
     lines += family_section(comparisons, headline_attack(curves), eps, models)
-    if not auc.empty:
-        worst = headline_attack(curves)
+    primary = cfg.report.primary
+    worst = headline_attack(curves)
+    if not auc.empty and not (primary is not None and primary.epsilon is None and primary.attack == worst):
         a = auc[auc["attack"] == worst].set_index("model").reindex(models)
         lines += [f"Area under the {worst.replace('_', ' ')} accuracy-vs-ε curve (normalised by the ε range; "
                   "1 = never fooled): " + ", ".join(f"`{m}` {interval(r)}" for m, r in a.iterrows()) + "."]

@@ -51,10 +51,10 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     ratio = float(trained["n_test"].mean() / trained["n_train"].mean())
     degenerate = set(zip(trained.loc[trained["degenerate"], "model"], trained.loc[trained["degenerate"], "run"]))
 
-    def keep(table: pd.DataFrame, column: str = "model") -> pd.DataFrame:
+    def keep(table: pd.DataFrame) -> pd.DataFrame:
         if not cfg.report.exclude_degenerate or table.empty or not degenerate:
             return table
-        return table[[(m, r) not in degenerate for m, r in zip(table[column], table["run"])]]
+        return table[[(m, r) not in degenerate for m, r in zip(table["model"], table["run"])]]
 
     robustness, stability = keep(inputs["robustness"]), keep(inputs["attribution_stability"])
     runs = run_checks(inputs["robustness"], inputs["transfer"], inputs["large_epsilon"], inputs["convergence"],
@@ -82,13 +82,13 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
 def write_figures(cfg) -> list[str]:
     """Every figure of the report, from the tables on disk; returns their names."""
     layout, models = Layout(cfg.results_dir), list(cfg.models)
-    t = read_tables(cfg, ("train_history", "robustness", "transfer", "attribution_summary"))
+    t = read_tables(cfg, ("train_history", "stats", "transfer", "attribution_summary"))
     summary = t["attribution_summary"]
     drawn = {
         "training_curves": figures.plot_training_curves(t["train_history"], models),
-        "robustness": figures.plot_robustness_curves(t["robustness"], models, attacks=["fgsm", "pgd", "worst_case"],
+        "robustness": figures.plot_robustness_curves(t["stats"], models, attacks=["fgsm", "pgd", "worst_case"],
                                                      reference=cfg.report.reference),
-        "attack_comparison": figures.plot_attack_comparison(t["robustness"], models),
+        "attack_comparison": figures.plot_attack_comparison(t["stats"], models),
         "attribution_stability": figures.plot_attribution_stability(
             summary[summary["metric"] == "spearman"], models, "spearman",
             chance=summary[summary["metric"] == "spearman_chance"]),
