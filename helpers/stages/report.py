@@ -30,6 +30,19 @@ def read_tables(cfg, names) -> dict[str, pd.DataFrame]:
     return {name: read_csv(layout.table(name)) for name in names}
 
 
+def degenerate_runs(trained: pd.DataFrame) -> set[tuple[str, int]]:
+    """The (model, run) pairs ``models.csv`` marks degenerate."""
+    return set(zip(trained.loc[trained["degenerate"], "model"], trained.loc[trained["degenerate"], "run"]))
+
+
+def without_degenerate(cfg, table: pd.DataFrame, degenerate: set) -> pd.DataFrame:
+    """``table`` (with model and run columns) without the degenerate runs, when the config
+    leaves them out (``report.exclude_degenerate``)."""
+    if not cfg.report.exclude_degenerate or table.empty or not degenerate:
+        return table
+    return table[[(m, r) not in degenerate for m, r in zip(table["model"], table["run"])]]
+
+
 def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """The report's tables from the stages' tables. Degenerate runs (``models.csv``) are left
     out of every statistic when ``report.exclude_degenerate`` (and never masking-checked);
@@ -49,12 +62,10 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     """
     models, trained = list(cfg.models), inputs["models"]
     ratio = float(trained["n_test"].mean() / trained["n_train"].mean())
-    degenerate = set(zip(trained.loc[trained["degenerate"], "model"], trained.loc[trained["degenerate"], "run"]))
+    degenerate = degenerate_runs(trained)
 
     def keep(table: pd.DataFrame) -> pd.DataFrame:
-        if not cfg.report.exclude_degenerate or table.empty or not degenerate:
-            return table
-        return table[[(m, r) not in degenerate for m, r in zip(table["model"], table["run"])]]
+        return without_degenerate(cfg, table, degenerate)
 
     robustness, stability = keep(inputs["robustness"]), keep(inputs["attribution_stability"])
     runs = run_checks(inputs["robustness"], inputs["transfer"], inputs["large_epsilon"], inputs["convergence"],
@@ -113,6 +124,7 @@ def write_figures(cfg) -> list[str]:
 def write_summary_file(cfg) -> str:
     """``summary.md`` from the tables on disk; returns its text."""
     tables = read_tables(cfg, ("models", "large_epsilon", *OUTPUTS))
+    tables["large_epsilon"] = without_degenerate(cfg, tables["large_epsilon"], degenerate_runs(tables["models"]))
     text = write_summary(cfg, tables)
     write_text(text, Layout(cfg.results_dir).summary)
     return text
