@@ -21,7 +21,7 @@ import yaml
 
 from .params import (AnyMapping, Boolean, Choice, ConfigError, Either, Integer, ListOf, Literal, Number, Optional,
                      Params, Text, check, param, plain)
-from .registry import ATTACKS, ATTRIBUTIONS, DATASETS, MODELS
+from .registry import ATTACKS, ATTRIBUTIONS, CERTIFICATES, DATASETS, MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICES = ("cpu", "cuda", "auto")
@@ -131,6 +131,22 @@ class AttackSection(Params):
 
 
 @dataclasses.dataclass(frozen=True)
+class CertifySection(Params):
+    """``certify``: the certificates that bound robust accuracy from below at every budget of
+    ``attack.epsilons`` (``certify.<name>``: a certificate's parameters, see the certificates table)."""
+
+    components = CERTIFICATES
+
+    methods: tuple[str, ...] = param(["interval", "crown", "lipschitz"], ListOf(Choice(CERTIFICATES.names), unique=True),
+                                     "certificates to compute; a point counts as certified when any of them certifies it")
+    params: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def used_components(cls, values):
+        return set(values["methods"])
+
+
+@dataclasses.dataclass(frozen=True)
 class InterpretSection(Params):
     """``interpret``: which images are explained after which attack, with which methods
     (``interpret.<name>``: a method's parameters, see the attribution methods table)."""
@@ -208,7 +224,7 @@ class ReportSection(Params):
 
 
 SECTIONS = {"dataset": DatasetSection, "training": TrainingSection, "attack": AttackSection,
-            "interpret": InterpretSection, "report": ReportSection}
+            "certify": CertifySection, "interpret": InterpretSection, "report": ReportSection}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +239,7 @@ class Config:
     training: TrainingSection
     models: dict[str, ModelSpec]
     attack: AttackSection
+    certify: CertifySection
     interpret: InterpretSection
     report: ReportSection
     experiment: str = "experiment"
@@ -237,7 +254,7 @@ class Config:
 
     def to_dict(self) -> dict:
         return {name: self.section(name) for name in ("dataset", "n_runs", "seed", "device", "workers", "training",
-                                                      "models", "attack", "interpret", "report")}
+                                                      "models", "attack", "certify", "interpret", "report")}
 
     @property
     def n_classes(self) -> int:
@@ -250,7 +267,7 @@ def parse_config(given: Mapping, experiment: str = "experiment", results_dir: Pa
     if not isinstance(given, Mapping):
         raise ConfigError(f"a config must be a YAML mapping, got {given!r}")
     top = [f.name for f in RunSection.fields()]
-    allowed = ["dataset", *top, "training", "models", "attack", "interpret", "report"]
+    allowed = ["dataset", *top, "training", "models", "attack", "certify", "interpret", "report"]
     for key in given:
         check(key in allowed, f"unknown config key {key!r}; allowed: {sorted(allowed)}")
     dataset = DatasetSection.parse(given.get("dataset"), "dataset")
@@ -265,6 +282,7 @@ def parse_config(given: Mapping, experiment: str = "experiment", results_dir: Pa
     for name in attack.methods:
         needed = ATTACKS[name].min_classes
         check(n_classes >= needed, f"attack.methods: {name} needs at least {needed} classes, the data set has {n_classes}")
+    certify = CertifySection.parse(given.get("certify"), "certify")
     interpret = InterpretSection.parse(given.get("interpret"), "interpret")
     report = ReportSection.parse(given.get("report"), "report")
     if report.primary is not None:
@@ -286,7 +304,7 @@ def parse_config(given: Mapping, experiment: str = "experiment", results_dir: Pa
               and all(BUDGET.accepts(v) for v in ref.accuracy.values()),
               f"report.reference.accuracy must map model names of `models` to accuracies in [0, 1], got {dict(ref.accuracy)!r}")
     return Config(dataset=dataset, **{k: getattr(run, k) for k in top}, training=training, models=models,
-                  attack=attack, interpret=interpret, report=report, experiment=experiment,
+                  attack=attack, certify=certify, interpret=interpret, report=report, experiment=experiment,
                   results_dir=Path(results_dir) if results_dir else ROOT / "results" / experiment)
 
 

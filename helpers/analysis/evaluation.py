@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..attacks import build_attack, evaluate_attack, predict
-from ..registry import ATTACKS
+from ..registry import ATTACKS, CERTIFICATES
 
 WORST_CASE = "worst_case"
 LARGE_EPSILON_ATTACK = "pgd"  # the attack run at the masking budgets
@@ -22,7 +22,9 @@ COLUMNS = {
     "large_epsilon": ["model", "epsilon", "accuracy", "n"],
     "by_class": ["model", "attack", "epsilon", "label", "accuracy", "n"],
     "convergence": ["model", "epsilon", "accuracy", "n"],
+    "certified": ["model", "certificate", "epsilon", "accuracy", "n", "applicable", "violations"],
 }
+BEST = "best"  # the certificate row of a point certified by any certificate
 
 
 def attack_outcome(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, epsilon: float,
@@ -40,13 +42,15 @@ def attack_outcome(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, e
 
 
 def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, section, seed: int,
-                    units=None) -> dict[str, list[dict]]:
+                    units=None, worst: dict | None = None) -> dict[str, list[dict]]:
     """Evaluate ``models`` on inputs ``x`` (N, ...) in [0, 1] with labels ``y`` (N,) under the
     attacks of ``section`` (a config's ``config.AttackSection``), each built from ``seed``.
 
     ``units`` (optional) finds finished units: ``units(model, attack, epsilon, compute, needs)``
     returns the unit's arrays, reused if stored or else ``compute()``d and stored (the attack
-    stage's resume); without it every unit is computed. Returns lists of records:
+    stage's resume); without it every unit is computed. ``worst`` (optional) receives, per
+    (model, epsilon), the per-sample worst case (True: survived every attack). Returns lists of
+    records:
 
     - ``robustness``: model, attack, epsilon, accuracy, n, n_correct, linf — one per
       configured attack and epsilon, plus ``attack == "worst_case"``: a sample counts as
@@ -95,6 +99,8 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
                     crafted[(name, epsilon)] = unit["x_adv"]
         for i, epsilon in enumerate(epsilons):
             survived = np.logical_and.reduce([finished[a][i]["correct"] for a in section.methods])
+            if worst is not None:
+                worst[(name, epsilon)] = survived
             record(name, WORST_CASE, epsilon, survived, max(float(finished[a][i]["linf"]) for a in section.methods))
             survived_base = np.logical_and.reduce([finished[a][i]["correct"] for a in base])
             convergence.append({"model": name, "epsilon": epsilon, "accuracy": float(survived_base.mean()),
@@ -109,3 +115,36 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
                              "accuracy": float(hits.mean()), "n": len(hits)})
     return {"robustness": robustness, "transfer": transfer, "large_epsilon": large, "by_class": by_class,
             "convergence": convergence}
+
+
+def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, epsilons, section, seed: int,
+                   worst: dict, units=None) -> list[dict]:
+    """Certified accuracy of ``models`` on inputs ``x`` with labels ``y`` at every epsilon under
+    the certificates of ``section`` (a config's ``config.CertifySection``).
+
+    ``units(model, certificate, epsilon, compute)`` finds finished units (see
+    ``evaluate_models``). Returns records model, certificate, epsilon, accuracy (the share of
+    points certified: a certified point is correctly classified everywhere in its ball), n,
+    applicable, violations: one per certificate, plus ``certificate == "best"`` (a point
+    counts when any certificate certifies it), whose ``violations`` is the number of points
+    certified yet fooled by an attack (``worst``: per-sample worst case per (model,
+    epsilon)); a sound certificate never has any.
+    """
+    records = []
+    for name, model in models.items():
+        for epsilon in map(float, epsilons):
+            certified = []
+            for certificate in section.methods:
+                entry = CERTIFICATES[certificate](section.params[certificate], seed=seed)
+                applies, _ = entry.applies(model)
+                if applies:
+                    compute = lambda: {"certified": entry.certify(model, x, y, epsilon)}  # noqa: E731
+                    done = compute() if units is None else units(name, certificate, epsilon, compute)
+                    certified.append(done["certified"].astype(bool))
+                records.append({"model": name, "certificate": certificate, "epsilon": epsilon,
+                                "accuracy": float(certified[-1].mean()) if applies else np.nan, "n": len(x),
+                                "applicable": applies, "violations": np.nan})
+            best = np.logical_or.reduce(certified) if certified else np.zeros(len(x), dtype=bool)
+            records.append({"model": name, "certificate": BEST, "epsilon": epsilon, "accuracy": float(best.mean()),
+                            "n": len(x), "applicable": bool(certified), "violations": int((best & ~worst[(name, epsilon)]).sum())})
+    return records

@@ -236,3 +236,42 @@ def power_table(comparisons_: pd.DataFrame, ratio: float, delta: float = POWER_D
                      "power": power, "n_runs": r.n_runs, "runs_needed": np.nan if needed is None else needed,
                      "runs_needed_if_independent": runs_for_power(r.sd_difference, 0.0, delta, power=power)})
     return pd.DataFrame(rows)
+
+
+def bracket_table(certified: pd.DataFrame, robustness: pd.DataFrame, ratio: float = 0.0) -> pd.DataFrame:
+    """Robust accuracy bracketed per model and ε: ``certified`` (the best certificate's
+    accuracy: a lower bound) and ``attacked`` (the per-sample worst case over every attack: an
+    upper bound), each with its mean and corrected interval across runs, the mean ``gap``
+    between them, and ``exact_runs``: the runs in which the bounds meet (the robust accuracy
+    on those points is known exactly)."""
+    lower = certified[certified["certificate"] == "best"][["model", "run", "epsilon", "accuracy"]]
+    upper = robustness[robustness["attack"] == "worst_case"][["model", "run", "epsilon", "accuracy"]]
+    both = lower.merge(upper, on=["model", "run", "epsilon"], suffixes=("_certified", "_attacked"))
+    both["gap"] = both["accuracy_attacked"] - both["accuracy_certified"]
+    rows = []
+    for (model, epsilon), g in both.groupby(["model", "epsilon"], sort=False):
+        c = corrected_t_interval(g["accuracy_certified"], ratio)
+        a = corrected_t_interval(g["accuracy_attacked"], ratio)
+        rows.append({"model": model, "epsilon": epsilon, "certified": c[0], "certified_low": c[2], "certified_high": c[3],
+                     "attacked": a[0], "attacked_low": a[2], "attacked_high": a[3], "gap": float(g["gap"].mean()),
+                     "exact_runs": int((g["gap"].abs() < 1e-12).sum()), "n_runs": len(g)})
+    return pd.DataFrame(rows)
+
+
+def bracket_separations(certified: pd.DataFrame, robustness: pd.DataFrame, models) -> pd.DataFrame:
+    """Pairs (a, b) and ε > 0 at which a's certified accuracy exceeds b's attacked accuracy in
+    every run: a is provably more robust than b on those points, whatever attack may come."""
+    lower = certified[(certified["certificate"] == "best") & (certified["epsilon"] > 0)]
+    upper = robustness[(robustness["attack"] == "worst_case") & (robustness["epsilon"] > 0)]
+    low = lower.pivot_table(index=["epsilon", "run"], columns="model", values="accuracy")
+    high = upper.pivot_table(index=["epsilon", "run"], columns="model", values="accuracy")
+    rows = []
+    for a in models:
+        for b in models:
+            if a == b or a not in low or b not in high:
+                continue
+            for epsilon, g in (low[a] - high[b]).groupby(level="epsilon"):
+                if len(g.dropna()) and (g.dropna() > 0).all():
+                    rows.append({"model_a": a, "model_b": b, "epsilon": epsilon, "smallest_margin": float(g.min()),
+                                 "mean_margin": float(g.mean()), "n_runs": int(g.notna().sum())})
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "epsilon", "smallest_margin", "mean_margin", "n_runs"])

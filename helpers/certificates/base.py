@@ -18,9 +18,19 @@ class Certificate(Component):
 
     norms: ClassVar[tuple[str, ...]] = ("linf",)
 
-    def __init__(self, params=None, *, seed: int = 0):
-        self.params = params if params is not None else self.Params()
-        self.seed = seed
+    def __init__(self, params=None, *, seed: int = 0, **overrides):
+        params = params if params is not None else self.Params()
+        if overrides:
+            params = self.Params.parse({**params.to_dict(), **overrides}, f"certificate {self.name}", owner=repr(self.name))
+        self.params, self.seed = params, seed
+
+    @classmethod
+    def applies(cls, model: nn.Module) -> tuple[bool, str]:
+        """(applies, reason it does not): the bound certificates need the model as a sequence
+        of ops they have rules for (``Model.bound_ops``)."""
+        if getattr(model, "bound_ops", lambda: None)() is None:
+            return False, "no bound propagation for this model (e.g. amplitude encoding)"
+        return True, ""
 
     def certify(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement certify")

@@ -71,6 +71,11 @@ class Model(Component, nn.Module):
     def fit_preprocessing(self, x_train) -> None:
         """Fit whatever the model fits on the training inputs (N, *input_shape) before training."""
 
+    def bound_ops(self) -> list[nn.Module] | None:
+        """The model as a sequence of operations whose forward, in order, gives its logits
+        (``models.ops``), for the certificates; None if it has no such form."""
+        return None
+
 
 def build_model(spec: Mapping, input_shape, n_classes: int, where: str = "model") -> Model:
     """The model ``spec['type']`` with the other keys of ``spec`` as its ``Params``."""

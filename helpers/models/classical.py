@@ -11,6 +11,7 @@ from ..params import ConfigError, Integer, ListOf, Params, param
 from ..registry import MODELS
 from .features import PCAFeatures
 from . import Model
+from .ops import pca_affine
 
 
 def mlp_layers(n_inputs: int, hidden, n_classes: int) -> nn.Sequential:
@@ -39,6 +40,9 @@ class MLP(Model):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def bound_ops(self):
+        return list(self.net)
 
 
 @MODELS.register
@@ -76,6 +80,9 @@ class CNN(Model):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.features(x)))
+
+    def bound_ops(self):
+        return [*self.features, self.pool, *self.head]
 
 
 def hidden_width(parameters: int, n_features: int, n_classes: int) -> int:
@@ -130,3 +137,6 @@ class MatchedMLP(Model):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.pca(x))
+
+    def bound_ops(self):
+        return [pca_affine(self.pca), *self.mlp]

@@ -10,6 +10,7 @@ from torch import nn
 from ..params import Choice, ConfigError, Integer, Params, param
 from ..registry import MODELS
 from . import Model
+from .ops import Cast, Circuit
 from .quantum import SIMULATORS, QuantumLayer, check_simulator
 
 
@@ -60,6 +61,9 @@ class PlusMinusCNN(PlusMinusModel):
     def forward(self, x):
         return self.head(self.features(x))
 
+    def bound_ops(self):
+        return [*self.features, *self.head]
+
 
 @MODELS.register
 class PlusMinusHybrid(PlusMinusModel):
@@ -104,6 +108,11 @@ class PlusMinusHybrid(PlusMinusModel):
         else:
             self.classical = nn.Linear(p.n_qubits, p.n_readout)
         self.output = nn.Linear(p.n_readout, n_classes)
+
+    def bound_ops(self):
+        head = ([Circuit(self.quantum, self.params.n_readout), Cast(torch.float32)] if self.params.head == "quantum"
+                else [self.classical, nn.Tanh()])
+        return [*self.features, self.bottleneck, nn.Tanh(), *head, self.output]
 
     def forward(self, x):
         angles = torch.tanh(self.bottleneck(self.features(x)))

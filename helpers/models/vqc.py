@@ -11,6 +11,7 @@ from torch import nn
 from ..params import Choice, ConfigError, Integer, Number, Params, param
 from ..registry import ANSATZES, ENCODINGS, MODELS, READOUTS
 from . import Model
+from .ops import Cast, Circuit, Scale, pca_affine
 from .quantum import SIMULATORS, QuantumLayer, check_simulator
 
 # A statevector of n qubits holds 2**n complex amplitudes per sample; 20 qubits at batch 32
@@ -111,3 +112,9 @@ class VQC(Model):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         readout = READOUTS[self.readout].logits(self.quantum(self.encode(x)), self.n_classes)
         return self.output_scale * readout.to(x.dtype)
+
+    def bound_ops(self):
+        if self.pca is None:  # amplitude encoding: the normalised state has no such bound here
+            return None
+        return [pca_affine(self.pca), Circuit(self.quantum, self.n_classes), Cast(torch.float32),
+                Scale(self.output_scale)]

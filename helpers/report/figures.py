@@ -220,3 +220,23 @@ def plot_decision_boundaries(arrays: dict, models, epsilon: float, class_names) 
                bbox_to_anchor=(0.5, -0.06))
     fig.tight_layout()
     return fig
+
+
+def plot_bracket(bracket: pd.DataFrame, models) -> plt.Figure:
+    """One panel per model: certified accuracy (the best certificate: a lower bound, dashed)
+    and attacked accuracy (the worst case over every attack: an upper bound, solid) against ε,
+    means over runs; the shaded band between them is what neither side settles."""
+    colors = model_colors(models)
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), sharey=True, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        b = bracket[bracket["model"] == model].sort_values("epsilon")
+        ax.plot(b["epsilon"], b["attacked"], "o-", color=colors[model], ms=3, label="attacked (upper bound)")
+        ax.plot(b["epsilon"], b["certified"], "s--", color=colors[model], ms=3, label="certified (lower bound)")
+        ax.fill_between(b["epsilon"], b["certified"], b["attacked"], color=colors[model], alpha=0.2, lw=0)
+        ax.set(title=model, xlabel="ε (L∞ budget)", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("robust accuracy, mean over runs")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle("Robust accuracy bracketed: certified from below, attacked from above", fontsize=9)
+    fig.tight_layout()
+    return fig

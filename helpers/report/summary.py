@@ -137,6 +137,39 @@ def family_section(comparisons: pd.DataFrame, attack: str, epsilons, models) -> 
             markdown_table(pd.DataFrame(rows)), ""]
 
 
+def bracket_section(bracket: pd.DataFrame, separations: pd.DataFrame, models) -> list[str]:
+    """Certified (lower) and attacked (upper) accuracy per model and ε, where the bounds meet,
+    and which models a certificate separates."""
+    if bracket.empty:
+        return []
+    epsilons = sorted(e for e in bracket["epsilon"].unique() if e > 0)
+    rows = []
+    for m in models:
+        b = bracket[bracket["model"] == m].set_index("epsilon")
+        cells = {}
+        for e in epsilons:
+            r = b.loc[e]
+            exact = " (exact)" if r["exact_runs"] == r["n_runs"] else ""
+            cells[f"ε={e:g}"] = f"{r['certified']:.3f} – {r['attacked']:.3f}{exact}"
+        rows.append({"model": m, **cells})
+    text = []
+    for r in separations.itertuples():
+        text.append(f"`{r.model_a}` is provably more robust than `{r.model_b}` at ε={r.epsilon:g}: its certified accuracy "
+                    f"exceeds `{r.model_b}`'s attacked accuracy in every run (by {r.smallest_margin:.3f} at least).")
+    if separations.empty:
+        text.append("No certificate separates two models: where the models differ, they differ in what the attacks "
+                    "found, not in anything proved.")
+    meet = bracket[(bracket["epsilon"] > 0) & (bracket["exact_runs"] == bracket["n_runs"])]
+    if not meet.empty:
+        text.append("Certified and attacked accuracy meet in every run (robust accuracy known exactly on these "
+                    "points) for " + ", ".join(f"`{r.model}` at ε={r.epsilon:g}" for r in meet.itertuples()) + ".")
+    return ["", "## Bracket: certified and attacked accuracy", "",
+            "Robust accuracy from both sides, mean over runs: certified by the best certificate (a point counts when "
+            "any certificate proves that no input in its ε-ball is misclassified) – attacked by the per-sample worst "
+            "case over every attack. The truth lies between; \"exact\" where the two meet in every run.", "",
+            markdown_table(pd.DataFrame(rows)), "", " ".join(text), ""]
+
+
 def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     """Markdown summary of one experiment, from the report's tables (``store.layout`` names):
     ``models``, ``stats``, ``auc``, ``paired_tests`` (every comparison, with roles and
@@ -186,6 +219,7 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
         a = auc[auc["attack"] == worst].set_index("model").reindex(models)
         lines += [f"Area under the {worst.replace('_', ' ')} accuracy-vs-ε curve (normalised by the ε range; "
                   "1 = never fooled): " + ", ".join(f"`{m}` {interval(r)}" for m, r in a.iterrows()) + "."]
+    lines += bracket_section(tables["bracket"], tables["separations"], models)
     if cfg.report.reference is not None:
         lines += ["", "## Does the published result hold?", "",
                   *reference_section(cfg.report.reference, curves, comparisons, tables["class_stats"],

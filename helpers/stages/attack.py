@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..analysis.evaluation import COLUMNS, WORST_CASE, evaluate_models
+from ..analysis.evaluation import COLUMNS, WORST_CASE, certify_models, evaluate_models
 from ..attacks import build_attack, predict
 from ..config import resolve_device
 from ..data import run_seeds, stratified_subset
-from ..registry import ATTACKS
+from ..registry import ATTACKS, CERTIFICATES
 from ..store.files import save_arrays, write_csv
 from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
@@ -41,9 +41,18 @@ def _attack_run(cfg, run: int, seed: int):
                        code=[shared, ATTACKS[attack].code_hash()])
         return units.get(layout.attack_unit(run, model, attack, epsilon), key, compute, needs)
 
+    def certify_unit(model, certificate, epsilon, compute):
+        key = unit_key(stage="certify", certificate=certificate, params=cfg.certify.params[certificate].to_dict(),
+                       epsilon=epsilon, seed=seed, n_test=section.n_test, checkpoint=loaded[model][1],
+                       code=[shared, CERTIFICATES[certificate].code_hash()])
+        return units.get(layout.certify_unit(run, model, certificate, epsilon), key, compute)
+
     start = time.perf_counter()
     models = {name: model for name, (model, _) in loaded.items()}
-    results = evaluate_models(models, x_test[keep], y_test[keep], section, seed, units=unit)
+    worst = {}
+    results = evaluate_models(models, x_test[keep], y_test[keep], section, seed, units=unit, worst=worst)
+    results["certified"] = certify_models(models, x_test[keep], y_test[keep], section.epsilons, cfg.certify, seed,
+                                          worst, units=certify_unit)
     tables = {key: [{"run": run, "seed": seed, **r} for r in records] for key, records in results.items()}
     worst = [r for r in results["robustness"] if r["attack"] == WORST_CASE and r["epsilon"] == max(section.epsilons)]
     message = (f"run {run}: worst case at ε={max(section.epsilons):g}: "

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ..analysis.masking import masking_checks, run_checks
-from ..analysis.statistics import (ACCURACY_BOUNDS, comparisons, power_table, robust_auc,
-                                   summarize_attribution_stability, summarize_runs)
+from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket_table, comparisons, power_table,
+                                   robust_auc, summarize_attribution_stability, summarize_runs)
 from ..report import figures
 from ..report.summary import headline_attack, write_summary
 from ..store.files import read_arrays, read_csv, save_figure, write_csv, write_text
@@ -20,9 +20,9 @@ from ..store.provenance import begin_stage, finish_stage
 FAITHFULNESS = ("infidelity_clean", "infidelity_adv", "sensitivity_clean", "sensitivity_adv")
 STABILITY = ("spearman", "spearman_chance", "spearman_random", "spearman_above_chance", "top_k_overlap", "top_k_chance")
 INPUTS = ("train_history", "models", "robustness", "transfer", "large_epsilon", "by_class", "convergence",
-          "attribution_stability")
-OUTPUTS = ("stats", "class_stats", "masking_checks", "masking_runs", "paired_tests", "power", "auc",
-           "attribution_metrics", "attribution_summary")
+          "certified", "attribution_stability")
+OUTPUTS = ("stats", "class_stats", "masking_checks", "masking_runs", "paired_tests", "power", "auc", "bracket",
+           "separations", "attribution_metrics", "attribution_summary")
 
 
 def read_tables(cfg, names) -> dict[str, pd.DataFrame]:
@@ -57,6 +57,9 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     - ``power``: runs needed to detect a difference of 0.05 for the primary attack's
       comparisons on the primary's measure;
     - ``auc``: the area under each accuracy-vs-ε curve (normalised), mean and interval;
+    - ``bracket``: per model and ε the certified (lower bound) and attacked (upper bound)
+      accuracy and their gap; ``separations``: where one model's certified accuracy exceeds
+      another's attacked accuracy in every run;
     - ``attribution_summary`` (Spearman, its chance levels, top-k overlap) and
       ``attribution_metrics`` (infidelity, sensitivity_max): per model and method, across runs.
     """
@@ -85,6 +88,8 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         "paired_tests": compared,
         "power": power_table(focus, ratio),
         "auc": summarize_runs(auc_runs, ["model", "attack"], "auc", ratio=ratio, bounds=ACCURACY_BOUNDS),
+        "bracket": bracket_table(keep(inputs["certified"]), robustness, ratio),
+        "separations": bracket_separations(keep(inputs["certified"]), robustness, models),
         "attribution_metrics": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in FAITHFULNESS]),
         "attribution_summary": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in STABILITY]),
     }
@@ -93,13 +98,14 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
 def write_figures(cfg) -> list[str]:
     """Every figure of the report, from the tables on disk; returns their names."""
     layout, models = Layout(cfg.results_dir), list(cfg.models)
-    t = read_tables(cfg, ("train_history", "stats", "transfer", "attribution_summary"))
+    t = read_tables(cfg, ("train_history", "stats", "transfer", "attribution_summary", "bracket"))
     summary = t["attribution_summary"]
     drawn = {
         "training_curves": figures.plot_training_curves(t["train_history"], models),
         "robustness": figures.plot_robustness_curves(t["stats"], models, attacks=["fgsm", "pgd", "worst_case"],
                                                      reference=cfg.report.reference),
         "attack_comparison": figures.plot_attack_comparison(t["stats"], models),
+        "bracket": figures.plot_bracket(t["bracket"], models),
         "attribution_stability": figures.plot_attribution_stability(
             summary[summary["metric"] == "spearman"], models, "spearman",
             chance=summary[summary["metric"] == "spearman_chance"]),

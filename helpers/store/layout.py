@@ -16,6 +16,9 @@ TABLES = {
     "large_epsilon": "large_epsilon.csv",       # attack: PGD at the masking budgets
     "by_class": "by_class.csv",                 # attack: per model, run, attack, ε and label
     "convergence": "convergence.csv",           # attack: the worst case without the stronger runs of PGD
+    "certified": "certified.csv",               # attack: per model, run, certificate and ε (+ best)
+    "bracket": "bracket.csv",                   # report: certified and attacked accuracy per model and ε
+    "separations": "separations.csv",           # report: where a certified accuracy beats an attacked one
     "attribution_stability": "attribution_stability.csv",  # interpret: per model, run, method and image
     "stats": "stats.csv",                       # report: mean and interval across runs
     "class_stats": "class_stats.csv",           # report: the same per class
@@ -80,6 +83,10 @@ class Layout:
     def attack_unit(self, run: int, model: str, attack: str, epsilon: float) -> Path:
         """The attack stage's unit: one attack on one model of one run at one ε."""
         return self.units("attack", run) / model / attack / f"eps{epsilon:g}.npz"
+
+    def certify_unit(self, run: int, model: str, certificate: str, epsilon: float) -> Path:
+        """The attack stage's certificate unit: one certificate on one model of one run at one ε."""
+        return self.units("attack", run) / model / f"certificate-{certificate}" / f"eps{epsilon:g}.npz"
 
     def interpret_unit(self, run: int, model: str, method: str) -> Path:
         """The interpret stage's unit: one attribution method on one model of one run."""
