@@ -117,12 +117,15 @@ class AttackSection(Params):
     masking_epsilons: tuple[float, ...] = param([0.5, 1.0], ListOf(Number(0, 1, open="low")),
                                                 "large budgets where PGD must drive every model to ~0 (masking check)")
     n_test: int | None = param(None, Optional(Integer(1)), "test points attacked per run (null: the whole test split)")
+    escalation: tuple[str, ...] = param(["pgd_escalated", "pgd_margin", "rays"], ListOf(Choice(ATTACKS.names), unique=True),
+                                        "attacks run, on top, for every model and run a masking check flags "
+                                        "(with transfer from every other model)")
     params: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def used_components(cls, values):
         # PGD also runs at the masking budgets and for the interpret stage's attacked images.
-        return {*values["methods"], "pgd"}
+        return {*values["methods"], *values["escalation"], "pgd"}
 
     def check(self, where):
         check(self.transfer_from is None or self.transfer_from in self.methods,
@@ -137,8 +140,12 @@ class CertifySection(Params):
 
     components = CERTIFICATES
 
-    methods: tuple[str, ...] = param(["interval", "crown", "lipschitz"], ListOf(Choice(CERTIFICATES.names), unique=True),
-                                     "certificates to compute; a point counts as certified when any of them certifies it")
+    methods: tuple[str, ...] = param(["interval", "crown", "lipschitz", "smoothing"],
+                                     ListOf(Choice(CERTIFICATES.names), unique=True),
+                                     "certificates to compute; a point counts as certified (L∞) when any L∞ one "
+                                     "certifies it; smoothing certifies the smoothed classifier in L2")
+    l2_radii: tuple[float, ...] = param([0.0, 0.1, 0.25, 0.5, 0.75], ListOf(Number(0)),
+                                        "L2 radii at which the L2 certificates (smoothing) are reported")
     params: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -279,9 +286,10 @@ def parse_config(given: Mapping, experiment: str = "experiment", results_dir: Pa
     models = parse_models(given.get("models", DEFAULT_MODELS), dataset, training)
     attack = AttackSection.parse(given.get("attack"), "attack")
     n_classes = len(dataset.classes)
-    for name in attack.methods:
-        needed = ATTACKS[name].min_classes
-        check(n_classes >= needed, f"attack.methods: {name} needs at least {needed} classes, the data set has {n_classes}")
+    for key, names in (("methods", attack.methods), ("escalation", attack.escalation)):
+        for name in names:
+            needed = ATTACKS[name].min_classes
+            check(n_classes >= needed, f"attack.{key}: {name} needs at least {needed} classes, the data set has {n_classes}")
     certify = CertifySection.parse(given.get("certify"), "certify")
     interpret = InterpretSection.parse(given.get("interpret"), "interpret")
     report = ReportSection.parse(given.get("report"), "report")

@@ -22,8 +22,11 @@ COLUMNS = {
     "large_epsilon": ["model", "epsilon", "accuracy", "n"],
     "by_class": ["model", "attack", "epsilon", "label", "accuracy", "n"],
     "convergence": ["model", "epsilon", "accuracy", "n"],
-    "certified": ["model", "certificate", "epsilon", "accuracy", "n", "applicable", "violations"],
+    "certified": ["model", "certificate", "norm", "epsilon", "accuracy", "n", "applicable", "violations"],
+    "attack_traces": ["model", "attack", "epsilon", "iteration", "accuracy"],
+    "escalation": ["model", "epsilon", "kind", "before", "after", "deciding", "n"],
 }
+TRACE_POINTS = 40  # points of an attack's convergence curve kept in the table
 BEST = "best"  # the certificate row of a point certified by any certificate
 
 
@@ -36,25 +39,29 @@ def attack_outcome(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, e
     """
     result = evaluate_attack(model, attack, x, y, epsilon)
     unit = {"correct": result["correct"], "linf": np.asarray(result["linf"])}
+    if result["trace"] is not None:
+        unit["trace"] = result["trace"]
     if keep_adversarial:
         unit["x_adv"] = result["x_adv"].cpu().numpy()
     return unit
 
 
 def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, section, seed: int,
-                    units=None, worst: dict | None = None) -> dict[str, list[dict]]:
+                    units=None, worst: dict | None = None, escalate=()) -> dict[str, list[dict]]:
     """Evaluate ``models`` on inputs ``x`` (N, ...) in [0, 1] with labels ``y`` (N,) under the
     attacks of ``section`` (a config's ``config.AttackSection``), each built from ``seed``.
 
     ``units`` (optional) finds finished units: ``units(model, attack, epsilon, compute, needs)``
     returns the unit's arrays, reused if stored or else ``compute()``d and stored (the attack
-    stage's resume); without it every unit is computed. ``worst`` (optional) receives, per
-    (model, epsilon), the per-sample worst case (True: survived every attack). Returns lists of
-    records:
+    stage's resume); without it every unit is computed. ``escalate``: the models a masking
+    check flagged (in this run): they are also attacked by ``section.escalation`` at every
+    budget and masking budget, and their worst case also counts every other model's transfer
+    examples. ``worst`` (optional) receives, per (model, epsilon), the per-sample worst case
+    (True: survived every attack). Returns lists of records:
 
     - ``robustness``: model, attack, epsilon, accuracy, n, n_correct, linf — one per
-      configured attack and epsilon, plus ``attack == "worst_case"``: a sample counts as
-      robust only if it survives every attack (mean over x of min over attacks);
+      configured (and escalation) attack and epsilon, plus ``attack == "worst_case"``: a sample
+      counts as robust only if it survives every attack (mean over x of min over attacks);
     - ``transfer``: source, target, epsilon, accuracy, n — examples crafted by
       ``section.transfer_from`` on ``source`` and classified by ``target`` (the diagonal is
       the white-box attack);
@@ -63,13 +70,18 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
       class (worst case included): a model that never flips one class scores that class's
       share of the test set without being robust;
     - ``convergence``: model, epsilon, accuracy, n — the per-sample worst case over the
-      attacks that are not a stronger run of another (``Attack.refines``): if the stronger
-      runs lower it much, the reported worst case may not have converged either.
+      configured attacks that are not a stronger run of another (``Attack.refines``): if the
+      stronger runs lower it much, the reported worst case may not have converged either;
+    - ``escalation``: model, epsilon, kind, before, after, deciding, n — for escalated models,
+      the worst case (``kind`` "masking": at a masking budget, PGD) before and after escalation, and the attack
+      (or ``transfer:<source>``) that fooled the most points alone;
+    - ``attack_traces``: model, attack, epsilon, iteration, accuracy — the convergence curves
+      of the attacks that record one.
     """
-    robustness, transfer, large, by_class, convergence = [], [], [], [], []
-    base = [a for a in section.methods if ATTACKS[a].refines not in section.methods]
+    robustness, transfer, large, by_class, convergence, traces, escalation = [], [], [], [], [], [], []
     labels = y.cpu().numpy()
     epsilons = [float(e) for e in section.epsilons]
+    base = [a for a in section.methods if ATTACKS[a].refines not in section.methods]
 
     def outcome(name, model, attack_name, epsilon, keep):
         attack = build_attack(attack_name, section, seed=seed)
@@ -87,64 +99,119 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
             by_class.append({"model": name, "attack": attack_name, "epsilon": epsilon, "label": int(label),
                              "accuracy": float(hits.mean()), "n": len(hits)})
 
-    crafted: dict[tuple[str, float], np.ndarray] = {}
-    for name, model in models.items():
-        finished = {}
-        for attack_name in section.methods:
-            keep = attack_name == section.transfer_from
-            finished[attack_name] = [outcome(name, model, attack_name, e, keep) for e in epsilons]
-            for epsilon, unit in zip(epsilons, finished[attack_name]):
+    def attack_rows(name, model, attack_names, keep_for=None):
+        units_of = {}
+        for attack_name in attack_names:
+            keep = attack_name == keep_for
+            units_of[attack_name] = [outcome(name, model, attack_name, e, keep) for e in epsilons]
+            for epsilon, unit in zip(epsilons, units_of[attack_name]):
                 record(name, attack_name, epsilon, unit["correct"], float(unit["linf"]))
-                if keep:
-                    crafted[(name, epsilon)] = unit["x_adv"]
+                if "trace" in unit:
+                    trace = unit["trace"]
+                    for i in np.unique(np.linspace(0, len(trace) - 1, TRACE_POINTS).round().astype(int)):
+                        traces.append({"model": name, "attack": attack_name, "epsilon": epsilon, "iteration": int(i),
+                                       "accuracy": float(trace[i])})
+        return units_of
+
+    crafted: dict[tuple[str, float], np.ndarray] = {}
+    finished = {}
+    for name, model in models.items():
+        finished[name] = attack_rows(name, model, section.methods, keep_for=section.transfer_from)
+        if section.transfer_from in section.methods:
+            for epsilon, unit in zip(epsilons, finished[name][section.transfer_from]):
+                crafted[(name, epsilon)] = unit["x_adv"]
         for i, epsilon in enumerate(epsilons):
-            survived = np.logical_and.reduce([finished[a][i]["correct"] for a in section.methods])
-            if worst is not None:
-                worst[(name, epsilon)] = survived
-            record(name, WORST_CASE, epsilon, survived, max(float(finished[a][i]["linf"]) for a in section.methods))
-            survived_base = np.logical_and.reduce([finished[a][i]["correct"] for a in base])
+            survived_base = np.logical_and.reduce([finished[name][a][i]["correct"] for a in base])
             convergence.append({"model": name, "epsilon": epsilon, "accuracy": float(survived_base.mean()),
                                 "n": len(survived_base)})
         for epsilon in map(float, section.masking_epsilons):
             correct = outcome(name, model, LARGE_EPSILON_ATTACK, epsilon, False)["correct"]
             large.append({"model": name, "epsilon": epsilon, "accuracy": float(correct.mean()), "n": len(correct)})
+    hits_of = {}
     for (source, epsilon), x_adv in crafted.items():
         for target, model in models.items():
             hits = (predict(model, torch.as_tensor(x_adv, device=x.device)) == y).cpu().numpy()
+            hits_of[(source, target, epsilon)] = hits
             transfer.append({"source": source, "target": target, "epsilon": epsilon,
                              "accuracy": float(hits.mean()), "n": len(hits)})
+    for name, model in models.items():
+        extra = {}
+        if name in escalate:
+            extra = {a: [u["correct"] for u in units_of]
+                     for a, units_of in attack_rows(name, model, section.escalation).items()}
+            extra.update({f"transfer:{source}": [hits_of[(source, name, e)] for e in epsilons]
+                          for source in models if source != name and (source, name, epsilons[0]) in hits_of})
+        for i, epsilon in enumerate(epsilons):
+            before = np.logical_and.reduce([finished[name][a][i]["correct"] for a in section.methods])
+            survived = np.logical_and.reduce([before, *(correct[i] for correct in extra.values())])
+            if worst is not None:
+                worst[(name, epsilon)] = survived
+            record(name, WORST_CASE, epsilon, survived, max(float(finished[name][a][i]["linf"]) for a in section.methods))
+            if extra:
+                deciding = min(extra, key=lambda a: extra[a][i].mean())
+                escalation.append({"model": name, "epsilon": epsilon, "kind": "budget", "before": float(before.mean()),
+                                   "after": float(survived.mean()), "deciding": deciding, "n": len(survived)})
+        if name in escalate:
+            for epsilon in map(float, section.masking_epsilons):
+                pgd = outcome(name, model, LARGE_EPSILON_ATTACK, epsilon, False)["correct"]
+                others = {a: outcome(name, model, a, epsilon, False)["correct"] for a in section.escalation}
+                deciding = min(others, key=lambda a: others[a].mean())
+                after = np.logical_and.reduce([pgd, *others.values()])
+                escalation.append({"model": name, "epsilon": epsilon, "kind": "masking", "before": float(pgd.mean()),
+                                   "after": float(after.mean()), "deciding": deciding, "n": len(pgd)})
     return {"robustness": robustness, "transfer": transfer, "large_epsilon": large, "by_class": by_class,
-            "convergence": convergence}
+            "convergence": convergence, "escalation": escalation, "attack_traces": traces}
 
 
 def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, epsilons, section, seed: int,
                    worst: dict, units=None) -> list[dict]:
-    """Certified accuracy of ``models`` on inputs ``x`` with labels ``y`` at every epsilon under
-    the certificates of ``section`` (a config's ``config.CertifySection``).
+    """Certified accuracy of ``models`` on inputs ``x`` with labels ``y`` under the
+    certificates of ``section`` (a config's ``config.CertifySection``).
 
-    ``units(model, certificate, epsilon, compute)`` finds finished units (see
-    ``evaluate_models``). Returns records model, certificate, epsilon, accuracy (the share of
-    points certified: a certified point is correctly classified everywhere in its ball), n,
-    applicable, violations: one per certificate, plus ``certificate == "best"`` (a point
-    counts when any certificate certifies it), whose ``violations`` is the number of points
-    certified yet fooled by an attack (``worst``: per-sample worst case per (model,
-    epsilon)); a sound certificate never has any.
+    L∞ certificates run at every epsilon; ``units(model, certificate, epsilon, compute)`` finds
+    finished units (see ``evaluate_models``). Returns records model, certificate, norm,
+    epsilon, accuracy (the share of points certified: a certified point is correctly
+    classified everywhere in its ball), n, applicable, violations: one per certificate, plus
+    ``certificate == "best"`` (a point counts when any L∞ certificate certifies it), whose
+    ``violations`` is the number of points certified yet fooled by an attack (``worst``: the
+    per-sample worst case per (model, epsilon)); a sound certificate never has any. L2
+    certificates of a smoothed classifier (``smoothing``) run once per model (epsilon None in
+    ``units``) and are reported at every radius of ``section.l2_radii``.
     """
     records = []
+    linf = [c for c in section.methods if "linf" in CERTIFICATES[c].norms]
+    l2 = [c for c in section.methods if c not in linf]
+
+    def unit(name, certificate, epsilon, compute):
+        return compute() if units is None else units(name, certificate, epsilon, compute)
+
     for name, model in models.items():
         for epsilon in map(float, epsilons):
             certified = []
-            for certificate in section.methods:
+            for certificate in linf:
                 entry = CERTIFICATES[certificate](section.params[certificate], seed=seed)
                 applies, _ = entry.applies(model)
                 if applies:
-                    compute = lambda: {"certified": entry.certify(model, x, y, epsilon)}  # noqa: E731
-                    done = compute() if units is None else units(name, certificate, epsilon, compute)
+                    done = unit(name, certificate, epsilon, lambda: {"certified": entry.certify(model, x, y, epsilon)})
                     certified.append(done["certified"].astype(bool))
-                records.append({"model": name, "certificate": certificate, "epsilon": epsilon,
+                records.append({"model": name, "certificate": certificate, "norm": "linf", "epsilon": epsilon,
                                 "accuracy": float(certified[-1].mean()) if applies else np.nan, "n": len(x),
                                 "applicable": applies, "violations": np.nan})
             best = np.logical_or.reduce(certified) if certified else np.zeros(len(x), dtype=bool)
-            records.append({"model": name, "certificate": BEST, "epsilon": epsilon, "accuracy": float(best.mean()),
-                            "n": len(x), "applicable": bool(certified), "violations": int((best & ~worst[(name, epsilon)]).sum())})
+            records.append({"model": name, "certificate": BEST, "norm": "linf", "epsilon": epsilon,
+                            "accuracy": float(best.mean()), "n": len(x), "applicable": bool(certified),
+                            "violations": int((best & ~worst[(name, epsilon)]).sum())})
+        for certificate in l2:
+            entry = CERTIFICATES[certificate](section.params[certificate], seed=seed)
+
+            def compute():
+                prediction, radius = entry.radii(model, x, y)
+                return {"prediction": prediction, "radius": radius}
+
+            done = unit(name, certificate, None, compute)
+            correct = done["prediction"] == y.cpu().numpy()
+            for radius in map(float, section.l2_radii):
+                records.append({"model": name, "certificate": certificate, "norm": "l2", "epsilon": radius,
+                                "accuracy": float((correct & (done["radius"] > radius)).mean()), "n": len(x),
+                                "applicable": True, "violations": np.nan})
     return records

@@ -12,9 +12,9 @@ from ..registry import ATTACKS
 from .base import PIXEL_MAX, PIXEL_MIN, Attack, check_epsilon, evaluate_attack, input_gradient, margin, project
 from .fgsm import FGSM
 from .pgd import PGD, pgd
-from .square import Square, VectorSquare
+from .square import Square, UniformNoise
 
-__all__ = ["ATTACKS", "Attack", "FGSM", "PGD", "PIXEL_MAX", "PIXEL_MIN", "Square", "VectorSquare", "build_attack",
+__all__ = ["ATTACKS", "Attack", "FGSM", "PGD", "PIXEL_MAX", "PIXEL_MIN", "Square", "UniformNoise", "build_attack",
            "check_epsilon", "evaluate_attack", "input_gradient", "margin", "pgd", "predict", "project"]
 
 

@@ -1,48 +1,183 @@
-"""AutoAttack's APGD (Croce & Hein 2020) through the Adversarial Robustness Toolbox."""
+"""Auto-PGD (Croce & Hein 2020): step sizes that adapt to the attack's progress, momentum,
+and the best iterate kept per sample; on the cross-entropy, the difference-of-logits ratio
+(DLR) and the targeted DLR.
+
+Our own implementation: ART 1.20.1's checks success only at the final iterate, so a sample
+fooled half-way and recovered by a later step counts as robust; here a sample stays fooled
+once any iterate fooled it.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from ..models import predict
 from ..params import Integer, Params, param
 from ..registry import ATTACKS
-from .art import run_art
-from .base import Attack
+from .base import Attack, project
+
+MOMENTUM = 0.75        # the weight of the new step against the previous direction
+RHO = 0.75             # share of improving steps below which a checkpoint halves the step size
 
 
-class ARTAPGD(Attack):
-    """APGD with ``steps`` iterations and initial step 2 epsilon, on the loss ``art_loss``."""
+def checkpoints(steps: int) -> list[int]:
+    """The iterations where the step size may be halved: w_j = ceil(p_j · steps) with p_0 = 0,
+    p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)."""
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    return sorted({int(np.ceil(q * steps)) for q in p if q <= 1} - {0})
+
+
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """The difference-of-logits ratio per sample (B,), to be maximised: untargeted
+    -(z_y - max_{i != y} z_i) / (z_(1) - z_(3)); targeted -(z_y - z_t) / (z_(1) - (z_(3) + z_(4)) / 2),
+    z_(k) the k-th largest logit. Invariant to shifting and scaling the logits."""
+    ordered = logits.sort(dim=1, descending=True).values
+    true = logits.gather(1, y[:, None])[:, 0]
+    if target is None:
+        other = logits.scatter(1, y[:, None], float("-inf")).max(1).values
+        return -(true - other) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
+    return -(true - logits.gather(1, target[:, None])[:, 0]) / (
+        ordered[:, 0] - (ordered[:, 2] + ordered[:, 3]) / 2 + 1e-12)
+
+
+def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """One run of APGD on inputs ``x`` (B, ...) in [0, 1]; ``loss(logits, y)`` per sample is
+    maximised. Returns the adversarial inputs (per sample: the first iterate that fooled the
+    model, else the iterate of highest loss) and the robust accuracy after every iteration
+    (steps + 1,)."""
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    shape = (-1,) + (1,) * (x.dim() - 1)
+
+    def loss_and_gradient(z):
+        z = z.detach().requires_grad_(True)
+        logits = model(z)
+        values = loss(logits, y)
+        (grad,) = torch.autograd.grad(values.sum(), z)
+        return values.detach(), grad, logits.detach().argmax(1) != y
+
+    x_k = project(x + (2 * torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) - 1) * epsilon, x, epsilon)
+    values, grad, fooled = loss_and_gradient(x_k)
+    adversarial = torch.where(fooled.view(shape), x_k, x)
+    ever = fooled.clone()
+    best_loss, best_x = values.clone(), x_k.clone()
+    step = torch.full((len(x),), 2 * epsilon, device=x.device, dtype=x.dtype)
+    trace = [1 - ever.double().mean().item()]
+    x_prev, last, improved = x_k.clone(), 0, torch.zeros(len(x), device=x.device)
+    loss_at_checkpoint, step_at_checkpoint = best_loss.clone(), step.clone()
+    marks = checkpoints(steps)
+    for k in range(steps):
+        z = project(x_k + step.view(shape) * grad.sign(), x, epsilon)
+        alpha = 1.0 if k == 0 else MOMENTUM
+        x_new = project(x_k + alpha * (z - x_k) + (1 - alpha) * (x_k - x_prev), x, epsilon)
+        values, new_grad, fooled = loss_and_gradient(x_new)
+        adversarial = torch.where((fooled & ~ever).view(shape), x_new, adversarial)
+        ever |= fooled
+        trace.append(1 - ever.double().mean().item())
+        better = values > best_loss
+        improved += better.to(improved.dtype)
+        best_loss = torch.where(better, values, best_loss)
+        best_x = torch.where(better.view(shape), x_new, best_x)
+        x_prev, x_k, grad = x_k, x_new, new_grad
+        if k + 1 in marks:
+            window = k + 1 - last
+            halve = (improved < RHO * window) | ((step == step_at_checkpoint) & (best_loss == loss_at_checkpoint))
+            step_at_checkpoint, loss_at_checkpoint = step.clone(), best_loss.clone()
+            step = torch.where(halve, step / 2, step)
+            x_k = torch.where(halve.view(shape), best_x, x_k)
+            if halve.any():  # restarting from the best point: its gradient
+                _, restart_grad, _ = loss_and_gradient(best_x)
+                grad = torch.where(halve.view(shape), restart_grad, grad)
+            improved.zero_()
+            last = k + 1
+    return torch.where(ever.view(shape), adversarial, best_x), np.array(trace)
+
+
+class APGDAttack(Attack):
+    """APGD with ``steps`` iterations per pass; samples one pass does not fool are attacked by
+    the next (another random start, or another target), and each keeps the first example that
+    fools it. ``trace`` holds the robust accuracy of the last call's batch after every
+    iteration of every pass (the report's convergence curve)."""
 
     tags = frozenset({"gradient"})
-    uses = ("helpers.attacks.art",)
-    art_loss: str
 
     @dataclass(frozen=True)
     class Params(Params):
-        steps: int = param(50, Integer(1), "iterations")
+        steps: int = param(100, Integer(1), "iterations per restart")
+        restarts: int = param(1, Integer(1), "random starts")
+
+    def passes(self, model, x, y) -> list:
+        """(loss(logits, labels, index), seed offset) per pass: here one per restart."""
+        return [(self.loss, r) for r in range(self.params.restarts)]
+
+    def loss(self, logits, y, index):
+        raise NotImplementedError
 
     def perturb(self, model, x, y, epsilon):
-        from art.attacks.evasion import AutoProjectedGradientDescent
-
-        def make(classifier):
-            return AutoProjectedGradientDescent(
-                classifier, norm=np.inf, eps=epsilon, eps_step=2 * epsilon, max_iter=self.params.steps,
-                nb_random_init=1, batch_size=len(x), loss_type=self.art_loss, verbose=False)
-
-        return run_art(make, model, x, y, epsilon, self.seed)
+        best, robust, traces = x.clone(), torch.ones(len(x), dtype=torch.bool, device=x.device), []
+        for loss, offset in self.passes(model, x, y):
+            index = robust.nonzero().squeeze(1)
+            if len(index) == 0:
+                break
+            candidate, trace = apgd(model, x[index], y[index], epsilon,
+                                    lambda logits, labels, f=loss, i=index: f(logits, labels, i),
+                                    self.params.steps, self.seed + offset)
+            fooled = predict(model, candidate) != y[index]
+            best[index] = candidate
+            robust[index[fooled]] = False
+            traces.append(trace * len(index) / len(x))  # the samples outside the pass are fooled already
+        self.trace = np.concatenate(traces) if traces else None
+        return best
 
 
 @ATTACKS.register
-class APGDCE(ARTAPGD):
-    """APGD on the cross-entropy (ART)."""
+class APGDCE(APGDAttack):
+    """APGD on the cross-entropy."""
 
-    name, label, art_loss = "apgd_ce", "APGD-CE", "cross_entropy"
+    name, label = "apgd_ce", "APGD-CE"
+
+    def loss(self, logits, y, index):
+        return F.cross_entropy(logits, y, reduction="none")
 
 
 @ATTACKS.register
-class APGDDLR(ARTAPGD):
-    """APGD on the scale-invariant difference-of-logits-ratio loss (ART); needs >= 3 classes."""
+class APGDDLR(APGDAttack):
+    """APGD on the difference-of-logits ratio, invariant to the logits' scale; needs >= 3 classes."""
 
-    name, label, art_loss = "apgd_dlr", "APGD-DLR", "difference_logits_ratio"
+    name, label = "apgd_dlr", "APGD-DLR"
     min_classes = 3
+
+    def loss(self, logits, y, index):
+        return dlr_loss(logits, y)
+
+
+@ATTACKS.register
+class APGDTargeted(APGDAttack):
+    """Targeted APGD on the DLR loss against each of the ``targets`` classes the clean input
+    scores highest after its own, one after the other (samples fooled by one target are not
+    attacked again); needs >= 4 classes."""
+
+    name, label = "apgd_dlr_targeted", "APGD-DLR, targeted"
+    min_classes = 4
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        steps: int = param(100, Integer(1), "iterations per target")
+        targets: int = param(3, Integer(1), "target classes tried, by the clean input's logit ranking")
+
+    def passes(self, model, x, y):
+        with torch.no_grad():
+            ranked = model(x).sort(dim=1, descending=True).indices
+        # the k-th highest class other than the true one
+        others = torch.stack([row[row != label] for row, label in zip(ranked, y)])
+        self._targets = others[:, : self.params.targets]
+        return [(self._loss_for(t), t) for t in range(min(self.params.targets, others.shape[1]))]
+
+    def _loss_for(self, t):
+        def loss(logits, y, index):
+            return dlr_loss(logits, y, self._targets[index, t])
+        return loss

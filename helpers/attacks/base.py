@@ -53,7 +53,11 @@ class Attack(Component):
     (white-box, follows the input gradient; the masking checks compare these with the others).
     ``refines`` names the attack this one is a stronger run of (more steps or restarts), for
     the convergence checks; ``min_classes`` is the smallest class count its loss works with.
+    An iterative attack may leave in ``trace`` the robust accuracy of its last batch after
+    every iteration (the report's convergence curves).
     """
+
+    trace = None
 
     norms: ClassVar[tuple[str, ...]] = ("linf",)
     refines: ClassVar[str | None] = None
@@ -87,15 +91,22 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
 
     Returns ``accuracy`` (fraction of samples still classified correctly), ``n``,
     ``n_correct``, ``linf`` (largest achieved ||x_adv - x||_inf), ``correct`` (a per-sample
-    boolean array aligned with ``x``) and ``x_adv`` (the adversarial inputs).
+    boolean array aligned with ``x``), ``x_adv`` (the adversarial inputs) and ``trace`` (for
+    attacks that record one: the robust accuracy after every iteration or query, else None).
     """
-    correct, linf, adversarial = [], 0.0, []
+    correct, linf, adversarial, traces = [], 0.0, [], []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
         x_adv = attack(model, xb, yb, epsilon)
+        if getattr(attack, "trace", None) is not None and epsilon > 0:
+            traces.append((attack.trace, len(xb)))
         linf = max(linf, float((x_adv - xb).abs().max()) if len(xb) else 0.0)
         correct.append((predict(model, x_adv) == yb).cpu().numpy())
         adversarial.append(x_adv)
     correct = np.concatenate(correct)
+    trace = None
+    if traces:  # batches weighted by their size; a batch that stopped early stays at its last value
+        length = max(len(t) for t, _ in traces)
+        trace = sum(np.pad(t, (0, length - len(t)), mode="edge") * n for t, n in traces) / len(x)
     return {"accuracy": float(correct.mean()), "n": int(len(correct)), "n_correct": int(correct.sum()),
-            "linf": linf, "correct": correct, "x_adv": torch.cat(adversarial)}
+            "linf": linf, "correct": correct, "x_adv": torch.cat(adversarial), "trace": trace}

@@ -93,6 +93,20 @@ class PGDRestarts(Attack):
 
 
 @ATTACKS.register
+class PGDEscalated(PGDRestarts):
+    """PGD with many more steps and restarts: the first escalation for a model a masking
+    check flags (Tramèr et al. 2020)."""
+
+    name, label, refines = "pgd_escalated", "PGD, escalated", "pgd"
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        steps: int = param(100, Integer(1), "iterations per start")
+        step_ratio: float = param(0.1, Number(0, open="low"), "step size as a fraction of ε")
+        restarts: int = param(10, Integer(1), "random starts (the first included)")
+
+
+@ATTACKS.register
 class PGDLong(PGD):
     """PGD with more, smaller steps: a convergence check (much stronger than ``pgd`` means PGD
     had not converged)."""

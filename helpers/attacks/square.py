@@ -1,4 +1,9 @@
-"""The gradient-free L-infinity Square attack (Andriushchenko et al. 2020)."""
+"""The gradient-free L-infinity Square attack (Andriushchenko et al. 2020).
+
+Our own implementation, for images and feature vectors alike: ART 1.20.1's samples a window's
+position with ``randint(0, height - size)``, so the last row and column of a small image are
+never moved after the initial stripes; here every position, the last included, is drawn.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,83 +11,117 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..params import Integer, Params, param
+from ..params import Integer, Number, Params, param
 from ..registry import ATTACKS
-from .art import run_art
 from .base import PIXEL_MAX, PIXEL_MIN, Attack, margin, project
 
+# (share of the query budget passed, divisor of p_init): the paper's schedule of the window size.
+SCHEDULE = ((0.001, 2), (0.005, 4), (0.02, 8), (0.05, 16), (0.1, 32), (0.2, 64), (0.4, 128), (0.6, 256), (0.8, 512))
 
-class VectorSquare:
-    """The L-infinity Square attack for feature vectors (B, D), which ART's implementation
-    does not take: a gradient-free random search on the margin loss (true logit minus the
-    largest other logit).
 
-    It starts from x + epsilon * a random sign per feature, then, for ``queries - 1``
-    iterations, sets a window of consecutive features of every still-correct sample to
-    x + epsilon * one random sign, and keeps the change where the margin drops. The window
-    covers a fraction ``p_init`` of the features, halved on the original schedule as the
-    queries run out (at least one feature). Randomness comes from ``seed`` alone.
+def window_fraction(p_init: float, iteration: int, queries: int) -> float:
+    """The share of the input a window covers at ``iteration`` of ``queries``."""
+    passed = iteration / queries
+    return p_init / max([d for share, d in SCHEDULE if passed > share], default=1)
+
+
+@torch.no_grad()
+def square_search(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, queries: int, seed: int,
+                  p_init: float = 0.8) -> tuple[torch.Tensor, np.ndarray]:
+    """Random search on the margin (true logit minus the largest other) inside the ε-ball.
+
+    Images (B, C, H, W) start from vertical stripes of ±ε (one random sign per column and
+    channel) and then move square windows of side sqrt(p·H·W); feature vectors (B, D) start
+    from a random sign per feature and move windows of p·D consecutive features. A window's
+    position is uniform over every position that fits it; its pixels (per channel) are set to
+    the clean value ± ε with one random sign, and the change is kept where the margin drops.
+    Only the samples not yet fooled are queried. Returns the adversarial inputs and the robust
+    accuracy after every query (queries,).
     """
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    image = x.dim() == 4
 
-    # (share of the query budget passed, divisor of p_init): the paper's schedule.
-    SCHEDULE = ((0.001, 2), (0.005, 4), (0.02, 8), (0.05, 16), (0.1, 32), (0.2, 64), (0.4, 128), (0.6, 256),
-                (0.8, 512))
+    def signs(*shape):
+        return torch.randint(0, 2, shape, generator=gen, device=x.device).to(x.dtype) * 2 - 1
 
-    def __init__(self, queries: int, seed: int = 0, p_init: float = 0.8):
-        self.queries, self.seed, self.p_init = queries, seed, p_init
-
-    def window_fraction(self, iteration: int) -> float:
-        passed = iteration / self.queries
-        divisor = max([d for share, d in self.SCHEDULE if passed > share], default=1)
-        return self.p_init / divisor
-
-    @torch.no_grad()
-    def __call__(self, model, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
-        gen = torch.Generator(device=x.device).manual_seed(self.seed)
-        flat = x.reshape(len(x), -1)
-        n, d = flat.shape
-
-        def signs(*shape):
-            return torch.randint(0, 2, shape, generator=gen, device=x.device).to(x.dtype) * 2 - 1
-
-        best = (flat + epsilon * signs(n, d)).clamp(PIXEL_MIN, PIXEL_MAX)
-        best_margin = margin(model(best.reshape(x.shape)), y)
-        features = torch.arange(d, device=x.device)
-        for iteration in range(1, self.queries):
-            active = best_margin > 0
-            if not active.any():
-                break
-            size = max(1, round(self.window_fraction(iteration) * d))
-            start = torch.randint(0, d - size + 1, (n, 1), generator=gen, device=x.device)
+    n = len(x)
+    if image:
+        _, channels, height, width = x.shape
+        best = (x + epsilon * signs(n, channels, 1, width)).clamp(PIXEL_MIN, PIXEL_MAX)
+    else:
+        best = (x + epsilon * signs(*x.shape)).clamp(PIXEL_MIN, PIXEL_MAX)
+    best_margin = margin(model(best), y)
+    trace = [(best_margin > 0).double().mean().item()]
+    for iteration in range(1, queries):
+        active = (best_margin > 0).nonzero().squeeze(1)
+        if len(active) == 0:
+            trace += [0.0] * (queries - iteration)
+            break
+        xa, candidate = x[active], best[active].clone()
+        fraction = window_fraction(p_init, iteration, queries)
+        if image:
+            size = max(1, min(height, width, int(round((fraction * height * width) ** 0.5))))
+            rows = torch.randint(0, height - size + 1, (len(active),), generator=gen, device=x.device)
+            cols = torch.randint(0, width - size + 1, (len(active),), generator=gen, device=x.device)
+            r = torch.arange(height, device=x.device)[None, :, None]
+            c = torch.arange(width, device=x.device)[None, None, :]
+            window = ((r >= rows[:, None, None]) & (r < rows[:, None, None] + size)
+                      & (c >= cols[:, None, None]) & (c < cols[:, None, None] + size))[:, None]
+            moved = (xa + epsilon * signs(len(active), channels, 1, 1)).clamp(PIXEL_MIN, PIXEL_MAX)
+        else:
+            d = x.shape[1]
+            size = max(1, round(fraction * d))
+            start = torch.randint(0, d - size + 1, (len(active), 1), generator=gen, device=x.device)
+            features = torch.arange(d, device=x.device)
             window = (features >= start) & (features < start + size)
-            candidate = torch.where(window, (flat + epsilon * signs(n, 1)).clamp(PIXEL_MIN, PIXEL_MAX), best)
-            candidate_margin = margin(model(candidate.reshape(x.shape)), y)
-            better = active & (candidate_margin < best_margin)
-            best = torch.where(better[:, None], candidate, best)
-            best_margin = torch.where(better, candidate_margin, best_margin)
-        return project(best.reshape(x.shape), x, epsilon)
+            moved = (xa + epsilon * signs(len(active), 1)).clamp(PIXEL_MIN, PIXEL_MAX)
+        candidate = torch.where(window, moved, candidate)
+        candidate_margin = margin(model(candidate), y[active])
+        better = candidate_margin < best_margin[active]
+        best[active[better]] = candidate[better]
+        best_margin[active[better]] = candidate_margin[better]
+        trace.append((best_margin > 0).double().mean().item())
+    return project(best, x, epsilon), np.array(trace)
 
 
 @ATTACKS.register
 class Square(Attack):
-    """The Square attack with ``queries`` queries: ART's on images (B, 1, H, W),
-    ``VectorSquare`` (the same random search with windows of consecutive features) on feature
-    vectors (B, D), which ART's does not take. Gradient-free: blind gradients do not stop it."""
+    """The Square attack with ``queries`` queries (``square_search``): gradient-free, so blind
+    gradients do not stop it. ``trace``: robust accuracy after every query of the last call."""
 
     name, label = "square", "Square (gradient-free)"
-    uses = ("helpers.attacks.art",)
 
     @dataclass(frozen=True)
     class Params(Params):
-        queries: int = param(300, Integer(1), "model queries per sample")
+        queries: int = param(1000, Integer(1), "model queries per sample (the paper's standard budget: 5000)")
+        p_init: float = param(0.8, Number(0, 1, open="low"), "initial share of the input a window covers")
 
     def perturb(self, model, x, y, epsilon):
-        if x.dim() != 4:
-            return VectorSquare(self.params.queries, self.seed)(model, x, y, epsilon)
-        from art.attacks.evasion import SquareAttack
+        adversarial, self.trace = square_search(model, x, y, epsilon, self.params.queries, self.seed, self.params.p_init)
+        return adversarial
 
-        def make(classifier):
-            return SquareAttack(classifier, norm=np.inf, eps=epsilon, max_iter=self.params.queries, nb_restarts=1,
-                                batch_size=len(x), verbose=False)
 
-        return run_art(make, model, x, y, epsilon, self.seed)
+@ATTACKS.register
+class UniformNoise(Attack):
+    """A baseline, not an attack: ``draws`` inputs drawn uniformly from the ε-ball (clipped to
+    [0, 1]); a sample counts as fooled if any draw is misclassified. The gap between this and
+    the adversarial accuracy is what the attacks' search adds."""
+
+    name, label = "noise", "uniform noise (baseline)"
+    tags = frozenset({"baseline"})
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        draws: int = param(20, Integer(1), "random inputs per sample")
+
+    @torch.no_grad()
+    def perturb(self, model, x, y, epsilon):
+        gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        best, robust = x.clone(), torch.ones(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(self.params.draws):
+            noise = project(x + (2 * torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) - 1) * epsilon,
+                            x, epsilon)
+            fooled = robust & (model(noise).argmax(1) != y)
+            best[fooled] = noise[fooled]
+            robust &= ~fooled
+        return best

@@ -240,3 +240,43 @@ def plot_bracket(bracket: pd.DataFrame, models) -> plt.Figure:
     fig.suptitle("Robust accuracy bracketed: certified from below, attacked from above", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_attack_convergence(traces: pd.DataFrame, models, epsilon: float) -> plt.Figure:
+    """One panel per model: robust accuracy along each iterative attack's budget (APGD's
+    iterations, Square's queries; as a share of the budget), mean over runs, at ``epsilon``.
+    A curve still falling at the end of its budget had not converged."""
+    t = traces[traces["epsilon"] == epsilon]
+    attacks = list(dict.fromkeys(t["attack"]))
+    colors = {a: OKABE_ITO[(i + 3) % len(OKABE_ITO)] for i, a in enumerate(attacks)}
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.4), sharey=True, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for attack in attacks:
+            curve = t[(t["model"] == model) & (t["attack"] == attack)].groupby("iteration")["accuracy"].mean()
+            if curve.empty:
+                continue
+            ax.plot(curve.index / max(curve.index.max(), 1), curve.values, color=colors[attack], label=attack_label(attack))
+        ax.set(title=model, xlabel="share of the attack's budget", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(f"robust accuracy at ε={epsilon:g}")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle("Convergence of the iterative attacks (mean over runs)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_smoothing(smoothing: pd.DataFrame, models) -> plt.Figure:
+    """Certified accuracy of each model's smoothed classifier against the L2 radius (randomized
+    smoothing), mean over runs with corrected 95% bands: classical and quantum on one axis."""
+    colors = model_colors(models)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for model in models:
+        curve = smoothing[smoothing["model"] == model].sort_values("epsilon")
+        _band(ax, curve.assign(ci_low=curve["ci_low"].clip(*ACCURACY_BOUNDS), ci_high=curve["ci_high"].clip(*ACCURACY_BOUNDS)),
+              "epsilon", colors[model], model)
+    ax.set(xlabel="L2 radius (inputs in [0, 1])", ylabel="certified accuracy of the smoothed classifier",
+           ylim=(-0.02, 1.02), title="Randomized smoothing")
+    ax.grid(alpha=0.3)
+    ax.legend(title="model", fontsize=8)
+    fig.tight_layout()
+    return fig

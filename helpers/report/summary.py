@@ -33,7 +33,22 @@ def _verdict(p) -> str:
     return f"{'significant' if p < ALPHA else 'not significant'} at α = {ALPHA:g}"
 
 
-def masking_section(checks: pd.DataFrame, models) -> list[str]:
+def escalation_sentences(escalated: pd.DataFrame, models) -> list[str]:
+    """Per model with flagged runs: how many flags escalation resolved, how far it lowered the
+    worst case, and the attack that fooled the most points alone."""
+    text = []
+    for m in models:
+        e = escalated[(escalated["model"] == m) & escalated["escalated"]]
+        if e.empty:
+            continue
+        worst = e.sort_values("worst_case_drop", ascending=False).iloc[0]
+        text.append(f"`{m}`: escalation resolved {int(e['resolved'].sum())} of {len(e)} flags in "
+                    f"{e['run'].nunique()} runs and lowered the worst case by up to {worst['worst_case_drop']:.3f} "
+                    f"(the attack that fooled the most points alone: {worst['deciding_attack']}).")
+    return text
+
+
+def masking_section(checks: pd.DataFrame, models, escalated: pd.DataFrame | None = None) -> list[str]:
     """Table of per-run check results per model and a sentence on whose robustness claim survives."""
     def cell(r):
         if r["status"] in ("SKIP", "DEGENERATE"):
@@ -61,6 +76,10 @@ def masking_section(checks: pd.DataFrame, models) -> list[str]:
     for m in models:
         if degenerate.get(m, 0):
             verdict.append(f"`{m}`: {int(degenerate[m])} degenerate runs were not checked.")
+    if escalated is not None and not escalated.empty:
+        verdict += ["Every flagged run was escalated: the escalation attacks and transfer from every other model "
+                    "joined its worst case (the numbers above include them); a flag is resolved when its check "
+                    "passes with them."] + escalation_sentences(escalated, models)
     return ["Each check compares attacks whose order of strength is known, in every run on its own test points; "
             "a model is flagged when any run violates the order by more than two binomial standard errors of the "
             "accuracies compared (the large-budget check: PGD accuracy above its ceiling). The value is the "
@@ -159,7 +178,7 @@ def bracket_section(bracket: pd.DataFrame, separations: pd.DataFrame, models) ->
     if separations.empty:
         text.append("No certificate separates two models: where the models differ, they differ in what the attacks "
                     "found, not in anything proved.")
-    meet = bracket[(bracket["epsilon"] > 0) & (bracket["exact_runs"] == bracket["n_runs"])]
+    meet = bracket[(bracket["epsilon"] > 0) & (bracket["exact_runs"] == bracket["n_runs"]) & (bracket["attacked"] > 0)]
     if not meet.empty:
         text.append("Certified and attacked accuracy meet in every run (robust accuracy known exactly on these "
                     "points) for " + ", ".join(f"`{r.model}` at ε={r.epsilon:g}" for r in meet.itertuples()) + ".")
@@ -168,6 +187,35 @@ def bracket_section(bracket: pd.DataFrame, separations: pd.DataFrame, models) ->
             "any certificate proves that no input in its ε-ball is misclassified) – attacked by the per-sample worst "
             "case over every attack. The truth lies between; \"exact\" where the two meet in every run.", "",
             markdown_table(pd.DataFrame(rows)), "", " ".join(text), ""]
+
+
+def smoothing_section(cfg, smoothing: pd.DataFrame, robustness: pd.DataFrame, models) -> list[str]:
+    """The smoothed classifiers' certified L2 accuracy, and the random-noise baseline."""
+    lines = []
+    if not smoothing.empty:
+        radii = sorted(smoothing["epsilon"].unique())
+        rows = [{"model": m, **{f"r={r:g}": interval(smoothing[(smoothing["model"] == m) & (smoothing["epsilon"] == r)].iloc[0])
+                                for r in radii}} for m in models]
+        sigma = cfg.certify.params["smoothing"].sigma
+        lines += ["", "## Randomized smoothing (L2)", "",
+                  f"Certified accuracy of each model's smoothed classifier (Gaussian noise σ={sigma:g} on the inputs; "
+                  "CERTIFY of Cohen et al. 2019) against the L2 radius, mean over runs. It certifies the smoothed "
+                  "classifier, not the model: an L2 statement beside, not inside, the L∞ bracket.", "",
+                  markdown_table(pd.DataFrame(rows)), ""]
+    noise = robustness[robustness["attack"] == "noise"]
+    if not noise.empty:
+        worst = robustness[robustness["attack"] == WORST_CASE]
+        budgets = sorted(e for e in noise["epsilon"].unique() if e > 0)
+        at = budgets[len(budgets) // 2]
+        rows = []
+        for m in models:
+            n = noise[(noise["model"] == m) & (noise["epsilon"] == at)]["accuracy"].mean()
+            w = worst[(worst["model"] == m) & (worst["epsilon"] == at)]["accuracy"].mean()
+            rows.append(f"`{m}` {n:.3f} under noise against {w:.3f} under attack")
+        lines += [f"Random noise baseline at ε={at:g} (uniform noise in the same L∞ ball, the best of "
+                  f"{cfg.attack.params['noise'].draws} draws): " + ", ".join(rows)
+                  + ". The gap is what the attacks' search adds.", ""]
+    return lines
 
 
 def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
@@ -220,12 +268,13 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
         lines += [f"Area under the {worst.replace('_', ' ')} accuracy-vs-ε curve (normalised by the ε range; "
                   "1 = never fooled): " + ", ".join(f"`{m}` {interval(r)}" for m, r in a.iterrows()) + "."]
     lines += bracket_section(tables["bracket"], tables["separations"], models)
+    lines += smoothing_section(cfg, tables["smoothing"], tables["robustness"], models)
     if cfg.report.reference is not None:
         lines += ["", "## Does the published result hold?", "",
                   *reference_section(cfg.report.reference, curves, comparisons, tables["class_stats"],
                                      tables["large_epsilon"], checks, models)]
     if not checks.empty:
-        lines += ["", "## Gradient-masking checks", "", *masking_section(checks, models)]
+        lines += ["", "## Gradient-masking checks", "", *masking_section(checks, models, tables.get("escalation_checks"))]
     lines += attribution_section(cfg, tables["attribution_summary"], models)
     if not tables["attribution_metrics"].empty:
         lines += faithfulness_section(tables["attribution_metrics"], models)

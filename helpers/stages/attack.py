@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from ..analysis.evaluation import COLUMNS, WORST_CASE, certify_models, evaluate_models
+from ..analysis.masking import run_checks
 from ..attacks import build_attack, predict
 from ..config import resolve_device
 from ..data import run_seeds, stratified_subset
@@ -37,20 +38,24 @@ def _attack_run(cfg, run: int, seed: int):
 
     def unit(model, attack, epsilon, compute, needs):
         key = unit_key(stage="attack", attack=attack, params=section.params[attack].to_dict(), epsilon=epsilon,
-                       seed=seed, n_test=section.n_test, checkpoint=loaded[model][1],
+                       seed=seed, n_test=section.n_test, checkpoint=loaded[model].key,
                        code=[shared, ATTACKS[attack].code_hash()])
         return units.get(layout.attack_unit(run, model, attack, epsilon), key, compute, needs)
 
     def certify_unit(model, certificate, epsilon, compute):
         key = unit_key(stage="certify", certificate=certificate, params=cfg.certify.params[certificate].to_dict(),
-                       epsilon=epsilon, seed=seed, n_test=section.n_test, checkpoint=loaded[model][1],
+                       epsilon=epsilon, seed=seed, n_test=section.n_test, checkpoint=loaded[model].key,
                        code=[shared, CERTIFICATES[certificate].code_hash()])
         return units.get(layout.certify_unit(run, model, certificate, epsilon), key, compute)
 
     start = time.perf_counter()
-    models = {name: model for name, (model, _) in loaded.items()}
+    models = {name: loaded[name].model for name in loaded}
     worst = {}
     results = evaluate_models(models, x_test[keep], y_test[keep], section, seed, units=unit, worst=worst)
+    flagged = flagged_models(results, {name for name in loaded if loaded[name].degenerate}, run)
+    if flagged and section.escalation:  # the first pass's units are reused
+        results = evaluate_models(models, x_test[keep], y_test[keep], section, seed, units=unit, worst=worst,
+                                  escalate=flagged)
     results["certified"] = certify_models(models, x_test[keep], y_test[keep], section.epsilons, cfg.certify, seed,
                                           worst, units=certify_unit)
     tables = {key: [{"run": run, "seed": seed, **r} for r in records] for key, records in results.items()}
@@ -59,6 +64,16 @@ def _attack_run(cfg, run: int, seed: int):
                + ", ".join(f"{r['model']}={r['accuracy']:.2f}" for r in worst)
                + f" ({units.computed} units computed, {units.reused} reused; {time.perf_counter() - start:.1f} s)")
     return tables, message
+
+
+def flagged_models(results: dict[str, list[dict]], degenerate: set[str], run: int) -> set[str]:
+    """The models of one run that a gradient-masking check flags (degenerate ones are not
+    checked), from the first pass of ``evaluate_models``."""
+    tables = {key: pd.DataFrame([{"run": run, **r} for r in records], columns=["run", *COLUMNS[key]])
+              for key, records in results.items()}
+    checks = run_checks(tables["robustness"], tables["transfer"], tables["large_epsilon"], tables["convergence"],
+                        {(name, run) for name in degenerate})
+    return set(checks.loc[checks["status"] == "FLAG", "model"])
 
 
 def decision_boundaries(cfg, run: int = 0, resolution: int = BOUNDARY_RESOLUTION) -> dict[str, np.ndarray]:
@@ -76,7 +91,7 @@ def decision_boundaries(cfg, run: int = 0, resolution: int = BOUNDARY_RESOLUTION
     points = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
     pgd = build_attack("pgd", cfg.attack, seed=seed)
     arrays = {"grid": grid, "x": x.numpy(), "y": y.numpy()}
-    for name, (model, _) in load_models(cfg, run, "cpu").items():
+    for name, (model, _, _) in load_models(cfg, run, "cpu").items():
         x_adv = pgd(model, x, y, cfg.interpret.epsilon)
         arrays[f"{name}__region"] = predict(model, points).numpy().reshape(gx.shape)
         arrays[f"{name}__x_adv"] = x_adv.numpy()

@@ -39,14 +39,14 @@ STAGES = {
                     ("helpers/attacks", "helpers/certificates", "helpers/analysis/evaluation.py", "helpers/stages/inputs.py",
                      "helpers/stages/attack.py"),
                     ("robustness", "transfer", "large_epsilon", "by_class", "convergence", "certified",
-                     "decision_boundaries")),
+                     "attack_traces", "escalation", "decision_boundaries")),
     "interpret": Stage("interpret", "03_interpret", ("train",), ("attack", "interpret"),
                        ("helpers/explain", "helpers/attacks", "helpers/stages/inputs.py", "helpers/stages/interpret.py"),
                        ("attribution_stability", "attribution_maps")),
     "report": Stage("report", "04_report", ("attack", "interpret"), ("report",),
                     ("helpers/analysis", "helpers/report", "helpers/stages/report.py"),
-                    ("stats", "class_stats", "masking_checks", "masking_runs", "paired_tests", "power", "auc", "bracket",
-                     "separations", "attribution_metrics", "attribution_summary")),
+                    ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
+                     "auc", "bracket", "separations", "smoothing", "attribution_metrics", "attribution_summary")),
 }
 for _stage in STAGES.values():  # every output has a name in the layout
     assert all(name in TABLES or name in ARRAYS for name in _stage.writes), _stage

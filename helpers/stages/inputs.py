@@ -1,6 +1,8 @@
 """What the stages after training read back: a run's held-out test split and its trained models."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
@@ -20,11 +22,18 @@ def load_test_split(cfg, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(x_test, device=device), torch.as_tensor(y_test, device=device)
 
 
-def load_models(cfg, run: int, device) -> dict[str, tuple[torch.nn.Module, str]]:
-    """Every model of ``run`` in eval mode on ``device``, with the key of the unit that trained
-    it (units built on a model put that key into theirs)."""
+class Loaded(NamedTuple):
+    model: torch.nn.Module
+    key: str            # the key of the unit that trained it (units built on a model put it into theirs)
+    degenerate: bool    # its run is degenerate (``stages.train.degeneracy``)
+
+
+def load_models(cfg, run: int, device) -> dict[str, Loaded]:
+    """Every model of ``run`` in eval mode on ``device``, with its checkpoint's key and whether
+    the run is degenerate."""
     layout, models = Layout(cfg.results_dir), {}
     for name in cfg.models:
         payload = read_checkpoint(layout.checkpoint(name, run))
-        models[name] = (model_from_checkpoint(payload).to(device).eval(), payload["key"])
+        models[name] = Loaded(model_from_checkpoint(payload).to(device).eval(), payload["key"],
+                              bool(payload["training"]["summary"].get("degenerate", False)))
     return models

@@ -99,7 +99,7 @@ def _interpret_run(cfg, run: int, seed: int):
     units, shared = Units(), stage_code_hash("interpret")
     settings = {key: getattr(it, key) for key in SETTINGS}
     frames = []
-    for name, (model, checkpoint) in load_models(cfg, run, device).items():
+    for name, (model, checkpoint, _) in load_models(cfg, run, device).items():
         rows = []
         for method in it.methods:
             key = unit_key(stage="interpret", method=method, params=it.params[method].to_dict(), settings=settings,

@@ -6,6 +6,7 @@ of the report (``write_tables``), then the figures (``write_figures``) and ``sum
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ..analysis.masking import masking_checks, run_checks
@@ -20,14 +21,56 @@ from ..store.provenance import begin_stage, finish_stage
 FAITHFULNESS = ("infidelity_clean", "infidelity_adv", "sensitivity_clean", "sensitivity_adv")
 STABILITY = ("spearman", "spearman_chance", "spearman_random", "spearman_above_chance", "top_k_overlap", "top_k_chance")
 INPUTS = ("train_history", "models", "robustness", "transfer", "large_epsilon", "by_class", "convergence",
-          "certified", "attribution_stability")
-OUTPUTS = ("stats", "class_stats", "masking_checks", "masking_runs", "paired_tests", "power", "auc", "bracket",
-           "separations", "attribution_metrics", "attribution_summary")
+          "certified", "escalation", "attribution_stability")
+OUTPUTS = ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
+           "auc", "bracket", "separations", "smoothing", "attribution_metrics", "attribution_summary")
 
 
 def read_tables(cfg, names) -> dict[str, pd.DataFrame]:
     layout = Layout(cfg.results_dir)
     return {name: read_csv(layout.table(name)) for name in names}
+
+
+def base_suite(robustness: pd.DataFrame, escalation: pd.DataFrame, methods) -> pd.DataFrame:
+    """The robustness table as the configured attacks left it: without the escalation attacks,
+    and with the worst case before escalation (what the masking checks diagnose)."""
+    base = robustness[robustness["attack"].isin([*methods, "worst_case"])].copy()
+    before = escalation[escalation["kind"] == "budget"].set_index(["model", "run", "epsilon"])["before"]
+    if before.empty:
+        return base
+    rows = base["attack"] == "worst_case"
+    keys = list(zip(base.loc[rows, "model"], base.loc[rows, "run"], base.loc[rows, "epsilon"]))
+    base.loc[rows, "accuracy"] = [before.get(key, value) for key, value in zip(keys, base.loc[rows, "accuracy"])]
+    return base
+
+
+def escalated_large_epsilon(large: pd.DataFrame, escalation: pd.DataFrame) -> pd.DataFrame:
+    """PGD's accuracy at the masking budgets, replaced by the escalated one where escalation ran."""
+    after = escalation[escalation["kind"] == "masking"].set_index(["model", "run", "epsilon"])["after"]
+    if after.empty or large.empty:
+        return large
+    keys = zip(large["model"], large["run"], large["epsilon"])
+    return large.assign(accuracy=[after.get(key, value) for key, value in zip(keys, large["accuracy"])])
+
+
+def escalation_checks(before: pd.DataFrame, after: pd.DataFrame, escalation: pd.DataFrame) -> pd.DataFrame:
+    """For every check that flagged a run: its status once the escalation attacks (and transfer
+    from every other model) joined the evaluation, whether that resolved it, how far escalation
+    lowered the worst case and which attack fooled the most points alone."""
+    flagged = before[before["status"] == "FLAG"]
+    after = after.set_index(["model", "run", "check"])
+    rows = []
+    for r in flagged.itertuples():
+        e = escalation[(escalation["model"] == r.model) & (escalation["run"] == r.run)]
+        budget = e[e["kind"] == "budget"]
+        drop = float((budget["before"] - budget["after"]).max()) if not budget.empty else np.nan
+        deciding = (budget.sort_values("after").iloc[0]["deciding"] if not budget.empty else "")
+        status = after.loc[(r.model, r.run, r.check), "status"] if (r.model, r.run, r.check) in after.index else "FLAG"
+        rows.append({"model": r.model, "run": r.run, "check": r.check, "escalated": not e.empty,
+                     "status_after": status, "resolved": status == "PASS", "worst_case_drop": drop,
+                     "deciding_attack": deciding})
+    return pd.DataFrame(rows, columns=["model", "run", "check", "escalated", "status_after", "resolved",
+                                       "worst_case_drop", "deciding_attack"])
 
 
 def degenerate_runs(trained: pd.DataFrame) -> set[tuple[str, int]]:
@@ -71,8 +114,11 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         return without_degenerate(cfg, table, degenerate)
 
     robustness, stability = keep(inputs["robustness"]), keep(inputs["attribution_stability"])
-    runs = run_checks(inputs["robustness"], inputs["transfer"], inputs["large_epsilon"], inputs["convergence"],
-                      degenerate)
+    base = base_suite(inputs["robustness"], inputs["escalation"], cfg.attack.methods)
+    runs = run_checks(base, inputs["transfer"], inputs["large_epsilon"], inputs["convergence"], degenerate)
+    after = run_checks(inputs["robustness"], inputs["transfer"],
+                       escalated_large_epsilon(inputs["large_epsilon"], inputs["escalation"]), inputs["convergence"],
+                       degenerate)
     auc_runs = robust_auc(robustness)
     compared = comparisons(robustness, auc_runs, models, ratio, cfg.report.primary)
     primary = cfg.report.primary
@@ -84,12 +130,15 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         "class_stats": summarize_runs(keep(inputs["by_class"]), ["model", "attack", "epsilon", "label"], "accuracy",
                                       ratio=ratio, bounds=ACCURACY_BOUNDS),
         "masking_runs": runs,
+        "escalation_checks": escalation_checks(runs, after, inputs["escalation"]),
         "masking_checks": masking_checks(runs),
         "paired_tests": compared,
         "power": power_table(focus, ratio),
         "auc": summarize_runs(auc_runs, ["model", "attack"], "auc", ratio=ratio, bounds=ACCURACY_BOUNDS),
         "bracket": bracket_table(keep(inputs["certified"]), robustness, ratio),
         "separations": bracket_separations(keep(inputs["certified"]), robustness, models),
+        "smoothing": summarize_runs(keep(inputs["certified"])[inputs["certified"]["norm"] == "l2"],
+                                    ["model", "certificate", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
         "attribution_metrics": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in FAITHFULNESS]),
         "attribution_summary": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in STABILITY]),
     }
@@ -98,7 +147,8 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
 def write_figures(cfg) -> list[str]:
     """Every figure of the report, from the tables on disk; returns their names."""
     layout, models = Layout(cfg.results_dir), list(cfg.models)
-    t = read_tables(cfg, ("train_history", "stats", "transfer", "attribution_summary", "bracket"))
+    t = read_tables(cfg, ("train_history", "stats", "transfer", "attribution_summary", "bracket", "attack_traces",
+                          "smoothing"))
     summary = t["attribution_summary"]
     drawn = {
         "training_curves": figures.plot_training_curves(t["train_history"], models),
@@ -110,6 +160,13 @@ def write_figures(cfg) -> list[str]:
             summary[summary["metric"] == "spearman"], models, "spearman",
             chance=summary[summary["metric"] == "spearman_chance"]),
     }
+    if not t["smoothing"].empty:
+        drawn["smoothing"] = figures.plot_smoothing(t["smoothing"], models)
+    if not t["attack_traces"].empty:
+        budgets = sorted(e for e in t["attack_traces"]["epsilon"].unique() if e > 0)
+        primary = cfg.report.primary
+        at = primary.epsilon if primary is not None and primary.epsilon in budgets else budgets[len(budgets) // 2]
+        drawn["attack_convergence"] = figures.plot_attack_convergence(t["attack_traces"], models, at)
     if not t["transfer"].empty:
         nonzero = sorted(e for e in t["transfer"]["epsilon"].unique() if e > 0)
         shown = [nonzero[i] for i in sorted({round(j * (len(nonzero) - 1) / 3) for j in range(1, 4)})]
@@ -129,7 +186,7 @@ def write_figures(cfg) -> list[str]:
 
 def write_summary_file(cfg) -> str:
     """``summary.md`` from the tables on disk; returns its text."""
-    tables = read_tables(cfg, ("models", "large_epsilon", *OUTPUTS))
+    tables = read_tables(cfg, ("models", "large_epsilon", "robustness", *OUTPUTS))
     tables["large_epsilon"] = without_degenerate(cfg, tables["large_epsilon"], degenerate_runs(tables["models"]))
     text = write_summary(cfg, tables)
     write_text(text, Layout(cfg.results_dir).summary)

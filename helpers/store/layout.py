@@ -17,8 +17,12 @@ TABLES = {
     "by_class": "by_class.csv",                 # attack: per model, run, attack, ε and label
     "convergence": "convergence.csv",           # attack: the worst case without the stronger runs of PGD
     "certified": "certified.csv",               # attack: per model, run, certificate and ε (+ best)
+    "attack_traces": "attack_traces.csv",       # attack: robust accuracy along APGD's iterations, Square's queries
+    "escalation": "escalation.csv",             # attack: worst case before and after escalation (flagged runs)
+    "escalation_checks": "escalation_checks.csv",  # report: each flagged check after escalation
     "bracket": "bracket.csv",                   # report: certified and attacked accuracy per model and ε
     "separations": "separations.csv",           # report: where a certified accuracy beats an attacked one
+    "smoothing": "smoothing.csv",               # report: the smoothed classifiers' certified accuracy per L2 radius
     "attribution_stability": "attribution_stability.csv",  # interpret: per model, run, method and image
     "stats": "stats.csv",                       # report: mean and interval across runs
     "class_stats": "class_stats.csv",           # report: the same per class
@@ -84,9 +88,11 @@ class Layout:
         """The attack stage's unit: one attack on one model of one run at one ε."""
         return self.units("attack", run) / model / attack / f"eps{epsilon:g}.npz"
 
-    def certify_unit(self, run: int, model: str, certificate: str, epsilon: float) -> Path:
-        """The attack stage's certificate unit: one certificate on one model of one run at one ε."""
-        return self.units("attack", run) / model / f"certificate-{certificate}" / f"eps{epsilon:g}.npz"
+    def certify_unit(self, run: int, model: str, certificate: str, epsilon: float | None) -> Path:
+        """The attack stage's certificate unit: one certificate on one model of one run at one ε
+        (None: at every radius at once, as randomized smoothing)."""
+        name = "all" if epsilon is None else f"eps{epsilon:g}"
+        return self.units("attack", run) / model / f"certificate-{certificate}" / f"{name}.npz"
 
     def interpret_unit(self, run: int, model: str, method: str) -> Path:
         """The interpret stage's unit: one attribution method on one model of one run."""
