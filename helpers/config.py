@@ -109,7 +109,8 @@ class AttackSection(Params):
 
     epsilons: tuple[float, ...] = param([0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3], ListOf(BUDGET, nonempty=True),
                                         "L∞ budgets in input units")
-    methods: tuple[str, ...] = param(["fgsm", "pgd", "pgd_restarts", "pgd_long", "apgd_ce", "apgd_dlr", "square"],
+    methods: tuple[str, ...] = param(["fgsm", "pgd", "pgd_restarts", "pgd_long", "apgd_ce", "apgd_dlr", "apgd_dlr_targeted",
+                                      "pgd_margin", "square", "noise"],
                                      ListOf(Choice(ATTACKS.names), nonempty=True, unique=True),
                                      "attacks to run; the per-sample worst case over them is always added")
     transfer_from: str | None = param("pgd", Optional(Choice(ATTACKS.names)),
@@ -144,7 +145,7 @@ class CertifySection(Params):
                                      ListOf(Choice(CERTIFICATES.names), unique=True),
                                      "certificates to compute; a point counts as certified (L∞) when any L∞ one "
                                      "certifies it; smoothing certifies the smoothed classifier in L2")
-    l2_radii: tuple[float, ...] = param([0.0, 0.1, 0.25, 0.5, 0.75], ListOf(Number(0)),
+    l2_radii: tuple[float, ...] = param([0.0, 0.125, 0.25, 0.375, 0.5], ListOf(Number(0)),
                                         "L2 radii at which the L2 certificates (smoothing) are reported")
     params: dict = dataclasses.field(default_factory=dict)
 
