@@ -109,8 +109,8 @@ class AttackSection(Params):
 
     epsilons: tuple[float, ...] = param([0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3], ListOf(BUDGET, nonempty=True),
                                         "L∞ budgets in input units")
-    methods: tuple[str, ...] = param(["fgsm", "pgd", "pgd_restarts", "pgd_long", "apgd_ce", "apgd_dlr", "apgd_dlr_targeted",
-                                      "pgd_margin", "square", "noise"],
+    methods: tuple[str, ...] = param(["fgsm", "pgd", "pgd_restarts", "pgd_long", "apgd_ce", "apgd_dlr", "pgd_margin",
+                                      "square", "noise"],
                                      ListOf(Choice(ATTACKS.names), nonempty=True, unique=True),
                                      "attacks to run; the per-sample worst case over them is always added")
     transfer_from: str | None = param("pgd", Optional(Choice(ATTACKS.names)),

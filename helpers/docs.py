@@ -30,11 +30,11 @@ KINDS = [  # (registry, config key its entries are named by, heading)
     (READOUTS, "models.<name>.readout (vqc)", "Readouts of the variational circuit"),
     (ATTACKS, "attack.methods", "Attacks"),
     (ATTRIBUTIONS, "interpret.methods", "Attribution methods"),
-    (CERTIFICATES, "(none yet)", "Certificates"),
+    (CERTIFICATES, "certify.methods", "Certificates"),
 ]
 # Where each kind's parameters go in a config.
 PARAMETER_KEYS = {DATASETS: "dataset.options", MODELS: "models.<name>", ATTACKS: "attack.<name>",
-                  ATTRIBUTIONS: "interpret.<name>"}
+                  ATTRIBUTIONS: "interpret.<name>", CERTIFICATES: "certify.<name>"}
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -163,7 +163,9 @@ BLOCKS = {
     "moons-masking": lambda: summary_part("moons", "Gradient-masking checks"),
     "breast-cancer-finding": lambda: summary_part("breast_cancer", "Robust accuracy", "paragraph"),
     "breast-cancer-masking": lambda: summary_part("breast_cancer", "Gradient-masking checks"),
+    "default-bracket": lambda: summary_part("default", "Bracket: certified and attacked accuracy"),
     "attacks": lambda: entries_table(ATTACKS),
+    "certificates": lambda: entries_table(CERTIFICATES),
     "masking-checks": masking_checks_table,
     "bench": bench_tables,
     "inference-constants": inference_constants,

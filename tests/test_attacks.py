@@ -7,7 +7,9 @@ from helpers.training import accuracy
 
 ATTACKS = {"fgsm": FGSM(), "pgd": PGD(steps=5, step_ratio=0.25, random_start=True, seed=1),
            "pgd_restarts": REGISTRY["pgd_restarts"](steps=5, seed=1, restarts=3), "apgd_ce": REGISTRY["apgd_ce"](steps=5),
-           "apgd_dlr": REGISTRY["apgd_dlr"](steps=5), "square": Square(queries=20)}
+           "apgd_dlr": REGISTRY["apgd_dlr"](steps=5), "apgd_dlr_targeted": REGISTRY["apgd_dlr_targeted"](steps=5, targets=2),
+           "pgd_margin": REGISTRY["pgd_margin"](steps=5), "pgd_escalated": REGISTRY["pgd_escalated"](steps=5, restarts=2),
+           "square": Square(queries=20), "noise": REGISTRY["noise"](draws=3), "rays": REGISTRY["rays"](queries=50)}
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "vqc"])
@@ -79,10 +81,10 @@ def test_restarts_keep_every_sample_the_first_start_fooled(trained_models, digit
     assert not torch.equal(restarts(model, x, y, 0.1), PGD(steps=5, seed=3)(model, x, y, 0.1))
 
 
-def test_art_attacks_are_reproducible_with_the_same_seed(trained_models, digits_split):
+def test_random_attacks_are_reproducible_with_the_same_seed(trained_models, digits_split):
     x, y = digits_split[2][:20], digits_split[3][:20]
-    square = Square(queries=20, seed=5)
-    assert torch.equal(square(trained_models["mlp"], x, y, 0.1), square(trained_models["mlp"], x, y, 0.1))
+    for attack in (Square(queries=20, seed=5), REGISTRY["apgd_ce"](steps=5, seed=5), REGISTRY["noise"](draws=3, seed=5)):
+        assert torch.equal(attack(trained_models["mlp"], x, y, 0.1), attack(trained_models["mlp"], x, y, 0.1))
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +105,7 @@ def breast_cancer_mlp():
 
 def test_square_on_feature_vectors_is_a_gradient_free_search_inside_the_ball(breast_cancer_mlp):
     model, x, y = breast_cancer_mlp
-    square = Square(queries=100, seed=3)  # ART's takes images only: VectorSquare runs
+    square = Square(queries=100, seed=3)  # windows of consecutive features
     x_adv = square(model, x, y, 0.1)
     assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 0.1 + 1e-6
     assert x_adv.min() >= 0 and x_adv.max() <= 1

@@ -57,15 +57,15 @@ assert attribute("input_x_gradient", logistic, x[:5], y[:5]).shape == (5, 2)
 
 # The certificate: never beaten by an attack, and not empty at a small budget.
 torch.manual_seed(1)
-mlp = build_model(cfg.models["p"].to_dict(), (2,), 2)
-train_model(mlp, x, y, x, y, epochs=30, batch_size=32, learning_rate=0.05, seed=0)
-certificate = CERTIFICATES["interval"]()
+train_model(logistic, x, y, x, y, epochs=30, batch_size=32, learning_rate=0.05, seed=0)
+certificate = CERTIFICATES["linear_exact"]()
+assert certificate.applies(logistic)[0] and not certificate.applies(build_model(cfg.models["p"].to_dict(), (2,), 2))[0]
 for epsilon in (0.02, 0.05, 0.1):
-    certified = certificate.certify(mlp, x, y, epsilon)
+    certified = certificate.certify(logistic, x, y, epsilon)
     for seed in range(3):
-        fooled = (predict(mlp, PGD(steps=20, seed=seed)(mlp, x, y, epsilon)) != y).numpy()
+        fooled = (predict(logistic, PGD(steps=20, seed=seed)(logistic, x, y, epsilon)) != y).numpy()
         assert not (certified & fooled).any(), epsilon
-assert certificate.certify(mlp, x, y, 0.02).mean() > 0.5
+assert certificate.certify(logistic, x, y, 0.02).mean() > 0.3
 print("examples work")
 '''
 
@@ -96,11 +96,10 @@ def test_the_worked_examples_work_where_the_docs_put_them(tmp_path):
 
 def test_the_stage_graph_names_every_module_a_stage_runs():
     """Every module under helpers/ is code of some stage (so make reruns it and provenance
-    hashes it), except the docs generator, which computes no result, and the certificates,
-    which no stage runs yet."""
+    hashes it), except the docs generator, which computes no result."""
     from helpers.stages import graph
 
     declared = {path for stage in graph.STAGES for path in graph.code_files(stage)}
     unused = {path.relative_to(ROOT).as_posix() for path in graph.files(["helpers"])} - \
         {path.relative_to(ROOT).as_posix() for path in declared}
-    assert unused == {"helpers/docs.py", "helpers/certificates/__init__.py", "helpers/certificates/base.py"}
+    assert unused == {"helpers/docs.py"}

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.analysis.statistics import ACCURACY_BOUNDS, summarize_runs, t_interval, wilson_interval
+from helpers.analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket_table, summarize_runs, t_interval,
+                                         wilson_interval)
 
 
 def test_t_interval_matches_the_textbook():
@@ -139,3 +140,27 @@ def test_robust_auc_is_normalised_by_the_epsilon_range():
     assert robust_auc(df).loc[0, "auc"] == pytest.approx(0.5)
     flat = df.assign(accuracy=1.0)
     assert robust_auc(flat).loc[0, "auc"] == pytest.approx(1.0)
+
+
+def bracket_inputs(certified_a, attacked_b, runs=5):
+    """Per run: `a` certified at ``certified_a[r]`` and attacked at 0.9; `b` certified at 0.1
+    and attacked at ``attacked_b[r]``; one budget ε = 0.1."""
+    certified = pd.DataFrame([{"model": m, "run": r, "certificate": "best", "norm": "linf", "epsilon": 0.1,
+                               "accuracy": c} for r in range(runs) for m, c in (("a", certified_a[r]), ("b", 0.1))])
+    robustness = pd.DataFrame([{"model": m, "run": r, "attack": "worst_case", "epsilon": 0.1, "accuracy": v}
+                               for r in range(runs) for m, v in (("a", 0.9), ("b", attacked_b[r]))])
+    return certified, robustness
+
+
+def test_the_bracket_counts_exact_runs_and_a_separation_needs_every_run():
+    certified, robustness = bracket_inputs([0.6, 0.7, 0.9, 0.6, 0.65], [0.5, 0.4, 0.55, 0.3, 0.5])
+    table = bracket_table(certified, robustness).set_index("model")
+    assert (table["certified"] <= table["attacked"]).all()
+    assert table.loc["a", "exact_runs"] == 1 and table.loc["b", "exact_runs"] == 0
+    assert table.loc["a", "gap"] == pytest.approx(0.9 - np.mean([0.6, 0.7, 0.9, 0.6, 0.65]))
+    separated = bracket_separations(certified, robustness, ["a", "b"])
+    assert separated[["model_a", "model_b"]].values.tolist() == [["a", "b"]]
+    assert separated["smallest_margin"].iloc[0] == pytest.approx(0.1)  # run 0: 0.6 certified against 0.5 attacked
+    # One run where b's attacked accuracy reaches a's certified one: no separation.
+    certified, robustness = bracket_inputs([0.6, 0.7, 0.9, 0.6, 0.65], [0.5, 0.4, 0.55, 0.6, 0.5])
+    assert bracket_separations(certified, robustness, ["a", "b"]).empty

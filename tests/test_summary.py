@@ -8,6 +8,7 @@ from scipy import stats
 
 from helpers.config import parse_config
 from helpers.report.summary import write_summary
+from helpers.analysis.evaluation import COLUMNS
 from helpers.stages.report import compute_tables
 
 RUNS = 10
@@ -47,12 +48,15 @@ def inputs(gap=0.2, degenerate_b=()):
                               for m in "abc" for r in range(RUNS) for i in range(2)])
     empty = pd.DataFrame(columns=["model", "run", "attack", "epsilon", "accuracy", "n", "label", "source", "target"])
     return {"models": models, "robustness": pd.DataFrame(rows), "transfer": empty, "large_epsilon": empty,
-            "by_class": empty.assign(label=0), "convergence": empty, "attribution_stability": stability}
+            "by_class": empty.assign(label=0), "convergence": empty, "attribution_stability": stability,
+            "certified": pd.DataFrame(columns=["run", *COLUMNS["certified"]]),
+            "escalation": pd.DataFrame(columns=["run", *COLUMNS["escalation"]])}
 
 
 def summary(cfg, study):
     tables = compute_tables(cfg, study)
-    return write_summary(cfg, {**tables, "models": study["models"], "large_epsilon": study["large_epsilon"]}), tables
+    return write_summary(cfg, {**tables, "models": study["models"], "large_epsilon": study["large_epsilon"],
+                               "robustness": study["robustness"]}), tables
 
 
 def test_the_primary_comparison_is_stated_with_its_corrected_p():

@@ -21,7 +21,8 @@ CONFIG = {
     "training": {"epochs": 2, "batch_size": 32, "learning_rate": 0.02},
     "models": {"mlp": {"type": "mlp", "hidden": [8]}, "vqc": {"type": "vqc", "n_qubits": 3, "n_layers": 1}},
     "attack": {"epsilons": [0.0, 0.1], "methods": ["fgsm", "pgd", "square"], "pgd": {"steps": 3},
-               "square": {"queries": 20}, "masking_epsilons": [0.5], "n_test": 30},
+               "square": {"queries": 20}, "masking_epsilons": [0.5], "n_test": 30, "escalation": []},
+    "certify": {"methods": ["interval"], "interval": {"splits": 4}},
 }
 SCRIPT = ("import sys, importlib, helpers; from helpers.config import load_config; "
           "assert helpers.__file__.startswith(sys.argv[3]), helpers.__file__; "
@@ -87,7 +88,8 @@ def test_a_new_budget_computes_that_budget_only(copy):
     after = copy.units()
     assert all(after[path] == mtime for path, mtime in before.items())  # every earlier unit reused
     assert sorted(set(after) - set(before)) == sorted(f"units/attack/run00/{model}/{attack}/eps0.2.npz"
-                                                     for model in CONFIG["models"] for attack in ("fgsm", "pgd", "square"))
+                                                     for model in CONFIG["models"]
+                                                     for attack in ("fgsm", "pgd", "square", "certificate-interval"))
     assert 0.2 in copy.robustness().index.get_level_values("epsilon")
 
 
