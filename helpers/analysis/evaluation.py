@@ -6,6 +6,8 @@ each model, evaluated on every model) and PGD at large budgets for the masking c
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -186,13 +188,15 @@ def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
         return compute() if units is None else units(name, certificate, epsilon, compute)
 
     for name, model in models.items():
+        # The bound certificates run on the CPU (a GPU buys nothing for their small batches).
+        on_cpu, x_cpu, y_cpu = (copy.deepcopy(model).cpu(), x.cpu(), y.cpu()) if x.is_cuda else (model, x, y)
         for epsilon in map(float, epsilons):
             certified = []
             for certificate in linf:
                 entry = CERTIFICATES[certificate](section.params[certificate], seed=seed)
                 applies, _ = entry.applies(model)
                 if applies:
-                    done = unit(name, certificate, epsilon, lambda: {"certified": entry.certify(model, x, y, epsilon)})
+                    done = unit(name, certificate, epsilon, lambda: {"certified": entry.certify(on_cpu, x_cpu, y_cpu, epsilon)})
                     certified.append(done["certified"].astype(bool))
                 records.append({"model": name, "certificate": certificate, "norm": "linf", "epsilon": epsilon,
                                 "accuracy": float(certified[-1].mean()) if applies else np.nan, "n": len(x),

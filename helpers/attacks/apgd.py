@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..models import predict
 from ..params import Integer, Params, param
 from ..registry import ATTACKS
-from .base import Attack, project
+from .base import Attack, generator, project, uniform
 
 MOMENTUM = 0.75        # the weight of the new step against the previous direction
 RHO = 0.75             # share of improving steps below which a checkpoint halves the step size
@@ -50,7 +50,7 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: i
     maximised. Returns the adversarial inputs (per sample: the first iterate that fooled the
     model, else the iterate of highest loss) and the robust accuracy after every iteration
     (steps + 1,)."""
-    gen = torch.Generator(device=x.device).manual_seed(seed)
+    gen = generator(seed)
     shape = (-1,) + (1,) * (x.dim() - 1)
 
     def loss_and_gradient(z):
@@ -60,7 +60,7 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: i
         (grad,) = torch.autograd.grad(values.sum(), z)
         return values.detach(), grad, logits.detach().argmax(1) != y
 
-    x_k = project(x + (2 * torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) - 1) * epsilon, x, epsilon)
+    x_k = project(x + (2 * uniform(x.shape, gen, x) - 1) * epsilon, x, epsilon)
     values, grad, fooled = loss_and_gradient(x_k)
     adversarial = torch.where(fooled.view(shape), x_k, x)
     ever = fooled.clone()

@@ -25,6 +25,22 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss=None
     return grad
 
 
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator: attacks draw their random numbers on the CPU and move them to the
+    inputs' device, so the same seed gives the same examples on a GPU as on the CPU."""
+    return torch.Generator().manual_seed(int(seed))
+
+
+def uniform(shape, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """Uniform numbers in [0, 1) of ``shape``, drawn by ``gen``, on ``like``'s device and dtype."""
+    return torch.rand(shape, generator=gen, dtype=like.dtype).to(like.device)
+
+
+def integers(low: int, high: int, shape, gen: torch.Generator, device) -> torch.Tensor:
+    """Integers in [low, high) of ``shape``, drawn by ``gen`` on the CPU, on ``device``."""
+    return torch.randint(low, high, shape, generator=gen).to(device)
+
+
 def project(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tensor:
     """Project onto the L-infinity epsilon-ball around ``x``, then clip to [0, 1]."""
     return torch.clamp(torch.minimum(torch.maximum(x_adv, x - epsilon), x + epsilon), PIXEL_MIN, PIXEL_MAX)

@@ -9,7 +9,7 @@ import torch
 from ..models import predict
 from ..params import Boolean, Integer, Number, Params, param
 from ..registry import ATTACKS
-from .base import Attack, input_gradient, project
+from .base import Attack, generator, input_gradient, project, uniform
 
 
 def pgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, *, steps: int, step_ratio: float,
@@ -26,8 +26,7 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, *, steps: int, 
     def run(xs, ys, run_seed):
         x_adv = xs.clone()
         if random_start:
-            gen = torch.Generator(device=xs.device).manual_seed(run_seed)
-            noise = torch.rand(xs.shape, generator=gen, device=xs.device, dtype=xs.dtype)
+            noise = uniform(xs.shape, generator(run_seed), xs)
             x_adv = project(xs + (2 * noise - 1) * epsilon, xs, epsilon)
         step = step_ratio * epsilon
         for _ in range(steps):

@@ -13,7 +13,7 @@ import torch
 
 from ..params import Integer, Number, Params, param
 from ..registry import ATTACKS
-from .base import PIXEL_MAX, PIXEL_MIN, Attack, margin, project
+from .base import PIXEL_MAX, PIXEL_MIN, Attack, generator, integers, margin, project, uniform
 
 # (share of the query budget passed, divisor of p_init): the paper's schedule of the window size.
 SCHEDULE = ((0.001, 2), (0.005, 4), (0.02, 8), (0.05, 16), (0.1, 32), (0.2, 64), (0.4, 128), (0.6, 256), (0.8, 512))
@@ -38,11 +38,11 @@ def square_search(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, queri
     Only the samples not yet fooled are queried. Returns the adversarial inputs and the robust
     accuracy after every query (queries,).
     """
-    gen = torch.Generator(device=x.device).manual_seed(seed)
+    gen = generator(seed)
     image = x.dim() == 4
 
     def signs(*shape):
-        return torch.randint(0, 2, shape, generator=gen, device=x.device).to(x.dtype) * 2 - 1
+        return integers(0, 2, shape, gen, x.device).to(x.dtype) * 2 - 1
 
     n = len(x)
     if image:
@@ -61,8 +61,8 @@ def square_search(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, queri
         fraction = window_fraction(p_init, iteration, queries)
         if image:
             size = max(1, min(height, width, int(round((fraction * height * width) ** 0.5))))
-            rows = torch.randint(0, height - size + 1, (len(active),), generator=gen, device=x.device)
-            cols = torch.randint(0, width - size + 1, (len(active),), generator=gen, device=x.device)
+            rows = integers(0, height - size + 1, (len(active),), gen, x.device)
+            cols = integers(0, width - size + 1, (len(active),), gen, x.device)
             r = torch.arange(height, device=x.device)[None, :, None]
             c = torch.arange(width, device=x.device)[None, None, :]
             window = ((r >= rows[:, None, None]) & (r < rows[:, None, None] + size)
@@ -71,7 +71,7 @@ def square_search(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, queri
         else:
             d = x.shape[1]
             size = max(1, round(fraction * d))
-            start = torch.randint(0, d - size + 1, (len(active), 1), generator=gen, device=x.device)
+            start = integers(0, d - size + 1, (len(active), 1), gen, x.device)
             features = torch.arange(d, device=x.device)
             window = (features >= start) & (features < start + size)
             moved = (xa + epsilon * signs(len(active), 1)).clamp(PIXEL_MIN, PIXEL_MAX)
@@ -116,10 +116,10 @@ class UniformNoise(Attack):
 
     @torch.no_grad()
     def perturb(self, model, x, y, epsilon):
-        gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        gen = generator(self.seed)
         best, robust = x.clone(), torch.ones(len(x), dtype=torch.bool, device=x.device)
         for _ in range(self.params.draws):
-            noise = project(x + (2 * torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) - 1) * epsilon,
+            noise = project(x + (2 * uniform(x.shape, gen, x) - 1) * epsilon,
                             x, epsilon)
             fooled = robust & (model(noise).argmax(1) != y)
             best[fooled] = noise[fooled]

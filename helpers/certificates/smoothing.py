@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from scipy.stats import beta, norm
 
+from ..attacks.base import generator
 from ..params import Integer, Number, Params, param
 from ..registry import CERTIFICATES
 from .base import Certificate
@@ -50,8 +51,8 @@ class Smoothing(Certificate):
         while done < draws:
             k = min(per, draws - done)
             noisy = x.repeat_interleave(k, dim=0)
-            noisy = (noisy + self.params.sigma * torch.randn(noisy.shape, generator=gen, device=x.device,
-                                                           dtype=x.dtype)).clamp(0, 1)
+            noise = torch.randn(noisy.shape, generator=gen, dtype=x.dtype).to(x.device)
+            noisy = (noisy + self.params.sigma * noise).clamp(0, 1)
             predicted = model(noisy).argmax(1).reshape(len(x), k)
             votes += torch.nn.functional.one_hot(predicted, n_classes).sum(1)
             done += k
@@ -59,7 +60,7 @@ class Smoothing(Certificate):
 
     def radii(self, model, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(g's prediction, ABSTAIN where it abstains; its certified L2 radius, 0 there) per sample."""
-        gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        gen = generator(self.seed)
         guess = self.counts(model, x, self.params.n0, gen).argmax(1)
         votes = self.counts(model, x, self.params.n, gen).gather(1, guess[:, None])[:, 0].cpu().numpy()
         n, alpha = self.params.n, self.params.alpha
