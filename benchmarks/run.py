@@ -12,9 +12,12 @@ Writes to ``--out`` (default ``results/bench/``):
   with respect to the weights, batch 32) on the pennylane, lightning and statevector paths.
 - ``training_epoch.csv``: one epoch of the default model (8 qubits, 4 layers) on the digits
   training split per simulator, with the loss it reaches.
+- ``certificates.csv``: the time per input of every L∞ certificate on the default study's
+  run-0 models (``results/default``, when it has been run) at a few budgets, with the share
+  of the first 64 test points it certifies and the worst-case attacked accuracy there.
 - ``stages.csv``: the wall time of each pipeline stage of every executed experiment under
   ``results/`` (from papermill's notebook metadata).
-- ``bench.md``: the three as Markdown tables.
+- ``bench.md``: the four as Markdown tables.
 
 Run ``python benchmarks/run.py --help`` for the grid options.
 """
@@ -155,6 +158,41 @@ def training_epoch(n_qubits: int = 8, n_layers: int = 4, simulators=("pennylane"
     return rows
 
 
+def certificate_costs(models: dict, x, y, epsilons=(0.01, 0.02, 0.05), log=print) -> list[dict]:
+    """Milliseconds per input and share certified for every L∞ certificate that applies to
+    each of ``models`` on inputs ``x`` (labels ``y``) at each ε."""
+    from helpers.registry import CERTIFICATES
+
+    rows = []
+    for name, model in models.items():
+        for certificate in CERTIFICATES.names():
+            entry = CERTIFICATES[certificate]()
+            if "linf" not in entry.norms or not entry.applies(model)[0]:
+                continue
+            for epsilon in epsilons:
+                start = time.perf_counter()
+                certified = entry.certify(model, x, y, epsilon)
+                seconds = time.perf_counter() - start
+                rows.append({"model": name, "certificate": certificate, "epsilon": epsilon, "inputs": len(x),
+                             "ms_per_input": 1000 * seconds / len(x), "certified": float(certified.mean())})
+                log(f"certify {name:12} {certificate:10} ε={epsilon:<5} {rows[-1]['ms_per_input']:8.2f} ms/input "
+                    f"{rows[-1]['certified']:.3f} certified")
+    return rows
+
+
+def default_study_models(results: Path, n_inputs: int = 64):
+    """The default study's run-0 models and the first ``n_inputs`` points of its test split,
+    or None when the study has not been run."""
+    from helpers.config import load_config
+    from helpers.stages.inputs import load_models, load_test_split
+
+    cfg = load_config(ROOT / "configs" / "default.yaml", results_root=results)
+    if not (results / "default" / "models" / "run00").is_dir():
+        return None
+    x, y = load_test_split(cfg, 0, "cpu")
+    return {name: loaded.model for name, loaded in load_models(cfg, 0, "cpu").items()}, x[:n_inputs], y[:n_inputs]
+
+
 def stage_times(results: Path) -> list[dict]:
     """Wall time of every executed stage notebook under ``results/<experiment>/``."""
     rows = []
@@ -173,6 +211,7 @@ def markdown(frames: dict) -> str:
     titles = {"quantum_paths": "Forward+backward per batch (ms), speed-up over TorchLayer/default.qubit, "
                                "largest logit difference, peak extra memory",
               "training_epoch": "One training epoch of the default model (8 qubits, 4 layers)",
+              "certificates": "Certificates on the default study's run-0 models: ms per input, share certified",
               "stages": "Wall time of each pipeline stage"}
     for key, frame in frames.items():
         if frame.empty:
@@ -195,6 +234,7 @@ def main(argv=None) -> None:
     parser.add_argument("--layers", type=int, nargs="+", default=[2, 4, 6])
     parser.add_argument("--workloads", nargs="+", default=["eval", "train"], choices=list(PATHS))
     parser.add_argument("--no-epoch", action="store_true", help="skip the training-epoch benchmark")
+    parser.add_argument("--no-certificates", action="store_true", help="skip the certificate timings")
     parser.add_argument("--min-seconds", type=float, default=1.0,
                         help="repeat each measurement (at least 3 times) until this much time is spent")
     parser.add_argument("--measure", nargs=5, metavar=("N", "L", "WORKLOAD", "PATH", "OUT"), help=argparse.SUPPRESS)
@@ -212,7 +252,11 @@ def main(argv=None) -> None:
 
     frames = {"quantum_paths": pd.DataFrame(quantum_paths(args.qubits, args.layers, args.workloads, args.min_seconds)),
               "training_epoch": pd.DataFrame([] if args.no_epoch else training_epoch()),
+              "certificates": pd.DataFrame([]),
               "stages": pd.DataFrame(stage_times(ROOT / "results"))}
+    study = None if args.no_certificates else default_study_models(ROOT / "results")
+    if study is not None:
+        frames["certificates"] = pd.DataFrame(certificate_costs(*study))
     for key, frame in frames.items():
         write_csv(frame, args.out / f"{key}.csv")
     write_text(markdown(frames), args.out / "bench.md")

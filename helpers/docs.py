@@ -154,6 +154,7 @@ def inference_constants() -> str:
     ])
 
 
+BRACKET = "Bracket: certified and attacked accuracy"  # the summary's section heading
 BLOCKS = {
     "default-finding": lambda: summary_part("default", "Robust accuracy", "paragraph"),
     "default-models": lambda: summary_part("default", "Models", "table"),
@@ -163,7 +164,9 @@ BLOCKS = {
     "moons-masking": lambda: summary_part("moons", "Gradient-masking checks"),
     "breast-cancer-finding": lambda: summary_part("breast_cancer", "Robust accuracy", "paragraph"),
     "breast-cancer-masking": lambda: summary_part("breast_cancer", "Gradient-masking checks"),
-    "default-bracket": lambda: summary_part("default", "Bracket: certified and attacked accuracy"),
+    "default-bracket": lambda: summary_part("default", BRACKET),
+    "moons-bracket": lambda: summary_part("moons", BRACKET),
+    "breast-cancer-bracket": lambda: summary_part("breast_cancer", BRACKET),
     "attacks": lambda: entries_table(ATTACKS),
     "certificates": lambda: entries_table(CERTIFICATES),
     "masking-checks": masking_checks_table,

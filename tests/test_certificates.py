@@ -81,9 +81,10 @@ def test_branch_and_bound_only_adds_certified_points(trained_models, digits_spli
         assert many.sum() >= one.sum()
 
 
-@pytest.fixture(scope="module")
-def moons_models():
-    data = load_dataset("moons", [0, 1])
+@pytest.fixture(scope="module", params=["moons", "circles"])
+def two_feature_models(request):
+    """An MLP and a 2-qubit circuit trained on a 2-D data set, and its held-out points."""
+    data = load_dataset(request.param, [0, 1])
     train, test = split_indices(data.y, 0.2, seed=0)
     x, y = torch.as_tensor(data.X), torch.as_tensor(data.y)
     models = {}
@@ -109,8 +110,8 @@ def grid_robust(model, x, y, epsilon, points=61):
 
 
 @pytest.mark.parametrize("model_name", ["mlp", "vqc"])
-def test_certified_within_exhaustively_searched_within_attacked_on_two_features(moons_models, model_name):
-    models, x, y = moons_models
+def test_certified_within_exhaustively_searched_within_attacked_on_two_features(two_feature_models, model_name):
+    models, x, y = two_feature_models
     model = models[model_name]
     for epsilon in (0.02, 0.05, 0.1):
         searched = grid_robust(model, x, y, epsilon)

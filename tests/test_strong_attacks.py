@@ -136,3 +136,7 @@ def test_escalation_lowers_the_worst_case_of_a_masked_model(trained_models, digi
     attacks = {r["attack"] for r in second["robustness"] if r["model"] == "masked"}
     assert {"pgd_escalated", "pgd_margin", "rays"} <= attacks
     assert "rays" not in {r["attack"] for r in second["robustness"] if r["model"] == "normal"}
+    # An escalation attack that is also configured runs (and is counted) once.
+    section = AttackSection.parse({**SETTINGS, "methods": [*SETTINGS["methods"], "pgd_margin"]}, "attack")
+    rows = pd.DataFrame(evaluate_models(models, x, y, section, seed=0, escalate={"masked"})["robustness"])
+    assert not rows.duplicated(["model", "attack", "epsilon"]).any()

@@ -57,8 +57,8 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
     returns the unit's arrays, reused if stored or else ``compute()``d and stored (the attack
     stage's resume); without it every unit is computed. ``escalate``: the models a masking
     check flagged (in this run): they are also attacked by ``section.escalation`` at every
-    budget and masking budget, and their worst case also counts every other model's transfer
-    examples. ``worst`` (optional) receives, per (model, epsilon), the per-sample worst case
+    budget (those not among ``section.methods`` already) and masking budget, and their worst
+    case also counts every other model's transfer examples. ``worst`` (optional) receives, per (model, epsilon), the per-sample worst case
     (True: survived every attack). Returns lists of records:
 
     - ``robustness``: model, attack, epsilon, accuracy, n, n_correct, linf — one per
@@ -139,8 +139,8 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
     for name, model in models.items():
         extra = {}
         if name in escalate:
-            extra = {a: [u["correct"] for u in units_of]
-                     for a, units_of in attack_rows(name, model, section.escalation).items()}
+            stronger = [a for a in section.escalation if a not in section.methods]  # the others ran already
+            extra = {a: [u["correct"] for u in units_of] for a, units_of in attack_rows(name, model, stronger).items()}
             extra.update({f"transfer:{source}": [hits_of[(source, name, e)] for e in epsilons]
                           for source in models if source != name and (source, name, epsilons[0]) in hits_of})
         for i, epsilon in enumerate(epsilons):

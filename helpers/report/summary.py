@@ -77,9 +77,14 @@ def masking_section(checks: pd.DataFrame, models, escalated: pd.DataFrame | None
         if degenerate.get(m, 0):
             verdict.append(f"`{m}`: {int(degenerate[m])} degenerate runs were not checked.")
     if escalated is not None and not escalated.empty:
-        verdict += ["Every flagged run was escalated: the escalation attacks and transfer from every other model "
-                    "joined its worst case (the numbers above include them); a flag is resolved when its check "
-                    "passes with them."] + escalation_sentences(escalated, models)
+        if escalated["escalated"].all():
+            verdict.append("Every flagged run was escalated: the escalation attacks and transfer from every other "
+                           "model joined its worst case (the numbers above include them); a flag is resolved when "
+                           "its check passes with them.")
+        else:
+            verdict.append(f"{int((~escalated['escalated'].astype(bool)).sum())} flags were not escalated "
+                           "(`attack.escalation` is empty): their robustness stays an upper bound.")
+        verdict += escalation_sentences(escalated, models)
     return ["Each check compares attacks whose order of strength is known, in every run on its own test points; "
             "a model is flagged when any run violates the order by more than two binomial standard errors of the "
             "accuracies compared (the large-budget check: PGD accuracy above its ceiling). The value is the "
