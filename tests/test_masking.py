@@ -125,3 +125,25 @@ def test_a_collapsed_run_is_never_checked_as_if_it_passed():
     assert (checks["runs_degenerate"] == 2).all() and (checks.loc[checks["status"] != "SKIP", "runs_checked"] == 8).all()
     everything = masking_checks(run_checks(robustness, transfer, large)).set_index("check")
     assert everything.loc["large_epsilon", "status"] == "FLAG"  # unmarked, it sits at the class prior and fails
+
+
+def test_a_flag_is_resolved_only_when_escalation_converged():
+    """large_epsilon: resolved when the escalated attacks reach the ceiling at the largest
+    masking budget; any other check: when escalation finds no more than noise at every budget."""
+    from helpers.stages.report import escalation_checks
+
+    runs = pd.DataFrame([{"model": m, "run": 0, "check": c, "status": "FLAG"}
+                         for m, c in (("a", "large_epsilon"), ("a", "gradient_free_not_stronger"),
+                                      ("b", "large_epsilon"), ("b", "transfer_not_stronger"))]
+                        + [{"model": "c", "run": 0, "check": "large_epsilon", "status": "PASS"}])
+    escalation = pd.DataFrame(
+        [{"model": "a", "run": 0, "epsilon": e, "kind": "budget", "before": 0.5, "after": 0.49, "deciding": "rays", "n": 100}
+         for e in (0.1, 0.2)]
+        + [{"model": "a", "run": 0, "epsilon": 1.0, "kind": "masking", "before": 0.4, "after": 0.0, "deciding": "rays", "n": 100},
+           {"model": "b", "run": 0, "epsilon": 0.1, "kind": "budget", "before": 0.5, "after": 0.3, "deciding": "rays", "n": 100},
+           {"model": "b", "run": 0, "epsilon": 1.0, "kind": "masking", "before": 0.4, "after": 0.3, "deciding": "rays", "n": 100}])
+    table = escalation_checks(runs, escalation).set_index(["model", "check"])
+    assert table["resolved"].to_dict() == {("a", "large_epsilon"): True, ("a", "gradient_free_not_stronger"): True,
+                                           ("b", "large_epsilon"): False, ("b", "transfer_not_stronger"): False}
+    assert table.loc[("b", "transfer_not_stronger"), "worst_case_drop"] == pytest.approx(0.2)
+    assert not escalation_checks(runs, escalation.iloc[:0])["resolved"].any()  # nothing escalated, nothing resolved

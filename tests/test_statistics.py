@@ -146,7 +146,8 @@ def bracket_inputs(certified_a, attacked_b, runs=5):
     """Per run: `a` certified at ``certified_a[r]`` and attacked at 0.9; `b` certified at 0.1
     and attacked at ``attacked_b[r]``; one budget ε = 0.1."""
     certified = pd.DataFrame([{"model": m, "run": r, "certificate": "best", "norm": "linf", "epsilon": 0.1,
-                               "accuracy": c} for r in range(runs) for m, c in (("a", certified_a[r]), ("b", 0.1))])
+                               "accuracy": c, "applicable": True}
+                              for r in range(runs) for m, c in (("a", certified_a[r]), ("b", 0.1))])
     robustness = pd.DataFrame([{"model": m, "run": r, "attack": "worst_case", "epsilon": 0.1, "accuracy": v}
                                for r in range(runs) for m, v in (("a", 0.9), ("b", attacked_b[r]))])
     return certified, robustness
@@ -164,3 +165,8 @@ def test_the_bracket_counts_exact_runs_and_a_separation_needs_every_run():
     # One run where b's attacked accuracy reaches a's certified one: no separation.
     certified, robustness = bracket_inputs([0.6, 0.7, 0.9, 0.6, 0.65], [0.5, 0.4, 0.55, 0.6, 0.5])
     assert bracket_separations(certified, robustness, ["a", "b"]).empty
+    # No certificate applies to b: its lower bound is unknown (NaN), not a proved zero.
+    certified.loc[certified["model"] == "b", ["accuracy", "applicable"]] = [0.0, False]
+    table = bracket_table(certified, robustness).set_index("model")
+    assert np.isnan(table.loc["b", "certified"]) and table.loc["b", "exact_runs"] == 0
+    assert not bracket_separations(certified, robustness, ["a", "b"])["model_a"].eq("b").any()

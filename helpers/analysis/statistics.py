@@ -243,8 +243,10 @@ def bracket_table(certified: pd.DataFrame, robustness: pd.DataFrame, ratio: floa
     accuracy: a lower bound) and ``attacked`` (the per-sample worst case over every attack: an
     upper bound), each with its mean and corrected interval across runs, the mean ``gap``
     between them, and ``exact_runs``: the runs in which the bounds meet (the robust accuracy
-    on those points is known exactly)."""
-    lower = certified[certified["certificate"] == "best"][["model", "run", "epsilon", "accuracy"]]
+    on those points is known exactly). Where no certificate applies to a model (``applicable``
+    False: amplitude encoding, say), its certified accuracy is NaN, not a proved zero."""
+    lower = certified[certified["certificate"] == "best"][["model", "run", "epsilon", "accuracy", "applicable"]]
+    lower = lower.assign(accuracy=lower["accuracy"].where(lower["applicable"].astype(bool))).drop(columns="applicable")
     upper = robustness[robustness["attack"] == "worst_case"][["model", "run", "epsilon", "accuracy"]]
     both = lower.merge(upper, on=["model", "run", "epsilon"], suffixes=("_certified", "_attacked"))
     both["gap"] = both["accuracy_attacked"] - both["accuracy_certified"]
@@ -261,7 +263,8 @@ def bracket_table(certified: pd.DataFrame, robustness: pd.DataFrame, ratio: floa
 def bracket_separations(certified: pd.DataFrame, robustness: pd.DataFrame, models) -> pd.DataFrame:
     """Pairs (a, b) and ε > 0 at which a's certified accuracy exceeds b's attacked accuracy in
     every run: a is provably more robust than b on those points, whatever attack may come."""
-    lower = certified[(certified["certificate"] == "best") & (certified["epsilon"] > 0)]
+    lower = certified[(certified["certificate"] == "best") & (certified["epsilon"] > 0)
+                      & certified["applicable"].astype(bool)]
     upper = robustness[(robustness["attack"] == "worst_case") & (robustness["epsilon"] > 0)]
     low = lower.pivot_table(index=["epsilon", "run"], columns="model", values="accuracy")
     high = upper.pivot_table(index=["epsilon", "run"], columns="model", values="accuracy")

@@ -233,6 +233,9 @@ def plot_bracket(bracket: pd.DataFrame, models) -> plt.Figure:
         ax.plot(b["epsilon"], b["attacked"], "o-", color=colors[model], ms=3, label="attacked (upper bound)")
         ax.plot(b["epsilon"], b["certified"], "s--", color=colors[model], ms=3, label="certified (lower bound)")
         ax.fill_between(b["epsilon"], b["certified"], b["attacked"], color=colors[model], alpha=0.2, lw=0)
+        if b["certified"].isna().all():
+            ax.text(0.5, 0.5, "no certificate applies:\nattacked accuracy only", transform=ax.transAxes,
+                    ha="center", fontsize=8, color="0.35")
         ax.set(title=model, xlabel="ε (L∞ budget)", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("robust accuracy, mean over runs")

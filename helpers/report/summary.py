@@ -42,9 +42,11 @@ def escalation_sentences(escalated: pd.DataFrame, models) -> list[str]:
         if e.empty:
             continue
         worst = e.sort_values("worst_case_drop", ascending=False).iloc[0]
+        lowered = (f"lowered the worst case by up to {worst['worst_case_drop']:.3f}" if worst["worst_case_drop"] > 0
+                   else "did not lower the worst case at any budget")
         text.append(f"`{m}`: escalation resolved {int(e['resolved'].sum())} of {len(e)} flags in "
-                    f"{e['run'].nunique()} runs and lowered the worst case by up to {worst['worst_case_drop']:.3f} "
-                    f"(the attack that fooled the most points alone: {worst['deciding_attack']}).")
+                    f"{e['run'].nunique()} runs and {lowered} (the attack that fooled the most points alone: "
+                    f"{worst['deciding_attack']}).")
     return text
 
 
@@ -174,12 +176,18 @@ def bracket_section(bracket: pd.DataFrame, separations: pd.DataFrame, models) ->
         for e in epsilons:
             r = b.loc[e]
             exact = " (exact)" if r["exact_runs"] == r["n_runs"] else ""
-            cells[f"ε={e:g}"] = f"{r['certified']:.3f} – {r['attacked']:.3f}{exact}"
+            lower = "no certificate" if pd.isna(r["certified"]) else f"{r['certified']:.3f}"
+            cells[f"ε={e:g}"] = f"{lower} – {r['attacked']:.3f}{exact}"
         rows.append({"model": m, **cells})
     text = []
     for r in separations.itertuples():
-        text.append(f"`{r.model_a}` is provably more robust than `{r.model_b}` at ε={r.epsilon:g}: its certified accuracy "
-                    f"exceeds `{r.model_b}`'s attacked accuracy in every run (by {r.smallest_margin:.3f} at least).")
+        text.append(f"`{r.model_a}` is provably more robust than `{r.model_b}` on these test points at ε={r.epsilon:g}: "
+                    f"its certified accuracy exceeds `{r.model_b}`'s attacked accuracy in every run (by "
+                    f"{r.smallest_margin:.3f} at least).")
+    uncertified = [m for m in models if bracket.loc[bracket["model"] == m, "certified"].isna().all()]
+    if uncertified:
+        text.append("No certificate applies to " + ", ".join(f"`{m}`" for m in uncertified) + " (no bound "
+                    "propagation rules for it, e.g. amplitude encoding): its robust accuracy is an upper bound only.")
     if separations.empty:
         text.append("No certificate separates two models: where the models differ, they differ in what the attacks "
                     "found, not in anything proved.")

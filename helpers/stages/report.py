@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..analysis.masking import masking_checks, run_checks
+from ..analysis.masking import LARGE_EPSILON_MAX_ACCURACY, masking_checks, run_checks, tolerance
 from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket_table, comparisons, power_table,
                                    robust_auc, summarize_attribution_stability, summarize_runs)
 from ..report import figures
@@ -44,31 +44,32 @@ def base_suite(robustness: pd.DataFrame, escalation: pd.DataFrame, methods) -> p
     return base
 
 
-def escalated_large_epsilon(large: pd.DataFrame, escalation: pd.DataFrame) -> pd.DataFrame:
-    """PGD's accuracy at the masking budgets, replaced by the escalated one where escalation ran."""
-    after = escalation[escalation["kind"] == "masking"].set_index(["model", "run", "epsilon"])["after"]
-    if after.empty or large.empty:
-        return large
-    keys = zip(large["model"], large["run"], large["epsilon"])
-    return large.assign(accuracy=[after.get(key, value) for key, value in zip(keys, large["accuracy"])])
-
-
-def escalation_checks(before: pd.DataFrame, after: pd.DataFrame, escalation: pd.DataFrame) -> pd.DataFrame:
-    """For every check that flagged a run: its status once the escalation attacks (and transfer
-    from every other model) joined the evaluation, whether that resolved it, how far escalation
-    lowered the worst case and which attack fooled the most points alone."""
-    flagged = before[before["status"] == "FLAG"]
-    after = after.set_index(["model", "run", "check"])
+def escalation_checks(runs: pd.DataFrame, escalation: pd.DataFrame) -> pd.DataFrame:
+    """For every check that flagged a run: whether escalation resolved it. Escalation answers
+    the question every flag asks (do the attacks underestimate what can be done?) by attacking
+    harder; a flag is resolved when that converged: for ``large_epsilon``, the escalation
+    attacks drive accuracy at the largest masking budget to the ceiling; for the other checks,
+    the escalation attacks and transfer from every other model lower the worst case at no
+    budget by more than two binomial standard errors (the configured suite had found what they
+    find). Also: how far escalation lowered the worst case, and the attack that fooled the
+    most points alone."""
     rows = []
-    for r in flagged.itertuples():
+    for r in runs[runs["status"] == "FLAG"].itertuples():
         e = escalation[(escalation["model"] == r.model) & (escalation["run"] == r.run)]
-        budget = e[e["kind"] == "budget"]
+        budget, masking = e[e["kind"] == "budget"], e[e["kind"] == "masking"]
         drop = float((budget["before"] - budget["after"]).max()) if not budget.empty else np.nan
-        deciding = (budget.sort_values("after").iloc[0]["deciding"] if not budget.empty else "")
-        status = after.loc[(r.model, r.run, r.check), "status"] if (r.model, r.run, r.check) in after.index else "FLAG"
+        deciding = budget.sort_values("after").iloc[0]["deciding"] if not budget.empty else ""
+        if e.empty:
+            resolved = False
+        elif r.check == "large_epsilon":
+            last = masking.sort_values("epsilon").iloc[-1] if not masking.empty else None
+            resolved = last is not None and last["after"] <= LARGE_EPSILON_MAX_ACCURACY
+        else:
+            allowed = tolerance(budget["before"], budget["after"], budget["n"])
+            resolved = not ((budget["before"] - budget["after"]) > allowed).any()
         rows.append({"model": r.model, "run": r.run, "check": r.check, "escalated": not e.empty,
-                     "status_after": status, "resolved": status == "PASS", "worst_case_drop": drop,
-                     "deciding_attack": deciding})
+                     "status_after": "PASS" if resolved else "FLAG", "resolved": resolved,
+                     "worst_case_drop": drop, "deciding_attack": deciding})
     return pd.DataFrame(rows, columns=["model", "run", "check", "escalated", "status_after", "resolved",
                                        "worst_case_drop", "deciding_attack"])
 
@@ -113,12 +114,15 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     def keep(table: pd.DataFrame) -> pd.DataFrame:
         return without_degenerate(cfg, table, degenerate)
 
-    robustness, stability = keep(inputs["robustness"]), keep(inputs["attribution_stability"])
+    # The escalation attacks ran on flagged runs only: they count in the worst case, but a mean
+    # or a test over that subset of runs would not compare with the others (escalation.csv has them).
+    reported = [*cfg.attack.methods, "worst_case"]
+    robustness = keep(inputs["robustness"])
+    robustness = robustness[robustness["attack"].isin(reported)]
+    by_class = keep(inputs["by_class"])
+    stability = keep(inputs["attribution_stability"])
     base = base_suite(inputs["robustness"], inputs["escalation"], cfg.attack.methods)
     runs = run_checks(base, inputs["transfer"], inputs["large_epsilon"], inputs["convergence"], degenerate)
-    after = run_checks(inputs["robustness"], inputs["transfer"],
-                       escalated_large_epsilon(inputs["large_epsilon"], inputs["escalation"]), inputs["convergence"],
-                       degenerate)
     auc_runs = robust_auc(robustness)
     compared = comparisons(robustness, auc_runs, models, ratio, cfg.report.primary)
     primary = cfg.report.primary
@@ -127,10 +131,11 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         else focus[focus["epsilon"] == primary.epsilon]
     return {
         "stats": summarize_runs(robustness, ["model", "attack", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
-        "class_stats": summarize_runs(keep(inputs["by_class"]), ["model", "attack", "epsilon", "label"], "accuracy",
-                                      ratio=ratio, bounds=ACCURACY_BOUNDS),
+        "class_stats": summarize_runs(by_class[by_class["attack"].isin(reported)],
+                                      ["model", "attack", "epsilon", "label"], "accuracy", ratio=ratio,
+                                      bounds=ACCURACY_BOUNDS),
         "masking_runs": runs,
-        "escalation_checks": escalation_checks(runs, after, inputs["escalation"]),
+        "escalation_checks": escalation_checks(runs, inputs["escalation"]),
         "masking_checks": masking_checks(runs),
         "paired_tests": compared,
         "power": power_table(focus, ratio),
