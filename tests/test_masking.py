@@ -147,3 +147,8 @@ def test_a_flag_is_resolved_only_when_escalation_converged():
                                            ("b", "large_epsilon"): False, ("b", "transfer_not_stronger"): False}
     assert table.loc[("b", "transfer_not_stronger"), "worst_case_drop"] == pytest.approx(0.2)
     assert not escalation_checks(runs, escalation.iloc[:0])["resolved"].any()  # nothing escalated, nothing resolved
+    # Escalated at the masking budgets only (every escalation attack was configured already, no
+    # transfer source): no evidence at the budgets, so the budget check stays flagged.
+    masking_only = escalation[(escalation["model"] == "a") & (escalation["kind"] == "masking")]
+    table = escalation_checks(runs[runs["model"] == "a"], masking_only).set_index("check")
+    assert table["resolved"].to_dict() == {"large_epsilon": True, "gradient_free_not_stronger": False}

@@ -74,12 +74,13 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: i
         z = project(x_k + step.view(shape) * grad.sign(), x, epsilon)
         alpha = 1.0 if k == 0 else MOMENTUM
         x_new = project(x_k + alpha * (z - x_k) + (1 - alpha) * (x_k - x_prev), x, epsilon)
+        previous = values
         values, new_grad, fooled = loss_and_gradient(x_new)
         adversarial = torch.where((fooled & ~ever).view(shape), x_new, adversarial)
         ever |= fooled
         trace.append(1 - ever.double().mean().item())
+        improved += (values > previous).to(improved.dtype)  # steps that raised the loss (condition 1)
         better = values > best_loss
-        improved += better.to(improved.dtype)
         best_loss = torch.where(better, values, best_loss)
         best_x = torch.where(better.view(shape), x_new, best_x)
         x_prev, x_k, grad = x_k, x_new, new_grad
@@ -89,6 +90,7 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: i
             step_at_checkpoint, loss_at_checkpoint = step.clone(), best_loss.clone()
             step = torch.where(halve, step / 2, step)
             x_k = torch.where(halve.view(shape), best_x, x_k)
+            values = torch.where(halve, best_loss, values)  # the loss where the next step starts
             if halve.any():  # restarting from the best point: its gradient
                 _, restart_grad, _ = loss_and_gradient(best_x)
                 grad = torch.where(halve.view(shape), restart_grad, grad)

@@ -20,10 +20,11 @@ class RayS(Attack):
 
     A direction is a sign per input (all +1 at first); its radius is the smallest r in [0, 1]
     at which clip(x + r·direction) is misclassified, found by bisection. Blocks of the
-    direction's signs are flipped, coarse to fine (halves, quarters, ...), and a flip is kept
-    when the flipped direction is already misclassified at the current radius (then its
-    radius is searched again). A sample is fooled at ε when its radius is at most ε; it
-    stops querying then, or when ``queries`` are spent.
+    direction's signs are flipped, coarse to fine (halves, quarters, ..., single inputs, then
+    from the top again), and a flip is kept when the flipped direction is already
+    misclassified at the current radius (then its radius is searched again). A sample is
+    fooled at ε when its radius is at most ε; it stops querying then, or when ``queries`` are
+    spent (and then tries ε itself once, which the bisection may have stepped over).
     """
 
     name, label = "rays", "RayS (label-only)"
@@ -61,7 +62,7 @@ class RayS(Attack):
         radius[reach] = search(everyone[reach], direction[reach], torch.ones(int(reach.sum()), device=x.device, dtype=x.dtype))
         used = torch.full((n,), 1 + BISECTIONS, device=x.device)
         block = d
-        while block >= 1:
+        while True:  # coarse to fine, then from the top again, until fooled or out of queries
             for start in range(0, d, block):
                 rows = everyone[(radius > epsilon) & (used < self.params.queries)]
                 if len(rows) == 0:
@@ -78,9 +79,14 @@ class RayS(Attack):
                     radius[improved] = search(improved, direction[improved], probe[better])
                     used[improved] += BISECTIONS
             else:
-                block //= 2
+                block = block // 2 if block > 1 else d
                 continue
             break
+        # The bisection leaves each radius a little above the true one: try ε itself once.
+        rest = everyone[radius > epsilon]
+        if len(rest):
+            hit = wrong(at(rest, direction[rest], torch.full((len(rest),), epsilon, device=x.device, dtype=x.dtype)), rest)
+            radius[rest[hit]] = epsilon
         fooled = radius <= epsilon
         reached = at(everyone, direction, torch.where(fooled, radius, torch.full_like(radius, epsilon)))
         return project(reached.reshape(shape), x, epsilon)

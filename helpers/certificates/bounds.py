@@ -21,6 +21,9 @@ from ..models.ops import Affine, Cast, Circuit, Scale
 from ..models.readouts import PROBABILITY_FLOOR
 
 MONOTONE = (nn.ReLU, nn.Tanh, nn.MaxPool2d)
+# A margin bound must exceed this (logit units) to certify a point: the model and the bounds run
+# in float32 and sum in different orders (the PCA, say), so a bound of 1e-6 proves nothing.
+MARGIN = 1e-4
 # Ops that the backward linear bound passes through exactly (affine) or with a relaxation (ReLU).
 RELAXABLE = (nn.Linear, Affine, nn.Conv2d, nn.AvgPool2d, nn.Flatten, Scale, Cast, nn.ReLU)
 

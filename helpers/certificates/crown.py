@@ -5,7 +5,7 @@ import torch
 
 from ..registry import CERTIFICATES
 from .base import Certificate
-from .bounds import crown_margin_lower_bound, input_box
+from .bounds import MARGIN, crown_margin_lower_bound, input_box
 
 
 @CERTIFICATES.register
@@ -22,4 +22,4 @@ class CROWN(Certificate):
     def certify(self, model, x, y, epsilon):
         n_classes = int(model(x[:1]).shape[1])
         bound = crown_margin_lower_bound(model.bound_ops(), *input_box(x, epsilon), y, n_classes)
-        return (bound > 0).cpu().numpy()
+        return (bound > MARGIN).cpu().numpy()

@@ -10,7 +10,7 @@ from ..models.ops import Circuit
 from ..params import Integer, Params, param
 from ..registry import CERTIFICATES
 from .base import Certificate
-from .bounds import (AFFINE, circuit_margin_bound, input_box, interval_step, interval_trace, margin_lower_bound,
+from .bounds import (AFFINE, MARGIN, circuit_margin_bound, input_box, interval_step, interval_trace, margin_lower_bound,
                      zonotope_first_order)
 
 
@@ -58,7 +58,7 @@ class IntervalBounds(Certificate):
             bounds = box_bound(owner, lo, hi)
             if taylor and len(owner) == len(x) and (owner == torch.arange(len(x))).all():
                 bounds = torch.maximum(bounds, root)  # the root boxes: the exact linear term over the ball
-            failed = bounds <= 0
+            failed = bounds <= MARGIN
             # A failed box splits in two if its sample may still try more boxes; else the sample fails.
             budget = boxes[owner] < self.params.splits
             worst.scatter_reduce_(0, owner[~failed], bounds[~failed], reduce="amin")
@@ -85,4 +85,4 @@ class IntervalBounds(Certificate):
     @torch.no_grad()
     def certify(self, model, x, y, epsilon):
         ops = model.bound_ops()
-        return (self.bound(ops, x, y, epsilon) > 0).cpu().numpy()
+        return (self.bound(ops, x, y, epsilon) > MARGIN).cpu().numpy()

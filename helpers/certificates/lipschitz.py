@@ -5,7 +5,7 @@ import torch
 
 from ..registry import CERTIFICATES
 from .base import Certificate
-from .bounds import lipschitz_constant, margin_lower_bound
+from .bounds import MARGIN, lipschitz_constant, margin_lower_bound
 
 
 @CERTIFICATES.register
@@ -23,4 +23,4 @@ class Lipschitz(Certificate):
     def certify(self, model, x, y, epsilon):
         logits = model(x)
         constant = lipschitz_constant(model.bound_ops(), tuple(x.shape[1:]))
-        return (margin_lower_bound(logits, logits, y) > 2 * constant * epsilon).cpu().numpy()
+        return (margin_lower_bound(logits, logits, y) > 2 * constant * epsilon + MARGIN).cpu().numpy()

@@ -59,8 +59,8 @@ def escalation_checks(runs: pd.DataFrame, escalation: pd.DataFrame) -> pd.DataFr
         budget, masking = e[e["kind"] == "budget"], e[e["kind"] == "masking"]
         drop = float((budget["before"] - budget["after"]).max()) if not budget.empty else np.nan
         deciding = budget.sort_values("after").iloc[0]["deciding"] if not budget.empty else ""
-        if e.empty:
-            resolved = False
+        if e.empty or (r.check != "large_epsilon" and budget.empty):
+            resolved = False  # not escalated (at the budgets): no evidence either way
         elif r.check == "large_epsilon":
             last = masking.sort_values("epsilon").iloc[-1] if not masking.empty else None
             resolved = last is not None and last["after"] <= LARGE_EPSILON_MAX_ACCURACY
