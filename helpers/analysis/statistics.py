@@ -7,7 +7,10 @@ repetitions share test points), so their results are positively correlated and t
 t-interval and paired t-test are too narrow. Following Nadeau & Bengio (2003) and Bouckaert
 & Frank (2004), the variance of a mean over k runs is inflated from s²/k to
 (1/k + n_test/n_train)·s²; ``ratio`` below is n_test/n_train (0 gives the textbook
-t-interval and t-test).
+t-interval and t-test). With a fixed split (``dataset.split: fixed``) every run trains and
+tests on the same points and differs only in its seed: the runs are independent draws given
+that data, so ``ratio`` is 0 and an interval covers the seed-to-seed variation on that one
+test set (``overlap_ratio``).
 """
 from __future__ import annotations
 
@@ -22,6 +25,15 @@ POWER_DELTA, POWER_TARGET = 0.05, 0.8
 # The range each attribution metric can take (its interval is flagged when it reaches past it).
 METRIC_BOUNDS = {"spearman": (-1.0, 1.0), "spearman_chance": (-1.0, 1.0), "spearman_random": (-1.0, 1.0),
                  "spearman_above_chance": (-2.0, 2.0), "top_k_overlap": (0.0, 1.0), "top_k_chance": (0.0, 1.0)}
+
+
+def overlap_ratio(split: str, trained: pd.DataFrame) -> float:
+    """``ratio`` for the runs in ``trained`` (the models table: ``n_test``, ``n_train``):
+    n_test/n_train when the runs re-split one data set (``split`` kfold or random), 0 when
+    they share one fixed split."""
+    if split == "fixed":
+        return 0.0
+    return float(trained["n_test"].mean() / trained["n_train"].mean())
 
 
 def corrected_t_interval(values, ratio: float = 0.0, confidence: float = 0.95) -> tuple[float, float, float, float]:

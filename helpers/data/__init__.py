@@ -2,11 +2,13 @@
 
 Every data set is one ``DataSource`` entry of the ``DATASETS`` registry, in a module of this
 package: its name, labels, options (``Params``), input shape and ``load``. Image data sets
-load as ``X`` of shape (N, 1, H, W), tabular and 2-D ones as (N, D); ``X`` is float32 and
+load as ``X`` of shape (N, C, H, W), tabular and 2-D ones as (N, D); ``X`` is float32 and
 ``y`` (N,) holds int64 labels relabelled to 0..k-1 in the order of the requested classes.
 Features lie in [0, 1] (every normalisation sits inside the models) so that an L-infinity
 epsilon means the same thing for every model; tabular features load unscaled and are min-max
 scaled per run on its training split by ``split_arrays`` (``scaling == "minmax"``).
+User data sets come from files under the data folder (``files.py``): ``image_folder``,
+``npz`` and ``csv``; they may fix their own train/test split (``Dataset.is_test``).
 """
 from __future__ import annotations
 
@@ -17,10 +19,10 @@ from ..registry import DATASETS
 from .base import Dataset, DataSource
 from .idx import IDX_FILES, area_downsample
 from .plus_minus import plus_minus
-from .splits import kfold_indices, run_seeds, run_split, split_arrays, split_indices, stratified_subset
+from .splits import fixed_split, kfold_indices, run_seeds, run_split, split_arrays, split_indices, stratified_subset
 
 __all__ = ["DATASETS", "Dataset", "DataSource", "IDX_FILES", "area_downsample", "configured_dataset", "load_dataset",
-           "kfold_indices", "plus_minus", "run_seeds", "run_split", "split_arrays", "split_indices", "stratified_subset"]
+           "fixed_split", "kfold_indices", "plus_minus", "run_seeds", "run_split", "split_arrays", "split_indices", "stratified_subset"]
 
 
 def load_dataset(name: str, classes=None, options: Params | None = None, **kwargs) -> Dataset:
@@ -34,15 +36,18 @@ def load_dataset(name: str, classes=None, options: Params | None = None, **kwarg
     source = DATASETS[name]
     if options is None:
         options = source.Params.parse(kwargs, "dataset.options", owner=repr(name))
-    classes = list(source.labels) if classes is None else list(classes)
-    unknown = sorted(set(classes) - set(source.labels))
+    names = source.class_names(options)
+    classes = list(names) if classes is None else list(classes)
+    unknown = sorted(set(classes) - set(names))
     if unknown:
-        raise ValueError(f"dataset {name!r} has no classes {unknown}; available: {list(source.labels)}")
-    X, y = source.load(options)
+        raise ValueError(f"dataset {name!r} has no classes {unknown}; available: {list(names)}")
+    X, y, *split = source.load(options)
     keep = np.isin(y, classes)
     relabel = {c: i for i, c in enumerate(classes)}
     y_new = np.array([relabel[c] for c in y[keep]], dtype=np.int64)
-    return Dataset(name, np.ascontiguousarray(X[keep]), y_new, tuple(str(c) for c in classes), source.scaling)
+    is_test = np.ascontiguousarray(split[0][keep]) if split else None
+    return Dataset(name, np.ascontiguousarray(X[keep]), y_new, tuple(names[c] for c in classes),
+                   source.scaling_of(options), is_test)
 
 
 def configured_dataset(section) -> Dataset:

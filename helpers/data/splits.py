@@ -31,16 +31,31 @@ def kfold_indices(y: np.ndarray, folds: int, fold: int, seed: int) -> tuple[np.n
     return np.sort(train_idx), np.sort(test_idx)
 
 
-def run_split(y: np.ndarray, section, run: int, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def run_split(dataset: Dataset, section, run: int, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, test indices) of Monte Carlo run ``run`` under a config's ``dataset``
     section: ``split: kfold`` gives run r fold r % folds of repetition r // folds, each
     repetition one stratified partition (shuffled by the seed of its first run), so the test
     sets of one repetition are disjoint; ``split: random`` re-draws a stratified split of
-    ``test_fraction`` from the run's seed."""
+    ``test_fraction`` from the run's seed; ``split: fixed`` gives every run the data set's own
+    split (``fixed_split``)."""
+    if section.split == "fixed":
+        return fixed_split(dataset, section.test_subset, seeds[0])
     if section.split == "kfold":
         repetition, fold = divmod(run, section.folds)
-        return kfold_indices(y, section.folds, fold, seeds[repetition * section.folds])
-    return split_indices(y, section.test_fraction, seeds[run])
+        return kfold_indices(dataset.y, section.folds, fold, seeds[repetition * section.folds])
+    return split_indices(dataset.y, section.test_fraction, seeds[run])
+
+
+def fixed_split(dataset: Dataset, test_subset: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, test indices) of the split ``dataset`` comes with (``is_test``), the
+    test indices cut to a stratified subset of ``test_subset`` points drawn with ``seed``
+    (all when None). The first run's seed depends on the base seed alone, so every run of an
+    experiment, and every stage, sees the same split."""
+    if dataset.is_test is None:
+        raise ValueError(f"data set {dataset.name!r} comes without its own train/test split: "
+                         "dataset.split: fixed does not apply to it")
+    train_idx, test_idx = np.flatnonzero(~dataset.is_test), np.flatnonzero(dataset.is_test)
+    return train_idx, test_idx[stratified_subset(dataset.y[test_idx], test_subset, seed)]
 
 
 def split_arrays(dataset: Dataset, train_idx: np.ndarray, test_idx: np.ndarray) -> tuple[np.ndarray, ...]:

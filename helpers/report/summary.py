@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..analysis.evaluation import WORST_CASE
 from ..analysis.masking import surviving_models
-from ..analysis.statistics import ALPHA
+from ..analysis.statistics import ALPHA, overlap_ratio
 from .tables import CLIPPED, difference, interval, markdown_table, robustness_table
 
 
@@ -241,21 +241,29 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     curves, checks, auc, comparisons = tables["stats"], tables["masking_checks"], tables["auc"], tables["paired_tests"]
     trained = tables["models"]
     eps = sorted(curves["epsilon"].unique())
-    ratio = float(trained["n_test"].mean() / trained["n_train"].mean())
+    ratio = overlap_ratio(cfg.dataset.split, trained)
     split = cfg.dataset
     repetitions = cfg.n_runs // split.folds
-    runs = (f"{cfg.n_runs} Monte Carlo runs ({repetitions} repetition{'s' * (repetitions > 1)} of {split.folds} "
-            "stratified folds: "
-            "the test sets of one repetition are disjoint)" if split.split == "kfold"
-            else f"{cfg.n_runs} Monte Carlo runs (a stratified split re-drawn per run)")
+    if split.split == "fixed":
+        subset = "" if split.test_subset is None else f", {int(trained['n_test'].iloc[0])} test points drawn once"
+        runs = f"{cfg.n_runs} Monte Carlo runs on the data set's own train/test split{subset}"
+        inference = ("Every run trains and tests on the same points and differs only in its seed, so intervals are "
+                     "95% t-intervals over the runs (the seed-to-seed variation on this one test set; its sampling "
+                     "error is not included) and comparisons are paired t-tests")
+    else:
+        runs = (f"{cfg.n_runs} Monte Carlo runs ({repetitions} repetition{'s' * (repetitions > 1)} of {split.folds} "
+                "stratified folds: "
+                "the test sets of one repetition are disjoint)" if split.split == "kfold"
+                else f"{cfg.n_runs} Monte Carlo runs (a stratified split re-drawn per run)")
+        inference = ("The runs share training data (and, across repetitions, test points), so intervals are 95% "
+                     "t-intervals with the variance corrected for that overlap (Nadeau & Bengio 2003: (1/k + "
+                     f"n_test/n_train) s², n_test/n_train = {ratio:.3g}), and comparisons use the corrected resampled "
+                     "t-test")
+    intro = (f"Data set `{cfg.dataset.name}` (classes {list(cfg.dataset.classes)}), {runs}, {cfg.training.epochs} "
+             f"epochs, batch {cfg.training.batch_size}, Adam lr {cfg.training.learning_rate} for every model. "
+             f"{inference}; {CLIPPED} marks an interval that reaches past [0, 1], where the normal approximation is poor.")
     degenerate = trained[trained["degenerate"]].groupby("model", sort=False).size()
-    lines = [f"# Summary: experiment `{cfg.experiment}`", "",
-             f"Data set `{cfg.dataset.name}` (classes {list(cfg.dataset.classes)}), {runs}, {cfg.training.epochs} "
-             f"epochs, batch {cfg.training.batch_size}, Adam lr {cfg.training.learning_rate} for every model. The "
-             "runs share training data (and, across repetitions, test points), so intervals are 95% t-intervals "
-             "with the variance corrected for that overlap (Nadeau & Bengio 2003: (1/k + n_test/n_train) s², "
-             f"n_test/n_train = {ratio:.3g}), and comparisons use the corrected resampled t-test; {CLIPPED} marks an "
-             "interval that reaches past [0, 1], where the normal approximation is poor."]
+    lines = [f"# Summary: experiment `{cfg.experiment}`", "", intro]
     if len(degenerate):
         excluded = "left out of every statistic and comparison" if cfg.report.exclude_degenerate else "kept in the statistics"
         lines[-1] += (" Degenerate runs (a single predicted class, or no better than the majority class): "

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.masking import LARGE_EPSILON_MAX_ACCURACY, masking_checks, run_checks, tolerance
-from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket_table, comparisons, power_table,
-                                   robust_auc, summarize_attribution_stability, summarize_runs)
+from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket_table, comparisons, overlap_ratio,
+                                   power_table, robust_auc, summarize_attribution_stability, summarize_runs)
 from ..report import figures
 from ..report.summary import headline_attack, write_summary
 from ..store.files import read_arrays, read_csv, save_figure, write_csv, write_text
@@ -108,7 +108,7 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
       ``attribution_metrics`` (infidelity, sensitivity_max): per model and method, across runs.
     """
     models, trained = list(cfg.models), inputs["models"]
-    ratio = float(trained["n_test"].mean() / trained["n_train"].mean())
+    ratio = overlap_ratio(cfg.dataset.split, trained)
     degenerate = degenerate_runs(trained)
 
     def keep(table: pd.DataFrame) -> pd.DataFrame:

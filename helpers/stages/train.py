@@ -28,10 +28,13 @@ from .execution import map_runs
 def train_key(cfg, name: str, run: int, seed: int) -> str:
     """The key of the unit (model ``name``, run ``run`` with ``seed``): everything its
     checkpoint depends on (the split depends on the run's place in the k-fold repetitions)."""
-    spec = cfg.models[name]
+    spec, source = cfg.models[name], DATASETS[cfg.dataset.name]
+    # A data set read from files adds a hash of their content: edited data retrains.
+    files = source.fingerprint(cfg.dataset.options)
     return unit_key(stage="train", dataset=cfg.section("dataset"), training=cfg.section("training"),
                     model=spec.to_dict(), seed=seed, run=run, base_seed=cfg.seed, device=cfg.device,
-                    code=[stage_code_hash("train"), MODELS[spec.type].code_hash(), DATASETS[cfg.dataset.name].code_hash()])
+                    code=[stage_code_hash("train"), MODELS[spec.type].code_hash(), source.code_hash()],
+                    **({"data_files": files} if files else {}))
 
 
 def degeneracy(predictions: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -66,7 +69,7 @@ def _train_run(cfg, run: int, seed: int):
     dataset = configured_dataset(cfg.dataset)
     tr = cfg.training
     history, models, lines = [], [], []
-    train_idx, test_idx = run_split(dataset.y, cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs))
+    train_idx, test_idx = run_split(dataset, cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs))
     save_arrays(layout.split(run), train_idx=train_idx, test_idx=test_idx)
     x_train, y_train, x_test, y_test = (torch.as_tensor(a, device=device)
                                         for a in split_arrays(dataset, train_idx, test_idx))
