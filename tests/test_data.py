@@ -199,12 +199,12 @@ def test_kfold_runs_of_one_repetition_test_disjoint_sets_that_cover_every_point(
     ds = load_dataset("digits", [0, 1, 2, 3])
     section = SimpleNamespace(split="kfold", folds=5, test_fraction=None)
     seeds = run_seeds(3, 10)
-    tests = [run_split(ds.y, section, run, seeds)[1] for run in range(10)]
+    tests = [run_split(ds, section, run, seeds)[1] for run in range(10)]
     for repetition in (tests[:5], tests[5:]):
         covered = np.concatenate(repetition)
         assert len(covered) == len(ds.y) and len(np.unique(covered)) == len(ds.y)  # each point tested once
     assert not np.array_equal(tests[0], tests[5])  # the second repetition is another partition
-    train, test = run_split(ds.y, section, 7, seeds)
+    train, test = run_split(ds, section, 7, seeds)
     assert len(set(train) & set(test)) == 0 and len(train) + len(test) == len(ds.y)
     assert np.abs(np.bincount(ds.y[test]) / len(test) - np.bincount(ds.y) / len(ds.y)).max() < 0.02  # stratified
-    assert np.array_equal(run_split(ds.y, section, 7, seeds)[1], test)  # reproducible
+    assert np.array_equal(run_split(ds, section, 7, seeds)[1], test)  # reproducible

@@ -60,6 +60,10 @@ def read_csv_table(path: Path, size: int, mtime: int, label_column: str, split_c
     if absent:
         raise ValueError(f"{path} has no column {', '.join(absent)}; its columns: {columns}")
     used = {label_column, split_column}
+    leaked = [f"{key.replace('_', ' ')} {column!r}" for key, column in named
+              if key != "features" and column in (features or ())]
+    if leaked:
+        raise ValueError(f"{path}: features must not include the {' or the '.join(leaked)}")
     feature_columns = list(features) if features else [c for c in columns if c not in used]
     if not feature_columns:
         raise ValueError(f"{path} has no feature columns besides {sorted(c for c in used if c)}")
