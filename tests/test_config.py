@@ -90,7 +90,7 @@ def test_defaults_fill_missing_keys(tmp_path):
     ({"dataset": {"split": "random", "test_fraction": 1.5}}, r"dataset.test_fraction must lie in \(0, 1\)"),
     ({"dataset": {"test_fraction": 0.3}}, r"dataset.test_fraction does not apply to dataset.split: kfold"),
     ({"dataset": {"split": "random", "folds": 4}}, r"dataset.folds does not apply to dataset.split: random"),
-    ({"dataset": {"split": "bootstrap"}}, r"dataset.split 'bootstrap' is unknown; allowed: \['kfold', 'random'\]"),
+    ({"dataset": {"split": "bootstrap"}}, r"dataset.split 'bootstrap' is unknown; allowed: \['kfold', 'random', 'fixed'\]"),
     ({"n_runs": 4}, r"n_runs \(4\) must be a multiple of dataset.folds \(5\)"),
     ({"report": {"primary": {"models": ["mlp", "qq"]}}}, r"report.primary.models must name two models of `models`"),
     ({"report": {"primary": {"models": ["mlp", "cnn"], "epsilon": 0.0}}}, r"report.primary.epsilon 0.0 must be null"),

@@ -105,3 +105,23 @@ def test_power_note_for_the_primary_comparison():
     power = tables["power"].query("role == 'primary'").iloc[0]
     assert "Power: with the run-to-run standard deviation of this difference" in text
     assert power["delta"] == pytest.approx(0.05) and power["n_runs"] == RUNS
+
+
+def test_runs_on_a_fixed_split_get_textbook_intervals_and_say_so(tmp_path, monkeypatch):
+    """Runs on one fixed split share all their data and differ only in their seed: no
+    resampling correction (the interval is the textbook t-interval), and the summary says so."""
+    from helpers.data.files import DATA_ENV
+
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    np.savez(tmp_path / "fixed.npz", x=np.zeros((8, 2)), y=[0, 1] * 4, x_test=np.zeros((4, 2)), y_test=[0, 1] * 2)
+    cfg = parse_config({"dataset": {"name": "npz", "classes": None, "split": "fixed", "options": {"path": "fixed.npz"}},
+                        "n_runs": RUNS, "models": {"a": {"type": "mlp"}, "b": {"type": "mlp"}, "c": {"type": "mlp"}},
+                        "attack": {"methods": ["fgsm", "pgd"]},
+                        "report": {"primary": {"models": ["a", "b"], "attack": "pgd", "epsilon": 0.1}}}, experiment="toy")
+    text, tables = summary(cfg, inputs())
+    row = tables["stats"].query("model == 'a' and attack == 'pgd' and epsilon == 0.1").iloc[0]
+    runs = inputs()["robustness"].query("model == 'a' and attack == 'pgd' and epsilon == 0.1")["accuracy"]
+    half = stats.t.ppf(0.975, RUNS - 1) * runs.std(ddof=1) / np.sqrt(RUNS)
+    assert np.isclose(row["ci_high"] - row["mean"], half)
+    assert "runs on the data set's own train/test split" in text and "Nadeau" not in text
+    assert "`a` − `b`, pgd, ε=0.1: " in text and "paired t-test p = " in text and "corrected resampled" not in text

@@ -103,8 +103,9 @@ def _paired_rows(p: pd.DataFrame, runs: bool = True) -> list[dict]:
 
 
 def primary_section(comparisons: pd.DataFrame, curves: pd.DataFrame, auc: pd.DataFrame, power: pd.DataFrame,
-                    primary, models) -> list[str]:
-    """The pre-declared comparison, the ranking of the models on its measure, and a power note."""
+                    primary, models, fixed_split: bool = False) -> list[str]:
+    """The pre-declared comparison, the ranking of the models on its measure, and a power note
+    (``fixed_split``: the runs share one split, and the tests are the textbook paired t-tests)."""
     if primary is None:
         return ["No primary comparison is declared (`report.primary`): every comparison below is one of a "
                 "Holm-adjusted family, and none is singled out."]
@@ -114,10 +115,11 @@ def primary_section(comparisons: pd.DataFrame, curves: pd.DataFrame, auc: pd.Dat
     r = rows.iloc[0]
     a, b = primary.models
     attack = primary.attack.replace("_", " ")
+    test = (f"paired t-test p = {_p(r['p_value'])} (runs on one fixed split differ only in their seed)" if fixed_split
+            else f"corrected resampled t-test p = {_p(r['p_value'])} (the textbook paired t-test, which treats the "
+                 f"runs as independent, would say {_p(r['p_naive'])})")
     text = [f"**Primary comparison** (declared in the config before the runs): `{a}` − `{b}`, {attack}, "
-            f"{_measure(primary.epsilon)}: {difference(r)}, corrected resampled t-test p = {_p(r['p_value'])} "
-            f"(the textbook paired t-test, which treats the runs as independent, would say {_p(r['p_naive'])}), "
-            f"{int(r['n_runs'])} runs: {_verdict(r['p_value'])}."]
+            f"{_measure(primary.epsilon)}: {difference(r)}, {test}, {int(r['n_runs'])} runs: {_verdict(r['p_value'])}."]
     if pd.isna(primary.epsilon):
         ranked = auc[auc["attack"] == primary.attack].set_index("model").reindex(models)
         what = f"Area under the {attack} accuracy-vs-ε curve (normalised by the ε range; 1 = never fooled)"
@@ -138,7 +140,7 @@ def primary_section(comparisons: pd.DataFrame, curves: pd.DataFrame, auc: pd.Dat
     return [" ".join(text)]
 
 
-def family_section(comparisons: pd.DataFrame, attack: str, epsilons, models) -> list[str]:
+def family_section(comparisons: pd.DataFrame, attack: str, epsilons, models, fixed_split: bool = False) -> list[str]:
     """Every comparison of ``attack``: one row per pair, the difference and its Holm-adjusted p
     per ε and for the area under the curve, and how many remain significant."""
     family = comparisons[comparisons["attack"] == attack]
@@ -157,8 +159,8 @@ def family_section(comparisons: pd.DataFrame, attack: str, epsilons, models) -> 
     secondary = family[(family["role"] == "secondary") & family["p_adjusted"].notna()]
     significant = int((secondary["p_adjusted"] < ALPHA).sum())
     return [f"Every comparison of the {attack.replace('_', ' ')}, paired across runs (same split and seed), mean "
-            "difference of accuracy (or of the area under the curve) and its p-value from the corrected resampled "
-            f"t-test, Holm-adjusted over the family of {len(secondary)} secondary comparisons: {significant} of them "
+            "difference of accuracy (or of the area under the curve) and its p-value from the "
+            f"{'paired' if fixed_split else 'corrected resampled'} t-test, Holm-adjusted over the family of {len(secondary)} secondary comparisons: {significant} of them "
             f"remain significant at α = {ALPHA:g}. Full table: `paired_tests.csv`.", "",
             markdown_table(pd.DataFrame(rows)), ""]
 
@@ -276,12 +278,12 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     lines += [markdown_table(clean), "", "## Robust accuracy", ""]
     lines += [markdown_table(robustness_table(curves, models, eps)), ""]
     power = tables["power"]
-    lines += primary_section(comparisons, curves, auc, power, cfg.report.primary, models)
+    lines += primary_section(comparisons, curves, auc, power, cfg.report.primary, models, split.split == "fixed")
     params = clean.set_index("model")["parameters"]
     lines += ["", "Trainable parameters: " + ", ".join(f"`{m}` {params[m]:,}" for m in models)
               + "; clean accuracies differ as well (table above). A robustness gap between models of such "
               "different capacity and clean accuracy is not by itself evidence about quantum models.", ""]
-    lines += family_section(comparisons, headline_attack(curves), eps, models)
+    lines += family_section(comparisons, headline_attack(curves), eps, models, split.split == "fixed")
     primary = cfg.report.primary
     worst = headline_attack(curves)
     if not auc.empty and not (primary is not None and primary.epsilon is None and primary.attack == worst):
