@@ -338,3 +338,16 @@ def test_the_data_folder_is_the_repository_data_unless_the_environment_says(monk
     assert data_folder() == (PROJECT_ROOT / "data").resolve()
     monkeypatch.setenv(DATA_ENV, "shared/sets")
     assert data_folder() == (PROJECT_ROOT / "shared" / "sets").resolve()
+
+
+def test_the_example_config_of_the_data_docs_is_valid(data):
+    """docs/data.md's example, on a published-style folder of 6x6 PNGs in three classes."""
+    from helpers.store.files import project_root
+
+    text = (project_root() / "docs" / "data.md").read_text()
+    example = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    image_folder(data / "shapes", classes=("circle", "square", "triangle"), split=True)
+    cfg = parse_config(example)
+    assert cfg.dataset.classes == (0, 1, 2) and cfg.dataset.input_shape == (1, 8, 8)
+    ds = configured_dataset(cfg.dataset)
+    assert ds.class_names == ("circle", "square", "triangle") and ds.X.shape == (15, 1, 8, 8)
