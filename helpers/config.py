@@ -92,6 +92,12 @@ class DatasetSection(Params):
     def input_shape(self) -> tuple[int, ...]:
         return DATASETS[self.name].input_shape(self.options)
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The names of ``classes`` in their order (an image folder's folder names; else the numbers)."""
+        names = DATASETS[self.name].class_names(self.options)
+        return tuple(names[c] for c in self.classes)
+
 
 @dataclasses.dataclass(frozen=True)
 class RunSection(Params):

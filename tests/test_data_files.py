@@ -349,5 +349,6 @@ def test_the_example_config_of_the_data_docs_is_valid(data):
     image_folder(data / "shapes", classes=("circle", "square", "triangle"), split=True)
     cfg = parse_config(example)
     assert cfg.dataset.classes == (0, 1, 2) and cfg.dataset.input_shape == (1, 8, 8)
+    assert cfg.dataset.class_names == ("circle", "square", "triangle")
     ds = configured_dataset(cfg.dataset)
     assert ds.class_names == ("circle", "square", "triangle") and ds.X.shape == (15, 1, 8, 8)

@@ -261,7 +261,10 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
                      "t-intervals with the variance corrected for that overlap (Nadeau & Bengio 2003: (1/k + "
                      f"n_test/n_train) s², n_test/n_train = {ratio:.3g}), and comparisons use the corrected resampled "
                      "t-test")
-    intro = (f"Data set `{cfg.dataset.name}` (classes {list(cfg.dataset.classes)}), {runs}, {cfg.training.epochs} "
+    names = cfg.dataset.class_names
+    classes = (list(cfg.dataset.classes) if names == tuple(map(str, cfg.dataset.classes))
+               else ", ".join(f"{c} {n}" for c, n in zip(cfg.dataset.classes, names)))
+    intro = (f"Data set `{cfg.dataset.name}` (classes {classes}), {runs}, {cfg.training.epochs} "
              f"epochs, batch {cfg.training.batch_size}, Adam lr {cfg.training.learning_rate} for every model. "
              f"{inference}; {CLIPPED} marks an interval that reaches past [0, 1], where the normal approximation is poor.")
     degenerate = trained[trained["degenerate"]].groupby("model", sort=False).size()

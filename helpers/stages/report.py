@@ -182,7 +182,7 @@ def write_figures(cfg) -> list[str]:
     boundaries = read_arrays(layout.arrays("decision_boundaries"))
     if cfg.dataset.input_shape == (2,) and boundaries is not None:
         drawn["decision_boundaries"] = figures.plot_decision_boundaries(
-            boundaries, models, cfg.interpret.epsilon, [str(c) for c in cfg.dataset.classes])
+            boundaries, models, cfg.interpret.epsilon, list(cfg.dataset.class_names))
     for name, fig in drawn.items():
         save_figure(fig, layout.figure(name))
         figures.plt.close(fig)
