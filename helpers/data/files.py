@@ -9,6 +9,7 @@ arbitrary files.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -44,13 +45,21 @@ def data_path(path: str, where: str, kind: str = "file") -> Path:
     return resolved
 
 
-def content_hash(files) -> str:
-    """SHA-256 (16 hex digits) of the files' names and bytes, in the order given: what the
-    data set read, for the keys of the units trained on it."""
+def content_hash(files, root: Path | None = None) -> str:
+    """SHA-256 (16 hex digits) of the files' paths (relative to ``root``; without it, their
+    names) and bytes, in the order given: what the data set read, for the keys of the units
+    trained on it. An image moved to another class folder changes it."""
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    for path in map(Path, files):
+        name = path.relative_to(root) if root is not None else path.name
+        digest.update(str(name).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=16)  # the train stage asks once per model and run
+def file_hash(path: Path, size: int, mtime: int) -> str:
+    """``content_hash`` of one file, cached while its size and modification time stay."""
+    return content_hash([path])
 
 
 def integer_labels(values, what: str) -> np.ndarray:

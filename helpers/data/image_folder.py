@@ -187,7 +187,7 @@ def _read_folder(listing: Listing, signature: tuple, mode: str, size, fit: str):
 
 @functools.lru_cache(maxsize=4)
 def _hash(listing: Listing, signature: tuple) -> str:
-    return content_hash(listing.files)
+    return content_hash(listing.files, listing.root)
 
 
 @DATASETS.register

@@ -18,7 +18,7 @@ import numpy as np
 from ..params import Choice, ConfigError, Optional, Params, Text, param
 from ..registry import DATASETS
 from .base import DataSource
-from .files import check_splittable, content_hash, data_path, integer_labels
+from .files import check_splittable, data_path, file_hash, integer_labels
 
 TRAIN_KEYS, TEST_KEYS = ("x", "y"), ("x_test", "y_test")
 
@@ -120,7 +120,8 @@ class NPZ(DataSource):
 
     @classmethod
     def fingerprint(cls, params):
-        return content_hash([data_path(params.path, "dataset.options.path")])
+        path = data_path(params.path, "dataset.options.path")
+        return file_hash(path, path.stat().st_size, path.stat().st_mtime_ns)
 
     @classmethod
     def load(cls, params):
