@@ -49,8 +49,9 @@ $(INSTALLED): requirements.txt pyproject.toml
 	python3 -m helpers.stages.graph make > $@
 include .stages.mk
 
-# Every stage, through the last one.
-all: $(LAST_STAGE)
+# Every stage, through the last one, and the report page (results/<experiment>/report.html,
+# then results/index.html: every experiment with its key numbers).
+all: $(LAST_STAGE) $(REPORT_PAGE)
 
 # Unit tests, then the four notebooks on the smoke config: papermill runs them once
 # (each asserts what matters), nbval runs the executed copies again and compares the
