@@ -125,15 +125,16 @@ def key_numbers(results_dir: str | Path) -> tuple[pd.DataFrame, float | None]:
             row.update(interval("certified", at, "certified", "certified_low", "certified_high"))
             row.update(interval("attacked", at, "attacked", "attacked_low", "attacked_high"))
         else:
-            row.update(interval("certified", clean.iloc[:0], "mean", "ci_low", "ci_high"))
+            row.update(interval("certified", None, "", "", ""))
             row.update(interval("attacked", mine[mine["epsilon"] == epsilon], "mean", "ci_low", "ci_high"))
         rows.append(row)
     return pd.DataFrame(rows), epsilon
 
 
-def interval(name: str, rows: pd.DataFrame, mean: str, low: str, high: str) -> dict:
-    """``{name, name_low, name_high}`` from the first of ``rows`` (NaN when there is none)."""
-    if rows.empty:
+def interval(name: str, rows: pd.DataFrame | None, mean: str, low: str, high: str) -> dict:
+    """``{name, name_low, name_high}`` from columns ``mean``, ``low`` and ``high`` of the first
+    of ``rows`` (NaN when there is none)."""
+    if rows is None or rows.empty:
         return {name: float("nan"), f"{name}_low": float("nan"), f"{name}_high": float("nan")}
     first = rows.iloc[0]
     return {name: float(first[mean]), f"{name}_low": float(first[low]), f"{name}_high": float(first[high])}
