@@ -49,15 +49,19 @@ $(INSTALLED): requirements.txt pyproject.toml
 	python3 -m helpers.stages.graph make > $@
 include .stages.mk
 
-# Every stage, through the last one.
-all: $(LAST_STAGE)
+# Every stage, through the last one, and the report page (results/<experiment>/report.html,
+# then results/index.html: every experiment with its key numbers).
+all: $(LAST_STAGE) $(REPORT_PAGE)
 
 # Unit tests, then the four notebooks on the smoke config: papermill runs them once
 # (each asserts what matters), nbval runs the executed copies again and compares the
 # cells marked NBVAL_CHECK_OUTPUT, so a notebook must still run and still say the same thing.
+# The browser tests open the smoke study's report.html and index.html in headless Chromium
+# (skipped without it unless QMLR_REQUIRE_BROWSER=1, as in CI).
 test: $(INSTALLED)
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -m "not browser" tests
 	$(MAKE) --no-print-directory all CONFIG=configs/smoke.yaml
+	$(PYTHON) -m pytest -q -p no:cacheprovider -m browser tests
 	$(PYTHON) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(STAGE_NOTEBOOKS:%=results/smoke/%.ipynb)
 

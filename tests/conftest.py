@@ -48,3 +48,8 @@ def outputs_and_gradients(model, x, train: bool):
     out.square().sum().backward()
     weights = model.quantum.weights.grad
     return out.detach(), xi.grad, None if weights is None else weights.clone()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: opens the smoke study's pages in headless Chromium "
+                                       "(`make test` runs it after `make all CONFIG=configs/smoke.yaml`)")

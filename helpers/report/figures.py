@@ -157,33 +157,58 @@ def plot_attribution_stability(table: pd.DataFrame, models, metric: str = "spear
     return fig
 
 
-def plot_attribution_panel(maps: dict, models, methods, image: int = 0) -> plt.Figure:
+def plot_attribution_panel(maps: dict, models, methods, image: int = 0, class_names=None,
+                           epsilon: float | None = None) -> plt.Figure:
     """One test image: per model (rows) the clean and attacked input, then clean and
-    adversarial |map| per method. Methods that do not apply to a model are marked n/a."""
-    fig, axes = plt.subplots(len(models), 2 + 2 * len(methods),
-                             figsize=(1.5 * (2 + 2 * len(methods)), 1.7 * len(models)), squeeze=False)
+    adversarial |map| per method. Methods that do not apply to a model are marked n/a.
+
+    ``maps`` is the interpret stage's ``attribution_maps``: ``x`` and ``y`` (the images and
+    their true labels), per model ``<model>__x_adv``, ``<model>__clean_pred`` and
+    ``<model>__adv_pred``, and per model and method ``<model>__<method>__clean``/``__adv``.
+    Every row says the true label and the model's clean and adversarial predictions (so the
+    reader sees whether the attack succeeded on this image); every map has a colour bar, on a
+    scale shared by the clean and attacked map of one model and method (the comparison the
+    panel is for; models differ in gradient size by orders of magnitude). ``class_names``
+    names the labels 0..k-1 (default: the labels themselves).
+    """
+    n_cols = 2 + 2 * len(methods)
+    fig, axes = plt.subplots(len(models), n_cols, figsize=(1.9 * n_cols, 2.0 * len(models)), squeeze=False)
+
     def picture(array):  # an image (1, H, W) as it is; a feature vector (D,) as a 1 x D strip
         return array[0] if array.ndim == 3 else array[None, :]
 
+    def name(label) -> str:
+        return str(class_names[int(label)]) if class_names is not None else str(int(label))
+
+    true = int(maps["y"][image])
+    attack = "PGD" if epsilon is None else f"PGD ε={epsilon:g}"
     for r, model in enumerate(models):
-        panels = [("clean input", picture(maps["x"][image]), "gray"),
-                  ("PGD input", picture(maps[f"{model}__x_adv"][image]), "gray")]
+        clean, adv = int(maps[f"{model}__clean_pred"][image]), int(maps[f"{model}__adv_pred"][image])
+        outcome = "fooled" if clean == true != adv else ("wrong already" if clean != true else "held")
+        panels = [(f"clean input\npredicted {name(clean)}", picture(maps["x"][image]), "gray", None),
+                  (f"{attack} input\npredicted {name(adv)} ({outcome})", picture(maps[f"{model}__x_adv"][image]), "gray",
+                   None)]
         for method in methods:
-            for kind in ("clean", "adv"):
-                key = f"{model}__{method}__{kind}"
-                title = f"{ATTRIBUTIONS.label(method)}\n{'clean' if kind == 'clean' else 'attacked'}"
-                panels.append((title, np.abs(picture(maps[key][image])) if key in maps else None, "viridis"))
-        for ax, (title, img, cmap) in zip(axes[r], panels):
+            keys = [f"{model}__{method}__{kind}" for kind in ("clean", "adv")]
+            pair = [np.abs(picture(maps[key][image])) if key in maps else None for key in keys]
+            top = max(float(p.max()) for p in pair) if pair[0] is not None else None
+            for kind, img in zip(("clean", "attacked"), pair):
+                panels.append((f"{ATTRIBUTIONS.label(method)}\n|map|, {kind}", img, "viridis", top))
+        for ax, (title, img, cmap, top) in zip(axes[r], panels):
             ax.set_xticks([])
             ax.set_yticks([])
+            ax.set_title(title, fontsize=7)
             if img is None:
                 ax.text(0.5, 0.5, "n/a:\nno conv\nlayer", ha="center", va="center", fontsize=7, transform=ax.transAxes)
-            else:
-                ax.imshow(img, cmap=cmap, vmin=0 if cmap == "gray" else None, vmax=1 if cmap == "gray" else None,
-                          aspect="auto" if img.shape[0] == 1 else "equal")
-            if r == 0:
-                ax.set_title(title, fontsize=7)
-        axes[r, 0].set_ylabel(model, fontsize=9)
+                continue
+            gray = cmap == "gray"
+            shown = ax.imshow(img, cmap=cmap, vmin=0, vmax=1 if gray else (top if top > 0 else 1),
+                              aspect="auto" if img.shape[0] == 1 else "equal")
+            if not gray:
+                bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+                bar.ax.tick_params(labelsize=6)
+        axes[r, 0].set_ylabel(f"{model}\ntrue: {name(true)}", fontsize=9)
+    fig.suptitle("|attribution| colour scale shared by the clean and attacked map of each model and method", fontsize=8)
     fig.tight_layout()
     return fig
 

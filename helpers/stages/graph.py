@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..store.layout import ARRAYS, TABLES
+from ..store.layout import ARRAYS, REPORT_PAGE, TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,8 +103,12 @@ def make_rules() -> str:
             lines += ["\t@$(PYTHON) -m helpers.config $(CONFIG)", "\t@mkdir -p $(OUT)"]
         lines += ["\t$(papermill)", ""]
     last = list(STAGES)[-1]  # `make all` runs it
+    # The report page is the last stage's notebook without code; writing it rewrites results/index.html.
+    page = f"$(OUT)/{REPORT_PAGE}"
+    lines += [f"{page}: $(OUT)/{STAGES[last].notebook}.ipynb helpers/report/pages.py",
+              "\t$(PYTHON) -m helpers.report.pages $(OUT)", ""]
     lines += [f".PHONY: {' '.join(STAGES)}", f"STAGE_NOTEBOOKS := {' '.join(s.notebook for s in STAGES.values())}",
-              f"LAST_STAGE := {last}", ""]
+              f"LAST_STAGE := {last}", f"REPORT_PAGE := {page}", ""]
     return "\n".join(lines)
 
 

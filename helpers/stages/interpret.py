@@ -33,8 +33,8 @@ SETTINGS = ("epsilon", "n_images", "top_k_fraction", "panel_images", "metric_sam
 def explain_unit(cfg, model, method: str, seed: int, x: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:
     """One unit: ``method`` on ``model`` for images ``x`` (N, ...) clean and after PGD.
 
-    Arrays: ``applicable`` and ``note`` (why not), per image ``clean_correct`` and
-    ``adv_correct``, and where the method applies ``spearman`` and ``top_k_overlap`` between
+    Arrays: ``applicable`` and ``note`` (why not), per image ``clean_pred`` and ``adv_pred``
+    (the predicted labels) and ``clean_correct`` and ``adv_correct``, and where the method applies ``spearman`` and ``top_k_overlap`` between
     the clean and adversarial |maps|, their chance levels (``BASELINES``: the same metrics
     between the clean maps of two *different* images, and between the maps of two random
     inputs, which for a PCA-fed model still share whatever the PCA imposes),
@@ -47,8 +47,10 @@ def explain_unit(cfg, model, method: str, seed: int, x: torch.Tensor, y: torch.T
     x_adv = build_attack("pgd", cfg.attack, seed=seed)(model, x, y, it.epsilon)
     explainer = ATTRIBUTIONS[method](it.params[method], seed=seed)
     applies, reason = explainer.applies(model)
+    clean_pred, adv_pred = predict(model, x), predict(model, x_adv)
     unit = {"applicable": np.array(applies), "note": np.array(reason),
-            "clean_correct": (predict(model, x) == y).cpu().numpy(), "adv_correct": (predict(model, x_adv) == y).cpu().numpy(),
+            "clean_pred": clean_pred.cpu().numpy(), "adv_pred": adv_pred.cpu().numpy(),
+            "clean_correct": (clean_pred == y).cpu().numpy(), "adv_correct": (adv_pred == y).cpu().numpy(),
             "x_adv": x_adv[: it.panel_images].cpu().numpy()}
     if not applies:
         return unit
@@ -109,6 +111,8 @@ def _interpret_run(cfg, run: int, seed: int):
                              lambda: explain_unit(cfg, model, method, seed, x, y))
             rows += unit_rows(unit, name, method, run, seed, it.epsilon)
             panel[f"{name}__x_adv"] = unit["x_adv"]
+            panel[f"{name}__clean_pred"] = unit["clean_pred"][: it.panel_images]
+            panel[f"{name}__adv_pred"] = unit["adv_pred"][: it.panel_images]
             if bool(unit["applicable"]):
                 panel[f"{name}__{method}__clean"], panel[f"{name}__{method}__adv"] = unit["clean_map"], unit["adv_map"]
         frames.append(pd.DataFrame(rows))
@@ -123,7 +127,8 @@ def run(cfg, log=print) -> pd.DataFrame:
     Returns the tidy stability table (one row per model, run, method and image: Spearman rank
     correlation and top-k overlap between clean and adversarial |maps|, and Captum's
     infidelity and sensitivity_max of the clean and of the adversarial map), written as
-    ``attribution_stability``; the maps of run 0 go to ``attribution_maps``.
+    ``attribution_stability``; the maps of run 0 go to ``attribution_maps`` (with the panel
+    images' true labels ``y`` and each model's clean and adversarial predictions).
     """
     layout = Layout(cfg.results_dir)
     begin_stage(cfg, "interpret")

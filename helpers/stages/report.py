@@ -178,7 +178,9 @@ def write_figures(cfg) -> list[str]:
         drawn["transfer"] = figures.plot_transfer_matrix(t["transfer"], models, shown)
     maps = read_arrays(layout.arrays("attribution_maps"))
     for image in range(cfg.interpret.panel_images):
-        drawn[f"attributions_{image}"] = figures.plot_attribution_panel(maps, models, cfg.interpret.methods, image=image)
+        drawn[f"attributions_{image}"] = figures.plot_attribution_panel(
+            maps, models, cfg.interpret.methods, image=image, class_names=[str(c) for c in cfg.dataset.classes],
+            epsilon=cfg.interpret.epsilon)
     boundaries = read_arrays(layout.arrays("decision_boundaries"))
     if cfg.dataset.input_shape == (2,) and boundaries is not None:
         drawn["decision_boundaries"] = figures.plot_decision_boundaries(

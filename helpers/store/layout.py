@@ -42,6 +42,9 @@ ARRAYS = {
 CONFIG = "config.yaml"
 PROVENANCE = "provenance.json"
 SUMMARY = "summary.md"
+REPORT_PAGE = "report.html"        # the report notebook as a page, code cells left out (after the report stage)
+SCREENSHOT = "report.png"          # the report page as headless Chromium draws it (the browser test)
+INDEX_PAGE = "index.html"          # results/index.html: every experiment under results/ and its key numbers
 FIGURES = "figures"
 NOTEBOOK = "{notebook}.ipynb"
 
@@ -73,6 +76,18 @@ class Layout:
     def summary(self) -> Path:
         return self.root / SUMMARY
 
+    @property
+    def report_page(self) -> Path:
+        return self.root / REPORT_PAGE
+
+    @property
+    def screenshot(self) -> Path:
+        return self.root / SCREENSHOT
+
+    def notebook(self, notebook: str) -> Path:
+        """An executed stage notebook (``notebook`` without its suffix, as in the stage graph)."""
+        return self.root / NOTEBOOK.format(notebook=notebook)
+
     def checkpoint(self, model: str, run: int) -> Path:
         """The train stage's unit: one model trained in one run."""
         return self.root / "models" / f"run{run:02d}" / f"{model}.pt"
@@ -97,3 +112,8 @@ class Layout:
     def interpret_unit(self, run: int, model: str, method: str) -> Path:
         """The interpret stage's unit: one attribution method on one model of one run."""
         return self.units("interpret", run) / model / f"{method}.npz"
+
+
+def index_page(results_root: str | Path) -> Path:
+    """The page that lists every experiment folder under ``results_root``."""
+    return Path(results_root) / INDEX_PAGE
