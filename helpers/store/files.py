@@ -80,8 +80,13 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray] | None:
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
-    """A table written by ``write_csv``; a missing one names the stage to run."""
+    """A table written by ``write_csv``; a missing one names the stage to run. A table with no
+    columns (say, smoothing when no L2 certificate is configured) is written as a blank
+    file and read back as an empty frame."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run the stage that writes it first (make all)")
-    return pd.read_csv(path, keep_default_na=False, na_values=[""], float_precision="round_trip")
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_values=[""], float_precision="round_trip")
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
