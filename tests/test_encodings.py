@@ -48,7 +48,7 @@ def test_fast_paths_equal_the_pennylane_circuit(encoding, ansatz, readout, train
     reference.load_state_dict(fast.state_dict())
     x = torch.rand(7, *SHAPE, dtype=torch.float64)
     got, want = outputs_and_gradients(fast, x, train), outputs_and_gradients(reference, x, train)
-    once = encoding != "reupload"  # the frozen unitary applies when the encoding happens once
+    once = not ENCODINGS[encoding].repeats  # the frozen unitary applies when the encoding happens once
     assert fast.path == ("unitary" if once and not train else "statevector")
     compared = 3 if train else 2  # outputs, input gradients, and in training the weight gradients
     for a, b in zip(got[:compared], want[:compared]):
