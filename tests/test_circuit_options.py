@@ -128,7 +128,7 @@ def test_no_attack_beats_a_certificate_of_an_affine_encoded_circuit(encoding):
     nothing certified at a larger ε is fooled; no sampled input leaves the interval bounds."""
     torch.manual_seed(7)
     model = affine_vqc(encoding).eval()
-    x = torch.rand(24, *SHAPE)
+    x = torch.rand(12, *SHAPE)
     y = predict(model, x)
     ops = model.bound_ops()
     assert torch.allclose(run_ops(ops, x), model(x), atol=1e-5)
@@ -137,14 +137,14 @@ def test_no_attack_beats_a_certificate_of_an_affine_encoded_circuit(encoding):
     for _ in range(10):
         logits = model((x + 0.05 * (2 * torch.rand(x.shape, generator=gen) - 1)).clamp(0, 1)).double()
         assert (logits >= low - 1e-5).all() and (logits <= high + 1e-5).all()
+    certificates = {name: CERTIFICATES[name](splits=8) if name == "interval" else CERTIFICATES[name]() for name in LINF}
+    assert all(CERTIFICATES[name].applies(model)[0] for name in LINF)
+    assert certificates["interval"].certify(model, x, y, 0.0).all()
     certified_any = False
-    for name in LINF:
-        cert = CERTIFICATES[name]()
-        assert CERTIFICATES[name].applies(model)[0]
-        for epsilon in (0.0, 0.005, 0.02, 0.05):
+    for epsilon in (0.01, 0.05):
+        fooled = fooled_by_any_attack(model, x, y, epsilon)
+        for name, cert in certificates.items():
             certified = cert.certify(model, x, y, epsilon)
-            assert not (certified & fooled_by_any_attack(model, x, y, epsilon)).any(), (name, epsilon)
-            certified_any |= bool(certified.any()) and epsilon > 0
-        if name == "interval":
-            assert cert.certify(model, x, y, 0.0).all()
+            assert not (certified & fooled).any(), (name, epsilon)
+            certified_any |= bool(certified.any())
     assert certified_any  # the check has teeth: some points are certified at a positive ε

@@ -1,8 +1,12 @@
 """Networks written as layers (`net`): the presets are the documented architectures, created
 in the same order; impossible layer lists are refused before anything is built; every layer
 kind is bounded soundly by the certificates."""
+import re
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from helpers.attacks import predict
@@ -15,9 +19,16 @@ from helpers.training import train_model
 
 from test_certificates import LINF, fooled_by_any_attack
 
-# The other group's network: one 5x5 convolution without padding, max-pooling, one linear layer.
-FIVE_BY_FIVE = {"type": "net", "layers": [{"kind": "conv", "channels": 6, "kernel": 5}, "relu",
-                                          {"kind": "pool", "mode": "max", "kernel": 2}]}
+
+def docs_example() -> dict:
+    """The config example of docs/architecture.md: the other group's network (one 5x5
+    convolution without padding, max pooling, one linear layer)."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    section = text[text.index("## Models written in the config"):]
+    return yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))["models"]["theirs"]
+
+
+FIVE_BY_FIVE = docs_example()
 # Every layer kind, on 8x8 images: (4, 8, 8) -> avg (4, 4, 4) -> stride 2 (6, 2, 2) -> max (6, 1, 1).
 EVERY_KIND = {"type": "net", "layers": [
     {"kind": "conv", "channels": 4, "kernel": 3, "padding": 1}, "relu", {"kind": "pool", "mode": "avg"},
