@@ -116,7 +116,8 @@ def test_probs_readout_allows_more_classes_than_qubits():
 
 
 @pytest.mark.parametrize("spec,shape,n_classes,message", [
-    ({"encoding": "dense"}, (1, 8, 8), 2, r"model.encoding 'dense' is unknown; allowed: \['angle', 'reupload', 'amplitude'\]"),
+    ({"encoding": "dense"}, (1, 8, 8), 2,
+     r"model.encoding 'dense' is unknown; allowed: \['angle', 'reupload', 'affine', 'affine_reupload', 'amplitude'\]"),
     ({"ansatz": "hardware"}, (1, 8, 8), 2, r"model.ansatz 'hardware' is unknown; allowed: \['strong', 'basic'\]"),
     ({"readout": "sample"}, (1, 8, 8), 2, r"model.readout 'sample' is unknown; allowed: \['expval', 'probs'\]"),
     ({"n_qubits": 4, "encoding": "amplitude"}, (1, 8, 8), 2, r"2\*\*n_qubits >= the number of input features \(64\)"),
