@@ -48,7 +48,7 @@ def test_fast_paths_equal_the_pennylane_circuit(encoding, ansatz, readout, train
     reference.load_state_dict(fast.state_dict())
     x = torch.rand(7, *SHAPE, dtype=torch.float64)
     got, want = outputs_and_gradients(fast, x, train), outputs_and_gradients(reference, x, train)
-    once = encoding != "reupload"  # the frozen unitary applies when the encoding happens once
+    once = not ENCODINGS[encoding].repeats  # the frozen unitary applies when the encoding happens once
     assert fast.path == ("unitary" if once and not train else "statevector")
     compared = 3 if train else 2  # outputs, input gradients, and in training the weight gradients
     for a, b in zip(got[:compared], want[:compared]):
@@ -116,7 +116,8 @@ def test_probs_readout_allows_more_classes_than_qubits():
 
 
 @pytest.mark.parametrize("spec,shape,n_classes,message", [
-    ({"encoding": "dense"}, (1, 8, 8), 2, r"model.encoding 'dense' is unknown; allowed: \['angle', 'reupload', 'amplitude'\]"),
+    ({"encoding": "dense"}, (1, 8, 8), 2,
+     r"model.encoding 'dense' is unknown; allowed: \['angle', 'reupload', 'affine', 'affine_reupload', 'amplitude'\]"),
     ({"ansatz": "hardware"}, (1, 8, 8), 2, r"model.ansatz 'hardware' is unknown; allowed: \['strong', 'basic'\]"),
     ({"readout": "sample"}, (1, 8, 8), 2, r"model.readout 'sample' is unknown; allowed: \['expval', 'probs'\]"),
     ({"n_qubits": 4, "encoding": "amplitude"}, (1, 8, 8), 2, r"2\*\*n_qubits >= the number of input features \(64\)"),

@@ -2,14 +2,14 @@
 
 Interval bound propagation (IBP) carries a box [low, high] through every op: affine ops
 (linear, convolution, average pooling, the PCA, a scale) by centre and radius, monotone ones
-(ReLU, tanh, max pooling) endpoint by endpoint, and a variational circuit by its value at the
-box's centre plus a Lipschitz bound: the derivative of an expectation <H> with respect to one
-encoding angle is at most ||H|| for every RX-encoded angle (Berberich et al. 2024: 2·||H||·
-||X/2||), times the number of times the angle is encoded, and ||H|| = 1 for a Pauli Z and for a
+(ReLU, tanh, sigmoid, max pooling) endpoint by endpoint, and a variational circuit by its
+value at the box's centre plus a Lipschitz bound: the derivative of an expectation <H> with
+respect to one encoding angle is at most ||H|| for every RX-encoded angle (Berberich et al.
+2024: 2·||H||·||X/2||), times the number of times the angle is encoded, and ||H|| = 1 for a Pauli Z and for a
 projector. CROWN (Zhang et al. 2018) bounds the margins by one linear function of the input
 of the last stretch of affine and ReLU ops, with interval bounds for the ReLUs' inputs
-(CROWN-IBP), and falls back to the interval of the first op it cannot relax (tanh, max
-pooling, a circuit).
+(CROWN-IBP), and falls back to the interval of the first op it cannot relax (tanh, sigmoid,
+max pooling, a circuit). Dropout is not among the ops: it is the identity in evaluation.
 """
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from torch import nn
 from ..models.ops import Affine, Cast, Circuit, Scale
 from ..models.readouts import PROBABILITY_FLOOR
 
-MONOTONE = (nn.ReLU, nn.Tanh, nn.MaxPool2d)
+MONOTONE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.MaxPool2d)
+# The largest slope of the monotone ops that are not 1-Lipschitz (the rest are, in L∞).
+SLOPE = {nn.Sigmoid: 0.25}
 # A margin bound must exceed this (logit units) to certify a point: the model and the bounds run
 # in float32 and sum in different orders (the PCA, say), so a bound of 1e-6 proves nothing.
 MARGIN = 1e-4
@@ -127,8 +129,8 @@ def crown_margin_lower_bound(ops, low: torch.Tensor, high: torch.Tensor, y: torc
 @torch.no_grad()
 def lipschitz_constant(ops, shape: tuple[int, ...]) -> float:
     """An upper bound on the L∞ -> L∞ Lipschitz constant of the logits (a product of the ops'
-    bounds): affine ops by the largest absolute row sum, ReLU, tanh and max pooling by 1, a
-    circuit by (times encoded) x (number of angles), a scale by its magnitude."""
+    bounds): affine ops by the largest absolute row sum, ReLU, tanh and max pooling by 1,
+    sigmoid by 1/4, a circuit by (times encoded) x (number of angles), a scale by its magnitude."""
     constant, x = 1.0, torch.zeros(1, *shape)
     for op in ops:
         if isinstance(op, Circuit):
@@ -136,7 +138,7 @@ def lipschitz_constant(ops, shape: tuple[int, ...]) -> float:
             readout_slope = 1.0 if op.layer.readout == "expval" else 1 / PROBABILITY_FLOOR
             constant *= op.repeats * x.shape[1] * readout_slope
         elif isinstance(op, (*MONOTONE, nn.Flatten, Cast)):
-            pass
+            constant *= SLOPE.get(type(op), 1.0)
         elif isinstance(op, Scale):
             constant *= float(op.scale.abs())
         else:

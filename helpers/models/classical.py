@@ -1,4 +1,5 @@
-"""Classical networks: a feed-forward MLP, a small CNN, and the capacity-matched MLP."""
+"""Classical networks: a network written as layers (``net``), its presets (the feed-forward
+MLP, the small CNN) and the capacity-matched MLP."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,23 +10,79 @@ from torch import nn
 
 from ..params import ConfigError, Integer, ListOf, Params, param
 from ..registry import MODELS
-from .features import PCAFeatures
 from . import Model
+from .features import PCAFeatures
+from .layers import Layer, LayerList, build_network, layer, network_shapes
 from .ops import pca_affine
+
+
+def mlp_spec(hidden) -> tuple[Layer, ...]:
+    """flatten -> [linear -> relu] per hidden width (the final linear is appended by ``build_network``)."""
+    return (layer("flatten"), *[spec for width in hidden for spec in (layer("linear", width=width), layer("relu"))])
 
 
 def mlp_layers(n_inputs: int, hidden, n_classes: int) -> nn.Sequential:
     """flatten -> [Linear -> ReLU] per hidden width -> Linear (logits)."""
-    widths = [n_inputs, *hidden]
-    layers: list[nn.Module] = [nn.Flatten()]
-    for w_in, w_out in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(w_in, w_out), nn.ReLU()]
-    layers.append(nn.Linear(widths[-1], n_classes))
-    return nn.Sequential(*layers)
+    return build_network(mlp_spec(hidden), (n_inputs,), n_classes)
 
 
 @MODELS.register
-class MLP(Model):
+class Net(Model):
+    """A network written as a list of layers (``layers``): convolutions, pooling, activations,
+    flatten, linear layers and dropout, then a linear layer to the logits; Grad-CAM explains
+    its last convolution. The shapes are inferred from the data set's input shape and checked
+    before any training."""
+
+    name, label = "net", "network of layers"
+    uses = ("helpers.models.layers",)
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        layers: tuple[Layer, ...] = param([], LayerList(),
+                                          "the layers in order; a final linear layer to the classes is appended")
+
+    @classmethod
+    def layer_specs(cls, params) -> tuple[Layer, ...]:
+        """The layers before the final linear one."""
+        return params.layers
+
+    @classmethod
+    def layer_name(cls, where: str, i: int) -> str:
+        """How an error names layer ``i``: the config key of a written network."""
+        return f"{where}.layers[{i}]"
+
+    @classmethod
+    def check(cls, params, shape, where):
+        super().check(params, shape, where)
+        network_shapes(cls.layer_specs(params), shape.input_shape, lambda i: cls.layer_name(where, i))
+
+    def __init__(self, input_shape, n_classes: int, params=None):
+        super().__init__(input_shape, n_classes, params)
+        self.net = build_network(self.layer_specs(self.params), input_shape, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    @property
+    def gradcam_layer(self) -> nn.Module | None:
+        convolutions = [m for m in self.net if isinstance(m, nn.Conv2d)]
+        return convolutions[-1] if convolutions else None
+
+    def bound_ops(self):
+        # The ops of the evaluation-mode network: dropout is the identity there.
+        return [m for m in self.net if not isinstance(m, nn.Dropout)]
+
+
+class Preset(Net):
+    """A ``net`` whose layers follow from a few options (its own ``Params``)."""
+
+    @classmethod
+    def layer_name(cls, where, i):
+        return f"{where}: layer {i} of the {cls.name} preset"
+
+
+@MODELS.register
+class MLP(Preset):
     """Feed-forward network: flatten -> [Linear -> ReLU]* -> Linear (logits)."""
 
     name, label = "mlp", "MLP"
@@ -34,19 +91,13 @@ class MLP(Model):
     class Params(Params):
         hidden: tuple[int, ...] = param([32], ListOf(Integer(1)), "widths of the hidden ReLU layers")
 
-    def __init__(self, input_shape, n_classes: int, params=None):
-        super().__init__(input_shape, n_classes, params)
-        self.net = mlp_layers(int(np.prod(input_shape)), self.params.hidden, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def bound_ops(self):
-        return list(self.net)
+    @classmethod
+    def layer_specs(cls, params):
+        return mlp_spec(params.hidden)
 
 
 @MODELS.register
-class CNN(Model):
+class CNN(Preset):
     """Small convolutional network: Conv3x3/ReLU layers (``channels``) -> MaxPool(2) ->
     Linear/ReLU (``hidden``) -> logits; Grad-CAM explains its last convolution."""
 
@@ -58,31 +109,12 @@ class CNN(Model):
         channels: tuple[int, ...] = param([8, 16], ListOf(Integer(1), nonempty=True), "output channels of each 3x3 convolution")
         hidden: int = param(32, Integer(1), "width of the hidden ReLU layer")
 
-    def __init__(self, input_shape, n_classes: int, params=None):
-        super().__init__(input_shape, n_classes, params)
-        c_in, h, w = input_shape
-        convs: list[nn.Module] = []
-        for c_out in self.params.channels:
-            convs += [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1), nn.ReLU()]
-            c_in = c_out
-        self.features = nn.Sequential(*convs)
-        self.pool = nn.MaxPool2d(2)
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(c_in * (h // 2) * (w // 2), self.params.hidden),
-            nn.ReLU(),
-            nn.Linear(self.params.hidden, n_classes),
-        )
-
-    @property
-    def gradcam_layer(self) -> nn.Module:
-        return [m for m in self.features if isinstance(m, nn.Conv2d)][-1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
-
-    def bound_ops(self):
-        return [*self.features, self.pool, *self.head]
+    @classmethod
+    def layer_specs(cls, params):
+        convolutions = [spec for c in params.channels for spec in (layer("conv", channels=c, kernel=3, padding=1),
+                                                                    layer("relu"))]
+        return (*convolutions, layer("pool", mode="max", kernel=2), layer("flatten"),
+                layer("linear", width=params.hidden), layer("relu"))
 
 
 def hidden_width(parameters: int, n_features: int, n_classes: int) -> int:
@@ -107,7 +139,7 @@ class MatchedMLP(Model):
     """
 
     name, label = "matched_mlp", "capacity-matched MLP"
-    uses = ("helpers.models.features",)
+    uses = ("helpers.models.features", "helpers.models.layers")
 
     @dataclass(frozen=True)
     class Params(Params):

@@ -2,8 +2,9 @@
 ``encoding`` option). Adding an encoding is one class here (or in any module that registers
 with ``ENCODINGS``) plus its test against PennyLane.
 
-An encoding says what it fits on the training split (``preprocessing``), what the circuit's
-inputs are (``circuit_inputs``), the state they prepare (``initial_state``, for the
+An encoding says what maps the input before the circuit (``preprocessing``: a PCA fitted on
+the training split, or a trainable affine map), what the circuit's inputs are
+(``circuit_inputs``), that map as one affine op for the certificates (``affine_map``), the state they prepare (``initial_state``, for the
 statevector simulation), how that state factors into real inputs and fixed phases (for the
 frozen-unitary evaluation path), and the PennyLane operations of the reference circuit
 (``embed``).
@@ -18,7 +19,8 @@ import torch
 
 from ..params import ConfigError
 from ..registry import ENCODINGS, Component
-from .features import PCAFeatures, amplitude_state
+from .features import AffineAngles, PCAFeatures, amplitude_state
+from .ops import Affine, pca_affine
 
 
 def basis_bits(n_qubits: int, wires) -> torch.Tensor:
@@ -62,6 +64,11 @@ class Encoding(Component):
 
     # Encoded again before every layer: the trainable block is then no fixed unitary.
     repeats: ClassVar[bool] = False
+    # With repeats: fresh angles before every layer, so the circuit's inputs are (B, n_layers *
+    # n_qubits) and layer l takes the l-th n_qubits of them (``layer_inputs``).
+    per_layer: ClassVar[bool] = False
+    # Its preprocessing has trainable parameters (learned with the circuit, nothing fitted).
+    trainable: ClassVar[bool] = False
     # lightning.qubit's adjoint differentiation gets its input gradients right.
     adjoint: ClassVar[bool] = True
 
@@ -70,9 +77,26 @@ class Encoding(Component):
         """Raise ``ConfigError`` if ``n_qubits`` cannot encode ``n_inputs`` input features."""
 
     @classmethod
-    def preprocessing(cls, n_inputs: int, n_qubits: int) -> PCAFeatures | None:
-        """The map fitted on the training split before the circuit (None: nothing to fit)."""
+    def preprocessing(cls, n_inputs: int, n_qubits: int, n_layers: int) -> torch.nn.Module | None:
+        """The map of the input before the circuit, fitted on the training split or trained
+        (None: nothing before the circuit)."""
         return None
+
+    @classmethod
+    def affine_map(cls, preprocessing) -> Affine | None:
+        """The circuit's inputs as one affine map of the flattened input (``ops.Affine``), for
+        the certificates; None if they are not an affine image of the input."""
+        return None
+
+    @classmethod
+    def times_encoded(cls, n_layers: int) -> int:
+        """How often each of the circuit's inputs enters the circuit."""
+        return n_layers if cls.repeats and not cls.per_layer else 1
+
+    @classmethod
+    def layer_inputs(cls, inputs, layer: int, n_qubits: int):
+        """The inputs encoded before trainable layer ``layer`` (with ``repeats``)."""
+        return inputs[..., layer * n_qubits:(layer + 1) * n_qubits] if cls.per_layer else inputs
 
     @classmethod
     def circuit_inputs(cls, x: torch.Tensor, preprocessing, n_qubits: int) -> torch.Tensor:
@@ -113,8 +137,12 @@ class Angle(Encoding):
                               f"({n_qubits}) must not exceed the number of input features ({n_inputs})")
 
     @classmethod
-    def preprocessing(cls, n_inputs, n_qubits):
+    def preprocessing(cls, n_inputs, n_qubits, n_layers):
         return PCAFeatures(n_inputs, n_qubits)
+
+    @classmethod
+    def affine_map(cls, preprocessing):
+        return pca_affine(preprocessing)
 
     @classmethod
     def circuit_inputs(cls, x, preprocessing, n_qubits):
@@ -143,6 +171,40 @@ class Reupload(Angle):
 
     name, label = "reupload", "data re-uploading (RX before every layer)"
     repeats = True
+
+
+@ENCODINGS.register
+class AffineEncoding(Angle):
+    """Trainable angles on all input features: angle_q = w_q . x + b_q, w over the whole
+    flattened input (``AffineAngles``), learned with the circuit -> one RX per wire, once."""
+
+    name, label = "affine", "trainable affine (RX) encoding of all input features"
+    trainable = True
+
+    @classmethod
+    def check(cls, n_inputs, n_qubits, where):
+        """Any number of input features: every angle sees all of them."""
+
+    @classmethod
+    def n_angles(cls, n_qubits: int, n_layers: int) -> int:
+        return n_qubits * n_layers if cls.per_layer else n_qubits
+
+    @classmethod
+    def preprocessing(cls, n_inputs, n_qubits, n_layers):
+        return AffineAngles(n_inputs, cls.n_angles(n_qubits, n_layers))
+
+    @classmethod
+    def affine_map(cls, preprocessing):
+        return Affine(preprocessing.linear.weight, preprocessing.linear.bias)
+
+
+@ENCODINGS.register
+class AffineReupload(AffineEncoding):
+    """Data re-uploading with trainable angles: before every layer its own w . x + b per wire
+    (the published re-uploading classifiers); each angle enters the circuit once."""
+
+    name, label = "affine_reupload", "trainable affine (RX) encoding before every layer"
+    repeats, per_layer = True, True
 
 
 @ENCODINGS.register

@@ -1,5 +1,6 @@
-"""Fixed, differentiable input maps that a model fits on its training split: the PCA features
-of the angle encodings (and of the capacity-matched MLP), and the amplitude state."""
+"""Differentiable input maps of the circuits: the PCA features of the angle encodings (and of
+the capacity-matched MLP), fitted on the training split; the trainable affine angles; the
+amplitude state."""
 from __future__ import annotations
 
 import math
@@ -50,6 +51,20 @@ class PCAFeatures(nn.Module):
         """Features (B, n_features) of inputs (B, *input_shape); the training split maps into [0, pi]."""
         features = (x.reshape(len(x), -1) - self.mean) @ self.components.T
         return math.pi * (features - self.low) / (self.high - self.low)
+
+
+class AffineAngles(nn.Module):
+    """Flatten -> trainable affine map to ``n_angles`` rotation angles: angle_k = w_k . x + b_k,
+    w_k over all input features (an ``nn.Linear``, with its default initialisation). Nothing is
+    fitted on the split: w and b are trained with the circuit."""
+
+    def __init__(self, n_inputs: int, n_angles: int):
+        super().__init__()
+        self.linear = nn.Linear(n_inputs, n_angles)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Angles (B, n_angles) of inputs (B, *input_shape)."""
+        return self.linear(x.reshape(len(x), -1))
 
 
 def amplitude_state(x: torch.Tensor, n_qubits: int) -> torch.Tensor:

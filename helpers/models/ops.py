@@ -32,12 +32,12 @@ class Circuit(nn.Module):
     """A variational circuit's layer on its angles (B, n) -> its readout's logits (B, outputs)
     before any output scale: ``layer`` a ``quantum.QuantumLayer``, ``outputs`` how many of the
     readout's values are logits (``n_classes``), ``repeats`` how often each angle enters the
-    circuit (data re-uploading: once per layer)."""
+    circuit (data re-uploading of the same angles: once per layer)."""
 
     def __init__(self, layer, outputs: int):
         super().__init__()
         self.layer, self.outputs = layer, outputs
-        self.repeats = layer.n_layers if ENCODINGS[layer.encoding].repeats else 1
+        self.repeats = ENCODINGS[layer.encoding].times_encoded(layer.n_layers)
         self.readout = READOUTS[layer.readout]
 
     def forward(self, angles):

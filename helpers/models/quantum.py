@@ -111,13 +111,16 @@ def apply_gate(state: torch.Tensor, gate: torch.Tensor, wire: int) -> torch.Tens
 def simulate_block(state: torch.Tensor, weights: torch.Tensor, ansatz: str = "strong",
                    reupload_angles: torch.Tensor | None = None) -> torch.Tensor:
     """Apply the trainable block (``n_layers`` layers of ``ansatz``) to states (B, 2**n)
-    complex128; with ``reupload_angles`` (B, n) each layer after the first is preceded by
-    RX(angle) on every wire, the angles per sample."""
+    complex128; with ``reupload_angles`` each layer after the first is preceded by RX(angle)
+    on every wire, the angles per sample: (B, n) the same before every layer, or
+    (B, n_layers, n) layer l's own (row 0 is the initial state's, not used here)."""
     n_layers, n_qubits = weights.shape[:2]
     gates = ANSATZES[ansatz].rotation_matrices(weights)
     reupload = reupload_angles is not None
     if reupload:
-        encoding_gates = qml.RX.compute_matrix(reupload_angles.double())   # (B, n, 2, 2)
+        angles = reupload_angles.double()
+        encoding_gates = qml.RX.compute_matrix(angles.reshape(len(angles), -1)).reshape(*angles.shape, 2, 2)
+        layer = 0
     for kind, *args in _device_plan(n_qubits, n_layers, ansatz, reupload, state.device):
         if kind == "gate":
             wire, row = args
@@ -125,8 +128,10 @@ def simulate_block(state: torch.Tensor, weights: torch.Tensor, ansatz: str = "st
         elif kind == "perm":
             state = state[:, args[0]]
         else:
+            layer += 1
+            now = encoding_gates[:, layer] if encoding_gates.dim() == 5 else encoding_gates  # (B, n, 2, 2)
             for wire in range(n_qubits):
-                state = apply_gate(state, encoding_gates[:, wire], wire)
+                state = apply_gate(state, now[:, wire], wire)
     return state
 
 
@@ -135,8 +140,12 @@ def statevector_outputs(inputs: torch.Tensor, weights: torch.Tensor, measurement
     """Readout (B, outputs) of the encoded ``inputs`` through the block, ``measurement`` from
     the readout's ``measurement_matrix``."""
     entry = ENCODINGS[encoding]
-    state = entry.initial_state(inputs)
-    amplitudes = simulate_block(state, weights, ansatz, inputs if entry.repeats else None)
+    if entry.per_layer:  # (B, n_layers * n) -> one row of angles per layer
+        angles = inputs.reshape(len(inputs), *weights.shape[:2])
+        state, reupload = entry.initial_state(angles[:, 0]), angles
+    else:
+        state, reupload = entry.initial_state(inputs), inputs if entry.repeats else None
+    amplitudes = simulate_block(state, weights, ansatz, reupload)
     return (amplitudes.real ** 2 + amplitudes.imag ** 2) @ measurement
 
 
@@ -167,6 +176,9 @@ class QuantumLayer(qml.qnn.TorchLayer):
     ``weights`` of its shape; ``readout`` (``READOUTS``) what is measured: <Z> per wire
     (B, n_readout) or the probabilities of the 2**n_readout outcomes (B, 2**n_readout).
 
+    ``init`` initialises the weights in place (None: TorchLayer's uniform draw on [0, 2 pi]).
+    Inputs (B, n_layers * n_qubits) for an encoding with fresh angles per layer (``per_layer``).
+
     A ``qml.qnn.TorchLayer`` (same weights, same initialisation), so ``simulator="pennylane"``
     runs the reference circuit on ``default.qubit`` with backpropagation and
     ``simulator="lightning"`` on ``lightning.qubit`` with adjoint differentiation.
@@ -177,7 +189,7 @@ class QuantumLayer(qml.qnn.TorchLayer):
     """
 
     def __init__(self, n_qubits: int, n_layers: int, n_readout: int, simulator: str = "fast",
-                 encoding: str = "angle", ansatz: str = "strong", readout: str = "expval"):
+                 encoding: str = "angle", ansatz: str = "strong", readout: str = "expval", init=None):
         for kind, registry, name in (("encoding", ENCODINGS, encoding), ("ansatz", ANSATZES, ansatz),
                                      ("readout", READOUTS, readout)):
             registry.lookup(name, f"quantum layer {kind}")
@@ -193,17 +205,16 @@ class QuantumLayer(qml.qnn.TorchLayer):
 
         @qml.qnode(device, interface="torch", diff_method=diff_method)
         def circuit(inputs, weights):
-            encoder.embed(inputs, wires)
             if encoder.repeats:
                 for layer, hyperparameters in enumerate(per_layer):
-                    if layer > 0:
-                        encoder.embed(inputs, wires)
+                    encoder.embed(encoder.layer_inputs(inputs, layer, n_qubits), wires)
                     block.template(weights[layer:layer + 1], wires=wires, **hyperparameters)
             else:
+                encoder.embed(inputs, wires)
                 block.template(weights, wires=wires)
             return measure.measure(n_readout)
 
-        super().__init__(circuit, {"weights": block.weight_shape(n_layers, n_qubits)})
+        super().__init__(circuit, {"weights": block.weight_shape(n_layers, n_qubits)}, init_method=init)
         self.n_qubits, self.n_layers, self.n_readout, self.simulator = n_qubits, n_layers, n_readout, simulator
         self.encoding, self.ansatz, self.readout = encoding, ansatz, readout
         self._frozen: tuple[torch.Tensor, torch.Tensor] | None = None

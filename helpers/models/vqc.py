@@ -1,6 +1,8 @@
 """The variational quantum classifier, and the memory its simulation needs."""
 from __future__ import annotations
 
+import functools
+import math
 import os
 from dataclasses import dataclass
 
@@ -8,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..params import Choice, ConfigError, Integer, Number, Params, param
+from ..params import Boolean, Choice, ConfigError, Integer, Number, Params, param
 from ..registry import ANSATZES, ENCODINGS, MODELS, READOUTS
 from . import Model
-from .ops import Cast, Circuit, Scale, pca_affine
+from .ops import Cast, Circuit, Scale
 from .quantum import SIMULATORS, QuantumLayer, check_simulator
 
 # A statevector of n qubits holds 2**n complex amplitudes per sample; 20 qubits at batch 32
@@ -27,6 +29,14 @@ def simulation_bytes(n_qubits: int, n_layers: int, batch: int) -> int:
     return batch * 2 ** n_qubits * 16 * (n_layers * (n_qubits + 1) + 4)
 
 
+def weight_initialiser(distribution: str, scale: float):
+    """The in-place initialisation of the circuit's weights: uniform on [0, scale] (at scale
+    2 pi exactly TorchLayer's default draw) or normal with mean 0 and standard deviation scale."""
+    if distribution == "uniform":
+        return functools.partial(torch.nn.init.uniform_, b=scale)
+    return functools.partial(torch.nn.init.normal_, std=scale)
+
+
 def physical_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
@@ -36,7 +46,9 @@ class VQC(Model):
     """Variational quantum classifier.
 
     inputs (B, *input_shape) in [0, 1] -> ``encoding`` -> ``n_layers`` trainable layers of
-    ``ansatz`` on ``n_qubits`` -> ``readout`` -> trainable output scale -> logits (B, n_classes).
+    ``ansatz`` on ``n_qubits`` -> ``readout`` -> output scale (trainable unless
+    ``output_scale_trainable`` is false) -> logits (B, n_classes). The circuit's weights start
+    from ``init`` (uniform on [0, 2 pi] by default: PennyLane's draw).
     The encodings (``ENCODINGS``), ansatzes (``ANSATZES``) and readouts (``READOUTS``) are
     registries of their own. Every step is differentiable, so gradients reach the input and
     the model is attacked in the same input space as the classical ones.
@@ -57,7 +69,12 @@ class VQC(Model):
     class Params(Params):
         n_qubits: int = param(8, Integer(1, MAX_QUBITS), "qubits (statevector memory grows as 2**n)")
         n_layers: int = param(4, Integer(1), "trainable layers of the ansatz")
-        output_scale: float = param(1.0, Number(), "initial value of the trainable scale of the readout")
+        output_scale: float = param(1.0, Number(), "initial value of the scale of the readout")
+        output_scale_trainable: bool = param(True, Boolean(), "train the output scale (false: it stays output_scale)")
+        init: str = param("uniform", Choice(("uniform", "normal")),
+                          "distribution of the circuit's initial weights: uniform on [0, init_scale] or normal "
+                          "with mean 0 and standard deviation init_scale")
+        init_scale: float = param(2 * math.pi, Number(0, open="low"), "width of that distribution (2 pi: PennyLane's draw)")
         simulator: str = param("fast", Choice(SIMULATORS), "simulation of the circuit (all give the same numbers)")
         encoding: str = param("angle", Choice(ENCODINGS.names), "how the input enters the circuit (ENCODINGS)")
         ansatz: str = param("strong", Choice(ANSATZES.names), "the trainable template (ANSATZES)")
@@ -78,21 +95,32 @@ class VQC(Model):
 
     @classmethod
     def capacity(cls, params, shape):
-        if ENCODINGS[params.encoding].preprocessing(shape.n_inputs, params.n_qubits) is None:
+        encoding = ENCODINGS[params.encoding]
+        # Only a PCA gives reduced features to share (amplitudes have none; trained angles are no PCA).
+        if encoding.trainable or encoding.preprocessing(shape.n_inputs, params.n_qubits, params.n_layers) is None:
             return None
         weights = int(np.prod(ANSATZES[params.ansatz].weight_shape(params.n_layers, params.n_qubits)))
-        return weights + 1, params.n_qubits  # + the output scale
+        return weights + int(params.output_scale_trainable), params.n_qubits
 
     def __init__(self, input_shape, n_classes: int, params=None):
         super().__init__(input_shape, n_classes, params)
         p = self.params
         self.n_qubits, self.n_layers, self.n_classes = p.n_qubits, p.n_layers, n_classes
         self.encoding, self.readout = p.encoding, p.readout
-        self.pca = ENCODINGS[p.encoding].preprocessing(int(np.prod(input_shape)), p.n_qubits)
+        encoding = ENCODINGS[p.encoding]
+        preprocessing = encoding.preprocessing(int(np.prod(input_shape)), p.n_qubits, p.n_layers)
+        # A map fitted on the training split is the PCA; a trained one the encoder (its w and b).
+        self.pca = None if encoding.trainable else preprocessing
+        self.encoder = preprocessing if encoding.trainable else None
         n_readout = READOUTS[p.readout].n_wires(n_classes)
-        self.quantum = QuantumLayer(p.n_qubits, p.n_layers, n_readout, p.simulator, p.encoding, p.ansatz, p.readout)
+        self.quantum = QuantumLayer(p.n_qubits, p.n_layers, n_readout, p.simulator, p.encoding, p.ansatz, p.readout,
+                                    init=weight_initialiser(p.init, p.init_scale))
         # <Z> lies in [-1, 1]: without a trainable scale the logit margins stay small.
-        self.output_scale = nn.Parameter(torch.tensor(float(p.output_scale)))
+        scale = torch.tensor(float(p.output_scale))
+        if p.output_scale_trainable:
+            self.output_scale = nn.Parameter(scale)
+        else:
+            self.register_buffer("output_scale", scale)
 
     def fit_preprocessing(self, x_train: torch.Tensor) -> None:
         """Fit the PCA and the angle range on training inputs (N, *input_shape) only
@@ -100,10 +128,16 @@ class VQC(Model):
         if self.pca is not None:
             self.pca.fit(x_train)
 
+    @property
+    def preprocessing(self) -> nn.Module | None:
+        """The map of the input before the circuit: the PCA, the trained encoder, or None."""
+        return self.pca if self.pca is not None else self.encoder
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The circuit's inputs: angles (B, n_qubits) (training inputs map into [0, pi]) or,
-        for amplitude encoding, unit-norm amplitudes (B, 2**n_qubits)."""
-        return ENCODINGS[self.encoding].circuit_inputs(x, self.pca, self.n_qubits)
+        """The circuit's inputs: angles (B, n_qubits) (PCA: training inputs map into [0, pi];
+        fresh angles per layer: (B, n_layers * n_qubits)) or, for amplitude encoding,
+        unit-norm amplitudes (B, 2**n_qubits)."""
+        return ENCODINGS[self.encoding].circuit_inputs(x, self.preprocessing, self.n_qubits)
 
     @property
     def path(self) -> str:
@@ -114,7 +148,7 @@ class VQC(Model):
         return self.output_scale * readout.to(x.dtype)
 
     def bound_ops(self):
-        if self.pca is None:  # amplitude encoding: the normalised state has no such bound here
+        angles = None if self.preprocessing is None else ENCODINGS[self.encoding].affine_map(self.preprocessing)
+        if angles is None:  # amplitude encoding: the normalised state has no such bound here
             return None
-        return [pca_affine(self.pca), Circuit(self.quantum, self.n_classes), Cast(torch.float32),
-                Scale(self.output_scale)]
+        return [angles, Circuit(self.quantum, self.n_classes), Cast(torch.float32), Scale(self.output_scale)]
