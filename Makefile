@@ -24,10 +24,10 @@ SHIPPED := default plus_minus_study moons breast_cancer
 
 # papermill saves its output after every cell, so a failed run would leave a fresh-looking
 # target: write to a temporary name, rename on success, keep a failure as <stage>.failed.ipynb
-# (the previous good result stays in place).
+# (the previous good result stays in place). helpers/stages/notebook.py runs papermill with
+# the kernel over IPC and its stderr (each stage's progress bar) streamed to this terminal.
 define papermill
-$(PYTHON) -m papermill --kernel $(KERNEL) --cwd notebooks --no-progress-bar \
-	-p config_path $(CONFIG) $< $(@:.ipynb=.running.ipynb) \
+$(PYTHON) -m helpers.stages.notebook $< $(@:.ipynb=.running.ipynb) $(CONFIG) $(KERNEL) \
 	&& mv $(@:.ipynb=.running.ipynb) $@ && rm -f $(@:.ipynb=.failed.ipynb) \
 	|| { mv $(@:.ipynb=.running.ipynb) $(@:.ipynb=.failed.ipynb) 2>/dev/null; exit 1; }
 endef
