@@ -15,7 +15,7 @@ import threading
 
 from tqdm import tqdm
 
-REFRESH_SECONDS = 1.0  # the elapsed time ticks while a long unit runs: a sign of life
+REFRESH_SECONDS = 2.0  # the elapsed time ticks while a long unit runs: a sign of life (and a line a tick in a log file)
 FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} {unit}s [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 _sink = None  # this process's receiver of finished units: sink(reused), set while a stage runs
