@@ -55,11 +55,14 @@ all: $(LAST_STAGE)
 # Unit tests, then the four notebooks on the smoke config: papermill runs them once
 # (each asserts what matters), nbval runs the executed copies again and compares the
 # cells marked NBVAL_CHECK_OUTPUT, so a notebook must still run and still say the same thing.
+# Last, each source notebook as JupyterLab's Run All runs it (from notebooks/, no papermill),
+# reusing the smoke study's units; it leaves the executed copies alone.
 test: $(INSTALLED)
 	$(PYTHON) -m pytest -q tests
 	$(MAKE) --no-print-directory all CONFIG=configs/smoke.yaml
 	$(PYTHON) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(STAGE_NOTEBOOKS:%=results/smoke/%.ipynb)
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/notebooks_in_lab.py
 
 # Every shipped study, then the generated parts of the README and docs/ from their results.
 shipped: $(INSTALLED)
@@ -76,8 +79,11 @@ docs: $(INSTALLED)
 bench: $(INSTALLED)
 	$(PYTHON) benchmarks/run.py --out results/bench
 
+# JupyterLab on notebooks/: open a stage and Run All (its default config, or set config_path).
+# Kernels talk to the server over IPC, not TCP; as root (most containers) Jupyter asks for
+# --allow-root. LAB_ARGS passes more options (e.g. LAB_ARGS="--no-browser --port 8899").
 lab: $(INSTALLED)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ --KernelManager.transport=ipc $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf $(OUT)
