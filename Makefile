@@ -24,10 +24,10 @@ SHIPPED := default plus_minus_study moons breast_cancer
 
 # papermill saves its output after every cell, so a failed run would leave a fresh-looking
 # target: write to a temporary name, rename on success, keep a failure as <stage>.failed.ipynb
-# (the previous good result stays in place).
+# (the previous good result stays in place). helpers/stages/notebook.py runs papermill with
+# the kernel over IPC and its stderr (each stage's progress bar) streamed to this terminal.
 define papermill
-$(PYTHON) -m papermill --kernel $(KERNEL) --cwd notebooks --no-progress-bar \
-	-p config_path $(CONFIG) $< $(@:.ipynb=.running.ipynb) \
+$(PYTHON) -m helpers.stages.notebook $< $(@:.ipynb=.running.ipynb) $(CONFIG) $(KERNEL) \
 	&& mv $(@:.ipynb=.running.ipynb) $@ && rm -f $(@:.ipynb=.failed.ipynb) \
 	|| { mv $(@:.ipynb=.running.ipynb) $(@:.ipynb=.failed.ipynb) 2>/dev/null; exit 1; }
 endef
@@ -57,13 +57,16 @@ all: $(LAST_STAGE) $(REPORT_PAGE)
 # (each asserts what matters), nbval runs the executed copies again and compares the
 # cells marked NBVAL_CHECK_OUTPUT, so a notebook must still run and still say the same thing.
 # The browser tests open the smoke study's report.html and index.html in headless Chromium
-# (skipped without it unless QMLR_REQUIRE_BROWSER=1, as in CI).
+# (skipped without it unless QMLR_REQUIRE_BROWSER=1, as in CI). Last, each source notebook as
+# JupyterLab's Run All runs it (from notebooks/, no papermill), reusing the smoke study's
+# units; it leaves the executed copies alone.
 test: $(INSTALLED)
 	$(PYTHON) -m pytest -q -m "not browser" tests
 	$(MAKE) --no-print-directory all CONFIG=configs/smoke.yaml
 	$(PYTHON) -m pytest -q -p no:cacheprovider -m browser tests
 	$(PYTHON) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(STAGE_NOTEBOOKS:%=results/smoke/%.ipynb)
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/notebooks_in_lab.py
 
 # Every shipped study, then the generated parts of the README and docs/ from their results.
 shipped: $(INSTALLED)
@@ -80,8 +83,11 @@ docs: $(INSTALLED)
 bench: $(INSTALLED)
 	$(PYTHON) benchmarks/run.py --out results/bench
 
+# JupyterLab on notebooks/: open a stage and Run All (its default config, or set config_path).
+# Kernels talk to the server over IPC, not TCP; as root (most containers) Jupyter asks for
+# --allow-root. LAB_ARGS passes more options (e.g. LAB_ARGS="--no-browser --port 8899").
 lab: $(INSTALLED)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ --KernelManager.transport=ipc $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf $(OUT)

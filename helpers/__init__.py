@@ -7,3 +7,9 @@ results live (``store``); ``config``, ``params`` and ``registry`` hold typed con
 parameter rules and the registries. This package imports nothing on its own: the Makefile
 reads the stage graph with a bare Python.
 """
+import warnings
+
+# Captum imports ``tqdm.auto``, which in a notebook kernel without ipywidgets warns that it
+# falls back to its text bar. Nothing here uses Captum's bars, and the stages' own bars are
+# text by design (helpers/stages/progress.py): the warning says nothing about a run.
+warnings.filterwarnings("ignore", message="IProgress not found")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..analysis.evaluation import COLUMNS, WORST_CASE, certify_models, evaluate_models
+from ..analysis.evaluation import COLUMNS, LARGE_EPSILON_ATTACK, WORST_CASE, certify_models, evaluate_models
 from ..analysis.masking import run_checks
 from ..attacks import build_attack, predict
 from ..config import resolve_device
@@ -23,6 +23,7 @@ from ..store.files import save_arrays, write_csv
 from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
 from ..store.units import Units, stage_code_hash, unit_key
+from . import progress
 from .execution import map_runs
 from .inputs import load_models, load_test_split
 
@@ -34,7 +35,7 @@ def _attack_run(cfg, run: int, seed: int):
     x_test, y_test = load_test_split(cfg, run, device)
     keep = torch.as_tensor(stratified_subset(y_test.cpu().numpy(), section.n_test, seed), device=device)
     loaded = load_models(cfg, run, device)
-    units, shared = Units(), stage_code_hash("attack")
+    units, shared = Units(on_unit=progress.unit_finished), stage_code_hash("attack")
 
     def unit(model, attack, epsilon, compute, needs):
         key = unit_key(stage="attack", attack=attack, params=section.params[attack].to_dict(), epsilon=epsilon,
@@ -64,6 +65,17 @@ def _attack_run(cfg, run: int, seed: int):
                + ", ".join(f"{r['model']}={r['accuracy']:.2f}" for r in worst)
                + f" ({units.computed} units computed, {units.reused} reused; {time.perf_counter() - start:.1f} s)")
     return tables, message
+
+
+def planned_units(cfg) -> int:
+    """The units of one run before escalation, were every certificate to apply to every model:
+    each attack at each ε, PGD at the masking budgets, each L∞ certificate at each ε and each
+    L2 certificate once, per model (the progress bar's plan; each finished run corrects it)."""
+    attacks = {(a, float(e)) for a in cfg.attack.methods for e in cfg.attack.epsilons}
+    attacks |= {(LARGE_EPSILON_ATTACK, float(e)) for e in cfg.attack.masking_epsilons}
+    linf = [c for c in cfg.certify.methods if "linf" in CERTIFICATES[c].norms]
+    certificates = len(linf) * len(cfg.attack.epsilons) + len(cfg.certify.methods) - len(linf)
+    return len(cfg.models) * (len(attacks) + certificates)
 
 
 def flagged_models(results: dict[str, list[dict]], degenerate: set[str], run: int) -> set[str]:
@@ -99,8 +111,10 @@ def decision_boundaries(cfg, run: int = 0, resolution: int = BOUNDARY_RESOLUTION
     return arrays
 
 
-def run(cfg, log=print) -> dict[str, pd.DataFrame]:
-    """Attack every model of every run on its held-out test split (``evaluate_models``).
+def run(cfg, log=None) -> dict[str, pd.DataFrame]:
+    """Attack every model of every run on its held-out test split (``evaluate_models``); a
+    progress bar counts the units as they finish, each run's message goes to ``log`` (default:
+    a line above the bar).
 
     Returns and writes four tidy tables, each with ``run`` and ``seed`` columns:
     ``robustness`` (model, attack, epsilon, accuracy, n, n_correct, linf, including the
@@ -110,7 +124,7 @@ def run(cfg, log=print) -> dict[str, pd.DataFrame]:
     """
     layout = Layout(cfg.results_dir)
     begin_stage(cfg, "attack")
-    results = map_runs(cfg, _attack_run, log)
+    results = map_runs(cfg, _attack_run, log, stage="attack", units_per_run=planned_units(cfg))
     frames = {key: pd.DataFrame([r for tables in results for r in tables[key]], columns=["run", "seed", *columns])
               for key, columns in COLUMNS.items()}
     for key, frame in frames.items():

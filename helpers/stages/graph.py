@@ -29,7 +29,8 @@ class Stage:
 # Code every stage runs (config, registries, the store): a change reruns every notebook,
 # though units whose own code is unchanged are reused.
 SHARED = ("helpers/__init__.py", "helpers/params.py", "helpers/registry.py", "helpers/config.py", "helpers/store",
-          "helpers/stages/__init__.py", "helpers/stages/graph.py", "helpers/stages/execution.py")
+          "helpers/stages/__init__.py", "helpers/stages/graph.py", "helpers/stages/execution.py",
+          "helpers/stages/progress.py")
 
 STAGES = {
     "train": Stage("train", "01_train", (), ("dataset", "n_runs", "seed", "device", "training", "models"),

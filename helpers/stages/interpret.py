@@ -21,6 +21,7 @@ from ..store.files import save_arrays, write_csv
 from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
 from ..store.units import Units, stage_code_hash, unit_key
+from . import progress
 from .execution import map_runs
 from .inputs import load_models, load_test_split
 
@@ -98,7 +99,7 @@ def _interpret_run(cfg, run: int, seed: int):
     keep = torch.as_tensor(stratified_subset(y_all.cpu().numpy(), it.n_images, seed), device=device)
     x, y = x_all[keep], y_all[keep]
     panel = {"x": x[: it.panel_images].cpu().numpy(), "y": y[: it.panel_images].cpu().numpy()}
-    units, shared = Units(), stage_code_hash("interpret")
+    units, shared = Units(on_unit=progress.unit_finished), stage_code_hash("interpret")
     settings = {key: getattr(it, key) for key in SETTINGS}
     frames = []
     for name, (model, checkpoint, _) in load_models(cfg, run, device).items():
@@ -121,8 +122,10 @@ def _interpret_run(cfg, run: int, seed: int):
     return (pd.concat(frames, ignore_index=True), panel if run == 0 else None), message
 
 
-def run(cfg, log=print) -> pd.DataFrame:
-    """Explain held-out images of every model, clean and attacked, with every method.
+def run(cfg, log=None) -> pd.DataFrame:
+    """Explain held-out images of every model, clean and attacked, with every method; a
+    progress bar counts the units as they finish, each run's message goes to ``log`` (default:
+    a line above the bar).
 
     Returns the tidy stability table (one row per model, run, method and image: Spearman rank
     correlation and top-k overlap between clean and adversarial |maps|, and Captum's
@@ -132,7 +135,8 @@ def run(cfg, log=print) -> pd.DataFrame:
     """
     layout = Layout(cfg.results_dir)
     begin_stage(cfg, "interpret")
-    results = map_runs(cfg, _interpret_run, log)
+    results = map_runs(cfg, _interpret_run, log, stage="interpret",
+                       units_per_run=len(cfg.models) * len(cfg.interpret.methods))
     stability = pd.concat([frame for frame, _ in results], ignore_index=True)
     write_csv(stability, layout.table("attribution_stability"))
     save_arrays(layout.arrays("attribution_maps"), **results[0][1])

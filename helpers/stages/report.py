@@ -17,6 +17,7 @@ from ..report.summary import headline_attack, write_summary
 from ..store.files import read_arrays, read_csv, save_figure, write_csv, write_text
 from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
+from . import progress
 
 FAITHFULNESS = ("infidelity_clean", "infidelity_adv", "sensitivity_clean", "sensitivity_adv")
 STABILITY = ("spearman", "spearman_chance", "spearman_random", "spearman_above_chance", "top_k_overlap", "top_k_chance")
@@ -200,15 +201,21 @@ def write_summary_file(cfg) -> str:
     return text
 
 
-def run(cfg, log=print) -> dict[str, pd.DataFrame]:
-    """Write every table of the report, then its figures and summary from them; returns the tables."""
+def run(cfg, log=None) -> dict[str, pd.DataFrame]:
+    """Write every table of the report, then its figures and summary from them; returns the
+    tables. A progress bar counts the three steps; the closing line goes to ``log`` (default:
+    a line above the bar)."""
     layout = Layout(cfg.results_dir)
     begin_stage(cfg, "report")
-    tables = compute_tables(cfg, read_tables(cfg, INPUTS))
-    for name, table in tables.items():
-        write_csv(table, layout.table(name))
-    names = write_figures(cfg)
-    write_summary_file(cfg)
-    log(f"report: {len(tables)} tables, {len(names)} figures and {layout.summary.name} in {layout.root}")
+    with progress.StageBar("report", total=3, unit="step") as bar:
+        tables = compute_tables(cfg, read_tables(cfg, INPUTS))
+        for name, table in tables.items():
+            write_csv(table, layout.table(name))
+        bar.update()
+        names = write_figures(cfg)
+        bar.update()
+        write_summary_file(cfg)
+        bar.update()
+        (log or bar.write)(f"report: {len(tables)} tables, {len(names)} figures and {layout.summary.name} in {layout.root}")
     finish_stage(cfg, "report")
     return tables

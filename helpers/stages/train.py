@@ -22,6 +22,7 @@ from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
 from ..store.units import stage_code_hash, unit_key
 from ..training import train_model
+from . import progress
 from .execution import map_runs
 
 
@@ -76,7 +77,8 @@ def _train_run(cfg, run: int, seed: int):
     for name, spec in cfg.models.items():
         path, key = layout.checkpoint(name, run), train_key(cfg, name, run, seed)
         record = finished_training(path, key)
-        if record is not None:
+        reused = record is not None
+        if reused:
             lines.append(f"run {run} (seed {seed}) {name:>6}: test accuracy {record['summary']['clean_accuracy']:.3f} "
                          "(finished earlier: checkpoint reused)")
         else:
@@ -97,13 +99,16 @@ def _train_run(cfg, run: int, seed: int):
             save_checkpoint(model, spec.to_dict(), dataset.input_shape, dataset.n_classes, path, training=record, key=key)
             lines.append(f"run {run} (seed {seed}) {name:>6}: test accuracy {records[-1]['test_accuracy']:.3f} "
                          f"after {tr.epochs} epochs, {seconds:.1f} s")
+        progress.unit_finished(reused)
         history += record["history"]
         models.append(record["summary"])
     return (history, models), "\n".join(lines)
 
 
-def run(cfg, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run(cfg, log=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train every model of the config in every Monte Carlo run; save checkpoints and tables.
+    A progress bar counts the models as they finish; each run's message goes to ``log``
+    (default: a line above the bar).
 
     Returns (history: one row per model, run and epoch; models: one row per model and run
     with parameter count, clean test accuracy and training time).
@@ -111,7 +116,7 @@ def run(cfg, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
     layout = Layout(cfg.results_dir)
     begin_stage(cfg, "train")
     write_text(resolved_yaml(cfg), layout.config)
-    results = map_runs(cfg, _train_run, log)
+    results = map_runs(cfg, _train_run, log, stage="train", units_per_run=len(cfg.models))
     history = pd.DataFrame([row for h, _ in results for row in h])
     models = pd.DataFrame([row for _, m in results for row in m])
     write_csv(history, layout.table("train_history"))

@@ -28,17 +28,29 @@ def unit_key(**parts) -> str:
 
 
 class Units:
-    """Counts the units a stage reused and computed, and loads and saves them."""
+    """Counts the units a stage reused and computed, and loads and saves them.
 
-    def __init__(self):
+    ``on_unit(reused)`` (optional) hears of each unit the first time ``get`` finishes it (a
+    progress bar); a unit asked for again (the escalation pass reuses the first pass's) is
+    counted once.
+    """
+
+    def __init__(self, on_unit=None):
         self.reused = self.computed = 0
+        self.on_unit = on_unit
+        self._seen: set[str] = set()
 
-    def load(self, path: str | Path, key: str, needs: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
-        """The unit at ``path`` if it was produced under ``key`` and holds the arrays ``needs``."""
+    def _read(self, path, key: str, needs: tuple[str, ...]) -> dict[str, np.ndarray] | None:
         arrays = read_arrays(path)
         if arrays is None or str(arrays.pop(KEY, "")) != key or not set(needs) <= set(arrays):
             return None
-        self.reused += 1
+        return arrays
+
+    def load(self, path: str | Path, key: str, needs: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+        """The unit at ``path`` if it was produced under ``key`` and holds the arrays ``needs``."""
+        arrays = self._read(path, key, needs)
+        if arrays is not None:
+            self.reused += 1
         return arrays
 
     def save(self, path: str | Path, key: str, arrays: dict[str, np.ndarray]) -> None:
@@ -48,10 +60,19 @@ class Units:
     def get(self, path: str | Path, key: str, compute, needs: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
         """The unit at ``path`` under ``key``, computed by ``compute()`` (a dict of arrays) and
         saved if it is missing, stale or lacks ``needs``."""
-        arrays = self.load(path, key, needs)
-        if arrays is None:
+        arrays = self._read(path, key, needs)
+        reused = arrays is not None
+        if not reused:
             arrays = compute()
-            self.save(path, key, arrays)
+            save_arrays(path, **arrays, **{KEY: np.array(key)})
+        if str(path) not in self._seen:
+            self._seen.add(str(path))
+            if reused:
+                self.reused += 1
+            else:
+                self.computed += 1
+            if self.on_unit is not None:
+                self.on_unit(reused)
         return arrays
 
     def merge(self, other: "Units") -> None:
