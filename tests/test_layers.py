@@ -1,6 +1,7 @@
 """Networks written as layers (`net`): the presets are the documented architectures, created
 in the same order; impossible layer lists are refused before anything is built; every layer
 kind is bounded soundly by the certificates."""
+import pickle
 import re
 from pathlib import Path
 
@@ -100,6 +101,13 @@ def test_a_layer_list_survives_its_round_trip_through_the_config():
     written = model.params.to_dict()
     assert written["layers"][0] == {"kind": "conv", "channels": 6, "kernel": 5, "stride": 1, "padding": 0}
     assert type(model).Params.parse(written, "model") == model.params
+
+
+def test_a_parsed_layer_list_of_every_kind_pickles_into_worker_processes():
+    layers = ["relu", "tanh", "sigmoid", "flatten", {"kind": "dropout"}, {"kind": "linear", "width": 4}]
+    params = build_model({"type": "net", "layers": [{"kind": "conv", "channels": 2}, {"kind": "pool"}, *layers]},
+                         (1, 8, 8), 3).params
+    assert pickle.loads(pickle.dumps(params)) == params
 
 
 @pytest.mark.parametrize("layers,shape,message", [

@@ -125,15 +125,35 @@ class Dropout(Layer):
         return nn.Dropout(self.p)
 
 
-def activation(name: str, torch_class: type[nn.Module]) -> type[Layer]:
-    """A parameter-free elementwise layer kind."""
-    return dataclass(frozen=True)(type(name.capitalize(), (Layer,), {
-        "kind": name, "__doc__": f"{torch_class.__name__} on every feature", "module": lambda self, shape: torch_class()}))
+@dataclass(frozen=True)
+class Relu(Layer):
+    """ReLU on every feature."""
+    kind = "relu"
+
+    def module(self, shape):
+        return nn.ReLU()
 
 
-KINDS: dict[str, type[Layer]] = {k.kind: k for k in (
-    Conv, Pool, Flatten, Linear, Dropout,
-    activation("relu", nn.ReLU), activation("tanh", nn.Tanh), activation("sigmoid", nn.Sigmoid))}
+@dataclass(frozen=True)
+class Tanh(Layer):
+    """Tanh on every feature."""
+    kind = "tanh"
+
+    def module(self, shape):
+        return nn.Tanh()
+
+
+@dataclass(frozen=True)
+class Sigmoid(Layer):
+    """Sigmoid on every feature."""
+    kind = "sigmoid"
+
+    def module(self, shape):
+        return nn.Sigmoid()
+
+
+# Module-level classes, so a parsed config pickles into worker processes.
+KINDS: dict[str, type[Layer]] = {k.kind: k for k in (Conv, Pool, Flatten, Linear, Dropout, Relu, Tanh, Sigmoid)}
 
 
 def parse_layer(value, where: str) -> Layer:
