@@ -4,6 +4,7 @@ split every run and stage honours, and the message of every bad input.
 Fixtures are written into ``tmp_path``, which ``QML_ROBUSTNESS_DATA`` makes the data folder.
 """
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -346,6 +347,11 @@ def test_paths_outside_the_data_folder_and_missing_files_are_refused(data, tmp_p
         rf"dataset.options.path: file 'absent.npz' does not exist in the data folder {folder}")
     bad(dataset_config("image_folder", {"path": "absent"}), r"folder 'absent' does not exist in the data folder")
     bad(dataset_config("image_folder", {}), r"dataset.options.path: the option path is needed")
+    # A class folder inside the data set's folder that is a link leading out of the data folder.
+    image_folder(data / "pets")
+    shutil.rmtree(data / "pets" / "cat")
+    (data / "pets" / "cat").symlink_to(tmp_path / "elsewhere" / "cat")
+    bad(dataset_config("image_folder", {"path": "pets"}), r"pets/cat is a link to .*elsewhere/cat, outside the data folder")
 
 
 def test_the_data_folder_is_the_repository_data_unless_the_environment_says(monkeypatch):

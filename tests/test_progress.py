@@ -56,11 +56,13 @@ def test_a_unit_counts_once_and_reused_units_count_as_reused(tmp_path):
     compute = lambda: {"correct": np.ones(3, bool)}  # noqa: E731
     units.get(tmp_path / "a.npz", "k1", compute)
     units.get(tmp_path / "a.npz", "k1", compute)  # asked again in the same stage (escalation): counted once
+    units.get(tmp_path / "b.npz", "k1", compute)
+    units.get(tmp_path / "b.npz", "k2", compute)  # the same path under another key in the same stage: computed again
     again = Units(on_unit=heard.append)  # the next run of the stage
     again.get(tmp_path / "a.npz", "k1", compute)
-    again.get(tmp_path / "a.npz", "k2", compute)  # its key changed: computed again
-    assert heard == [False, True]  # first stage: computed; second: the same path, reused (once)
-    assert (units.computed, units.reused, again.computed, again.reused) == (1, 0, 0, 1)
+    again.get(tmp_path / "a.npz", "k1", compute)
+    assert heard == [False, False, False, True]
+    assert (units.computed, units.reused, again.computed, again.reused) == (3, 0, 0, 1)
 
 
 def test_a_failed_stage_leaves_its_bar_where_it_stopped():
@@ -105,3 +107,14 @@ def test_the_notebook_runner_streams_the_bar_and_keeps_its_last_state(tmp_path):
     assert stdout.strip() == f"{ROOT / 'notebooks'} configs/smoke.yaml"  # run in the notebook's folder
     assert "\r" not in stderr and stderr.count("\n") == 1  # one line: the bar's last state
     assert "400/400 units" in stderr and "300 computed, 100 reused" in stderr
+
+
+def test_units_beyond_the_plan_are_not_counted_twice_when_the_run_corrects_it():
+    out = io.StringIO()
+    with progress.StageBar("demo", 2, file=out) as bar:
+        for _ in range(3):  # one run planned 2 units and had 3 (escalation)
+            bar.update()
+        bar.expect(3 - 2)  # the run ends: its plan takes the 3 units it had
+        bar.update()  # a unit of the next run, planned with it
+        bar.expect(1)
+        assert bar._bar.total == 4

@@ -19,10 +19,12 @@ from ..registry import DATASETS
 from .base import Dataset, DataSource
 from .idx import IDX_FILES, area_downsample
 from .plus_minus import plus_minus
-from .splits import fixed_split, kfold_indices, run_seeds, run_split, split_arrays, split_indices, stratified_subset
+from .splits import (fixed_split, kfold_indices, run_seeds, run_split, split_arrays, split_indices, stratified_subset,
+                     subset_seed)
 
 __all__ = ["DATASETS", "Dataset", "DataSource", "IDX_FILES", "area_downsample", "configured_dataset", "load_dataset",
-           "fixed_split", "kfold_indices", "plus_minus", "run_seeds", "run_split", "split_arrays", "split_indices", "stratified_subset"]
+           "fixed_split", "kfold_indices", "plus_minus", "run_seeds", "run_split", "split_arrays", "split_indices", "stratified_subset",
+           "subset_seed"]
 
 
 def load_dataset(name: str, classes=None, options: Params | None = None, **kwargs) -> Dataset:

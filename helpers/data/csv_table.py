@@ -16,7 +16,7 @@ import numpy as np
 from ..params import ConfigError, ListOf, Optional, Params, Text, param
 from ..registry import DATASETS
 from .base import DataSource
-from .files import check_splittable, data_path, file_hash, integer_labels
+from .files import check_splittable, checked, data_path, file_fingerprint, integer_labels, read_only
 
 SPLIT_VALUES = ("train", "test")
 
@@ -83,9 +83,7 @@ def read_csv_table(path: Path, size: int, mtime: int, label_column: str, split_c
             raise ValueError(f"{path}: split column {split_column!r} marks every row "
                              f"{'test' if is_test.all() else 'train'}; a fixed split needs both")
         loaded = (X, y, is_test)
-    for array in loaded:
-        array.flags.writeable = False  # shared by every caller of the cache
-    return loaded, tuple(feature_columns)
+    return read_only(loaded), tuple(feature_columns)
 
 
 @DATASETS.register
@@ -111,12 +109,7 @@ class CSVTable(DataSource):
         def check(self, where):
             if self.label_column is None:
                 raise ConfigError(f"{where}.label_column: the option label_column is needed: the column of labels")
-            try:
-                self.table(where)
-            except ConfigError:
-                raise
-            except ValueError as error:
-                raise ConfigError(f"{where}.path: {error}") from None
+            checked(f"{where}.path", lambda: self.table(where))
 
         def table(self, where: str = "dataset.options"):
             """``read_csv_table`` of this file; a ``ConfigError`` for a path outside the data folder."""
@@ -141,8 +134,7 @@ class CSVTable(DataSource):
 
     @classmethod
     def fingerprint(cls, params):
-        path = data_path(params.path, "dataset.options.path")
-        return file_hash(path, path.stat().st_size, path.stat().st_mtime_ns)
+        return file_fingerprint(params.path)
 
     @classmethod
     def load(cls, params):

@@ -45,6 +45,40 @@ def data_path(path: str, where: str, kind: str = "file") -> Path:
     return resolved
 
 
+def inside_data_folder(path: Path) -> Path:
+    """``path`` (an entry found under the data folder) if it resolves inside it; a ValueError
+    names a symbolic link that leads out."""
+    folder, resolved = data_folder(), path.resolve()
+    if not resolved.is_relative_to(folder):
+        raise ValueError(f"{path} is a link to {resolved}, outside the data folder {folder}")
+    return path
+
+
+def checked(where: str, read):
+    """``read()``, with a ValueError about the file's content raised as a ``ConfigError``
+    naming ``where`` (so the config check reports it before any work)."""
+    try:
+        return read()
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def read_only(arrays: tuple) -> tuple:
+    """``arrays`` made read-only: a cached read is shared by every caller."""
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
+
+
+def file_fingerprint(path_option: str) -> str:
+    """``content_hash`` of the one file a data set's ``path`` option names."""
+    path = data_path(path_option, "dataset.options.path")
+    stat = path.stat()
+    return file_hash(path, stat.st_size, stat.st_mtime_ns)
+
+
 def content_hash(files, root: Path | None = None) -> str:
     """SHA-256 (16 hex digits) of the files' paths (relative to ``root``; without it, their
     names) and bytes, in the order given: what the data set read, for the keys of the units

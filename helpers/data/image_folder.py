@@ -24,7 +24,7 @@ import numpy as np
 from ..params import Choice, ConfigError, Integer, ListOf, Optional, Params, Text, param
 from ..registry import DATASETS
 from .base import DataSource
-from .files import content_hash, data_path
+from .files import checked, content_hash, data_path, inside_data_folder, read_only
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Modes Pillow stores with 8 bits per channel: converting them to L or RGB keeps 0..255.
@@ -50,7 +50,9 @@ class Listing:
 
 
 def _visible(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    """The entries of ``folder`` but hidden ones, sorted; a ValueError names a link that leads
+    out of the data folder (a class folder or an image may be a link, within it)."""
+    return sorted(inside_data_folder(p) for p in folder.iterdir() if not p.name.startswith("."))
 
 
 def _class_folders(folder: Path) -> list[str]:
@@ -179,10 +181,7 @@ def read_image(path: Path, mode: str, size: tuple[int, int] | None, fit: str) ->
 def _read_folder(listing: Listing, signature: tuple, mode: str, size, fit: str):
     X = np.stack([read_image(p, mode, size, fit) for p in listing.files])
     y = np.array(listing.labels, dtype=np.int64)
-    is_test = None if listing.is_test is None else np.array(listing.is_test, dtype=bool)
-    for array in (X, y) if is_test is None else (X, y, is_test):
-        array.flags.writeable = False  # shared by every caller of the cache
-    return (X, y) if is_test is None else (X, y, is_test)
+    return read_only((X, y) if listing.is_test is None else (X, y, np.array(listing.is_test, dtype=bool)))
 
 
 @functools.lru_cache(maxsize=4)
@@ -217,18 +216,12 @@ class ImageFolder(DataSource):
                                   "the data folder")
             if self.size is not None and len(self.size) != 2:
                 raise ConfigError(f"{where}.size must be null or [height, width], got {list(self.size)}")
-            try:
-                check_sizes(self.listing(where), self.size, self.fit)
-            except ValueError as error:
-                raise ConfigError(f"{where}: {error}") from None
+            checked(where, lambda: check_sizes(self.listing(where), self.size, self.fit))
 
         def listing(self, where: str = "dataset.options") -> Listing:
             """The folder's images (``list_images``), or a ``ConfigError`` naming ``where.path``."""
             root = data_path(self.path, f"{where}.path", kind="folder")
-            try:
-                return list_images(root)
-            except ValueError as error:
-                raise ConfigError(f"{where}.path: {error}") from None
+            return checked(f"{where}.path", lambda: list_images(root))
 
     @classmethod
     def input_shape(cls, params):

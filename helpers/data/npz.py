@@ -18,7 +18,7 @@ import numpy as np
 from ..params import Choice, ConfigError, Optional, Params, Text, param
 from ..registry import DATASETS
 from .base import DataSource
-from .files import check_splittable, data_path, file_hash, integer_labels
+from .files import check_splittable, checked, data_path, file_fingerprint, integer_labels, read_only
 
 TRAIN_KEYS, TEST_KEYS = ("x", "y"), ("x_test", "y_test")
 
@@ -65,10 +65,7 @@ def read_npz(path: Path, size: int, mtime: int, scaling: str):
                          "[0, 1] or set dataset.options.scaling: minmax")
     if not test:
         check_splittable(y, f"{path}: 'y'")
-    loaded = (X, y) if not test else (X, y, np.repeat([False, True], [len(xs[0]), len(xs[1])]))
-    for array in loaded:
-        array.flags.writeable = False  # shared by every caller of the cache
-    return loaded
+    return read_only((X, y) if not test else (X, y, np.repeat([False, True], [len(xs[0]), len(xs[1])])))
 
 
 @DATASETS.register
@@ -87,12 +84,7 @@ class NPZ(DataSource):
                              "each feature mapped by its min and max on the training split")
 
         def check(self, where):
-            try:
-                self.arrays(where)
-            except ConfigError:
-                raise
-            except ValueError as error:
-                raise ConfigError(f"{where}.path: {error}") from None
+            checked(f"{where}.path", lambda: self.arrays(where))
 
         def arrays(self, where: str = "dataset.options"):
             """The file's arrays (``read_npz``); a ``ConfigError`` for a path outside the data folder."""
@@ -120,8 +112,7 @@ class NPZ(DataSource):
 
     @classmethod
     def fingerprint(cls, params):
-        path = data_path(params.path, "dataset.options.path")
-        return file_hash(path, path.stat().st_size, path.stat().st_mtime_ns)
+        return file_fingerprint(params.path)
 
     @classmethod
     def load(cls, params):

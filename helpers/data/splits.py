@@ -46,6 +46,13 @@ def run_split(dataset: Dataset, section, run: int, seeds: list[int]) -> tuple[np
     return split_indices(dataset.y, section.test_fraction, seeds[run])
 
 
+def subset_seed(section, run: int, seeds: list[int]) -> int:
+    """The seed that picks the points run ``run`` attacks or explains out of its test split
+    (``attack.n_test``, ``interpret.n_images``): under ``split: fixed`` every run has the same
+    test split, so it gets the same subset (the first run's seed); otherwise the run's own."""
+    return seeds[0] if section.split == "fixed" else seeds[run]
+
+
 def fixed_split(dataset: Dataset, test_subset: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, test indices) of the split ``dataset`` comes with (``is_test``), the
     test indices cut to a stratified subset of ``test_subset`` points drawn with ``seed``

@@ -17,7 +17,7 @@ from ..analysis.evaluation import COLUMNS, LARGE_EPSILON_ATTACK, WORST_CASE, cer
 from ..analysis.masking import run_checks
 from ..attacks import build_attack, predict
 from ..config import resolve_device
-from ..data import run_seeds, stratified_subset
+from ..data import run_seeds, stratified_subset, subset_seed
 from ..registry import ATTACKS, CERTIFICATES
 from ..store.files import save_arrays, write_csv
 from ..store.layout import Layout
@@ -33,7 +33,8 @@ BOUNDARY_RESOLUTION = 200  # grid points per axis of the decision-boundary figur
 def _attack_run(cfg, run: int, seed: int):
     layout, device, section = Layout(cfg.results_dir), resolve_device(cfg), cfg.attack
     x_test, y_test = load_test_split(cfg, run, device)
-    keep = torch.as_tensor(stratified_subset(y_test.cpu().numpy(), section.n_test, seed), device=device)
+    picker = subset_seed(cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs))
+    keep = torch.as_tensor(stratified_subset(y_test.cpu().numpy(), section.n_test, picker), device=device)
     loaded = load_models(cfg, run, device)
     units, shared = Units(on_unit=progress.unit_finished), stage_code_hash("attack")
 

@@ -14,7 +14,7 @@ import torch
 
 from ..attacks import build_attack, predict
 from ..config import resolve_device
-from ..data import stratified_subset
+from ..data import run_seeds, stratified_subset, subset_seed
 from ..explain import constant_maps, infidelity_score, rank_correlation, sensitivity_score, shifted, top_k_overlap
 from ..registry import ATTACKS, ATTRIBUTIONS
 from ..store.files import save_arrays, write_csv
@@ -96,7 +96,8 @@ def unit_rows(unit: dict, name: str, method: str, run: int, seed: int, epsilon: 
 def _interpret_run(cfg, run: int, seed: int):
     layout, device, it = Layout(cfg.results_dir), resolve_device(cfg), cfg.interpret
     x_all, y_all = load_test_split(cfg, run, device)
-    keep = torch.as_tensor(stratified_subset(y_all.cpu().numpy(), it.n_images, seed), device=device)
+    picker = subset_seed(cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs))
+    keep = torch.as_tensor(stratified_subset(y_all.cpu().numpy(), it.n_images, picker), device=device)
     x, y = x_all[keep], y_all[keep]
     panel = {"x": x[: it.panel_images].cpu().numpy(), "y": y[: it.panel_images].cpu().numpy()}
     units, shared = Units(on_unit=progress.unit_finished), stage_code_hash("interpret")

@@ -3,7 +3,7 @@ rate and the time left, and how many units were computed and how many reused fro
 earlier run (a reused unit counts at once, in no time).
 
 The bar writes to the process's stderr. In JupyterLab that is the cell's output, redrawn in
-place; under ``make``, ``stages.notebooks`` streams the kernel's stderr to the terminal and
+place; under ``make``, ``stages.notebook`` streams the kernel's stderr to the terminal and
 the executed notebook keeps only the bar's last state. A unit finished in a worker process
 of ``execution.map_runs`` reports through a queue that a thread of the stage's process
 drains (``unit_finished`` works the same in both).
@@ -39,6 +39,7 @@ class StageBar:
 
     def __init__(self, stage: str, total: int, unit: str = "unit", file=None):
         self.computed = self.reused = 0
+        self._planned = max(total, 0)  # the plan; the bar's total is never below the count
         self._lock = threading.Lock()
         self._bar = tqdm(total=max(total, 0), desc=stage, unit=unit, file=file or sys.stderr, bar_format=FORMAT,
                          mininterval=0.5, dynamic_ncols=False, leave=True)
@@ -59,15 +60,15 @@ class StageBar:
                 self.reused += 1
             else:
                 self.computed += 1
-            if self._bar.n + 1 > self._bar.total:  # more than planned (escalation): the plan grows
-                self._bar.total = self._bar.n + 1
+            self._bar.total = max(self._planned, self._bar.n + 1)  # more than planned (escalation): shown so
             self._bar.set_postfix_str(f"{self.computed} computed, {self.reused} reused", refresh=False)
             self._bar.update()
 
     def expect(self, change: int) -> None:
         """Change the planned total by ``change`` units (never below those already counted)."""
         with self._lock:
-            self._bar.total = max(self._bar.n, self._bar.total + change)
+            self._planned += change
+            self._bar.total = max(self._bar.n, self._planned)
             self._bar.refresh()
 
     def write(self, message: str) -> None:

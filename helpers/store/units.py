@@ -65,14 +65,18 @@ class Units:
         if not reused:
             arrays = compute()
             save_arrays(path, **arrays, **{KEY: np.array(key)})
-        if str(path) not in self._seen:
-            self._seen.add(str(path))
-            if reused:
-                self.reused += 1
-            else:
-                self.computed += 1
-            if self.on_unit is not None:
-                self.on_unit(reused)
+        # A unit asked for again in the same stage (escalation asks for the configured attacks
+        # once more) and found on disk is the same unit: counted once. A computation always counts.
+        seen = str(path) in self._seen
+        self._seen.add(str(path))
+        if reused and seen:
+            return arrays
+        if reused:
+            self.reused += 1
+        else:
+            self.computed += 1
+        if self.on_unit is not None:
+            self.on_unit(reused)
         return arrays
 
     def merge(self, other: "Units") -> None:
