@@ -50,7 +50,11 @@ class Browser:
             time.sleep(0.2)
         options = {"binary": CHROMIUM, "args": [*FLAGS, f"--user-data-dir={self.profile.name}"]}
         capabilities = {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": options}}
-        self.session = self._call("POST", "/session", {"capabilities": capabilities})["sessionId"]
+        try:
+            self.session = self._call("POST", "/session", {"capabilities": capabilities})["sessionId"]
+        except BaseException:  # no session (a browser that does not start): no driver left running
+            self.close()
+            raise
 
     def _call(self, method: str, path: str, body: dict | None = None):
         data = None if body is None else json.dumps(body).encode()

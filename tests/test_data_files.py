@@ -16,6 +16,8 @@ from helpers.config import load_config, parse_config
 from helpers.data import configured_dataset, load_dataset, run_seeds, run_split, split_arrays
 from helpers.data.files import DATA_ENV, data_folder
 from helpers.params import ConfigError
+from helpers.store.layout import Layout
+from helpers.store.provenance import StaleResultsError
 
 # Every attack that works with two classes, so configs of two-class fixtures pass the config check.
 TWO_CLASS_ATTACK = {"methods": ["fgsm", "pgd"], "escalation": [], "transfer_from": None}
@@ -165,6 +167,11 @@ def test_every_stage_reads_the_fixed_split_the_train_stage_used(data, tmp_path):
         x_test, y_test = load_test_split(cfg, run, "cpu")
         assert {tuple(x.ravel().tolist()) for x in x_test.numpy()} == expected
         assert torch.equal(torch.bincount(y_test), torch.tensor([2, 2]))
+    # An image added after training shifts the listing the saved split indexes: refused, nothing deleted.
+    png(data / "published" / "test" / "cat" / "0a.png", np.zeros((6, 6), np.uint8))
+    with pytest.raises(StaleResultsError, match="data files of 'image_folder' changed since run 0 was trained"):
+        load_test_split(cfg, 0, "cpu")
+    assert Layout(cfg.results_dir).split(0).is_file()
 
 
 def test_edited_data_changes_the_key_of_the_models_trained_on_it(data):

@@ -18,6 +18,7 @@ import yaml
 
 from helpers.data.files import DATA_ENV
 from helpers.report.pages import write_index
+from helpers.store.files import read_arrays
 from helpers.store.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +129,14 @@ def test_own_data_and_models_run_through_make_all_to_a_report(kind, tmp_path):
         for run in range(STUDY["n_runs"]):
             with np.load(Layout(results).split(run)) as split:
                 assert len(split["test_idx"]) == {"images": 18, "npz": 18, "csv": 15}[kind]
+        # ... and attacks the same points (at ε = 0 PGD returns its input unchanged).
+        model = next(iter(models))
+        attacked = [read_arrays(Layout(results).attack_unit(run, model, "pgd", 0.0))["x_adv"]
+                    for run in range(STUDY["n_runs"])]
+        np.testing.assert_array_equal(attacked[0], attacked[1])
+        # Every stage showed its progress bar through to the end.
+        for stage in ("train", "attack", "interpret", "report"):
+            assert f"{stage}: 100%" in done.stdout + done.stderr, stage
         # The models learned the task (chance is 1/3), so the attacks had something to attack.
         assert clean.groupby("model")["accuracy"].mean().max() > 0.6
         certified = pd.read_csv(results / "certified.csv")

@@ -84,3 +84,11 @@ def test_attribution_panel_labels_every_row_and_puts_a_colour_bar_on_every_map(r
     assert "shared" in fig._suptitle.get_text()
     bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(bars) == 2 * 2 + 2  # cnn: two methods x (clean, attacked); vqc: saliency only
+
+
+def test_attribution_panel_shows_rgb_images_in_colour_and_maps_summed_over_channels(rng):
+    maps = panel_maps(rng, (3, 6, 6))
+    fig = plot_attribution_panel(maps, ["m"], ["saliency"], image=0)
+    shown = [ax.images[0].get_array() for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert [a.shape for a in shown] == [(6, 6, 3), (6, 6, 3), (6, 6), (6, 6)]
+    np.testing.assert_allclose(shown[2], np.abs(maps["m__saliency__clean"][0]).sum(axis=0))

@@ -5,6 +5,8 @@ import base64
 import io
 import os
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import matplotlib
 
@@ -129,6 +131,11 @@ def need_browser_and_smoke_pages():
         pytest.skip(message)
 
 
+def local_path(url: str) -> Path:
+    """The file a ``file://`` URL names (percent-escapes decoded)."""
+    return Path(url2pathname(urlparse(url).path))
+
+
 @pytest.mark.browser
 def test_smoke_report_and_index_open_in_chromium_with_every_figure_loaded():
     need_browser_and_smoke_pages()
@@ -145,11 +152,11 @@ def test_smoke_report_and_index_open_in_chromium_with_every_figure_loaded():
         links = browser.links()
         assert SMOKE.report_page.resolve().as_uri() in links
         for link in links:  # every link of the index points at a file on disk
-            assert link.startswith("file://") and Path(link[len("file://"):]).is_file(), link
+            assert link.startswith("file://") and local_path(link).is_file(), link
         numbers = browser.run("return Array.from(document.querySelectorAll('#smoke td')).map(td => td.textContent);")
         assert len(numbers) == 4 * 4  # four models: name, clean, certified, attacked
         for link in links:  # and every report it links opens with its figures
             if link.endswith(SMOKE.report_page.name):
-                browser.open(link[len("file://"):])
+                browser.open(local_path(link))
                 assert all(i["complete"] and i["width"] > 0 for i in browser.images()), link
     assert SMOKE.screenshot.stat().st_size > 10_000

@@ -174,8 +174,13 @@ def plot_attribution_panel(maps: dict, models, methods, image: int = 0, class_na
     n_cols = 2 + 2 * len(methods)
     fig, axes = plt.subplots(len(models), n_cols, figsize=(1.9 * n_cols, 2.0 * len(models)), squeeze=False)
 
-    def picture(array):  # an image (1, H, W) as it is; a feature vector (D,) as a 1 x D strip
-        return array[0] if array.ndim == 3 else array[None, :]
+    def picture(array):  # an image (C, H, W) as (H, W) or (H, W, 3); a feature vector (D,) as a 1 x D strip
+        if array.ndim == 1:
+            return array[None, :]
+        return array.transpose(1, 2, 0) if array.shape[0] == 3 else array[0]
+
+    def magnitude(array):  # |map| per pixel: summed over the channels of an RGB image
+        return np.abs(array).sum(axis=0) if array.ndim == 3 else np.abs(picture(array))
 
     def name(label) -> str:
         return str(class_names[int(label)]) if class_names is not None else str(int(label))
@@ -190,7 +195,7 @@ def plot_attribution_panel(maps: dict, models, methods, image: int = 0, class_na
                    None)]
         for method in methods:
             keys = [f"{model}__{method}__{kind}" for kind in ("clean", "adv")]
-            pair = [np.abs(picture(maps[key][image])) if key in maps else None for key in keys]
+            pair = [magnitude(maps[key][image]) if key in maps else None for key in keys]
             top = max(float(p.max()) for p in pair) if pair[0] is not None else None
             for kind, img in zip(("clean", "attacked"), pair):
                 panels.append((f"{ATTRIBUTIONS.label(method)}\n|map|, {kind}", img, "viridis", top))

@@ -188,7 +188,7 @@ th, td {{ border-bottom: 1px solid #ccc; padding: 0.3em 0.8em; text-align: left;
 <body>
 <h1>Experiments under results/</h1>
 <p>Accuracy on held-out test points: mean over runs, with the 95% interval across runs in brackets
-(corrected for the data the runs share). The robust accuracy lies between the certified lower
+(each experiment's summary says how it was computed). The robust accuracy lies between the certified lower
 bound and the attacked upper bound (the per-sample worst case over every attack).</p>
 {body}
 </body></html>

@@ -7,8 +7,10 @@ import numpy as np
 import torch
 
 from ..data import configured_dataset, split_arrays
+from ..registry import DATASETS
 from ..store.checkpoints import model_from_checkpoint, read_checkpoint
 from ..store.layout import Layout
+from ..store.provenance import StaleResultsError
 
 
 def load_test_split(cfg, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -18,6 +20,12 @@ def load_test_split(cfg, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         raise FileNotFoundError(f"{path} is missing: run the train stage (make train) first")
     dataset = configured_dataset(cfg.dataset)
     with np.load(path) as split:
+        trained_on = str(split["data_files"]) if "data_files" in split else ""
+        now = DATASETS[cfg.dataset.name].fingerprint(cfg.dataset.options) or ""
+        if trained_on != now:
+            raise StaleResultsError(f"the data files of {cfg.dataset.name!r} changed since run {run} was trained "
+                                    f"(content hash {trained_on} then, {now} now): its split would index other "
+                                    f"data; retrain with make -B train CONFIG=<config> (nothing was deleted)")
         _, _, x_test, y_test = split_arrays(dataset, split["train_idx"], split["test_idx"])
     return torch.as_tensor(x_test, device=device), torch.as_tensor(y_test, device=device)
 

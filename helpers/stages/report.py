@@ -180,7 +180,7 @@ def write_figures(cfg) -> list[str]:
     maps = read_arrays(layout.arrays("attribution_maps"))
     for image in range(cfg.interpret.panel_images):
         drawn[f"attributions_{image}"] = figures.plot_attribution_panel(
-            maps, models, cfg.interpret.methods, image=image, class_names=[str(c) for c in cfg.dataset.classes],
+            maps, models, cfg.interpret.methods, image=image, class_names=list(cfg.dataset.class_names),
             epsilon=cfg.interpret.epsilon)
     boundaries = read_arrays(layout.arrays("decision_boundaries"))
     if cfg.dataset.input_shape == (2,) and boundaries is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -71,7 +72,9 @@ def _train_run(cfg, run: int, seed: int):
     tr = cfg.training
     history, models, lines = [], [], []
     train_idx, test_idx = run_split(dataset, cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs))
-    save_arrays(layout.split(run), train_idx=train_idx, test_idx=test_idx)
+    # The split names the data files it indexes, so a later stage refuses edited data (inputs.py).
+    save_arrays(layout.split(run), train_idx=train_idx, test_idx=test_idx,
+                data_files=np.array(DATASETS[cfg.dataset.name].fingerprint(cfg.dataset.options) or ""))
     x_train, y_train, x_test, y_test = (torch.as_tensor(a, device=device)
                                         for a in split_arrays(dataset, train_idx, test_idx))
     for name, spec in cfg.models.items():
