@@ -43,20 +43,24 @@ def test_the_bound_ops_are_the_model(trained_models, digits_split, model_name):
 
 @pytest.mark.parametrize("model_name", ["mlp", "cnn", "vqc"])
 def test_no_sampled_input_of_the_ball_escapes_the_propagated_bounds(trained_models, digits_split, model_name):
-    model, x, y = trained_models[model_name], digits_split[2][:16], digits_split[3][:16]
-    ops, epsilon = model.bound_ops(), 0.05
+    model = trained_models[model_name]
+    assert_sampled_ball_inside_bounds(model, digits_split[2][:16], digits_split[3][:16], 0.05, draws=20)
+
+
+def assert_sampled_ball_inside_bounds(model, x, y, epsilon: float, draws: int) -> None:
+    """No sampled input of the ε-ball leaves the interval bounds of the logits, and its margin
+    stays above the IBP and CROWN margin bounds."""
+    ops = model.bound_ops()
     low, high = interval_trace(ops, *input_box(x, epsilon))[-1]
     margin_ibp = margin_lower_bound(low, high, y)
     margin_crown = crown_margin_lower_bound(ops, *input_box(x, epsilon), y, 4)
     gen = torch.Generator().manual_seed(0)
-    for draw in range(20):
+    for draw in range(draws):
         # Corners of the box (where a linear region's extremes are) and points inside it.
         step = torch.sign(torch.rand(x.shape, generator=gen) - 0.5) if draw % 2 else 2 * torch.rand(x.shape, generator=gen) - 1
-        z = (x + epsilon * step).clamp(0, 1)
-        logits = model(z).double()
+        logits = model((x + epsilon * step).clamp(0, 1)).double()
         assert (logits >= low - 1e-5).all() and (logits <= high + 1e-5).all()
-        true = logits.gather(1, y[:, None])[:, 0]
-        margin = true - logits.scatter(1, y[:, None], float("-inf")).max(1).values
+        margin = logits.gather(1, y[:, None])[:, 0] - logits.scatter(1, y[:, None], float("-inf")).max(1).values
         assert (margin >= margin_ibp - 1e-5).all() and (margin >= margin_crown - 1e-5).all()
 
 
