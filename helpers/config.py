@@ -149,6 +149,9 @@ class AttackSection(Params):
     masking_epsilons: tuple[float, ...] = param([0.5, 1.0], ListOf(Number(0, 1, open="low")),
                                                 "large budgets where PGD must drive every model to ~0 (masking check)")
     n_test: int | None = param(None, Optional(Integer(1)), "test points attacked per run (null: the whole test split)")
+    eval_samples: int = param(100, Integer(1), "forward passes that classify each attacked point of a randomised model "
+                                               "(finite shots, noise): its accuracy is their mean; a deterministic "
+                                               "model is classified once")
     escalation: tuple[str, ...] = param(["pgd_escalated", "pgd_margin", "rays"], ListOf(Choice(ATTACKS.names), unique=True),
                                         "attacks run, on top, for every model and run a masking check flags "
                                         "(with transfer from every other model)")

@@ -3,6 +3,12 @@
 For one Monte Carlo run: every configured attack at every epsilon against every model, the
 per-sample worst case over attacks, the transfer matrix (adversarial examples crafted on
 each model, evaluated on every model) and PGD at large budgets for the masking checks.
+
+A randomised model (finite shots, noise: ``attacks.is_stochastic``) is classified by
+``attack.eval_samples`` passes per point, so its per-sample correctness is a share in [0, 1]
+(the probability of a correct answer) rather than a bool; the worst case over attacks is then
+the per-sample minimum of those shares. A deterministic model's arrays stay bool, and every
+number is what it was.
 """
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..attacks import build_attack, evaluate_attack, predict
+from ..attacks import build_attack, evaluate_attack
+from ..attacks.base import expected_correct, reseed
 from ..registry import ATTACKS, CERTIFICATES
 
 WORST_CASE = "worst_case"
@@ -32,15 +39,25 @@ TRACE_POINTS = 40  # points of an attack's convergence curve kept in the table
 BEST = "best"  # the certificate row of a point certified by any certificate
 
 
+def survived(correct) -> np.ndarray:
+    """Per-sample survival of every attack in ``correct`` (a list of (N,) arrays): their
+    logical and for bool arrays (deterministic models, exactly as before), the per-sample
+    minimum of the probabilities of a correct answer for a randomised model."""
+    return np.minimum.reduce([np.asarray(c) for c in correct])
+
+
 def attack_outcome(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, epsilon: float,
-                   keep_adversarial: bool = False) -> dict[str, np.ndarray]:
+                   keep_adversarial: bool = False, eval_samples: int = 1) -> dict[str, np.ndarray]:
     """One unit: ``attack`` on ``x`` (N, ...) in [0, 1] with labels ``y`` at one ``epsilon``.
 
-    Returns numpy arrays: ``correct`` (N,) bool per sample, ``linf`` () the largest achieved
-    ||x_adv - x||_inf and, with ``keep_adversarial``, ``x_adv`` (N, ...).
+    Returns numpy arrays: ``correct`` (N,) bool per sample (for a randomised model: the share
+    of ``eval_samples`` passes that classify it correctly, float), ``linf`` () the largest
+    achieved ||x_adv - x||_inf, ``sampling_se`` () the standard error the finite passes add to
+    the accuracy (zero for a deterministic model) and, with ``keep_adversarial``, ``x_adv`` (N, ...).
     """
-    result = evaluate_attack(model, attack, x, y, epsilon)
-    unit = {"correct": result["correct"], "linf": np.asarray(result["linf"])}
+    result = evaluate_attack(model, attack, x, y, epsilon, eval_samples=eval_samples)
+    unit = {"correct": result["correct"], "linf": np.asarray(result["linf"]),
+            "sampling_se": np.asarray(result["sampling_se"])}
     if result["trace"] is not None:
         unit["trace"] = result["trace"]
     if keep_adversarial:
@@ -87,7 +104,7 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
 
     def outcome(name, model, attack_name, epsilon, keep):
         attack = build_attack(attack_name, section, seed=seed)
-        compute = lambda: attack_outcome(model, attack, x, y, epsilon, keep)  # noqa: E731
+        compute = lambda: attack_outcome(model, attack, x, y, epsilon, keep, section.eval_samples)  # noqa: E731
         if units is None:
             return compute()
         return units(name, attack_name, epsilon, compute, ("x_adv",) if keep else ())
@@ -95,7 +112,8 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
     def record(name, attack_name, epsilon, correct, linf):
         robustness.append({"model": name, "attack": attack_name, "epsilon": epsilon,
                            "accuracy": float(correct.mean()), "n": len(correct),
-                           "n_correct": int(correct.sum()), "linf": linf})
+                           "n_correct": int(correct.sum()) if correct.dtype == bool else float(correct.sum()),
+                           "linf": linf})
         for label in np.unique(labels):
             hits = correct[labels == label]
             by_class.append({"model": name, "attack": attack_name, "epsilon": epsilon, "label": int(label),
@@ -123,7 +141,7 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
             for epsilon, unit in zip(epsilons, finished[name][section.transfer_from]):
                 crafted[(name, epsilon)] = unit["x_adv"]
         for i, epsilon in enumerate(epsilons):
-            survived_base = np.logical_and.reduce([finished[name][a][i]["correct"] for a in base])
+            survived_base = survived([finished[name][a][i]["correct"] for a in base])
             convergence.append({"model": name, "epsilon": epsilon, "accuracy": float(survived_base.mean()),
                                 "n": len(survived_base)})
         for epsilon in map(float, section.masking_epsilons):
@@ -132,7 +150,8 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
     hits_of = {}
     for (source, epsilon), x_adv in crafted.items():
         for target, model in models.items():
-            hits = (predict(model, torch.as_tensor(x_adv, device=x.device)) == y).cpu().numpy()
+            reseed(model, seed, 2)  # a randomised target's passes (nothing for a deterministic one)
+            hits = expected_correct(model, torch.as_tensor(x_adv, device=x.device), y, section.eval_samples)
             hits_of[(source, target, epsilon)] = hits
             transfer.append({"source": source, "target": target, "epsilon": epsilon,
                              "accuracy": float(hits.mean()), "n": len(hits)})
@@ -144,21 +163,21 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
             extra.update({f"transfer:{source}": [hits_of[(source, name, e)] for e in epsilons]
                           for source in models if source != name and (source, name, epsilons[0]) in hits_of})
         for i, epsilon in enumerate(epsilons):
-            before = np.logical_and.reduce([finished[name][a][i]["correct"] for a in section.methods])
-            survived = np.logical_and.reduce([before, *(correct[i] for correct in extra.values())])
+            before = survived([finished[name][a][i]["correct"] for a in section.methods])
+            after = survived([before, *(correct[i] for correct in extra.values())])
             if worst is not None:
-                worst[(name, epsilon)] = survived
-            record(name, WORST_CASE, epsilon, survived, max(float(finished[name][a][i]["linf"]) for a in section.methods))
+                worst[(name, epsilon)] = after
+            record(name, WORST_CASE, epsilon, after, max(float(finished[name][a][i]["linf"]) for a in section.methods))
             if extra:
                 deciding = min(extra, key=lambda a: extra[a][i].mean())
                 escalation.append({"model": name, "epsilon": epsilon, "kind": "budget", "before": float(before.mean()),
-                                   "after": float(survived.mean()), "deciding": deciding, "n": len(survived)})
+                                   "after": float(after.mean()), "deciding": deciding, "n": len(after)})
         if name in escalate:
             for epsilon in map(float, section.masking_epsilons):
                 pgd = outcome(name, model, LARGE_EPSILON_ATTACK, epsilon, False)["correct"]
                 others = {a: outcome(name, model, a, epsilon, False)["correct"] for a in section.escalation}
                 deciding = min(others, key=lambda a: others[a].mean())
-                after = np.logical_and.reduce([pgd, *others.values()])
+                after = survived([pgd, *others.values()])
                 escalation.append({"model": name, "epsilon": epsilon, "kind": "masking", "before": float(pgd.mean()),
                                    "after": float(after.mean()), "deciding": deciding, "n": len(pgd)})
     return {"robustness": robustness, "transfer": transfer, "large_epsilon": large, "by_class": by_class,
@@ -202,9 +221,12 @@ def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
                                 "accuracy": float(certified[-1].mean()) if applies else np.nan, "n": len(x),
                                 "applicable": applies, "violations": np.nan})
             best = np.logical_or.reduce(certified) if certified else np.zeros(len(x), dtype=bool)
+            # Fooled: misclassified (a randomised model: by more than half its passes, against
+            # the class a certificate of its expected prediction proves); bool worst cases: ~worst.
+            fooled = np.asarray(worst[(name, epsilon)], dtype=float) < 0.5
             records.append({"model": name, "certificate": BEST, "norm": "linf", "epsilon": epsilon,
                             "accuracy": float(best.mean()), "n": len(x), "applicable": bool(certified),
-                            "violations": int((best & ~worst[(name, epsilon)]).sum())})
+                            "violations": int((best & fooled).sum())})
         for certificate in l2:
             entry = CERTIFICATES[certificate](section.params[certificate], seed=seed)
 

@@ -13,6 +13,13 @@ is two binomial standard errors of their mean, 2·sqrt(p(1 − p)/n), and at lea
 large-budget check has a fixed ceiling instead. Degenerate runs (``models.csv``) are not
 checked: they sit at the class prior at every budget, which would fail or pass a check for the
 wrong reason; they are counted instead.
+
+A randomised model (finite shots, noise) has noisy gradients by construction, the textbook
+false robustness (Athalye et al. 2018): every attack averages its gradients and losses over
+``eot_samples`` passes (EOT), and ``eot_convergence`` asks whether four times as many passes
+(``pgd_eot``) lower the accuracy further. The other checks read the same EOT attacks, so
+"gradient-free beats gradient" on such a model means EOT has not converged, not that its
+gradients are noisy. The check does not apply to deterministic models (SKIP).
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ CHECKS = {
     "more_iterations_do_not_help_the_model": "more PGD steps or restarts never raise accuracy materially",
     "gradient_free_not_stronger": "the gradient-free attack is never much stronger than the gradient attacks",
     "transfer_not_stronger": "transfer from another model is never stronger than the white-box attack",
+    "eot_convergence": "on a randomised model, PGD with 4× the EOT passes (pgd_eot) does not lower accuracy materially",
 }
 STATUSES = ("PASS", "FLAG", "SKIP", "DEGENERATE")
 
@@ -53,11 +61,13 @@ def _gap(stronger: pd.Series, weaker: pd.Series, n: pd.Series) -> tuple[float, f
 
 
 def run_checks(robustness: pd.DataFrame, transfer: pd.DataFrame, large_epsilon: pd.DataFrame,
-               convergence: pd.DataFrame | None = None, degenerate=()) -> pd.DataFrame:
-    """One row per model, run and check: status PASS / FLAG / SKIP (attacks not run) /
-    DEGENERATE (the run is degenerate: not checked), the measured violation ``value``, the
-    ``threshold`` it was held to and ``detail`` (where). ``degenerate``: (model, run) pairs."""
-    degenerate = set(map(tuple, degenerate))
+               convergence: pd.DataFrame | None = None, degenerate=(), stochastic=()) -> pd.DataFrame:
+    """One row per model, run and check: status PASS / FLAG / SKIP (attacks not run, or the
+    check does not apply to the model) / DEGENERATE (the run is degenerate: not checked), the
+    measured violation ``value``, the ``threshold`` it was held to and ``detail`` (where).
+    ``degenerate``: (model, run) pairs; ``stochastic``: the names of the randomised models
+    (``attacks.is_stochastic``), the only ones ``eot_convergence`` applies to."""
+    degenerate, stochastic = set(map(tuple, degenerate)), set(stochastic)
     r = robustness[robustness["epsilon"] > 0]
     acc = r.pivot_table(index=["model", "run", "epsilon"], columns="attack", values="accuracy")
     n = r.groupby(["model", "run", "epsilon"])["n"].first()
@@ -120,6 +130,13 @@ def run_checks(robustness: pd.DataFrame, transfer: pd.DataFrame, large_epsilon: 
             value, eps, allowed, flagged = _gap(wide[model], others.min(axis=1), sizes)
             row(model, run, "transfer_not_stronger", value, allowed, "FLAG" if flagged else "PASS",
                 f"at ε={eps:g}, from {others.loc[eps].idxmin()}")
+        if model not in stochastic:
+            row(model, run, "eot_convergence", status="SKIP", detail="deterministic model: EOT does not apply")
+        elif {"pgd", "pgd_eot"} <= has:
+            gap_row(model, run, "eot_convergence", c["pgd"], c["pgd_eot"], counts,
+                    ", pgd against pgd_eot (4× the passes per gradient)")
+        else:
+            row(model, run, "eot_convergence", status="SKIP", detail="needs pgd and pgd_eot in attack.methods")
     return pd.DataFrame(rows)
 
 

@@ -14,10 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models import predict
 from ..params import Integer, Params, param
 from ..registry import ATTACKS
-from .base import Attack, generator, project, uniform
+from .base import Attack, eot_samples_param, expected_fooled, generator, mean_over_passes, passes, project, uniform
 
 MOMENTUM = 0.75        # the weight of the new step against the previous direction
 RHO = 0.75             # share of improving steps below which a checkpoint halves the step size
@@ -45,20 +44,32 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None 
         ordered[:, 0] - (ordered[:, 2] + ordered[:, 3]) / 2 + 1e-12)
 
 
-def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: int, seed: int,
+         samples: int = 1) -> tuple[torch.Tensor, np.ndarray]:
     """One run of APGD on inputs ``x`` (B, ...) in [0, 1]; ``loss(logits, y)`` per sample is
     maximised. Returns the adversarial inputs (per sample: the first iterate that fooled the
     model, else the iterate of highest loss) and the robust accuracy after every iteration
-    (steps + 1,)."""
+    (steps + 1,).
+
+    On a randomised model the loss, its gradient and whether a sample is fooled are those of
+    ``samples`` passes: the mean loss and mean gradient (EOT, Athalye et al. 2018), and fooled
+    when most passes misclassify it; a deterministic model is run once per iterate."""
     gen = generator(seed)
     shape = (-1,) + (1,) * (x.dim() - 1)
+    k_passes = passes(model, samples)
 
     def loss_and_gradient(z):
         z = z.detach().requires_grad_(True)
-        logits = model(z)
-        values = loss(logits, y)
-        (grad,) = torch.autograd.grad(values.sum(), z)
-        return values.detach(), grad, logits.detach().argmax(1) != y
+        total, grad_total, wrong = 0.0, 0.0, 0.0
+        for _ in range(k_passes):
+            logits = model(z)
+            values = loss(logits, y)
+            (grad,) = torch.autograd.grad(values.sum(), z)
+            if k_passes == 1:  # a deterministic model: exactly one pass, nothing averaged
+                return values.detach(), grad, logits.detach().argmax(1) != y
+            total, grad_total = total + values.detach(), grad_total + grad
+            wrong = wrong + (logits.detach().argmax(1) != y).double()
+        return total / k_passes, grad_total / k_passes, wrong / k_passes > 0.5
 
     x_k = project(x + (2 * uniform(x.shape, gen, x) - 1) * epsilon, x, epsilon)
     values, grad, fooled = loss_and_gradient(x_k)
@@ -111,6 +122,7 @@ class APGDAttack(Attack):
     class Params(Params):
         steps: int = param(100, Integer(1), "iterations per restart")
         restarts: int = param(1, Integer(1), "random starts")
+        eot_samples: int = eot_samples_param()
 
     def passes(self, model, x, y) -> list:
         """(loss(logits, labels, index), seed offset) per pass: here one per restart."""
@@ -127,8 +139,8 @@ class APGDAttack(Attack):
                 break
             candidate, trace = apgd(model, x[index], y[index], epsilon,
                                     lambda logits, labels, f=loss, i=index: f(logits, labels, i),
-                                    self.params.steps, self.seed + offset)
-            fooled = predict(model, candidate) != y[index]
+                                    self.params.steps, self.seed + offset, self.params.eot_samples)
+            fooled = expected_fooled(model, candidate, y[index], self.params.eot_samples)
             best[index] = candidate
             robust[index[fooled]] = False
             traces.append(trace * len(index) / len(x))  # the samples outside the pass are fooled already
@@ -170,10 +182,11 @@ class APGDTargeted(APGDAttack):
     class Params(Params):
         steps: int = param(100, Integer(1), "iterations per target")
         targets: int = param(3, Integer(1), "target classes tried, by the clean input's logit ranking")
+        eot_samples: int = eot_samples_param()
 
     def passes(self, model, x, y):
-        with torch.no_grad():
-            ranked = model(x).sort(dim=1, descending=True).indices
+        ranked = mean_over_passes(model, x, lambda logits: logits, self.params.eot_samples).sort(
+            dim=1, descending=True).indices
         # the k-th highest class other than the true one
         others = torch.stack([row[row != label] for row, label in zip(ranked, y)])
         self._targets = others[:, : self.params.targets]

@@ -1,5 +1,6 @@
-"""What every attack shares: the verb, the L-infinity projection, the input gradient, and
-robust accuracy under an attack."""
+"""What every attack shares: the verb, the L-infinity projection, the input gradient (averaged
+over a randomised model's passes: expectation over transformation), and robust accuracy under
+an attack (an expectation over a randomised model's passes)."""
 from __future__ import annotations
 
 from typing import ClassVar
@@ -10,19 +11,104 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import EVALUATION_BATCH, predict
+from ..params import Integer, param
 from ..registry import Component
 
 PIXEL_MIN, PIXEL_MAX = 0.0, 1.0
+EOT_SAMPLES = 8  # default forward passes per gradient or loss on a randomised model
 
 
-def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss=None) -> torch.Tensor:
+def is_stochastic(model: nn.Module) -> bool:
+    """Whether ``model``'s forward pass in evaluation is random (finite shots, noise): such a
+    model says so with ``stochastic = True`` and offers ``reseed(seed)``; every other model is
+    deterministic."""
+    return bool(getattr(model, "stochastic", False))
+
+
+def passes(model: nn.Module, samples: int) -> int:
+    """The forward passes to average: ``samples`` for a randomised model, one for a
+    deterministic one (its passes are identical, so more would cost without changing a bit)."""
+    return int(samples) if is_stochastic(model) else 1
+
+
+def derived_seed(*parts: int) -> int:
+    """A seed derived from ``parts`` (a run's seed and what it is for), so that an attack's own
+    draws and a randomised model's draws never share a stream."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def reseed(model: nn.Module, *parts: int) -> None:
+    """Seed a randomised model's sampling from ``parts`` (``derived_seed``); nothing for a
+    deterministic model. A unit of work computed again then draws the same passes."""
+    if is_stochastic(model):
+        model.reseed(derived_seed(*parts))
+
+
+def eot_samples_param(default: int = EOT_SAMPLES):
+    """The ``eot_samples`` parameter the attacks share."""
+    return param(default, Integer(1), "forward passes averaged per gradient or loss on a randomised model "
+                                      "(expectation over transformation); a deterministic model uses one")
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss=None, samples: int = 1) -> torch.Tensor:
     """Gradient of the summed ``loss(logits, y)`` (default: cross-entropy) with respect to
-    ``x``: summed, so a per-sample gradient is never scaled down by the batch size."""
+    ``x``: summed, so a per-sample gradient is never scaled down by the batch size.
+
+    On a randomised model (``is_stochastic``), the mean of the gradients of ``samples``
+    independent passes: an unbiased estimate of the gradient of the expected loss (EOT,
+    Athalye et al. 2018). A deterministic model is differentiated once."""
     x = x.detach().requires_grad_(True)
-    logits = model(x)
-    value = F.cross_entropy(logits, y, reduction="sum") if loss is None else loss(logits, y).sum()
-    (grad,) = torch.autograd.grad(value, x)
-    return grad
+    total = None
+    for _ in range(passes(model, samples)):
+        logits = model(x)
+        value = F.cross_entropy(logits, y, reduction="sum") if loss is None else loss(logits, y).sum()
+        (grad,) = torch.autograd.grad(value, x)
+        total = grad if total is None else total + grad
+    return total if passes(model, samples) == 1 else total / passes(model, samples)
+
+
+@torch.no_grad()
+def mean_over_passes(model: nn.Module, x: torch.Tensor, f, samples: int = 1) -> torch.Tensor:
+    """``f(model(x))`` averaged over ``samples`` passes of a randomised model (its expected
+    value); a deterministic model's ``f(model(x))``, computed once and exactly."""
+    k = passes(model, samples)
+    if k == 1:
+        return f(model(x))
+    return sum(f(model(x)) for _ in range(k)) / k
+
+
+@torch.no_grad()
+def expected_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int = 1) -> np.ndarray:
+    """Per-sample correctness (N,) of ``x`` with labels ``y``: for a deterministic model a bool
+    array (``predict(model, x) == y``, exactly as ever); for a randomised one the share of
+    ``samples`` independent passes that classify the sample correctly (float64 in [0, 1]), an
+    unbiased estimate of its probability of being classified correctly."""
+    if not is_stochastic(model):
+        return (predict(model, x) == y).cpu().numpy()
+    hits = sum((predict(model, x) == y).double() for _ in range(samples))
+    return (hits / samples).cpu().numpy()
+
+
+@torch.no_grad()
+def expected_fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int = 1) -> torch.Tensor:
+    """Which samples (B,) bool an attack counts as fooled: misclassified, for a randomised model
+    by more than half of ``samples`` passes (the expected prediction is wrong), so that a
+    search keeps a point for what it does on average, not for one lucky pass."""
+    if not is_stochastic(model):
+        return predict(model, x) != y
+    wrong = sum((predict(model, x) != y).double() for _ in range(samples))
+    return wrong / samples > 0.5
+
+
+def sampling_error(correct: np.ndarray, samples: int) -> float:
+    """Standard error, from the finite passes alone, of an accuracy that averages per-sample
+    correctness shares ``correct`` (N,) of ``samples`` passes each: sqrt(sum p(1 - p) / (M - 1)) / N,
+    p each sample's share (unbiased per sample); zero for a deterministic model's 0/1
+    correctness or a single pass. The test points' own binomial error comes on top."""
+    correct = np.asarray(correct, dtype=float)
+    if samples <= 1 or len(correct) == 0:
+        return 0.0
+    return float(np.sqrt((correct * (1 - correct)).sum() / (samples - 1)) / len(correct))
 
 
 def generator(seed: int) -> torch.Generator:
@@ -64,7 +150,8 @@ class Attack(Component):
     and ``x_adv`` inside the L-infinity epsilon-ball around ``x`` and inside [0, 1].
 
     Built from its ``Params`` (``attack.<name>`` in a config) and a ``seed``, its only source
-    of randomness, so the same attack on the same inputs gives the same examples; keyword
+    of randomness (a randomised model's passes are seeded from it too), so the same attack on
+    the same inputs gives the same examples; keyword
     arguments override single parameters (``PGD(steps=5, seed=1)``). Tags: ``gradient``
     (white-box, follows the input gradient; the masking checks compare these with the others).
     ``refines`` names the attack this one is a stronger run of (more steps or restarts), for
@@ -92,6 +179,7 @@ class Attack(Component):
         check_epsilon(epsilon)
         if epsilon == 0 or len(x) == 0:
             return x.clone()
+        reseed(model, self.seed, 0)
         return self.perturb(model, x.detach(), y, epsilon)
 
     __call__ = attack
@@ -102,13 +190,20 @@ class Attack(Component):
 
 
 def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, epsilon: float,
-                    batch_size: int = EVALUATION_BATCH) -> dict:
+                    batch_size: int = EVALUATION_BATCH, eval_samples: int = 1) -> dict:
     """Attack every sample and report robust accuracy.
 
     Returns ``accuracy`` (fraction of samples still classified correctly), ``n``,
     ``n_correct``, ``linf`` (largest achieved ||x_adv - x||_inf), ``correct`` (a per-sample
-    boolean array aligned with ``x``), ``x_adv`` (the adversarial inputs) and ``trace`` (for
-    attacks that record one: the robust accuracy after every iteration or query, else None).
+    boolean array aligned with ``x``), ``x_adv`` (the adversarial inputs), ``trace`` (for
+    attacks that record one: the robust accuracy after every iteration or query, else None)
+    and ``sampling_se``.
+
+    A randomised model's accuracy is an expectation: each adversarial input is classified by
+    ``eval_samples`` independent passes (seeded from the attack's seed and the batch), so
+    ``correct`` holds each sample's share of correct passes (float), ``n_correct`` their sum,
+    and ``sampling_se`` the standard error the finite passes add (``sampling_error``; zero
+    for a deterministic model, whose results are exactly as without ``eval_samples``).
     """
     correct, linf, adversarial, traces = [], 0.0, [], []
     for i in range(0, len(x), batch_size):
@@ -117,12 +212,16 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
         if getattr(attack, "trace", None) is not None and epsilon > 0:
             traces.append((attack.trace, len(xb)))
         linf = max(linf, float((x_adv - xb).abs().max()) if len(xb) else 0.0)
-        correct.append((predict(model, x_adv) == yb).cpu().numpy())
+        reseed(model, getattr(attack, "seed", 0), 1, i)  # the evaluation's passes: not the attack's
+        correct.append(expected_correct(model, x_adv, yb, eval_samples))
         adversarial.append(x_adv)
     correct = np.concatenate(correct)
+    samples = eval_samples if is_stochastic(model) else 1
     trace = None
     if traces:  # batches weighted by their size; a batch that stopped early stays at its last value
         length = max(len(t) for t, _ in traces)
         trace = sum(np.pad(t, (0, length - len(t)), mode="edge") * n for t, n in traces) / len(x)
-    return {"accuracy": float(correct.mean()), "n": int(len(correct)), "n_correct": int(correct.sum()),
-            "linf": linf, "correct": correct, "x_adv": torch.cat(adversarial), "trace": trace}
+    n_correct = int(correct.sum()) if correct.dtype == bool else float(correct.sum())
+    return {"accuracy": float(correct.mean()), "n": int(len(correct)), "n_correct": n_correct,
+            "linf": linf, "correct": correct, "x_adv": torch.cat(adversarial), "trace": trace,
+            "sampling_se": sampling_error(correct, samples)}

@@ -1,8 +1,11 @@
 """The fast gradient sign method."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..params import Params
 from ..registry import ATTACKS
-from .base import Attack, input_gradient, project
+from .base import Attack, eot_samples_param, input_gradient, project
 
 
 @ATTACKS.register
@@ -13,5 +16,10 @@ class FGSM(Attack):
     name, label = "fgsm", "FGSM"
     tags = frozenset({"gradient"})
 
+    @dataclass(frozen=True)
+    class Params(Params):
+        eot_samples: int = eot_samples_param()
+
     def perturb(self, model, x, y, epsilon):
-        return project(x + epsilon * input_gradient(model, x, y).sign(), x, epsilon).detach()
+        gradient = input_gradient(model, x, y, samples=self.params.eot_samples)
+        return project(x + epsilon * gradient.sign(), x, epsilon).detach()

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models import predict
 from ..params import Boolean, Integer, Number, Params, param
 from ..registry import ATTACKS
-from .base import Attack, margin
+from .base import Attack, eot_samples_param, expected_fooled, margin, mean_over_passes
 from .pgd import pgd
 
 
@@ -23,6 +22,7 @@ class MarginParams(Params):
     steps: int = param(20, Integer(1), "iterations (per target for the targeted attack)")
     step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
     random_start: bool = param(True, Boolean(), "start from a uniform random point of the ε-ball")
+    eot_samples: int = eot_samples_param()
 
 
 @ATTACKS.register
@@ -36,7 +36,7 @@ class MarginPGD(Attack):
     def perturb(self, model, x, y, epsilon):
         p = self.params
         return pgd(model, x, y, epsilon, steps=p.steps, step_ratio=p.step_ratio, random_start=p.random_start,
-                   seed=self.seed, loss=lambda logits, labels: -margin(logits, labels))
+                   seed=self.seed, loss=lambda logits, labels: -margin(logits, labels), samples=p.eot_samples)
 
 
 @ATTACKS.register
@@ -51,8 +51,7 @@ class TargetedPGD(Attack):
 
     def perturb(self, model, x, y, epsilon):
         p = self.params
-        with torch.no_grad():
-            n_classes = model(x[:1]).shape[1]
+        n_classes = mean_over_passes(model, x[:1], lambda logits: logits).shape[1]
         best, robust = None, torch.ones(len(x), dtype=torch.bool, device=x.device)
         for offset in range(1, n_classes):
             idx = robust.nonzero().squeeze(1)
@@ -60,10 +59,11 @@ class TargetedPGD(Attack):
                 break
             target = (y[idx] + offset) % n_classes
             candidate = pgd(model, x[idx], target, epsilon, steps=p.steps, step_ratio=p.step_ratio,
-                            random_start=p.random_start, seed=self.seed + offset - 1, loss=margin)
+                            random_start=p.random_start, seed=self.seed + offset - 1, loss=margin,
+                            samples=p.eot_samples)
             if best is None:
                 best = candidate.clone()
-            fooled = predict(model, candidate) != y[idx]
+            fooled = expected_fooled(model, candidate, y[idx], p.eot_samples)
             best[idx[fooled]] = candidate[fooled]
             robust[idx[fooled]] = False
         return best

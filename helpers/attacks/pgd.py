@@ -6,14 +6,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models import predict
 from ..params import Boolean, Integer, Number, Params, param
 from ..registry import ATTACKS
-from .base import Attack, generator, input_gradient, project, uniform
+from .base import EOT_SAMPLES, Attack, eot_samples_param, expected_fooled, generator, input_gradient, project, uniform
+
+EOT_FACTOR = 4  # pgd_eot's passes per gradient, in multiples of pgd's default
 
 
 def pgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, *, steps: int, step_ratio: float,
-        random_start: bool, seed: int, restarts: int = 1, loss=None) -> torch.Tensor:
+        random_start: bool, seed: int, restarts: int = 1, loss=None, samples: int = 1) -> torch.Tensor:
     """L-infinity PGD (Madry et al. 2018) on inputs ``x`` (B, ...) in [0, 1], labels ``y``.
 
     ``steps`` signed-gradient steps of ``step_ratio * epsilon`` (the step scales with the
@@ -22,6 +23,10 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, *, steps: int, 
     ``random_start``. With ``restarts`` > 1, samples the first start did not fool are attacked
     again from new random starts (seeds ``seed + r``); each sample keeps its first successful
     example (the per-sample worst case over restarts).
+
+    On a randomised model every step follows the mean gradient of ``samples`` passes (EOT,
+    ``input_gradient``), and a restart counts a sample as fooled when most of ``samples``
+    passes misclassify it; a deterministic model is differentiated and classified once.
     """
     def run(xs, ys, run_seed):
         x_adv = xs.clone()
@@ -30,17 +35,17 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, *, steps: int, 
             x_adv = project(xs + (2 * noise - 1) * epsilon, xs, epsilon)
         step = step_ratio * epsilon
         for _ in range(steps):
-            x_adv = project(x_adv + step * input_gradient(model, x_adv, ys, loss).sign(), xs, epsilon).detach()
+            x_adv = project(x_adv + step * input_gradient(model, x_adv, ys, loss, samples).sign(), xs, epsilon).detach()
         return x_adv
 
     best = run(x, y, seed)
-    robust = predict(model, best) == y
+    robust = ~expected_fooled(model, best, y, samples)
     for restart in range(1, restarts):
         if not robust.any():
             break
         idx = robust.nonzero().squeeze(1)
         candidate = run(x[idx], y[idx], seed + restart)
-        fooled = predict(model, candidate) != y[idx]
+        fooled = expected_fooled(model, candidate, y[idx], samples)
         best[idx[fooled]] = candidate[fooled]
         robust[idx[fooled]] = False
     return best
@@ -58,11 +63,12 @@ class PGD(Attack):
         steps: int = param(20, Integer(1), "iterations")
         step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
         random_start: bool = param(True, Boolean(), "start from a uniform random point of the ε-ball")
+        eot_samples: int = eot_samples_param()
 
     def perturb(self, model, x, y, epsilon):
         p = self.params
         return pgd(model, x, y, epsilon, steps=p.steps, step_ratio=p.step_ratio, random_start=p.random_start,
-                   seed=self.seed)
+                   seed=self.seed, samples=p.eot_samples)
 
 
 @ATTACKS.register
@@ -77,6 +83,7 @@ class PGDRestarts(Attack):
         steps: int = param(20, Integer(1), "iterations per start")
         step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
         restarts: int = param(5, Integer(1), "random starts (the first included)")
+        eot_samples: int = eot_samples_param()
 
     @property
     def start_seed(self) -> int:
@@ -88,7 +95,7 @@ class PGDRestarts(Attack):
     def perturb(self, model, x, y, epsilon):
         p = self.params
         return pgd(model, x, y, epsilon, steps=p.steps, step_ratio=p.step_ratio, random_start=True,
-                   seed=self.start_seed, restarts=p.restarts)
+                   seed=self.start_seed, restarts=p.restarts, samples=p.eot_samples)
 
 
 @ATTACKS.register
@@ -103,6 +110,7 @@ class PGDEscalated(PGDRestarts):
         steps: int = param(100, Integer(1), "iterations per start")
         step_ratio: float = param(0.1, Number(0, open="low"), "step size as a fraction of ε")
         restarts: int = param(10, Integer(1), "random starts (the first included)")
+        eot_samples: int = eot_samples_param()
 
 
 @ATTACKS.register
@@ -117,3 +125,20 @@ class PGDLong(PGD):
         steps: int = param(60, Integer(1), "iterations")
         step_ratio: float = param(0.1, Number(0, open="low"), "step size as a fraction of ε")
         random_start: bool = param(True, Boolean(), "start from a uniform random point of the ε-ball")
+        eot_samples: int = eot_samples_param()
+
+
+@ATTACKS.register
+class PGDEOT(PGD):
+    """PGD with four times the default passes per gradient (expectation over transformation):
+    the EOT convergence check. On a randomised model, much stronger than ``pgd`` means ``pgd``'s
+    gradients were still too noisy; on a deterministic model it is ``pgd`` exactly."""
+
+    name, label, refines = "pgd_eot", "PGD, 4× EOT passes", "pgd"
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        steps: int = param(20, Integer(1), "iterations")
+        step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
+        random_start: bool = param(True, Boolean(), "start from a uniform random point of the ε-ball")
+        eot_samples: int = eot_samples_param(EOT_FACTOR * EOT_SAMPLES)

@@ -7,7 +7,7 @@ import torch
 
 from ..params import Integer, Params, param
 from ..registry import ATTACKS
-from .base import PIXEL_MAX, PIXEL_MIN, Attack, project
+from .base import PIXEL_MAX, PIXEL_MIN, Attack, eot_samples_param, expected_fooled, project
 
 BISECTIONS = 12  # halvings of the radius interval per search (precision 2^-12 of the input range)
 
@@ -24,7 +24,9 @@ class RayS(Attack):
     from the top again), and a flip is kept when the flipped direction is already
     misclassified at the current radius (then its radius is searched again). A sample is
     fooled at ε when its radius is at most ε; it stops querying then, or when ``queries`` are
-    spent (and then tries ε itself once, which the bisection may have stepped over).
+    spent (and then tries ε itself once, which the bisection may have stepped over). On a
+    randomised model a point counts as misclassified when most of ``eot_samples`` passes
+    misclassify it (its expected label); a query then costs that many passes.
     """
 
     name, label = "rays", "RayS (label-only)"
@@ -33,6 +35,7 @@ class RayS(Attack):
     @dataclass(frozen=True)
     class Params(Params):
         queries: int = param(2000, Integer(10), "label queries per sample")
+        eot_samples: int = eot_samples_param()
 
     @torch.no_grad()
     def perturb(self, model, x, y, epsilon):
@@ -42,7 +45,7 @@ class RayS(Attack):
         direction = torch.ones_like(flat)
 
         def wrong(points, rows):
-            return model(points.reshape(len(rows), *shape[1:])).argmax(1) != y[rows]
+            return expected_fooled(model, points.reshape(len(rows), *shape[1:]), y[rows], self.params.eot_samples)
 
         def at(rows, signs, radius):
             return (flat[rows] + radius[:, None] * signs).clamp(PIXEL_MIN, PIXEL_MAX)

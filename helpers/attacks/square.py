@@ -13,7 +13,8 @@ import torch
 
 from ..params import Integer, Number, Params, param
 from ..registry import ATTACKS
-from .base import PIXEL_MAX, PIXEL_MIN, Attack, generator, integers, margin, project, uniform
+from .base import (PIXEL_MAX, PIXEL_MIN, Attack, eot_samples_param, expected_fooled, generator, integers, margin,
+                   mean_over_passes, project, uniform)
 
 # (share of the query budget passed, divisor of p_init): the paper's schedule of the window size.
 SCHEDULE = ((0.001, 2), (0.005, 4), (0.02, 8), (0.05, 16), (0.1, 32), (0.2, 64), (0.4, 128), (0.6, 256), (0.8, 512))
@@ -27,7 +28,7 @@ def window_fraction(p_init: float, iteration: int, queries: int) -> float:
 
 @torch.no_grad()
 def square_search(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, queries: int, seed: int,
-                  p_init: float = 0.8) -> tuple[torch.Tensor, np.ndarray]:
+                  p_init: float = 0.8, samples: int = 1) -> tuple[torch.Tensor, np.ndarray]:
     """Random search on the margin (true logit minus the largest other) inside the ε-ball.
 
     Images (B, C, H, W) start from vertical stripes of ±ε (one random sign per column and
@@ -37,8 +38,16 @@ def square_search(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, queri
     the clean value ± ε with one random sign, and the change is kept where the margin drops.
     Only the samples not yet fooled are queried. Returns the adversarial inputs and the robust
     accuracy after every query (queries,).
+
+    On a randomised model every query's margin is the mean of ``samples`` passes (the expected
+    margin, so that a window is kept for what it does on average, not for one lucky pass; a
+    query then costs ``samples`` passes); a deterministic model is run once per query.
     """
     gen = generator(seed)
+
+    def expected_margin(inputs, labels):
+        return mean_over_passes(model, inputs, lambda logits: margin(logits, labels), samples)
+
     image = x.dim() == 4
 
     def signs(*shape):
@@ -50,7 +59,7 @@ def square_search(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, queri
         best = (x + epsilon * signs(n, channels, 1, width)).clamp(PIXEL_MIN, PIXEL_MAX)
     else:
         best = (x + epsilon * signs(*x.shape)).clamp(PIXEL_MIN, PIXEL_MAX)
-    best_margin = margin(model(best), y)
+    best_margin = expected_margin(best, y)
     trace = [(best_margin > 0).double().mean().item()]
     for iteration in range(1, queries):
         active = (best_margin > 0).nonzero().squeeze(1)
@@ -76,7 +85,7 @@ def square_search(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, queri
             window = (features >= start) & (features < start + size)
             moved = (xa + epsilon * signs(len(active), 1)).clamp(PIXEL_MIN, PIXEL_MAX)
         candidate = torch.where(window, moved, candidate)
-        candidate_margin = margin(model(candidate), y[active])
+        candidate_margin = expected_margin(candidate, y[active])
         better = candidate_margin < best_margin[active]
         best[active[better]] = candidate[better]
         best_margin[active[better]] = candidate_margin[better]
@@ -95,9 +104,11 @@ class Square(Attack):
     class Params(Params):
         queries: int = param(1000, Integer(1), "model queries per sample (the paper's standard budget: 5000)")
         p_init: float = param(0.8, Number(0, 1, open="low"), "initial share of the input a window covers")
+        eot_samples: int = eot_samples_param()
 
     def perturb(self, model, x, y, epsilon):
-        adversarial, self.trace = square_search(model, x, y, epsilon, self.params.queries, self.seed, self.params.p_init)
+        adversarial, self.trace = square_search(model, x, y, epsilon, self.params.queries, self.seed, self.params.p_init,
+                                                self.params.eot_samples)
         return adversarial
 
 
@@ -113,6 +124,7 @@ class UniformNoise(Attack):
     @dataclass(frozen=True)
     class Params(Params):
         draws: int = param(20, Integer(1), "random inputs per sample")
+        eot_samples: int = eot_samples_param()
 
     @torch.no_grad()
     def perturb(self, model, x, y, epsilon):
@@ -121,7 +133,7 @@ class UniformNoise(Attack):
         for _ in range(self.params.draws):
             noise = project(x + (2 * uniform(x.shape, gen, x) - 1) * epsilon,
                             x, epsilon)
-            fooled = robust & (model(noise).argmax(1) != y)
+            fooled = robust & expected_fooled(model, noise, y, self.params.eot_samples)
             best[fooled] = noise[fooled]
             robust &= ~fooled
         return best

@@ -16,6 +16,7 @@ import torch
 from ..analysis.evaluation import COLUMNS, LARGE_EPSILON_ATTACK, WORST_CASE, certify_models, evaluate_models
 from ..analysis.masking import run_checks
 from ..attacks import build_attack, predict
+from ..attacks.base import is_stochastic
 from ..config import resolve_device
 from ..data import run_seeds, stratified_subset, subset_seed
 from ..registry import ATTACKS, CERTIFICATES
@@ -40,7 +41,7 @@ def _attack_run(cfg, run: int, seed: int):
 
     def unit(model, attack, epsilon, compute, needs):
         key = unit_key(stage="attack", attack=attack, params=section.params[attack].to_dict(), epsilon=epsilon,
-                       seed=seed, n_test=section.n_test, checkpoint=loaded[model].key,
+                       seed=seed, n_test=section.n_test, eval_samples=section.eval_samples, checkpoint=loaded[model].key,
                        code=[shared, ATTACKS[attack].code_hash()])
         return units.get(layout.attack_unit(run, model, attack, epsilon), key, compute, needs)
 
@@ -54,7 +55,8 @@ def _attack_run(cfg, run: int, seed: int):
     models = {name: loaded[name].model for name in loaded}
     worst = {}
     results = evaluate_models(models, x_test[keep], y_test[keep], section, seed, units=unit, worst=worst)
-    flagged = flagged_models(results, {name for name in loaded if loaded[name].degenerate}, run)
+    flagged = flagged_models(results, {name for name in loaded if loaded[name].degenerate}, run,
+                             {name for name in loaded if is_stochastic(loaded[name].model)})
     if flagged and section.escalation:  # the first pass's units are reused
         results = evaluate_models(models, x_test[keep], y_test[keep], section, seed, units=unit, worst=worst,
                                   escalate=flagged)
@@ -79,13 +81,14 @@ def planned_units(cfg) -> int:
     return len(cfg.models) * (len(attacks) + certificates)
 
 
-def flagged_models(results: dict[str, list[dict]], degenerate: set[str], run: int) -> set[str]:
+def flagged_models(results: dict[str, list[dict]], degenerate: set[str], run: int, stochastic=()) -> set[str]:
     """The models of one run that a gradient-masking check flags (degenerate ones are not
-    checked), from the first pass of ``evaluate_models``."""
+    checked; ``stochastic``: the randomised ones, for the EOT check), from the first pass of
+    ``evaluate_models``."""
     tables = {key: pd.DataFrame([{"run": run, **r} for r in records], columns=["run", *COLUMNS[key]])
               for key, records in results.items()}
     checks = run_checks(tables["robustness"], tables["transfer"], tables["large_epsilon"], tables["convergence"],
-                        {(name, run) for name in degenerate})
+                        {(name, run) for name in degenerate}, stochastic)
     return set(checks.loc[checks["status"] == "FLAG", "model"])
 
 

@@ -45,7 +45,7 @@ STAGES = {
                        ("helpers/explain", "helpers/attacks", "helpers/stages/inputs.py", "helpers/stages/interpret.py"),
                        ("attribution_stability", "attribution_maps")),
     "report": Stage("report", "04_report", ("attack", "interpret"), ("report",),
-                    ("helpers/analysis", "helpers/report", "helpers/stages/report.py"),
+                    ("helpers/analysis", "helpers/report", "helpers/stages/inputs.py", "helpers/stages/report.py"),
                     ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
                      "auc", "bracket", "separations", "smoothing", "attribution_metrics", "attribution_summary")),
 }

@@ -6,7 +6,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..attacks.base import is_stochastic
 from ..data import configured_dataset, split_arrays
+from ..models import build_model
 from ..registry import DATASETS
 from ..store.checkpoints import model_from_checkpoint, read_checkpoint
 from ..store.layout import Layout
@@ -45,3 +47,11 @@ def load_models(cfg, run: int, device) -> dict[str, Loaded]:
         models[name] = Loaded(model_from_checkpoint(payload).to(device).eval(), payload["key"],
                               bool(payload["training"]["summary"].get("degenerate", False)))
     return models
+
+
+def stochastic_models(cfg) -> set[str]:
+    """The names of the config's randomised models (``attacks.is_stochastic``: finite shots,
+    noise), from the models as the config builds them, untrained: whether a model samples is
+    a property of its spec, not of its weights. For the masking checks' ``eot_convergence``."""
+    return {name for name, spec in cfg.models.items()
+            if is_stochastic(build_model(spec.to_dict(), cfg.dataset.input_shape, cfg.n_classes))}

@@ -18,6 +18,7 @@ from ..store.files import read_arrays, read_csv, save_figure, write_csv, write_t
 from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
 from . import progress
+from .inputs import stochastic_models
 
 FAITHFULNESS = ("infidelity_clean", "infidelity_adv", "sensitivity_clean", "sensitivity_adv")
 STABILITY = ("spearman", "spearman_chance", "spearman_random", "spearman_above_chance", "top_k_overlap", "top_k_chance")
@@ -123,7 +124,8 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     by_class = keep(inputs["by_class"])
     stability = keep(inputs["attribution_stability"])
     base = base_suite(inputs["robustness"], inputs["escalation"], cfg.attack.methods)
-    runs = run_checks(base, inputs["transfer"], inputs["large_epsilon"], inputs["convergence"], degenerate)
+    runs = run_checks(base, inputs["transfer"], inputs["large_epsilon"], inputs["convergence"], degenerate,
+                      stochastic_models(cfg))
     auc_runs = robust_auc(robustness)
     compared = comparisons(robustness, auc_runs, models, ratio, cfg.report.primary)
     primary = cfg.report.primary
