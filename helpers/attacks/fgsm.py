@@ -21,5 +21,5 @@ class FGSM(Attack):
         eot_samples: int = eot_samples_param()
 
     def perturb(self, model, x, y, epsilon):
-        gradient = input_gradient(model, x, y, samples=self.params.eot_samples)
-        return project(x + epsilon * gradient.sign(), x, epsilon).detach()
+        samples = self.params.eot_samples
+        return project(x + epsilon * input_gradient(model, x, y, samples=samples).sign(), x, epsilon).detach()
