@@ -223,6 +223,23 @@ def test_no_score_of_the_ball_leaves_the_privacy_bound(readout):
             assert (moved <= factor * at_x + 1e-12).all() and (at_x <= factor * moved + 1e-12).all()
 
 
+@pytest.mark.parametrize("readout,scale", [("expval", 1.0), ("probs", 1.0), ("probs", -1.0)])
+def test_more_noise_never_certifies_less_on_the_same_circuit(readout, scale):
+    """With the circuit fixed, the condition divided by p is a decreasing function of
+    u = (1 - p)/p: ε_DP falls faster than the noise flattens the scores, so the certified set
+    grows with p (below p = 1, where the scores tie)."""
+    base = random_circuit(n_qubits=2, readout=readout, seed=12, scale=scale)
+    x = torch.rand(64, 4, generator=torch.Generator().manual_seed(13))
+    y = predict(base, x)
+    for epsilon in (0.001, 0.003, 0.01, 0.03):
+        previous = np.zeros(len(x), dtype=bool)
+        for p in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9):
+            certified = DP().certify(with_noise(base, {"global_depolarizing": p}), x, y, epsilon)
+            assert not (previous & ~certified).any(), (epsilon, p)
+            previous = certified
+        assert previous.any() or epsilon == 0.03
+
+
 def test_larger_epsilon_never_certifies_more_and_no_noise_certifies_nothing():
     base = random_circuit(n_qubits=2, seed=7)
     x = torch.rand(64, 4, generator=torch.Generator().manual_seed(8))
