@@ -59,10 +59,23 @@ class Smoothing(Certificate):
         return votes
 
     def radii(self, model, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(g's prediction, ABSTAIN where it abstains; its certified L2 radius, 0 there) per sample."""
-        gen = generator(self.seed)
-        guess = self.counts(model, x, self.params.n0, gen).argmax(1)
-        votes = self.counts(model, x, self.params.n, gen).gather(1, guess[:, None])[:, 0].cpu().numpy()
+        """(g's prediction, ABSTAIN where it abstains; its certified L2 radius, 0 there) per sample.
+
+        A stochastic model (``stochastic = True``: finite shots, noise channels sampled at
+        every forward) votes with its own randomness too, so g is the smoothed randomised
+        classifier (the class most likely under input noise and the model's sampling) and the
+        counts are still independent draws of it, which is all CERTIFY needs, provided the model
+        draws fresh randomness for every sample of every forward. The model's draws come from
+        torch's global generator, seeded here from ``seed`` (and restored after), so the
+        certificate is reproducible and leaves the caller's random stream as it was."""
+        devices = [x.device.index or 0] if x.device.type == "cuda" else []
+        # A stream of its own: the input noise's seed would correlate the two draws.
+        model_seed = int(np.random.SeedSequence([self.seed, 2]).generate_state(1)[0])
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(model_seed)
+            gen = generator(self.seed)
+            guess = self.counts(model, x, self.params.n0, gen).argmax(1)
+            votes = self.counts(model, x, self.params.n, gen).gather(1, guess[:, None])[:, 0].cpu().numpy()
         n, alpha = self.params.n, self.params.alpha
         p_lower = np.where(votes > 0, beta.ppf(alpha, np.maximum(votes, 1), n - votes + 1), 0.0)  # one-sided bound
         certified = p_lower > 0.5

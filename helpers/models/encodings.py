@@ -122,6 +122,13 @@ class Encoding(Component):
         """The PennyLane operations of the encoding, inside a QNode (the reference circuit)."""
         raise NotImplementedError
 
+    @classmethod
+    def trace_distance_bound(cls, radii: torch.Tensor) -> torch.Tensor | None:
+        """An upper bound (B,) on the trace distance between the states this encoding prepares
+        from two circuit inputs that differ by at most ``radii`` (B, n) entry by entry (for the
+        noise certificates); None: no such bound for this encoding."""
+        return None
+
 
 @ENCODINGS.register
 class Angle(Encoding):
@@ -163,6 +170,15 @@ class Angle(Encoding):
     @classmethod
     def embed(cls, inputs, wires):
         qml.AngleEmbedding(inputs, wires=wires, rotation="X")
+
+    @classmethod
+    def trace_distance_bound(cls, radii):
+        """The states are products of pure qubits RX(a)|0>, whose overlap is prod_q cos((a_q - a'_q)/2),
+        so their trace distance is sqrt(1 - prod_q cos²(Δ_q/2)); cos² falls on [0, pi], so |Δ_q| <= r_q
+        bounds it by the same expression at min(r_q, pi) (at pi the qubit may be orthogonal)."""
+        half = radii.double().abs().clamp(max=torch.pi) / 2
+        log_overlap = 2 * torch.log(torch.cos(half)).sum(dim=1)  # log prod cos², accurate for small radii
+        return torch.sqrt(-torch.expm1(log_overlap)).clamp(max=1.0)
 
 
 @ENCODINGS.register
