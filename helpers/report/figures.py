@@ -313,3 +313,28 @@ def plot_smoothing(smoothing: pd.DataFrame, models) -> plt.Figure:
     ax.legend(title="model", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_hardware(hardware: pd.DataFrame, epsilons) -> plt.Figure:
+    """One panel per budget: every circuit (its noise and shots on the x axis, in config
+    order) with its clean accuracy, its attacked accuracy (the worst case over every attack,
+    an upper bound) and its certified accuracy (a lower bound), means over runs with 95%
+    intervals; a missing certified mark means no certificate applies."""
+    order = list(dict.fromkeys(hardware["model"]))
+    fig, axes = plt.subplots(1, len(epsilons), figsize=(1.2 + 0.9 * len(order) * len(epsilons), 4.2), sharey=True,
+                             squeeze=False)
+    for ax, epsilon in zip(axes[0], epsilons):
+        h = hardware[hardware["epsilon"] == epsilon].set_index("model").loc[order]
+        x = np.arange(len(order))
+        ax.plot(x - 0.15, h["clean"], "o", color="0.4", label="clean")
+        for column, shift, color, marker, label in (("attacked", 0.0, OKABE_ITO[5], "v", "attacked (upper bound)"),
+                                                     ("certified", 0.15, OKABE_ITO[2], "^", "certified (lower bound)")):
+            low, high = h[f"{column}_low"].clip(0, 1), h[f"{column}_high"].clip(0, 1)
+            ax.errorbar(x + shift, h[column], yerr=[h[column] - low, high - h[column]], fmt=marker, color=color,
+                        ms=5, capsize=2, label=label)
+        ax.set_xticks(x, [f"{m}\n{s}" for m, s in zip(order, h["setting"])], rotation=60, ha="right", fontsize=7)
+        ax.set(title=f"ε = {epsilon:g}", ylim=(-0.02, 1.02))
+    axes[0, 0].set_ylabel("accuracy")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig

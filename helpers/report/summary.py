@@ -233,6 +233,28 @@ def smoothing_section(cfg, smoothing: pd.DataFrame, robustness: pd.DataFrame, mo
     return lines
 
 
+def hardware_section(hardware: pd.DataFrame) -> list[str]:
+    """Each circuit's noise and shots beside its clean accuracy and its bracket per ε."""
+    if hardware.empty:
+        return []
+    epsilons = sorted(e for e in hardware["epsilon"].unique() if e > 0)
+    rows = []
+    for model, h in hardware.groupby("model", sort=False):
+        h = h.set_index("epsilon")
+        cells = {}
+        for e in epsilons:
+            r = h.loc[e]
+            lower = "no certificate" if pd.isna(r["certified"]) else f"{r['certified']:.3f}"
+            cells[f"ε={e:g}"] = f"{lower} – {r['attacked']:.3f}"
+        rows.append({"model": model, "noise and shots": h["setting"].iloc[0], "clean": f"{h['clean'].iloc[0]:.3f}",
+                     **cells})
+    return ["", "## Circuits as they run on hardware: noise and shots", "",
+            "Each circuit's noise channels and shots (docs/noise.md) beside its clean accuracy and its bracket "
+            "(certified – attacked, mean over runs). Accuracy of a circuit with shots is an expectation over its "
+            "sampled predictions, and its attacks average their gradients over samples (EOT).", "",
+            markdown_table(pd.DataFrame(rows)), ""]
+
+
 def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     """Markdown summary of one experiment, from the report's tables (``store.layout`` names):
     ``models``, ``stats``, ``auc``, ``paired_tests`` (every comparison, with roles and
@@ -295,6 +317,7 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
                   "1 = never fooled): " + ", ".join(f"`{m}` {interval(r)}" for m, r in a.iterrows()) + "."]
     lines += bracket_section(tables["bracket"], tables["separations"], models)
     lines += smoothing_section(cfg, tables["smoothing"], tables["robustness"], models)
+    lines += hardware_section(tables.get("hardware", pd.DataFrame()))
     if cfg.report.reference is not None:
         lines += ["", "## Does the published result hold?", "",
                   *reference_section(cfg.report.reference, curves, comparisons, tables["class_stats"],

@@ -13,6 +13,7 @@ from ..analysis.masking import LARGE_EPSILON_MAX_ACCURACY, masking_checks, run_c
 from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket_table, comparisons, overlap_ratio,
                                    power_table, robust_auc, summarize_attribution_stability, summarize_runs)
 from ..report import figures
+from ..report.tables import hardware_table
 from ..report.summary import headline_attack, write_summary
 from ..store.files import read_arrays, read_csv, save_figure, write_csv, write_text
 from ..store.layout import Layout
@@ -25,7 +26,7 @@ STABILITY = ("spearman", "spearman_chance", "spearman_random", "spearman_above_c
 INPUTS = ("train_history", "models", "robustness", "transfer", "large_epsilon", "by_class", "convergence",
           "certified", "escalation", "attribution_stability")
 OUTPUTS = ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
-           "auc", "bracket", "separations", "smoothing", "attribution_metrics", "attribution_summary")
+           "auc", "bracket", "separations", "smoothing", "hardware", "attribution_metrics", "attribution_summary")
 
 
 def read_tables(cfg, names) -> dict[str, pd.DataFrame]:
@@ -106,6 +107,8 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     - ``bracket``: per model and ε the certified (lower bound) and attacked (upper bound)
       accuracy and their gap; ``separations``: where one model's certified accuracy exceeds
       another's attacked accuracy in every run;
+    - ``hardware``: where circuits have noise or shots, each circuit's settings beside its
+      clean, certified and attacked accuracy per ε (empty otherwise);
     - ``attribution_summary`` (Spearman, its chance levels, top-k overlap) and
       ``attribution_metrics`` (infidelity, sensitivity_max): per model and method, across runs.
     """
@@ -132,6 +135,7 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     focus = compared[compared["attack"] == (primary.attack if primary else headline_attack(robustness))]
     focus = focus[focus["measure"] == "auc"] if primary is None or primary.epsilon is None \
         else focus[focus["epsilon"] == primary.epsilon]
+    bracket = bracket_table(keep(inputs["certified"]), robustness, ratio)
     return {
         "stats": summarize_runs(robustness, ["model", "attack", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
         "class_stats": summarize_runs(by_class[by_class["attack"].isin(reported)],
@@ -143,10 +147,11 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         "paired_tests": compared,
         "power": power_table(focus, ratio),
         "auc": summarize_runs(auc_runs, ["model", "attack"], "auc", ratio=ratio, bounds=ACCURACY_BOUNDS),
-        "bracket": bracket_table(keep(inputs["certified"]), robustness, ratio),
+        "bracket": bracket,
         "separations": bracket_separations(keep(inputs["certified"]), robustness, models),
         "smoothing": summarize_runs(keep(inputs["certified"])[inputs["certified"]["norm"] == "l2"],
                                     ["model", "certificate", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
+        "hardware": hardware_table(bracket, cfg.section("models")),
         "attribution_metrics": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in FAITHFULNESS]),
         "attribution_summary": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in STABILITY]),
     }
@@ -156,7 +161,7 @@ def write_figures(cfg) -> list[str]:
     """Every figure of the report, from the tables on disk; returns their names."""
     layout, models = Layout(cfg.results_dir), list(cfg.models)
     t = read_tables(cfg, ("train_history", "stats", "transfer", "attribution_summary", "bracket", "attack_traces",
-                          "smoothing"))
+                          "smoothing", "hardware"))
     summary = t["attribution_summary"]
     drawn = {
         "training_curves": figures.plot_training_curves(t["train_history"], models),
@@ -170,6 +175,10 @@ def write_figures(cfg) -> list[str]:
     }
     if not t["smoothing"].empty:
         drawn["smoothing"] = figures.plot_smoothing(t["smoothing"], models)
+    if not t["hardware"].empty:
+        nonzero = sorted(e for e in t["hardware"]["epsilon"].unique() if e > 0)
+        shown = [nonzero[i] for i in sorted({round(j * (len(nonzero) - 1) / 2) for j in range(3)})]
+        drawn["hardware"] = figures.plot_hardware(t["hardware"], shown)
     if not t["attack_traces"].empty:
         budgets = sorted(e for e in t["attack_traces"]["epsilon"].unique() if e > 0)
         primary = cfg.report.primary
