@@ -19,6 +19,7 @@ from helpers.models.noise import Noise
 from helpers.models.quantum import QuantumLayer
 from helpers.params import ConfigError
 from helpers.registry import ENCODINGS, MODELS, READOUTS
+from helpers.training import train_model
 
 PAULIS = [np.eye(2), qml.matrix(qml.PauliX(0)), qml.matrix(qml.PauliY(0)), qml.matrix(qml.PauliZ(0))]
 
@@ -209,6 +210,17 @@ def test_shots_leave_training_and_exact_mode_exact():
     with shots.exact():
         assert torch.equal(shots(x), exact(x))
     assert not torch.equal(shots(x), exact(x))  # outside exact(): sampled
+
+
+def test_a_model_with_shots_trains_to_the_same_weights():
+    exact, shots = vqc(), vqc(shots=5)
+    shots.load_state_dict(exact.state_dict())
+    gen = torch.Generator().manual_seed(5)
+    x, y = torch.rand(24, 1, 4, 4, generator=gen), torch.arange(24) % 2
+    histories = [train_model(m, x, y, x, y, epochs=2, batch_size=8, learning_rate=0.05, seed=0) for m in (exact, shots)]
+    for name, value in exact.state_dict().items():
+        assert torch.equal(shots.state_dict()[name], value), name
+    assert [h["train_loss"] for h in histories[0]] == [h["train_loss"] for h in histories[1]]
 
 
 def test_a_seed_fixes_the_draws():
