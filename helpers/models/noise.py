@@ -71,10 +71,11 @@ def check_noise(noise: Noise, shots: int | None, simulator: str, n_qubits: int, 
                           "(closed forms) or fewer qubits")
 
 
-def density_bytes(n_qubits: int, n_gates: int, batch: int) -> int:
+def density_bytes(n_qubits: int, n_parametrised: int, batch: int) -> int:
     """Rough memory of a differentiable density-matrix simulation: ``batch`` complex128
-    matrices of 4**n entries, one kept for the backward pass per gate (plus a few)."""
-    return batch * 4 ** n_qubits * 16 * (n_gates + n_qubits + 4)
+    matrices of 4**n entries, one kept for the backward pass per parametrised gate (plus a
+    few). Measured: 2.2 GiB at 8 qubits, 4 layers, batch 64, where this says 2.3 GiB."""
+    return batch * 4 ** n_qubits * 16 * (n_parametrised + 4)
 
 
 # Superoperators: a channel on k wires as a tensor (2,)*4k indexed (out rows, out columns,

@@ -11,6 +11,8 @@ overhead, in complex128:
   permutation taken from ``qml.matrix``. Gates act on a (batch, 2, ..., 2) state tensor, so
   gradients reach both the weights and the inputs: the training path, and the evaluation
   path of data re-uploading.
+- ``density``: with per-gate noise channels (``noise``), the same gate plan on density
+  matrices, each gate and the channels after it one superoperator (``density_outputs``).
 - ``unitary``: with frozen weights the whole trainable block is one matrix ``U``. When the
   encoding happens once, before the block, its state is real inputs times fixed phases
   (``Encoding.real_inputs``, ``Encoding.phases``): the phases fold into ``U`` and the forward
@@ -88,11 +90,12 @@ def _circuit_plan(n_qubits: int, n_layers: int, ansatz: str, reupload: bool, spl
     return tuple(plan)
 
 
-def count_gates(n_qubits: int, n_layers: int, ansatz: str, reupload: bool) -> int:
-    """Gates of the circuit a per-gate channel follows: the block's (every gate its own step;
-    a re-uploading step is one RX per wire) and the first encoding's n RX."""
+def count_parametrised_gates(n_qubits: int, n_layers: int, ansatz: str, reupload: bool) -> int:
+    """Gates of the block whose matrix depends on the weights or the inputs (rotations, and one
+    RX per wire at every re-uploading step): the density-matrix path keeps one matrix for the
+    backward pass per such gate (a fixed gate's backward needs none)."""
     plan = _circuit_plan(n_qubits, n_layers, ansatz, reupload, split=True)
-    return n_qubits + sum(n_qubits if step[0] == "encode" else 1 for step in plan)
+    return sum(n_qubits if step[0] == "encode" else step[0] == "gate" for step in plan)
 
 
 def _permutation(op, n_qubits: int):
@@ -245,6 +248,12 @@ class QuantumLayer(qml.qnn.TorchLayer):
     ``statevector`` path in training mode and the ``unitary`` path in eval mode (frozen
     weights; re-uploading, and above ``MAX_UNITARY_QUBITS`` any encoding, stays on the
     statevector path). ``path`` says which one the current mode runs.
+
+    ``noise`` (``noise.Noise``) and ``shots`` (``fast`` only): a per-gate channel makes every
+    mode the ``density`` path (``density_outputs``); global depolarising and read-out flips act
+    in closed form on the measured wires' outcome distribution (``outcome_probabilities``);
+    with ``shots``, eval mode outside ``exact()`` returns estimates from that many outcomes
+    drawn by ``generator`` (``reseed``), with the exact expectation's gradient.
     """
 
     def __init__(self, n_qubits: int, n_layers: int, n_readout: int, simulator: str = "fast",
@@ -299,7 +308,8 @@ class QuantumLayer(qml.qnn.TorchLayer):
 
     @property
     def path(self) -> str:
-        """The simulation the current mode runs: 'pennylane', 'lightning', 'statevector' or 'unitary'."""
+        """The simulation the current mode runs: 'pennylane', 'lightning', 'statevector', 'unitary'
+        or 'density' (per-gate noise)."""
         if self.simulator != "fast":
             return self.simulator
         if self.noise.per_gate:

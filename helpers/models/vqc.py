@@ -15,7 +15,7 @@ from ..registry import ANSATZES, ENCODINGS, MODELS, READOUTS
 from . import Model
 from .ops import Cast, Circuit, Scale
 from .noise import Noise, check_noise, density_bytes
-from .quantum import SIMULATORS, QuantumLayer, check_simulator, count_gates
+from .quantum import SIMULATORS, QuantumLayer, check_simulator, count_parametrised_gates
 
 # A statevector of n qubits holds 2**n complex amplitudes per sample; 20 qubits at batch 32
 # in complex128 is already 0.5 GiB before autograd keeps intermediate states.
@@ -59,6 +59,11 @@ class VQC(Model):
     encoding happens once), ``pennylane`` (``qml.qnn.TorchLayer`` on ``default.qubit``, the
     reference) or ``lightning`` (``lightning.qubit``, adjoint); all give the same numbers.
     ``path`` says which simulation the current mode runs.
+
+    ``noise`` (channels after every gate and before measurement) and ``shots`` (the readout
+    estimated from that many outcomes in evaluation; training stays exact) make it a circuit
+    as it runs on hardware (``noise``, docs/noise.md); with shots it is ``stochastic``, with
+    ``reseed`` and ``exact()``.
     """
 
     name, label = "vqc", "variational quantum circuit"
@@ -97,9 +102,9 @@ class VQC(Model):
             what = "simulating"
             if params.noise.per_gate:
                 what = "the density matrices (per-gate noise) of"
-                need = density_bytes(params.n_qubits, count_gates(params.n_qubits, params.n_layers, params.ansatz,
-                                                                  ENCODINGS[params.encoding].repeats),
-                                     shape.batch_size)
+                gates = count_parametrised_gates(params.n_qubits, params.n_layers, params.ansatz,
+                                                 ENCODINGS[params.encoding].repeats)
+                need = density_bytes(params.n_qubits, gates, shape.batch_size)
             if need > have:
                 raise ConfigError(f"{where}: {what} {params.n_qubits} qubits with {params.n_layers} layers at batch "
                                   f"{shape.batch_size} needs about {need / 2**30:.1f} GiB, this machine has "
