@@ -196,6 +196,22 @@ class AnyMapping(Rule):
         return isinstance(v, Mapping)
 
 
+class Section(Rule):
+    """A mapping of the fields of the ``Params`` class ``params`` (null: all defaults), parsed
+    by it: unknown keys refused, every value checked by its own rule."""
+
+    def __init__(self, params: type):
+        self.params = params
+        super().__init__(f"be a mapping of {[f.name for f in params.fields()]}")
+
+    def parse(self, value, where):
+        return self.params.parse(value, where)
+
+    def describe(self) -> str:
+        return "mapping: " + "; ".join(f"`{row['key']}` ({row['allowed']}, default {row['default']})"
+                                       for row in self.params.describe())
+
+
 def param(default, rule: Rule, doc: str):
     """A dataclass field with a ``rule`` and a one-line ``doc`` (for the configs reference)."""
     if isinstance(default, list):

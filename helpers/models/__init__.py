@@ -8,6 +8,7 @@ keys of its config mapping), its ``check`` against the data (input shape, classe
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,7 +43,15 @@ class DataShape:
 
 
 class Model(Component, nn.Module):
-    """Base of the models (see the package docstring). Tag ``image``: needs image input."""
+    """Base of the models (see the package docstring). Tag ``image``: needs image input.
+
+    ``stochastic``: whether the model's predictions in evaluation are random (a circuit with
+    finite shots); such a model has ``reseed(seed)`` for its draws and ``exact()``, a context
+    manager within which it returns its expected (infinite-shot) logits. For a deterministic
+    model both do nothing.
+    """
+
+    stochastic = False
 
     def __init__(self, input_shape, n_classes: int, params=None):
         nn.Module.__init__(self)
@@ -70,6 +79,13 @@ class Model(Component, nn.Module):
 
     def fit_preprocessing(self, x_train) -> None:
         """Fit whatever the model fits on the training inputs (N, *input_shape) before training."""
+
+    def reseed(self, seed: int) -> None:
+        """Seed the model's own randomness in evaluation (none here)."""
+
+    def exact(self):
+        """Context manager within which forward returns the expected logits (here: always)."""
+        return contextlib.nullcontext(self)
 
     def bound_ops(self) -> list[nn.Module] | None:
         """The model as a sequence of operations whose forward, in order, gives its logits

@@ -71,6 +71,9 @@ class Encoding(Component):
     trainable: ClassVar[bool] = False
     # lightning.qubit's adjoint differentiation gets its input gradients right.
     adjoint: ClassVar[bool] = True
+    # Its state is prepared by one gate per wire (RX), so per-gate noise follows each of them;
+    # False: a state preparation, taken as ideal by the noise model (``noise``).
+    prepared_by_gates: ClassVar[bool] = True
 
     @classmethod
     def check(cls, n_inputs: int, n_qubits: int, where: str) -> None:
@@ -235,6 +238,7 @@ class Amplitude(Encoding):
     # Adjoint differentiation silently returns wrong input gradients through state
     # preparation (checked against default.qubit).
     adjoint = False
+    prepared_by_gates = False
 
     @classmethod
     def check(cls, n_inputs, n_qubits, where):

@@ -32,7 +32,8 @@ class Circuit(nn.Module):
     """A variational circuit's layer on its angles (B, n) -> its readout's logits (B, outputs)
     before any output scale: ``layer`` a ``quantum.QuantumLayer``, ``outputs`` how many of the
     readout's values are logits (``n_classes``), ``repeats`` how often each angle enters the
-    circuit (data re-uploading of the same angles: once per layer)."""
+    circuit (data re-uploading of the same angles: once per layer). With shots it is the
+    expected readout (``QuantumLayer.exact``): a bound on it says nothing about one draw."""
 
     def __init__(self, layer, outputs: int):
         super().__init__()
@@ -41,7 +42,9 @@ class Circuit(nn.Module):
         self.readout = READOUTS[layer.readout]
 
     def forward(self, angles):
-        return self.readout.logits(self.layer(angles), self.outputs)
+        # A circuit with shots is bounded through its expected (infinite-shot) readout.
+        with self.layer.exact():
+            return self.readout.logits(self.layer(angles), self.outputs)
 
 
 class Scale(nn.Module):

@@ -11,6 +11,8 @@ overhead, in complex128:
   permutation taken from ``qml.matrix``. Gates act on a (batch, 2, ..., 2) state tensor, so
   gradients reach both the weights and the inputs: the training path, and the evaluation
   path of data re-uploading.
+- ``density``: with per-gate noise channels (``noise``), the same gate plan on density
+  matrices, each gate and the channels after it one superoperator (``density_outputs``).
 - ``unitary``: with frozen weights the whole trainable block is one matrix ``U``. When the
   encoding happens once, before the block, its state is real inputs times fixed phases
   (``Encoding.real_inputs``, ``Encoding.phases``): the phases fold into ``U`` and the forward
@@ -18,6 +20,7 @@ overhead, in complex128:
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 from functools import lru_cache
 
@@ -28,6 +31,8 @@ import torch
 from ..params import ConfigError
 from ..registry import ANSATZES, ENCODINGS, READOUTS
 from .encodings import basis_bits
+from .noise import (Noise, apply_superoperator, before_measurement, check_noise, followed_by_channel, gate_channel,
+                    outcome_matrix, sample_frequencies, unitary_superoperator)
 
 SIMULATORS = ("fast", "pennylane", "lightning")
 # In evaluation the trained block is one dense 2**n x 2**n unitary: at 12 qubits that is
@@ -48,14 +53,16 @@ def check_simulator(simulator: str, encoding: str, readout: str, where: str) -> 
 
 
 @lru_cache(maxsize=None)
-def _circuit_plan(n_qubits: int, n_layers: int, ansatz: str, reupload: bool) -> tuple:
+def _circuit_plan(n_qubits: int, n_layers: int, ansatz: str, reupload: bool, split: bool = False) -> tuple:
     """The block's steps in order: ("gate", wire, rotation index), ("perm", source index) and,
     for data re-uploading, ("encode",) before every layer after the first.
 
     Taken from PennyLane's decomposition of each layer of the ansatz (as its
     ``layer_hyperparameters`` call it): the weights are numbered so each rotation's first
     parameter says which row of ``rotation_matrices`` it uses, and each run of parameter-free
-    gates becomes one basis permutation (``new[k] = old[source[k]]``).
+    gates becomes one basis permutation (``new[k] = old[source[k]]``). With ``split`` (the
+    density-matrix path, where a channel follows every gate) each parameter-free gate is a
+    step of its own instead: ("op", wires, its matrix on them as nested tuples, from ``qml.matrix``).
     """
     entry = ANSATZES[ansatz]
     shape = entry.weight_shape(n_layers, n_qubits)
@@ -66,6 +73,10 @@ def _circuit_plan(n_qubits: int, n_layers: int, ansatz: str, reupload: bool) -> 
             plan.append(("encode",))
         ops = entry.template(numbered[layer:layer + 1], wires=range(n_qubits), **hyperparameters).decomposition()
         for parameter_free, run in itertools.groupby(ops, key=lambda op: op.num_params == 0):
+            if parameter_free and split:
+                plan.extend(("op", tuple(int(w) for w in op.wires), tuple(map(tuple, qml.matrix(op).tolist())))
+                            for op in run)
+                continue
             if parameter_free:  # the whole run as one basis permutation
                 source = np.arange(2 ** n_qubits)
                 for op in run:
@@ -77,6 +88,14 @@ def _circuit_plan(n_qubits: int, n_layers: int, ansatz: str, reupload: bool) -> 
                     raise ValueError(f"no lean simulation for gate {op.name}: use simulator: pennylane")
                 plan.append(("gate", int(op.wires[0]), int(op.parameters[0]) // entry.weights_per_rotation))
     return tuple(plan)
+
+
+def count_parametrised_gates(n_qubits: int, n_layers: int, ansatz: str, reupload: bool) -> int:
+    """Gates of the block whose matrix depends on the weights or the inputs (rotations, and one
+    RX per wire at every re-uploading step): the density-matrix path keeps one matrix for the
+    backward pass per such gate (a fixed gate's backward needs none)."""
+    plan = _circuit_plan(n_qubits, n_layers, ansatz, reupload, split=True)
+    return sum(n_qubits if step[0] == "encode" else step[0] == "gate" for step in plan)
 
 
 def _permutation(op, n_qubits: int):
@@ -149,6 +168,49 @@ def statevector_outputs(inputs: torch.Tensor, weights: torch.Tensor, measurement
     return (amplitudes.real ** 2 + amplitudes.imag ** 2) @ measurement
 
 
+def density_outputs(inputs: torch.Tensor, weights: torch.Tensor, measurement: torch.Tensor,
+                    encoding: str, ansatz: str, channel: torch.Tensor) -> torch.Tensor:
+    """Readout (B, outputs) = diag(ρ) @ ``measurement`` of the circuit's final density matrix ρ,
+    every gate followed by the one-wire superoperator ``channel`` (``noise.gate_channel``) on
+    each wire it acts on; differentiable in ``inputs`` and ``weights``. The same encodings and
+    ansatzes as ``statevector_outputs``, from the same gate plan with every gate a step of its
+    own; the encoding's RX gates are followed by the channel too (``prepared_by_gates``)."""
+    entry = ENCODINGS[encoding]
+    n_layers, n_qubits = weights.shape[:2]
+    if entry.per_layer:  # (B, n_layers * n) -> one row of angles per layer
+        angles = inputs.reshape(len(inputs), n_layers, n_qubits)
+        first, reupload = angles[:, 0], angles
+    else:
+        first, reupload = inputs, inputs if entry.repeats else None
+    psi = entry.initial_state(first)
+    rho = (psi[:, :, None] * psi.conj()[:, None, :]).reshape(len(psi), *(2,) * (2 * n_qubits))
+    if entry.prepared_by_gates:  # one gate per wire, each followed by the channel (they commute)
+        for wire in range(n_qubits):
+            rho = apply_superoperator(rho, channel, [wire])
+    rotations = ANSATZES[ansatz].rotation_matrices(weights)
+    rotation_steps = followed_by_channel(unitary_superoperator(rotations, 1), channel, 1)
+    layer = 0
+    for kind, *args in _circuit_plan(n_qubits, n_layers, ansatz, reupload is not None, split=True):
+        if kind == "gate":
+            wire, row = args
+            rho = apply_superoperator(rho, rotation_steps[row], [wire])
+        elif kind == "op":
+            wires, matrix = args
+            unitary = torch.tensor(matrix, dtype=torch.complex128, device=rho.device)
+            step = followed_by_channel(unitary_superoperator(unitary, len(wires)), channel.to(rho.device), len(wires))
+            rho = apply_superoperator(rho, step, list(wires))
+        else:
+            layer += 1
+            now = reupload[:, layer] if reupload.dim() == 3 else reupload          # (B, n)
+            gates = qml.RX.compute_matrix(now.double().reshape(-1)).reshape(*now.shape, 2, 2)
+            steps = followed_by_channel(unitary_superoperator(gates, 1), channel, 1)  # (B, n, 2, 2, 2, 2)
+            for wire in range(n_qubits):
+                rho = apply_superoperator(rho, steps[:, wire], [wire])
+    size = 2 ** n_qubits
+    probabilities = rho.reshape(len(rho), size, size).diagonal(dim1=1, dim2=2).real
+    return probabilities @ measurement
+
+
 def readout_matrix(unitary: torch.Tensor, encoding: str = "angle") -> torch.Tensor:
     """Real (2**n, 2 * 2**n) matrix W with [Re a | Im a] = real_inputs @ W for the frozen block:
     a = (real_inputs * phases) @ U^T = real_inputs @ (phases[:, None] * U^T)."""
@@ -186,14 +248,23 @@ class QuantumLayer(qml.qnn.TorchLayer):
     ``statevector`` path in training mode and the ``unitary`` path in eval mode (frozen
     weights; re-uploading, and above ``MAX_UNITARY_QUBITS`` any encoding, stays on the
     statevector path). ``path`` says which one the current mode runs.
+
+    ``noise`` (``noise.Noise``) and ``shots`` (``fast`` only): a per-gate channel makes every
+    mode the ``density`` path (``density_outputs``); global depolarising and read-out flips act
+    in closed form on the measured wires' outcome distribution (``outcome_probabilities``);
+    with ``shots``, eval mode outside ``exact()`` returns estimates from that many outcomes
+    drawn by ``generator`` (``reseed``), with the exact expectation's gradient.
     """
 
     def __init__(self, n_qubits: int, n_layers: int, n_readout: int, simulator: str = "fast",
-                 encoding: str = "angle", ansatz: str = "strong", readout: str = "expval", init=None):
+                 encoding: str = "angle", ansatz: str = "strong", readout: str = "expval", init=None,
+                 noise: Noise | None = None, shots: int | None = None):
         for kind, registry, name in (("encoding", ENCODINGS, encoding), ("ansatz", ANSATZES, ansatz),
                                      ("readout", READOUTS, readout)):
             registry.lookup(name, f"quantum layer {kind}")
         check_simulator(simulator, encoding, readout, "quantum layer")
+        noise = Noise() if noise is None else noise
+        check_noise(noise, shots, simulator, n_qubits, "quantum layer")
         if not 1 <= n_readout <= n_qubits:
             raise ValueError(f"the readout ({n_readout} wires) must be 1..n_qubits ({n_qubits})")
         if simulator == "lightning":
@@ -221,12 +292,28 @@ class QuantumLayer(qml.qnn.TorchLayer):
         self.register_buffer("measurement", measure.measurement_matrix(n_qubits, n_readout), persistent=False)
         # The same for the unitary path's [Re | Im] amplitudes.
         self.register_buffer("measurement_twice", self.measurement.repeat(2, 1), persistent=False)
+        self.noise, self.shots = noise, shots
+        if noise.active or shots is not None:
+            # Noise and shots act on the joint distribution of the measured wires' outcomes:
+            # basis probabilities @ outcomes, then the readout is that distribution @ outcome_readout.
+            outcomes = outcome_matrix(n_qubits, n_readout)
+            self.register_buffer("outcomes", outcomes, persistent=False)
+            self.register_buffer("outcomes_twice", outcomes.repeat(2, 1), persistent=False)
+            self.register_buffer("outcome_readout", measure.measurement_matrix(n_readout, n_readout), persistent=False)
+        if noise.per_gate:
+            self.register_buffer("channel", gate_channel(noise), persistent=False)
+        # Shots are drawn on the CPU by this generator (``reseed``), so a seed gives the same
+        # draws on any device; ``exact`` counts the open ``exact()`` blocks.
+        self.generator, self._exact = torch.Generator().manual_seed(0), 0
 
     @property
     def path(self) -> str:
-        """The simulation the current mode runs: 'pennylane', 'lightning', 'statevector' or 'unitary'."""
+        """The simulation the current mode runs: 'pennylane', 'lightning', 'statevector', 'unitary'
+        or 'density' (per-gate noise)."""
         if self.simulator != "fast":
             return self.simulator
+        if self.noise.per_gate:
+            return "density"
         if self.training or ENCODINGS[self.encoding].repeats or self.n_qubits > MAX_UNITARY_QUBITS:
             return "statevector"
         return "unitary"
@@ -253,7 +340,47 @@ class QuantumLayer(qml.qnn.TorchLayer):
             self._frozen = (weights.clone(), readout_matrix(self.block_unitary(), self.encoding))
         return self._frozen[1]
 
+    @property
+    def sampling(self) -> bool:
+        """Whether forward now estimates the readout from ``shots`` outcomes: with shots set,
+        in eval mode, outside ``exact()``."""
+        return self.shots is not None and not self.training and self._exact == 0
+
+    def reseed(self, seed: int) -> None:
+        """Seed the generator of the shots."""
+        self.generator.manual_seed(int(seed))
+
+    @contextlib.contextmanager
+    def exact(self):
+        """Within it forward returns the infinite-shot readout (noise channels still applied)."""
+        self._exact += 1
+        try:
+            yield self
+        finally:
+            self._exact -= 1
+
+    def outcome_probabilities(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Exact joint distribution (B, 2**n_readout) of the measured wires' outcomes, every
+        channel applied (per-gate ones by the density-matrix path, then the closed forms)."""
+        path = self.path
+        if path == "density":
+            probabilities = density_outputs(inputs, self.weights, self.outcomes, self.encoding, self.ansatz,
+                                            self.channel)
+        elif path == "statevector":
+            probabilities = statevector_outputs(inputs, self.weights, self.outcomes, self.encoding, self.ansatz)
+        else:
+            probabilities = unitary_outputs(inputs, self.frozen_readout(), self.outcomes_twice, self.encoding)
+        return before_measurement(probabilities, self.noise)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.noise.active or self.sampling:
+            probabilities = self.outcome_probabilities(inputs)
+            exact = probabilities @ self.outcome_readout
+            if not self.sampling:
+                return exact
+            sampled = sample_frequencies(probabilities, self.shots, self.generator) @ self.outcome_readout
+            # The value is the estimate; the gradient is the exact expectation's (straight-through).
+            return sampled + (exact - exact.detach())
         path = self.path
         if path == "statevector":
             return statevector_outputs(inputs, self.weights, self.measurement, self.encoding, self.ansatz)

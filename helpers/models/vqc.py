@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..params import Boolean, Choice, ConfigError, Integer, Number, Params, param
+from ..params import Boolean, Choice, ConfigError, Integer, Number, Optional, Params, Section, param
 from ..registry import ANSATZES, ENCODINGS, MODELS, READOUTS
 from . import Model
 from .ops import Cast, Circuit, Scale
-from .quantum import SIMULATORS, QuantumLayer, check_simulator
+from .noise import Noise, check_noise, density_bytes
+from .quantum import SIMULATORS, QuantumLayer, check_simulator, count_parametrised_gates
 
 # A statevector of n qubits holds 2**n complex amplitudes per sample; 20 qubits at batch 32
 # in complex128 is already 0.5 GiB before autograd keeps intermediate states.
@@ -58,12 +59,17 @@ class VQC(Model):
     encoding happens once), ``pennylane`` (``qml.qnn.TorchLayer`` on ``default.qubit``, the
     reference) or ``lightning`` (``lightning.qubit``, adjoint); all give the same numbers.
     ``path`` says which simulation the current mode runs.
+
+    ``noise`` (channels after every gate and before measurement) and ``shots`` (the readout
+    estimated from that many outcomes in evaluation; training stays exact) make it a circuit
+    as it runs on hardware (``noise``, docs/noise.md); with shots it is ``stochastic``, with
+    ``reseed`` and ``exact()``.
     """
 
     name, label = "vqc", "variational quantum circuit"
     tags = frozenset({"quantum"})
     uses = ("helpers.models.quantum", "helpers.models.encodings", "helpers.models.ansatzes",
-            "helpers.models.readouts", "helpers.models.features")
+            "helpers.models.readouts", "helpers.models.features", "helpers.models.noise")
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -79,17 +85,28 @@ class VQC(Model):
         encoding: str = param("angle", Choice(ENCODINGS.names), "how the input enters the circuit (ENCODINGS)")
         ansatz: str = param("strong", Choice(ANSATZES.names), "the trainable template (ANSATZES)")
         readout: str = param("expval", Choice(READOUTS.names), "what is measured (READOUTS)")
+        noise: Noise = param(Noise(), Section(Noise), "noise channels and their strengths (all 0: noise-free; "
+                             "docs/noise.md)")
+        shots: int | None = param(None, Optional(Integer(1)), "outcomes per input that estimate the readout in "
+                                  "evaluation (null: exact); training stays exact")
 
     @classmethod
     def check(cls, params, shape, where):
         super().check(params, shape, where)
         check_simulator(params.simulator, params.encoding, params.readout, where)
+        check_noise(params.noise, params.shots, params.simulator, params.n_qubits, where)
         READOUTS[params.readout].check(shape.n_classes, params.n_qubits, where)
         ENCODINGS[params.encoding].check(shape.n_inputs, params.n_qubits, where)
         if shape.batch_size is not None:
             need, have = simulation_bytes(params.n_qubits, params.n_layers, shape.batch_size), physical_memory_bytes()
+            what = "simulating"
+            if params.noise.per_gate:
+                what = "the density matrices (per-gate noise) of"
+                gates = count_parametrised_gates(params.n_qubits, params.n_layers, params.ansatz,
+                                                 ENCODINGS[params.encoding].repeats)
+                need = density_bytes(params.n_qubits, gates, shape.batch_size)
             if need > have:
-                raise ConfigError(f"{where}: simulating {params.n_qubits} qubits with {params.n_layers} layers at batch "
+                raise ConfigError(f"{where}: {what} {params.n_qubits} qubits with {params.n_layers} layers at batch "
                                   f"{shape.batch_size} needs about {need / 2**30:.1f} GiB, this machine has "
                                   f"{have / 2**30:.1f} GiB: use fewer n_qubits")
 
@@ -114,7 +131,7 @@ class VQC(Model):
         self.encoder = preprocessing if encoding.trainable else None
         n_readout = READOUTS[p.readout].n_wires(n_classes)
         self.quantum = QuantumLayer(p.n_qubits, p.n_layers, n_readout, p.simulator, p.encoding, p.ansatz, p.readout,
-                                    init=weight_initialiser(p.init, p.init_scale))
+                                    init=weight_initialiser(p.init, p.init_scale), noise=p.noise, shots=p.shots)
         # <Z> lies in [-1, 1]: without a trainable scale the logit margins stay small.
         scale = torch.tensor(float(p.output_scale))
         if p.output_scale_trainable:
@@ -142,6 +159,20 @@ class VQC(Model):
     @property
     def path(self) -> str:
         return self.quantum.path
+
+    @property
+    def stochastic(self) -> bool:
+        """True when the circuit has ``shots``: its predictions in evaluation are then random."""
+        return self.params.shots is not None
+
+    def reseed(self, seed: int) -> None:
+        """Seed the draws of the shots (a CPU generator: the same draws on any device)."""
+        self.quantum.reseed(seed)
+
+    def exact(self):
+        """A context manager within which forward returns the infinite-shot logits (noise
+        channels still applied): the expected readout that EOT and the certificates work on."""
+        return self.quantum.exact()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         readout = READOUTS[self.readout].logits(self.quantum(self.encode(x)), self.n_classes)
