@@ -148,3 +148,25 @@ def test_no_attack_beats_a_certificate_of_an_affine_encoded_circuit(encoding):
             assert not (certified & fooled).any(), (name, epsilon)
             certified_any |= bool(certified.any())
     assert certified_any  # the check has teeth: some points are certified at a positive ε
+
+
+@pytest.mark.parametrize("noise", [{"depolarizing": 0.05}, {"amplitude_damping": 0.1, "phase_damping": 0.1},
+                                   {"readout_flip": 0.1}, {"global_depolarizing": 0.3}])
+def test_no_attack_beats_a_certificate_of_a_noisy_circuit(noise):
+    """The L∞ certificates bound the circuit that runs, noise included: nothing they certify
+    on a small noisy circuit is fooled, and the bound ops are that noisy circuit."""
+    torch.manual_seed(11)
+    model = affine_vqc("affine", noise=noise).eval()
+    x = torch.rand(12, *SHAPE)
+    y = predict(model, x)
+    assert torch.allclose(run_ops(model.bound_ops(), x), model(x), atol=1e-5)
+    certificates = {name: CERTIFICATES[name](splits=8) if name == "interval" else CERTIFICATES[name]() for name in LINF}
+    assert all(CERTIFICATES[name].applies(model)[0] for name in LINF)
+    certified_any = False
+    for epsilon in (0.01, 0.05):
+        fooled = fooled_by_any_attack(model, x, y, epsilon)
+        for name, cert in certificates.items():
+            certified = cert.certify(model, x, y, epsilon)
+            assert not (certified & fooled).any(), (name, epsilon)
+            certified_any |= bool(certified.any())
+    assert certified_any  # some points are certified at a positive ε
