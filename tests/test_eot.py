@@ -142,8 +142,10 @@ def test_eot_convergence_check_flags_too_few_passes_and_passes_enough(toy):
     stronger = robust_accuracy(randomised, "pgd_eot", x, y, eot_samples=MORE)["accuracy"]
     assert check_rows({"pgd": few, "pgd_eot": stronger}, {"m"}).loc["eot_convergence", "status"] == "FLAG"
     assert check_rows({"pgd": enough, "pgd_eot": stronger}, {"m"}).loc["eot_convergence", "status"] == "PASS"
-    deterministic = check_rows({"pgd": few, "pgd_eot": stronger}, set()).loc["eot_convergence"]
+    deterministic = check_rows({"pgd": few, "pgd_eot": stronger}, {"another model"}).loc["eot_convergence"]
     assert deterministic["status"] == "SKIP" and "deterministic" in deterministic["detail"]
+    # An experiment without any randomised model has no EOT check at all (its tables stay as they were).
+    assert "eot_convergence" not in check_rows({"pgd": few, "pgd_eot": stronger}, set()).index
     assert check_rows({"pgd": enough}, {"m"}).loc["eot_convergence", "status"] == "SKIP"
 
 

@@ -53,11 +53,10 @@ def checks_for(models, digits_split):
 def test_masking_checks_flag_a_masked_model_and_pass_a_normal_one(trained_models, digits_split, wrapper):
     normal = trained_models["mlp"]
     checks = checks_for({"normal": normal, "masked": wrapper(normal).eval()}, digits_split)
-    assert set(checks.index.get_level_values("check")) == set(CHECKS)
+    # The EOT check exists only where a model is randomised (tests/test_eot.py); every other one passes.
+    assert set(checks.index.get_level_values("check")) == set(CHECKS) - {"eot_convergence"}
     normal_status = checks.loc["normal", "status"]
-    # The EOT check applies to randomised models only (tests/test_eot.py); every other one passes.
-    assert normal_status["eot_convergence"] == "SKIP"
-    assert (normal_status.drop("eot_convergence") == "PASS").all(), checks.loc["normal"]
+    assert (normal_status == "PASS").all(), checks.loc["normal"]
     masked = checks.loc["masked", "status"]
     # The gradient-free attack and transfer from the unmasked twin both beat the blinded
     # gradient attacks, and large budgets no longer drive accuracy to zero.

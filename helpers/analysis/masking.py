@@ -66,7 +66,8 @@ def run_checks(robustness: pd.DataFrame, transfer: pd.DataFrame, large_epsilon: 
     check does not apply to the model) / DEGENERATE (the run is degenerate: not checked), the
     measured violation ``value``, the ``threshold`` it was held to and ``detail`` (where).
     ``degenerate``: (model, run) pairs; ``stochastic``: the names of the randomised models
-    (``attacks.is_stochastic``), the only ones ``eot_convergence`` applies to."""
+    (``attacks.is_stochastic``), the only ones ``eot_convergence`` applies to (an experiment
+    without any has no ``eot_convergence`` rows)."""
     degenerate, stochastic = set(map(tuple, degenerate)), set(stochastic)
     r = robustness[robustness["epsilon"] > 0]
     acc = r.pivot_table(index=["model", "run", "epsilon"], columns="attack", values="accuracy")
@@ -130,6 +131,8 @@ def run_checks(robustness: pd.DataFrame, transfer: pd.DataFrame, large_epsilon: 
             value, eps, allowed, flagged = _gap(wide[model], others.min(axis=1), sizes)
             row(model, run, "transfer_not_stronger", value, allowed, "FLAG" if flagged else "PASS",
                 f"at ε={eps:g}, from {others.loc[eps].idxmin()}")
+        if not stochastic:
+            continue  # an experiment without randomised models has no EOT check at all
         if model not in stochastic:
             row(model, run, "eot_convergence", status="SKIP", detail="deterministic model: EOT does not apply")
         elif {"pgd", "pgd_eot"} <= has:
