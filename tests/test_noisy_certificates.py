@@ -338,3 +338,20 @@ def test_smoothing_a_stochastic_model_is_reproducible_and_leaves_the_callers_str
     assert torch.equal(torch.rand(3), expected_next)
     second = smoothing.radii(RandomisedResponse(), x, torch.zeros(5, dtype=torch.long))
     assert (first[0] == second[0]).all() and np.array_equal(first[1], second[1])
+
+
+@pytest.mark.parametrize("readout", ["expval", "probs"])
+def test_the_stand_in_is_the_real_noisy_circuit_and_certifies_the_same_points(readout):
+    """The tests above attack ``DepolarisedVQC`` (the closed form on a noise-free circuit); the
+    real ``vqc`` with ``noise: {global_depolarizing: p}`` is that function, and the certificate
+    proves the same points on it."""
+    base = random_circuit(n_qubits=3, readout=readout, seed=9)
+    real = build_model({**base.params.to_dict(), "type": "vqc", "noise": {"global_depolarizing": 0.3}}, (4,), 2)
+    real.load_state_dict(base.state_dict())
+    real.eval()
+    stand_in = DepolarisedVQC(random_circuit(n_qubits=3, readout=readout, seed=9), 0.3)
+    x = torch.rand(24, 4, generator=torch.Generator().manual_seed(12))
+    assert torch.allclose(real(x), stand_in(x), atol=1e-6)
+    y = predict(real, x)
+    for epsilon in (0.0, 0.003, 0.01):
+        assert (DP().certify(real, x, y, epsilon) == DP().certify(stand_in, x, y, epsilon)).all(), epsilon
