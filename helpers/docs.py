@@ -154,7 +154,8 @@ def inference_constants() -> str:
     ])
 
 
-BRACKET = "Bracket: certified and attacked accuracy"  # the summary's section heading
+BRACKET = "Bracket: certified and attacked accuracy"  # the summary's section headings
+HARDWARE = "Circuits as they run on hardware: noise and shots"
 BLOCKS = {
     "default-finding": lambda: summary_part("default", "Robust accuracy", "paragraph"),
     "default-models": lambda: summary_part("default", "Models", "table"),
@@ -167,6 +168,8 @@ BLOCKS = {
     "default-bracket": lambda: summary_part("default", BRACKET),
     "moons-bracket": lambda: summary_part("moons", BRACKET),
     "breast-cancer-bracket": lambda: summary_part("breast_cancer", BRACKET),
+    "noise-hardware": lambda: summary_part("noise", HARDWARE),
+    "noise-finding": lambda: summary_part("noise", "Robust accuracy", "paragraph"),
     "attacks": lambda: entries_table(ATTACKS),
     "certificates": lambda: entries_table(CERTIFICATES),
     "masking-checks": masking_checks_table,
