@@ -1,8 +1,8 @@
 """A researcher's own data and models, end to end: an image folder with a fixed train/test
 split, an ``.npz`` file and a CSV table, each with a network written as layers (a 5x5
 convolution for the images) and a circuit with the trainable affine encoding, through
-``make all`` to ``report.html``. Each study is small (two runs, two budgets) so the three fit
-in a minute or two; what they prove is that the pieces a user brings meet every stage."""
+``make all`` to ``report.html``. Each study is small (two runs, two budgets) and the three
+run at once, so they fit in a minute or two; what they prove is that the pieces a user brings meet every stage."""
 from __future__ import annotations
 
 import os
@@ -75,7 +75,7 @@ def write_csv(root: Path) -> None:
 
 CIRCUIT = {"type": "vqc", "n_qubits": 3, "n_layers": 2, "encoding": "affine_reupload"}
 STUDY = {
-    "n_runs": 2, "seed": 3,
+    "n_runs": 2, "seed": 3, "workers": 1,
     "training": {"epochs": 6, "batch_size": 16, "learning_rate": 0.03},
     "attack": {"epsilons": [0.0, 0.05], "methods": ["fgsm", "pgd", "square"], "pgd": {"steps": 5},
                "square": {"queries": 20}, "masking_epsilons": [0.5], "pgd_escalated": {"steps": 10, "restarts": 1},
@@ -102,45 +102,64 @@ STUDIES = {
 }
 
 
-@pytest.mark.parametrize("kind", list(STUDIES))
-def test_own_data_and_models_run_through_make_all_to_a_report(kind, tmp_path):
-    write, dataset, models = STUDIES[kind]
-    data = tmp_path / "data"
-    data.mkdir()
-    write(data)
-    experiment = f"test_own_{kind}"
-    config = tmp_path / f"{experiment}.yaml"
-    config.write_text(yaml.safe_dump({"dataset": dataset, "models": models, **STUDY}, sort_keys=False))
-    results = ROOT / "results" / experiment
-    shutil.rmtree(results, ignore_errors=True)
-    env = {**os.environ, DATA_ENV: str(data)}
-    try:
-        done = subprocess.run(["make", "--no-print-directory", "all", f"CONFIG={config}", f"VENV={VENV}"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        for stage in ("01_train", "02_attack", "03_interpret", "04_report"):
-            assert (results / f"{stage}.ipynb").is_file()
-        page = (results / "report.html").read_text()
-        assert "<img" in page and 'src="data:image/png' in page
-        robustness = pd.read_csv(results / "robustness.csv")
-        assert set(robustness["model"]) == set(models)
-        clean = robustness[(robustness["attack"] == "worst_case") & (robustness["epsilon"] == 0.0)]
-        # Every run evaluates the data set's own test split: 18 images or 15 table rows.
-        for run in range(STUDY["n_runs"]):
-            with np.load(Layout(results).split(run)) as split:
-                assert len(split["test_idx"]) == {"images": 18, "npz": 18, "csv": 15}[kind]
-        # ... and attacks the same points (at ε = 0 PGD returns its input unchanged).
-        model = next(iter(models))
-        attacked = [read_arrays(Layout(results).attack_unit(run, model, "pgd", 0.0))["x_adv"]
-                    for run in range(STUDY["n_runs"])]
-        np.testing.assert_array_equal(attacked[0], attacked[1])
-        # Every stage showed its progress bar through to the end.
-        for stage in ("train", "attack", "interpret", "report"):
-            assert f"{stage}: 100%" in done.stdout + done.stderr, stage
-        # The models learned the task (chance is 1/3), so the attacks had something to attack.
-        assert clean.groupby("model")["accuracy"].mean().max() > 0.6
-        certified = pd.read_csv(results / "certified.csv")
-        assert set(certified["model"]) == set(models)
-    finally:
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory):
+    """Every study of ``STUDIES`` run by ``make all`` at once (three processes: each study
+    is one process, ``workers: 1``, so the 2 cores are shared without pools to start):
+    {kind: (completed process, results folder)}; their results are removed afterwards."""
+    started = {}
+    for kind, (write, dataset, models) in STUDIES.items():
+        root = tmp_path_factory.mktemp(kind)
+        (root / "data").mkdir()
+        write(root / "data")
+        experiment = f"test_own_{kind}"
+        config = root / f"{experiment}.yaml"
+        config.write_text(yaml.safe_dump({"dataset": dataset, "models": models, **STUDY}, sort_keys=False))
+        results = ROOT / "results" / experiment
         shutil.rmtree(results, ignore_errors=True)
+        process = subprocess.Popen(["make", "--no-print-directory", "all", f"CONFIG={config}", f"VENV={VENV}"],
+                                   cwd=ROOT, env={**os.environ, DATA_ENV: str(root / "data")},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started[kind] = (process, results)
+    try:
+        done = {}
+        for kind, (process, results) in started.items():
+            stdout, stderr = process.communicate(timeout=900)
+            done[kind] = (subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), results)
+        yield done
+    finally:
+        for process, results in started.values():
+            if process.poll() is None:
+                process.kill()
+            shutil.rmtree(results, ignore_errors=True)
         write_index(ROOT / "results")
+
+
+@pytest.mark.parametrize("kind", list(STUDIES))
+def test_own_data_and_models_run_through_make_all_to_a_report(kind, studies):
+    models = STUDIES[kind][2]
+    done, results = studies[kind]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for stage in ("01_train", "02_attack", "03_interpret", "04_report"):
+        assert (results / f"{stage}.ipynb").is_file()
+    page = (results / "report.html").read_text()
+    assert "<img" in page and 'src="data:image/png' in page
+    robustness = pd.read_csv(results / "robustness.csv")
+    assert set(robustness["model"]) == set(models)
+    clean = robustness[(robustness["attack"] == "worst_case") & (robustness["epsilon"] == 0.0)]
+    # Every run evaluates the data set's own test split: 18 images or 15 table rows.
+    for run in range(STUDY["n_runs"]):
+        with np.load(Layout(results).split(run)) as split:
+            assert len(split["test_idx"]) == {"images": 18, "npz": 18, "csv": 15}[kind]
+    # ... and attacks the same points (at ε = 0 PGD returns its input unchanged).
+    model = next(iter(models))
+    attacked = [read_arrays(Layout(results).attack_unit(run, model, "pgd", 0.0))["x_adv"]
+                for run in range(STUDY["n_runs"])]
+    np.testing.assert_array_equal(attacked[0], attacked[1])
+    # Every stage showed its progress bar through to the end.
+    for stage in ("train", "attack", "interpret", "report"):
+        assert f"{stage}: 100%" in done.stdout + done.stderr, stage
+    # The models learned the task (chance is 1/3), so the attacks had something to attack.
+    assert clean.groupby("model")["accuracy"].mean().max() > 0.6
+    certified = pd.read_csv(results / "certified.csv")
+    assert set(certified["model"]) == set(models)
