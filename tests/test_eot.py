@@ -126,12 +126,12 @@ def test_more_passes_do_not_lower_accuracy_once_converged(toy):
     assert converged - more <= tolerance(converged, k=2), (converged, more)
 
 
-def check_rows(accuracies: dict[str, float], stochastic) -> pd.DataFrame:
+def check_rows(accuracies: dict[str, float], stochastic, degenerate=()) -> pd.DataFrame:
     robustness = pd.DataFrame([{"model": "m", "run": 0, "epsilon": EPSILON, "attack": a, "accuracy": acc,
                                 "n": N_POINTS} for a, acc in accuracies.items()])
     empty = pd.DataFrame(columns=["model", "run", "epsilon", "accuracy", "n"])
     transfer = pd.DataFrame(columns=["source", "target", "run", "epsilon", "accuracy", "n"])
-    checks = run_checks(robustness, transfer, empty, stochastic=stochastic)
+    checks = run_checks(robustness, transfer, empty, degenerate=degenerate, stochastic=stochastic)
     return checks.set_index("check")
 
 
@@ -144,8 +144,10 @@ def test_eot_convergence_check_flags_too_few_passes_and_passes_enough(toy):
     assert check_rows({"pgd": enough, "pgd_eot": stronger}, {"m"}).loc["eot_convergence", "status"] == "PASS"
     deterministic = check_rows({"pgd": few, "pgd_eot": stronger}, {"another model"}).loc["eot_convergence"]
     assert deterministic["status"] == "SKIP" and "deterministic" in deterministic["detail"]
-    # An experiment without any randomised model has no EOT check at all (its tables stay as they were).
+    # An experiment without any randomised model has no EOT check at all (its tables stay as they were),
+    # degenerate runs included.
     assert "eot_convergence" not in check_rows({"pgd": few, "pgd_eot": stronger}, set()).index
+    assert "eot_convergence" not in check_rows({"pgd": few, "pgd_eot": stronger}, set(), degenerate={("m", 0)}).index
     assert check_rows({"pgd": enough}, {"m"}).loc["eot_convergence", "status"] == "SKIP"
 
 
