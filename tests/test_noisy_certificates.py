@@ -355,3 +355,15 @@ def test_the_stand_in_is_the_real_noisy_circuit_and_certifies_the_same_points(re
     y = predict(real, x)
     for epsilon in (0.0, 0.003, 0.01):
         assert (DP().certify(real, x, y, epsilon) == DP().certify(stand_in, x, y, epsilon)).all(), epsilon
+
+
+def test_no_bound_certificate_applies_to_a_circuit_with_shots():
+    """A circuit with shots predicts from sampled estimates: a bound on its expected readout
+    proves nothing about a sampled prediction (the noise study found certified points fooled
+    by sampling alone at ε = 0 before this rule). Smoothing, which votes with the randomness,
+    still applies."""
+    model = random_circuit(n_qubits=3, seed=9, shots=100, noise={"global_depolarizing": 0.2})
+    for name in ("interval", "crown", "lipschitz", "dp_depolarizing"):
+        applies, reason = CERTIFICATES[name].applies(model)
+        assert not applies and "randomised classifier" in reason, name
+    assert CERTIFICATES["smoothing"].applies(model)[0]

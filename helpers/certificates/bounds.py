@@ -30,6 +30,19 @@ MARGIN = 1e-4
 RELAXABLE = (nn.Linear, Affine, nn.Conv2d, nn.AvgPool2d, nn.Flatten, Scale, Cast, nn.ReLU)
 
 
+def bounds_apply(model) -> tuple[bool, str]:
+    """(applies, reason it does not) for the bound certificates (interval, CROWN, Lipschitz):
+    the model as ops they have rules for, and deterministic: a randomised classifier (a
+    circuit with shots) predicts from sampled estimates, and a bound on its expected readout
+    says nothing about a sampled prediction (certify it by smoothing, which votes with the
+    randomness)."""
+    if getattr(model, "stochastic", False):
+        return False, "a randomised classifier (shots): the bounds hold for its expected readout, not its sampled predictions"
+    if getattr(model, "bound_ops", lambda: None)() is None:
+        return False, "no bound propagation for this model (e.g. amplitude encoding)"
+    return True, ""
+
+
 def input_box(x: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The L∞ ball of radius ``epsilon`` around ``x`` intersected with [0, 1]."""
     return (x - epsilon).clamp(0, 1), (x + epsilon).clamp(0, 1)

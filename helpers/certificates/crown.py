@@ -5,7 +5,7 @@ import torch
 
 from ..registry import CERTIFICATES
 from .base import Certificate
-from .bounds import MARGIN, crown_margin_lower_bound, input_box
+from .bounds import MARGIN, bounds_apply, crown_margin_lower_bound, input_box
 
 
 @CERTIFICATES.register
@@ -17,6 +17,10 @@ class CROWN(Certificate):
 
     name, label = "crown", "CROWN (linear relaxation)"
     uses = ("helpers.certificates.bounds",)
+
+    @classmethod
+    def applies(cls, model):
+        return bounds_apply(model)
 
     @torch.no_grad()
     def certify(self, model, x, y, epsilon):

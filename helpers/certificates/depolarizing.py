@@ -106,6 +106,8 @@ class DepolarizingPrivacy(Certificate):
 
     @classmethod
     def applies(cls, model):
+        if getattr(model, "stochastic", False):
+            return False, "a randomised classifier (shots): the privacy bound holds for its exact readout, not its samples"
         ops = getattr(model, "bound_ops", lambda: None)()
         circuits = [i for i, op in enumerate(ops or []) if isinstance(op, Circuit)]
         if not circuits:

@@ -10,8 +10,8 @@ from ..models.ops import Circuit
 from ..params import Integer, Params, param
 from ..registry import CERTIFICATES
 from .base import Certificate
-from .bounds import (AFFINE, MARGIN, circuit_margin_bound, input_box, interval_step, interval_trace, margin_lower_bound,
-                     zonotope_first_order)
+from .bounds import (AFFINE, MARGIN, bounds_apply, circuit_margin_bound, input_box, interval_step, interval_trace,
+                     margin_lower_bound, zonotope_first_order)
 
 
 @CERTIFICATES.register
@@ -24,6 +24,10 @@ class IntervalBounds(Certificate):
 
     name, label = "interval", "interval bounds (+ branch and bound on circuits)"
     uses = ("helpers.certificates.bounds",)
+
+    @classmethod
+    def applies(cls, model):
+        return bounds_apply(model)
 
     @dataclass(frozen=True)
     class Params(Params):

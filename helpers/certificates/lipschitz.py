@@ -5,7 +5,7 @@ import torch
 
 from ..registry import CERTIFICATES
 from .base import Certificate
-from .bounds import MARGIN, lipschitz_constant, margin_lower_bound
+from .bounds import MARGIN, bounds_apply, lipschitz_constant, margin_lower_bound
 
 
 @CERTIFICATES.register
@@ -18,6 +18,10 @@ class Lipschitz(Certificate):
 
     name, label = "lipschitz", "Lipschitz bound"
     uses = ("helpers.certificates.bounds",)
+
+    @classmethod
+    def applies(cls, model):
+        return bounds_apply(model)
 
     @torch.no_grad()
     def certify(self, model, x, y, epsilon):
