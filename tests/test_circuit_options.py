@@ -137,9 +137,15 @@ def test_no_attack_beats_a_certificate_of_an_affine_encoded_circuit(encoding):
     for _ in range(10):
         logits = model((x + 0.05 * (2 * torch.rand(x.shape, generator=gen) - 1)).clamp(0, 1)).double()
         assert (logits >= low - 1e-5).all() and (logits <= high + 1e-5).all()
+    assert CERTIFICATES["interval"](splits=8).certify(model, x, y, 0.0).all()
+    assert_no_attack_beats_a_certificate(model, x, y)
+
+
+def assert_no_attack_beats_a_certificate(model, x, y) -> None:
+    """Every L∞ certificate applies to ``model``, nothing it certifies at ε = 0.01 or 0.05 is
+    fooled by any attack, and some point is certified at a positive ε (the check has teeth)."""
     certificates = {name: CERTIFICATES[name](splits=8) if name == "interval" else CERTIFICATES[name]() for name in LINF}
     assert all(CERTIFICATES[name].applies(model)[0] for name in LINF)
-    assert certificates["interval"].certify(model, x, y, 0.0).all()
     certified_any = False
     for epsilon in (0.01, 0.05):
         fooled = fooled_by_any_attack(model, x, y, epsilon)
@@ -147,7 +153,7 @@ def test_no_attack_beats_a_certificate_of_an_affine_encoded_circuit(encoding):
             certified = cert.certify(model, x, y, epsilon)
             assert not (certified & fooled).any(), (name, epsilon)
             certified_any |= bool(certified.any())
-    assert certified_any  # the check has teeth: some points are certified at a positive ε
+    assert certified_any
 
 
 @pytest.mark.parametrize("noise", [{"depolarizing": 0.05}, {"amplitude_damping": 0.1, "phase_damping": 0.1},
@@ -160,13 +166,4 @@ def test_no_attack_beats_a_certificate_of_a_noisy_circuit(noise):
     x = torch.rand(12, *SHAPE)
     y = predict(model, x)
     assert torch.allclose(run_ops(model.bound_ops(), x), model(x), atol=1e-5)
-    certificates = {name: CERTIFICATES[name](splits=8) if name == "interval" else CERTIFICATES[name]() for name in LINF}
-    assert all(CERTIFICATES[name].applies(model)[0] for name in LINF)
-    certified_any = False
-    for epsilon in (0.01, 0.05):
-        fooled = fooled_by_any_attack(model, x, y, epsilon)
-        for name, cert in certificates.items():
-            certified = cert.certify(model, x, y, epsilon)
-            assert not (certified & fooled).any(), (name, epsilon)
-            certified_any |= bool(certified.any())
-    assert certified_any  # some points are certified at a positive ε
+    assert_no_attack_beats_a_certificate(model, x, y)
