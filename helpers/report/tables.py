@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..models.noise import Noise
+
 CLIPPED = "†"  # marks an interval that reaches past the range of its quantity
 
 
@@ -51,7 +53,7 @@ def robustness_table(curves: pd.DataFrame, models, epsilons) -> pd.DataFrame:
 
 # The settings of a circuit as it runs on hardware (``vqc``'s ``noise`` and ``shots``), in the
 # order they are named in a label.
-CHANNELS = ("depolarizing", "amplitude_damping", "phase_damping", "global_depolarizing", "readout_flip")
+CHANNELS = tuple(f.name for f in Noise.fields())
 CHANNEL_LABELS = {"depolarizing": "depolarising", "amplitude_damping": "amplitude damping",
                   "phase_damping": "phase damping", "global_depolarizing": "global depolarising",
                   "readout_flip": "read-out flip"}
