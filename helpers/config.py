@@ -17,6 +17,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from .params import (AnyMapping, Boolean, Choice, ConfigError, Either, Integer, ListOf, Literal, Number, Optional,
@@ -132,6 +133,38 @@ class ModelSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class L2Section(Params):
+    """``attack.l2``: the L2 threat model's budgets and attacks (its attacks' parameters stay
+    under ``attack.<name>``, as every attack's). Absent: no L2 evaluation at all."""
+
+    epsilons: tuple[float, ...] = param([0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0], ListOf(Number(0), nonempty=True),
+                                        "L2 budgets in input units (the norm of the perturbation over all features)")
+    methods: tuple[str, ...] = param(["pgd_l2", "apgd_l2", "square_l2", "cw_l2"],
+                                     ListOf(Choice(ATTACKS.names), nonempty=True, unique=True),
+                                     "L2 attacks to run (each must support the l2 norm); the per-sample worst case "
+                                     "over them is always added")
+    transfer_from: str | None = param("pgd_l2", Optional(Choice(ATTACKS.names)),
+                                      "L2 attack whose examples each model passes to every other (null: none)")
+    masking_epsilons: tuple[float, ...] = param([4.0, 8.0], ListOf(Number(0, open="low")),
+                                                "large L2 budgets where PGD-L2 must drive every model to ~0 "
+                                                "(masking check)")
+
+    def check(self, where):
+        for key, names in (("methods", self.methods), ("transfer_from", [self.transfer_from] if self.transfer_from else [])):
+            for name in names:
+                check("l2" in ATTACKS[name].norms,
+                      f"{where}.{key}: {name} does not support the l2 norm (it supports {list(ATTACKS[name].norms)}); "
+                      f"L2 attacks: {l2_attacks()}")
+        check(self.transfer_from is None or self.transfer_from in self.methods,
+              f"{where}.transfer_from must be null or one of {where}.methods {list(self.methods)}, "
+              f"got {self.transfer_from!r}")
+
+
+def l2_attacks() -> list[str]:
+    return [e.name for e in ATTACKS.entries() if "l2" in e.norms]
+
+
+@dataclasses.dataclass(frozen=True)
 class AttackSection(Params):
     """``attack``: the budgets, the attacks that run, and one mapping of parameters per attack
     (``attack.<name>``, see the attacks table)."""
@@ -155,7 +188,21 @@ class AttackSection(Params):
     escalation: tuple[str, ...] = param(["pgd_escalated", "pgd_margin", "rays"], ListOf(Choice(ATTACKS.names), unique=True),
                                         "attacks run, on top, for every model and run a masking check flags "
                                         "(with transfer from every other model)")
+    l2: L2Section | None = param(None, Optional(AnyMapping()),
+                                 "the L2 threat model: {epsilons, methods, transfer_from, masking_epsilons} "
+                                 "(null: L∞ only; see the L2 table below)")
     params: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, given, where, owner=None):
+        section = super().parse(given, where)
+        if section.l2 is None:
+            return section
+        l2 = L2Section.parse(section.l2, f"{where}.l2")
+        # The L2 attacks' parameters (attack.<name>), with defaults where not given.
+        extra = {name: ATTACKS[name].Params.parse((given or {}).get(name), f"{where}.{name}", owner=repr(name))
+                 for name in (*l2.methods, "pgd_l2") if name not in section.params}
+        return dataclasses.replace(section, l2=l2, params={**section.params, **extra})
 
     @classmethod
     def used_components(cls, values):
@@ -166,6 +213,46 @@ class AttackSection(Params):
         check(self.transfer_from is None or self.transfer_from in self.methods,
               f"{where}.transfer_from must be null or one of {where}.methods {list(self.methods)}, "
               f"got {self.transfer_from!r}")
+        for key, names in (("methods", self.methods), ("escalation", self.escalation)):
+            for name in names:
+                check("linf" in ATTACKS[name].norms,
+                      f"{where}.{key}: {name} does not support the linf norm (it supports {list(ATTACKS[name].norms)}); "
+                      f"list it under {where}.l2.methods")
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        if self.l2 is None:  # a config without L2 records (and hashes) exactly as before
+            data.pop("l2")
+        return data
+
+    def threat_sections(self) -> dict:
+        """Per norm the budgets and attacks as one ``ThreatSection``: ``linf`` always, ``l2``
+        when configured."""
+        sections = {"linf": ThreatSection("linf", self.epsilons, self.methods, self.transfer_from,
+                                          self.masking_epsilons, self.escalation, self.eval_samples, self.params,
+                                          "pgd")}
+        if self.l2 is not None:
+            sections["l2"] = ThreatSection("l2", self.l2.epsilons, self.l2.methods, self.l2.transfer_from,
+                                           self.l2.masking_epsilons, (), self.eval_samples, self.params, "pgd_l2")
+        return sections
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreatSection:
+    """The attack section of one threat model (what ``evaluate_models`` reads): ``norm``, its
+    budgets, attacks, transfer attack, masking budgets, escalation attacks (L∞ only), the
+    passes per point of a randomised model, every attack's parameters and ``large_attack``,
+    the attack run at the masking budgets."""
+
+    norm: str
+    epsilons: tuple[float, ...]
+    methods: tuple[str, ...]
+    transfer_from: str | None
+    masking_epsilons: tuple[float, ...]
+    escalation: tuple[str, ...]
+    eval_samples: int
+    params: dict
+    large_attack: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,6 +407,13 @@ def parse_config(given: Mapping, experiment: str = "experiment", results_dir: Pa
     training = TrainingSection.parse(given.get("training"), "training")
     models = parse_models(given.get("models", DEFAULT_MODELS), dataset, training)
     attack = AttackSection.parse(given.get("attack"), "attack")
+    if attack.l2 is not None:
+        diameter = float(np.prod(dataset.input_shape)) ** 0.5
+        for key in ("epsilons", "masking_epsilons"):
+            for value in getattr(attack.l2, key):
+                check(value <= diameter + 1e-9,
+                      f"attack.l2.{key}: {value:g} exceeds the L2 diameter of the input box [0, 1]^"
+                      f"{int(np.prod(dataset.input_shape))} ({diameter:.4g}): no budget can be larger")
     n_classes = len(dataset.classes)
     for key, names in (("methods", attack.methods), ("escalation", attack.escalation)):
         for name in names:

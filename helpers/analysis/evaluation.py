@@ -35,6 +35,18 @@ COLUMNS = {
     "attack_traces": ["model", "attack", "epsilon", "iteration", "accuracy"],
     "escalation": ["model", "epsilon", "kind", "before", "after", "deciding", "n"],
 }
+# The tables of a threat model other than L∞ (``threat_columns``): the same, the distance column
+# named after the norm, no escalation, and each point's minimal distance under a minimum-norm attack.
+MINIMUM_NORM_COLUMNS = ["model", "attack", "index", "distance"]
+
+
+def threat_columns(norm: str) -> dict[str, list[str]]:
+    """The columns of each table of threat model ``norm`` (L∞: ``COLUMNS``)."""
+    if norm == "linf":
+        return COLUMNS
+    columns = {key: [norm if c == "linf" else c for c in value] for key, value in COLUMNS.items()
+               if key not in ("certified", "escalation")}
+    return {**columns, "minimum_norm": MINIMUM_NORM_COLUMNS}
 TRACE_POINTS = 40  # points of an attack's convergence curve kept in the table
 BEST = "best"  # the certificate row of a point certified by any certificate
 
@@ -54,10 +66,17 @@ def attack_outcome(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, e
     of ``eval_samples`` passes that classify it correctly, float), ``linf`` () the largest
     achieved ||x_adv - x||_inf, ``sampling_se`` () the standard error the finite passes add to
     the accuracy (zero for a deterministic model) and, with ``keep_adversarial``, ``x_adv`` (N, ...).
+    An attack in another norm than L∞ adds the largest achieved distance in its norm (``l2``),
+    and a minimum-norm attack (``cw_l2``) each point's minimal distance (``distances``, (N,)).
     """
     result = evaluate_attack(model, attack, x, y, epsilon, eval_samples=eval_samples)
     unit = {"correct": result["correct"], "linf": np.asarray(result["linf"]),
             "sampling_se": np.asarray(result["sampling_se"])}
+    for norm in getattr(attack, "norms", ("linf",)):
+        if norm != "linf":
+            unit[norm] = np.asarray(result[norm])
+    if result["distances"] is not None:
+        unit["distances"] = result["distances"]
     if result["trace"] is not None:
         unit["trace"] = result["trace"]
     if keep_adversarial:
@@ -98,7 +117,12 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
       of the attacks that record one.
     """
     robustness, transfer, large, by_class, convergence, traces, escalation = [], [], [], [], [], [], []
+    minimum = []
     labels = y.cpu().numpy()
+    # The threat model: L∞ for an ``AttackSection``; a ``config.ThreatSection`` names its norm,
+    # whose achieved distance fills the column named after it, and its masking-budget attack.
+    norm = getattr(section, "norm", "linf")
+    large_attack = getattr(section, "large_attack", LARGE_EPSILON_ATTACK)
     epsilons = [float(e) for e in section.epsilons]
     base = [a for a in section.methods if ATTACKS[a].refines not in section.methods]
 
@@ -109,11 +133,11 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
             return compute()
         return units(name, attack_name, epsilon, compute, ("x_adv",) if keep else ())
 
-    def record(name, attack_name, epsilon, correct, linf):
+    def record(name, attack_name, epsilon, correct, distance):
         robustness.append({"model": name, "attack": attack_name, "epsilon": epsilon,
                            "accuracy": float(correct.mean()), "n": len(correct),
                            "n_correct": int(correct.sum()) if correct.dtype == bool else float(correct.sum()),
-                           "linf": linf})
+                           norm: distance})
         for label in np.unique(labels):
             hits = correct[labels == label]
             by_class.append({"model": name, "attack": attack_name, "epsilon": epsilon, "label": int(label),
@@ -125,7 +149,10 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
             keep = attack_name == keep_for
             units_of[attack_name] = [outcome(name, model, attack_name, e, keep) for e in epsilons]
             for epsilon, unit in zip(epsilons, units_of[attack_name]):
-                record(name, attack_name, epsilon, unit["correct"], float(unit["linf"]))
+                record(name, attack_name, epsilon, unit["correct"], float(unit[norm]))
+                if "distances" in unit and epsilon == max(epsilons):
+                    minimum.extend({"model": name, "attack": attack_name, "index": i, "distance": float(d)}
+                                   for i, d in enumerate(unit["distances"]))
                 if "trace" in unit:
                     trace = unit["trace"]
                     for i in np.unique(np.linspace(0, len(trace) - 1, TRACE_POINTS).round().astype(int)):
@@ -145,7 +172,7 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
             convergence.append({"model": name, "epsilon": epsilon, "accuracy": float(survived_base.mean()),
                                 "n": len(survived_base)})
         for epsilon in map(float, section.masking_epsilons):
-            correct = outcome(name, model, LARGE_EPSILON_ATTACK, epsilon, False)["correct"]
+            correct = outcome(name, model, large_attack, epsilon, False)["correct"]
             large.append({"model": name, "epsilon": epsilon, "accuracy": float(correct.mean()), "n": len(correct)})
     hits_of = {}
     for (source, epsilon), x_adv in crafted.items():
@@ -167,25 +194,28 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
             after = survived([before, *(correct[i] for correct in extra.values())])
             if worst is not None:
                 worst[(name, epsilon)] = after
-            record(name, WORST_CASE, epsilon, after, max(float(finished[name][a][i]["linf"]) for a in section.methods))
+            record(name, WORST_CASE, epsilon, after, max(float(finished[name][a][i][norm]) for a in section.methods))
             if extra:
                 deciding = min(extra, key=lambda a: extra[a][i].mean())
                 escalation.append({"model": name, "epsilon": epsilon, "kind": "budget", "before": float(before.mean()),
                                    "after": float(after.mean()), "deciding": deciding, "n": len(after)})
         if name in escalate:
             for epsilon in map(float, section.masking_epsilons):
-                pgd = outcome(name, model, LARGE_EPSILON_ATTACK, epsilon, False)["correct"]
+                pgd = outcome(name, model, large_attack, epsilon, False)["correct"]
                 others = {a: outcome(name, model, a, epsilon, False)["correct"] for a in section.escalation}
                 deciding = min(others, key=lambda a: others[a].mean())
                 after = survived([pgd, *others.values()])
                 escalation.append({"model": name, "epsilon": epsilon, "kind": "masking", "before": float(pgd.mean()),
                                    "after": float(after.mean()), "deciding": deciding, "n": len(pgd)})
-    return {"robustness": robustness, "transfer": transfer, "large_epsilon": large, "by_class": by_class,
-            "convergence": convergence, "escalation": escalation, "attack_traces": traces}
+    results = {"robustness": robustness, "transfer": transfer, "large_epsilon": large, "by_class": by_class,
+               "convergence": convergence, "escalation": escalation, "attack_traces": traces}
+    if norm != "linf":
+        results["minimum_norm"] = minimum
+    return results
 
 
 def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, epsilons, section, seed: int,
-                   worst: dict, units=None) -> list[dict]:
+                   worst: dict, units=None, l2_epsilons=None, worst_l2: dict | None = None) -> list[dict]:
     """Certified accuracy of ``models`` on inputs ``x`` with labels ``y`` under the
     certificates of ``section`` (a config's ``config.CertifySection``).
 
@@ -198,13 +228,28 @@ def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
     per-sample worst case per (model, epsilon)); a sound certificate never has any. L2
     certificates of a smoothed classifier (``smoothing``) run once per model (epsilon None in
     ``units``) and are reported at every radius of ``section.l2_radii``.
+
+    With ``l2_epsilons`` (the L2 threat model's budgets, ``attack.l2.epsilons``) the
+    certificates that support L2 also run at each of them (``Certificate.certify_norm``;
+    ``units(model, certificate, epsilon, compute, norm="l2")``), with a ``best`` row of norm
+    l2 (any of them) whose ``violations`` count the points fooled by an L2 attack
+    (``worst_l2``); smoothing is then reported at those budgets too. Smoothing certifies the
+    smoothed classifier g, not the model, so it never enters ``best``.
     """
     records = []
     linf = [c for c in section.methods if "linf" in CERTIFICATES[c].norms]
     l2 = [c for c in section.methods if c not in linf]
 
-    def unit(name, certificate, epsilon, compute):
-        return compute() if units is None else units(name, certificate, epsilon, compute)
+    def unit(name, certificate, epsilon, compute, norm="linf"):
+        if units is None:
+            return compute()
+        return units(name, certificate, epsilon, compute) if norm == "linf" else units(name, certificate, epsilon,
+                                                                                         compute, norm=norm)
+
+    radii = [float(r) for r in section.l2_radii]
+    if l2_epsilons is not None:
+        radii = sorted(set(radii) | {float(e) for e in l2_epsilons})
+    bound_l2 = [c for c in linf if "l2" in CERTIFICATES[c].norms] if l2_epsilons is not None else []
 
     for name, model in models.items():
         # The bound certificates run on the CPU (a GPU buys nothing for their small batches).
@@ -227,6 +272,23 @@ def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
             records.append({"model": name, "certificate": BEST, "norm": "linf", "epsilon": epsilon,
                             "accuracy": float(best.mean()), "n": len(x), "applicable": bool(certified),
                             "violations": int((best & fooled).sum())})
+        for epsilon in (map(float, l2_epsilons) if bound_l2 else ()):
+            certified = []
+            for certificate in bound_l2:
+                entry = CERTIFICATES[certificate](section.params[certificate], seed=seed)
+                applies, _ = entry.applies(model)
+                if applies:
+                    done = unit(name, certificate, epsilon, lambda: {
+                        "certified": entry.certify_norm(on_cpu, x_cpu, y_cpu, epsilon, "l2")}, norm="l2")
+                    certified.append(done["certified"].astype(bool))
+                records.append({"model": name, "certificate": certificate, "norm": "l2", "epsilon": epsilon,
+                                "accuracy": float(certified[-1].mean()) if applies else np.nan, "n": len(x),
+                                "applicable": applies, "violations": np.nan})
+            best = np.logical_or.reduce(certified) if certified else np.zeros(len(x), dtype=bool)
+            fooled = np.asarray(worst_l2[(name, epsilon)], dtype=float) < 0.5
+            records.append({"model": name, "certificate": BEST, "norm": "l2", "epsilon": epsilon,
+                            "accuracy": float(best.mean()), "n": len(x), "applicable": bool(certified),
+                            "violations": int((best & fooled).sum())})
         for certificate in l2:
             entry = CERTIFICATES[certificate](section.params[certificate], seed=seed)
 
@@ -236,7 +298,7 @@ def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
 
             done = unit(name, certificate, None, compute)
             correct = done["prediction"] == y.cpu().numpy()
-            for radius in map(float, section.l2_radii):
+            for radius in radii:
                 records.append({"model": name, "certificate": certificate, "norm": "l2", "epsilon": radius,
                                 "accuracy": float((correct & (done["radius"] > radius)).mean()), "n": len(x),
                                 "applicable": True, "violations": np.nan})

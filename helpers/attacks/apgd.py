@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..params import Integer, Params, param
 from ..registry import ATTACKS
+from ..threats import threat_model
 from .base import Attack, eot_samples_param, expected_fooled, generator, mean_over_passes, passes, project, uniform
 
 MOMENTUM = 0.75        # the weight of the new step against the previous direction
@@ -45,7 +46,7 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None 
 
 
 def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: int, seed: int,
-         samples: int = 1) -> tuple[torch.Tensor, np.ndarray]:
+         samples: int = 1, threat=None) -> tuple[torch.Tensor, np.ndarray]:
     """One run of APGD on inputs ``x`` (B, ...) in [0, 1]; ``loss(logits, y)`` per sample is
     maximised. Returns the adversarial inputs (per sample: the first iterate that fooled the
     model, else the iterate of highest loss) and the robust accuracy after every iteration
@@ -53,8 +54,17 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: i
 
     On a randomised model the loss, its gradient and whether a sample is fooled are those of
     ``samples`` passes: the mean loss and mean gradient (EOT, Athalye et al. 2018), and fooled
-    when most passes misclassify it; a deterministic model is run once per iterate."""
+    when most passes misclassify it; a deterministic model is run once per iterate.
+
+    ``threat`` (a ``threats.ThreatModel``; None: L∞) owns the random start, the step's
+    direction (sign for L∞, g / ||g||_2 for L2) and the projection; the schedule is the same."""
     gen = generator(seed)
+    if threat is None:  # L∞, exactly as ever
+        start = lambda: project(x + (2 * uniform(x.shape, gen, x) - 1) * epsilon, x, epsilon)  # noqa: E731
+        into_ball, direction = lambda z: project(z, x, epsilon), torch.sign  # noqa: E731
+    else:
+        start = lambda: threat.random_start(x, epsilon, gen)  # noqa: E731
+        into_ball, direction = lambda z: threat.project(z, x, epsilon), threat.direction  # noqa: E731
     shape = (-1,) + (1,) * (x.dim() - 1)
     k_passes = passes(model, samples)
 
@@ -71,7 +81,7 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: i
             wrong = wrong + (logits.detach().argmax(1) != y).double()
         return total / k_passes, grad_total / k_passes, wrong / k_passes > 0.5
 
-    x_k = project(x + (2 * uniform(x.shape, gen, x) - 1) * epsilon, x, epsilon)
+    x_k = start()
     values, grad, fooled = loss_and_gradient(x_k)
     adversarial = torch.where(fooled.view(shape), x_k, x)
     ever = fooled.clone()
@@ -82,9 +92,9 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: i
     loss_at_checkpoint, step_at_checkpoint = best_loss.clone(), step.clone()
     marks = checkpoints(steps)
     for k in range(steps):
-        z = project(x_k + step.view(shape) * grad.sign(), x, epsilon)
+        z = into_ball(x_k + step.view(shape) * direction(grad))
         alpha = 1.0 if k == 0 else MOMENTUM
-        x_new = project(x_k + alpha * (z - x_k) + (1 - alpha) * (x_k - x_prev), x, epsilon)
+        x_new = into_ball(x_k + alpha * (z - x_k) + (1 - alpha) * (x_k - x_prev))
         previous = values
         values, new_grad, fooled = loss_and_gradient(x_new)
         adversarial = torch.where((fooled & ~ever).view(shape), x_new, adversarial)
@@ -139,7 +149,8 @@ class APGDAttack(Attack):
                 break
             candidate, trace = apgd(model, x[index], y[index], epsilon,
                                     lambda logits, labels, f=loss, i=index: f(logits, labels, i),
-                                    self.params.steps, self.seed + offset, self.params.eot_samples)
+                                    self.params.steps, self.seed + offset, self.params.eot_samples,
+                                    None if self.norms == ("linf",) else threat_model(self.norms[0]))
             fooled = expected_fooled(model, candidate, y[index], self.params.eot_samples)
             best[index] = candidate
             robust[index[fooled]] = False

@@ -100,6 +100,15 @@ def expected_fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples:
     return wrong / samples > 0.5
 
 
+def never_worse(model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor, samples: int = 1) -> torch.Tensor:
+    """``x_adv`` (B, ...), except where the clean point ``x`` is already misclassified and
+    ``x_adv`` is not: there ``x`` itself (an attack never returns a point better for the model
+    than the clean one; a randomised model judged by the majority of ``samples`` passes)."""
+    clean, adversarial = expected_fooled(model, x, y, samples), expected_fooled(model, x_adv, y, samples)
+    keep = (clean & ~adversarial).view((-1,) + (1,) * (x.dim() - 1))
+    return torch.where(keep, x, x_adv)
+
+
 def sampling_error(correct: np.ndarray, samples: int) -> float:
     """Standard error, from the finite passes alone, of an accuracy that averages per-sample
     correctness shares ``correct`` (N,) of ``samples`` passes each: sqrt(sum p(1 - p) / (M - 1)) / N,
@@ -147,7 +156,8 @@ def check_epsilon(epsilon: float) -> None:
 class Attack(Component):
     """An attack of the ``ATTACKS`` registry: one verb, ``attack(model, x, y, epsilon) -> x_adv``
     with ``x`` images (B, 1, H, W) or feature vectors (B, D) in [0, 1], labels ``y`` (B,),
-    and ``x_adv`` inside the L-infinity epsilon-ball around ``x`` and inside [0, 1].
+    and ``x_adv`` inside the epsilon-ball around ``x`` and inside [0, 1]. The ball is L∞ unless
+    the attack's ``norms`` name another threat model (``helpers/threats``: ``("l2",)``).
 
     Built from its ``Params`` (``attack.<name>`` in a config) and a ``seed``, its only source
     of randomness (a randomised model's passes are seeded from it too), so the same attack on
@@ -176,7 +186,11 @@ class Attack(Component):
         return f"{type(self).__name__}({self.params}, seed={self.seed})"
 
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
-        check_epsilon(epsilon)
+        if self.norms == ("linf",):
+            check_epsilon(epsilon)
+        else:  # the budget of the attack's own threat model (L2: up to the box's diameter)
+            from ..threats import threat_model
+            threat_model(self.norms[0]).check_epsilon(epsilon, x)
         if epsilon == 0 or len(x) == 0:
             return x.clone()
         reseed(model, self.seed, 0)
@@ -205,13 +219,16 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
     and ``sampling_se`` the standard error the finite passes add (``sampling_error``; zero
     for a deterministic model, whose results are exactly as without ``eval_samples``).
     """
-    correct, linf, adversarial, traces = [], 0.0, [], []
+    correct, linf, l2, adversarial, traces, distances = [], 0.0, 0.0, [], [], []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
         x_adv = attack(model, xb, yb, epsilon)
         if getattr(attack, "trace", None) is not None and epsilon > 0:
             traces.append((attack.trace, len(xb)))
+        if getattr(attack, "distances", None) is not None and epsilon > 0:  # a minimum-norm attack's
+            distances.append(np.asarray(attack.distances))
         linf = max(linf, float((x_adv - xb).abs().max()) if len(xb) else 0.0)
+        l2 = max(l2, float((x_adv - xb).reshape(len(xb), -1).norm(dim=1).max()) if len(xb) else 0.0)
         reseed(model, getattr(attack, "seed", 0), 1, i)  # the evaluation's passes: not the attack's
         correct.append(expected_correct(model, x_adv, yb, eval_samples))
         adversarial.append(x_adv)
@@ -223,5 +240,6 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
         trace = sum(np.pad(t, (0, length - len(t)), mode="edge") * n for t, n in traces) / len(x)
     n_correct = int(correct.sum()) if correct.dtype == bool else float(correct.sum())
     return {"accuracy": float(correct.mean()), "n": int(len(correct)), "n_correct": n_correct,
-            "linf": linf, "correct": correct, "x_adv": torch.cat(adversarial), "trace": trace,
+            "linf": linf, "l2": l2, "distances": np.concatenate(distances) if distances else None,
+            "correct": correct, "x_adv": torch.cat(adversarial), "trace": trace,
             "sampling_se": sampling_error(correct, samples)}

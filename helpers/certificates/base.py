@@ -34,3 +34,13 @@ class Certificate(Component):
 
     def certify(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement certify")
+
+    def certify_norm(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float,
+                     norm: str) -> np.ndarray:
+        """``certify`` in the threat model ``norm`` (one of ``norms``). The default for ``l2``
+        is the enclosing box: the L2 ball of radius ε lies inside the L∞ ball of radius ε,
+        so a proof for the box holds for the ball (sound, and loose: the box's corners are
+        sqrt(D)·ε away). A certificate with a proper L2 bound overrides this."""
+        if norm not in self.norms:
+            raise ValueError(f"certificate {self.name} does not support the {norm} norm (it supports {list(self.norms)})")
+        return self.certify(model, x, y, epsilon)

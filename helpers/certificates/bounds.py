@@ -140,12 +140,34 @@ def crown_margin_lower_bound(ops, low: torch.Tensor, high: torch.Tensor, y: torc
 
 
 @torch.no_grad()
-def lipschitz_constant(ops, shape: tuple[int, ...]) -> float:
+def lipschitz_constant(ops, shape: tuple[int, ...], norm: str = "linf") -> float:
     """An upper bound on the L∞ -> L∞ Lipschitz constant of the logits (a product of the ops'
     bounds): affine ops by the largest absolute row sum, ReLU, tanh and max pooling by 1,
-    sigmoid by 1/4, a circuit by (times encoded) x (number of angles), a scale by its magnitude."""
+    sigmoid by 1/4, a circuit by (times encoded) x (number of angles), a scale by its magnitude.
+
+    ``norm="l2"``: the L2 -> L∞ constant instead. Until the first op that mixes features, the
+    perturbation is measured in L2 (elementwise ops with slope s keep ||.||_2 within a factor
+    s, as a scale does); that op turns it into an L∞ bound on its outputs: an affine op by its
+    largest row L2 norm (||W δ||∞ <= max_i ||W_i||_2 ||δ||_2), a circuit by (times encoded) x
+    sqrt(number of angles) (its bound is linear in the L1 norm of the angles' change, and
+    ||.||_1 <= sqrt(n) ||.||_2); every later op as above."""
     constant, x = 1.0, torch.zeros(1, *shape)
+    in_l2 = norm == "l2"
     for op in ops:
+        if in_l2 and isinstance(op, (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Flatten, Cast, Scale)):
+            pass  # elementwise: the L∞ rules below hold for ||.||_2 as well
+        elif in_l2 and isinstance(op, nn.MaxPool2d):
+            in_l2 = False  # ||δ||∞ <= ||δ||_2, then max pooling's L∞ rule (overlapping windows)
+        elif in_l2:
+            in_l2 = False
+            if isinstance(op, Circuit):
+                readout_slope = 1.0 if op.layer.readout == "expval" else 1 / PROBABILITY_FLOOR
+                constant *= op.repeats * x.shape[1] ** 0.5 * readout_slope
+            else:
+                weight, _ = dense(op, tuple(x.shape[1:]))
+                constant *= float(weight.norm(dim=1).max())
+            x = op(x)
+            continue
         if isinstance(op, Circuit):
             # log-probability logits: log(p + floor) has slope up to 1 / floor
             readout_slope = 1.0 if op.layer.readout == "expval" else 1 / PROBABILITY_FLOOR

@@ -17,6 +17,7 @@ class CROWN(Certificate):
 
     name, label = "crown", "CROWN (linear relaxation)"
     uses = ("helpers.certificates.bounds",)
+    norms = ("linf", "l2")  # L2 through the enclosing L∞ box (``Certificate.certify_norm``)
 
     @classmethod
     def applies(cls, model):

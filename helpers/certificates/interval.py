@@ -24,6 +24,7 @@ class IntervalBounds(Certificate):
 
     name, label = "interval", "interval bounds (+ branch and bound on circuits)"
     uses = ("helpers.certificates.bounds",)
+    norms = ("linf", "l2")  # L2 through the enclosing L∞ box (``Certificate.certify_norm``)
 
     @classmethod
     def applies(cls, model):

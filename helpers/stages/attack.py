@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..analysis.evaluation import COLUMNS, LARGE_EPSILON_ATTACK, WORST_CASE, certify_models, evaluate_models
+from ..analysis.evaluation import (COLUMNS, LARGE_EPSILON_ATTACK, WORST_CASE, certify_models, evaluate_models,
+                                   threat_columns)
 from ..analysis.masking import run_checks
 from ..attacks import build_attack, predict
 from ..attacks.base import is_stochastic
@@ -45,11 +46,14 @@ def _attack_run(cfg, run: int, seed: int):
                        code=[shared, ATTACKS[attack].code_hash()])
         return units.get(layout.attack_unit(run, model, attack, epsilon), key, compute, needs)
 
-    def certify_unit(model, certificate, epsilon, compute):
+    def certify_unit(model, certificate, epsilon, compute, norm="linf"):
+        # An L2 unit of a certificate that also runs in L∞ has a folder of its own (certificate-<name>-l2).
+        extra = {} if norm == "linf" else {"norm": norm}
         key = unit_key(stage="certify", certificate=certificate, params=cfg.certify.params[certificate].to_dict(),
                        epsilon=epsilon, seed=seed, n_test=section.n_test, checkpoint=loaded[model].key,
-                       code=[shared, CERTIFICATES[certificate].code_hash()])
-        return units.get(layout.certify_unit(run, model, certificate, epsilon), key, compute)
+                       code=[shared, CERTIFICATES[certificate].code_hash()], **extra)
+        folder = certificate if norm == "linf" else f"{certificate}-{norm}"
+        return units.get(layout.certify_unit(run, model, folder, epsilon), key, compute)
 
     start = time.perf_counter()
     models = {name: loaded[name].model for name in loaded}
@@ -60,8 +64,15 @@ def _attack_run(cfg, run: int, seed: int):
     if flagged and section.escalation:  # the first pass's units are reused
         results = evaluate_models(models, x_test[keep], y_test[keep], section, seed, units=unit, worst=worst,
                                   escalate=flagged)
+    threats = section.threat_sections()
+    worst_l2 = {}
+    if "l2" in threats:  # the L2 threat model: its own attacks, budgets and tables (<table>_l2)
+        l2 = evaluate_models(models, x_test[keep], y_test[keep], threats["l2"], seed, units=unit, worst=worst_l2)
+        results.update({f"{key}_l2": records for key, records in l2.items() if key in threat_columns("l2")})
     results["certified"] = certify_models(models, x_test[keep], y_test[keep], section.epsilons, cfg.certify, seed,
-                                          worst, units=certify_unit)
+                                          worst, units=certify_unit,
+                                          l2_epsilons=section.l2.epsilons if "l2" in threats else None,
+                                          worst_l2=worst_l2)
     tables = {key: [{"run": run, "seed": seed, **r} for r in records] for key, records in results.items()}
     worst = [r for r in results["robustness"] if r["attack"] == WORST_CASE and r["epsilon"] == max(section.epsilons)]
     message = (f"run {run}: worst case at ε={max(section.epsilons):g}: "
@@ -78,7 +89,22 @@ def planned_units(cfg) -> int:
     attacks |= {(LARGE_EPSILON_ATTACK, float(e)) for e in cfg.attack.masking_epsilons}
     linf = [c for c in cfg.certify.methods if "linf" in CERTIFICATES[c].norms]
     certificates = len(linf) * len(cfg.attack.epsilons) + len(cfg.certify.methods) - len(linf)
+    if cfg.attack.l2 is not None:
+        l2 = cfg.attack.l2
+        attacks |= {(a, float(e)) for a in l2.methods for e in l2.epsilons}
+        attacks |= {("pgd_l2", float(e)) for e in l2.masking_epsilons}
+        certificates += len([c for c in linf if "l2" in CERTIFICATES[c].norms]) * len(l2.epsilons)
     return len(cfg.models) * (len(attacks) + certificates)
+
+
+def stage_columns(cfg) -> dict[str, list[str]]:
+    """The attack stage's tables and their columns: ``COLUMNS`` (L∞), and with ``attack.l2``
+    the L2 threat model's tables, each named ``<table>_l2`` (a config without L2 writes
+    exactly the L∞ tables, byte for byte as before)."""
+    columns = dict(COLUMNS)
+    if cfg.attack.l2 is not None:
+        columns.update({f"{key}_l2": value for key, value in threat_columns("l2").items()})
+    return columns
 
 
 def flagged_models(results: dict[str, list[dict]], degenerate: set[str], run: int, stochastic=()) -> set[str]:
@@ -130,7 +156,7 @@ def run(cfg, log=None) -> dict[str, pd.DataFrame]:
     begin_stage(cfg, "attack")
     results = map_runs(cfg, _attack_run, log, stage="attack", units_per_run=planned_units(cfg))
     frames = {key: pd.DataFrame([r for tables in results for r in tables[key]], columns=["run", "seed", *columns])
-              for key, columns in COLUMNS.items()}
+              for key, columns in stage_columns(cfg).items()}
     for key, frame in frames.items():
         write_csv(frame, layout.table(key))
     if cfg.dataset.input_shape == (2,):

@@ -19,6 +19,10 @@ TABLES = {
     "certified": "certified.csv",               # attack: per model, run, certificate and ε (+ best)
     "attack_traces": "attack_traces.csv",       # attack: robust accuracy along APGD's iterations, Square's queries
     "escalation": "escalation.csv",             # attack: worst case before and after escalation (flagged runs)
+    # attack, with attack.l2 only: the same tables in the L2 threat model (distance column `l2`)
+    **{f"{key}_l2": f"{key}_l2.csv" for key in ("robustness", "transfer", "large_epsilon", "by_class", "convergence",
+                                                "attack_traces")},
+    "minimum_norm_l2": "minimum_norm_l2.csv",   # attack: each point's minimal L2 distance under cw_l2
     "escalation_checks": "escalation_checks.csv",  # report: each flagged check after escalation
     "bracket": "bracket.csv",                   # report: certified and attacked accuracy per model and ε
     "separations": "separations.csv",           # report: where a certified accuracy beats an attacked one
