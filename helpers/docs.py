@@ -16,10 +16,10 @@ import re
 import sys
 from pathlib import Path
 
-from .config import SECTIONS, RunSection
+from .config import SECTIONS, L2Section, RunSection
 from .params import plain
 from .registry import (ANSATZES, ATTACKS, ATTRIBUTIONS, CERTIFICATES, DATASETS, ENCODINGS, MODELS, READOUTS,
-                       ROOT)
+                       ROOT, THREAT_MODELS)
 
 MARKER = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(.*?)(<!-- /generated:(?P=name) -->)", re.S)
 KINDS = [  # (registry, config key its entries are named by, heading)
@@ -79,6 +79,8 @@ def configs_reference() -> str:
              "## Top level", "", params_table(RunSection, ""), ""]
     for name, section in SECTIONS.items():
         lines += [f"## `{name}`", "", first_paragraph(section), "", params_table(section, name), ""]
+        if name == "attack":
+            lines += ["### `attack.l2`", "", first_paragraph(L2Section), "", params_table(L2Section, "attack.l2"), ""]
         if name == "report":
             lines += ["`report.reference`, when set, has exactly the keys `source` (text), `attack` (one of "
                       "`attack.methods`), `epsilon` (one of `attack.epsilons`) and `accuracy` (model name -> "
@@ -118,6 +120,15 @@ def summary_part(experiment: str, heading: str, select: str = "all") -> str:
         after = blocks[[i for i, b in enumerate(blocks) if b.startswith("|")][0] + 1:]
         return next(b for b in after if not b.startswith("|"))
     return body
+
+
+def threat_models_table() -> str:
+    """One row per threat model: its name, what it is, and the attacks and certificates that
+    declare it among their ``norms``."""
+    return markdown_table([{"name": f"`{t.name}`", "label": t.label, "what it is": first_paragraph(t),
+                            "attacks": ", ".join(f"`{a.name}`" for a in ATTACKS.entries() if t.name in a.norms),
+                            "certificates": ", ".join(f"`{c.name}`" for c in CERTIFICATES.entries() if t.name in c.norms)}
+                           for t in THREAT_MODELS.entries()])
 
 
 def masking_checks_table() -> str:
@@ -172,6 +183,7 @@ BLOCKS = {
     "noise-finding": lambda: summary_part("noise", "Robust accuracy", "paragraph"),
     "attacks": lambda: entries_table(ATTACKS),
     "certificates": lambda: entries_table(CERTIFICATES),
+    "threat-models": threat_models_table,
     "masking-checks": masking_checks_table,
     "bench": bench_tables,
     "inference-constants": inference_constants,

@@ -50,11 +50,12 @@ def plot_training_curves(history: pd.DataFrame, models) -> plt.Figure:
     return fig
 
 
-def plot_robustness_curves(stats: pd.DataFrame, models, attacks=None, reference=None) -> plt.Figure:
+def plot_robustness_curves(stats: pd.DataFrame, models, attacks=None, reference=None, norm: str = "L∞") -> plt.Figure:
     """Accuracy vs epsilon, one panel per attack (default: all in the table), from the
     report's ``stats`` (mean and corrected 95% interval across runs per model, attack and ε):
     the mean with its interval as a band (drawn inside [0, 1]). ``reference`` (a config's
-    ``report.reference``) marks the published accuracies as stars on its attack's panel."""
+    ``report.reference``) marks the published accuracies as stars on its attack's panel.
+    ``norm`` names the threat model on the ε axis (``L∞``, ``L2``)."""
     colors = model_colors(models)
     present = list(dict.fromkeys(stats["attack"]))
     attacks = [a for a in (attacks or present) if a in present]
@@ -69,7 +70,7 @@ def plot_robustness_curves(stats: pd.DataFrame, models, attacks=None, reference=
                 ax.plot(reference.epsilon, value, "*", ms=14, mec="black", color=colors.get(model, "grey"),
                         label=f"{model}, published")
             ax.legend(fontsize=7)
-        ax.set(xlabel="ε (L∞ budget; inputs in [0, 1])", title=attack_label(attack), ylim=(-0.02, 1.02))
+        ax.set(xlabel=f"ε ({norm} budget; inputs in [0, 1])", title=attack_label(attack), ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("robust accuracy on the test split")
     axes[0, -1].legend(title="model")
@@ -252,7 +253,7 @@ def plot_decision_boundaries(arrays: dict, models, epsilon: float, class_names) 
     return fig
 
 
-def plot_bracket(bracket: pd.DataFrame, models) -> plt.Figure:
+def plot_bracket(bracket: pd.DataFrame, models, norm: str = "L∞") -> plt.Figure:
     """One panel per model: certified accuracy (the best certificate: a lower bound, dashed)
     and attacked accuracy (the worst case over every attack: an upper bound, solid) against ε,
     means over runs; the shaded band between them is what neither side settles."""
@@ -266,11 +267,12 @@ def plot_bracket(bracket: pd.DataFrame, models) -> plt.Figure:
         if b["certified"].isna().all():
             ax.text(0.5, 0.5, "no certificate applies:\nattacked accuracy only", transform=ax.transAxes,
                     ha="center", fontsize=8, color="0.35")
-        ax.set(title=model, xlabel="ε (L∞ budget)", ylim=(-0.02, 1.02))
+        ax.set(title=model, xlabel=f"ε ({norm} budget)", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("robust accuracy, mean over runs")
     axes[0, -1].legend(fontsize=7)
-    fig.suptitle("Robust accuracy bracketed: certified from below, attacked from above", fontsize=9)
+    fig.suptitle("Robust accuracy bracketed: certified from below, attacked from above"
+                 + ("" if norm == "L∞" else f" ({norm})"), fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -233,6 +233,36 @@ def smoothing_section(cfg, smoothing: pd.DataFrame, robustness: pd.DataFrame, mo
     return lines
 
 
+def l2_section(cfg, tables: dict[str, pd.DataFrame], models) -> list[str]:
+    """The L2 threat model (``attack.l2``): robust accuracy per L2 attack and budget, the
+    Carlini-Wagner minimal norms, the L2 bracket and the masking checks on the L2 attacks."""
+    stats = tables["stats_l2"]
+    eps = sorted(stats["epsilon"].unique())
+    lines = ["", "## The L2 threat model", "",
+             "The same test points under perturbations bounded in L2 (the norm over all input features, inputs in "
+             f"[0, 1]): attacks {', '.join(f'`{a}`' for a in cfg.attack.l2.methods)} and the per-sample worst case "
+             "over them, mean [95% interval] over runs.", "", markdown_table(robustness_table(stats, models, eps)), ""]
+    minimum = tables["minimum_norm_summary_l2"]
+    if not minimum.empty:
+        lines += ["Minimal L2 distance to a misclassified input found by Carlini-Wagner per test point (median "
+                  "[quartiles] over points and runs; a point already misclassified counts 0): "
+                  + ", ".join(f"`{r.model}` {r.median:.3g} [{r.q25:.3g}, {r.q75:.3g}]"
+                              + (f" ({r.not_found} of {r.n} not found)" if r.not_found else "")
+                              for r in minimum.itertuples()) + ".", ""]
+    bracket = tables["bracket_l2"]
+    if not bracket.empty:
+        section = bracket_section(bracket, tables["separations_l2"], models)
+        lines += ["### L2 bracket", "",
+                  "Certified in L2 by the bound certificates (interval and CROWN through the enclosing L∞ box, "
+                  "which contains the L2 ball: sound and loose; Lipschitz with the L2 → L∞ constant), attacked by "
+                  "the worst case over the L2 attacks. Randomized smoothing certifies the smoothed classifier, not "
+                  "the model, and stays in its own table.", "", *section[4:]]
+    checks = tables["masking_checks_l2"]
+    if not checks.empty:
+        lines += ["### Gradient-masking checks (L2)", "", *masking_section(checks, models)]
+    return lines
+
+
 def hardware_section(hardware: pd.DataFrame) -> list[str]:
     """Each circuit's noise and shots beside its clean accuracy and its bracket per ε."""
     if hardware.empty:
@@ -318,6 +348,8 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     lines += bracket_section(tables["bracket"], tables["separations"], models)
     lines += smoothing_section(cfg, tables["smoothing"], tables["robustness"], models)
     lines += hardware_section(tables.get("hardware", pd.DataFrame()))
+    if cfg.attack.l2 is not None:
+        lines += l2_section(cfg, tables, models)
     if cfg.report.reference is not None:
         lines += ["", "## Does the published result hold?", "",
                   *reference_section(cfg.report.reference, curves, comparisons, tables["class_stats"],

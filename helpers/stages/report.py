@@ -19,12 +19,15 @@ from ..store.files import read_arrays, read_csv, save_figure, write_csv, write_t
 from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
 from . import progress
+from ..registry import CERTIFICATES
 from .inputs import stochastic_models
 
 FAITHFULNESS = ("infidelity_clean", "infidelity_adv", "sensitivity_clean", "sensitivity_adv")
 STABILITY = ("spearman", "spearman_chance", "spearman_random", "spearman_above_chance", "top_k_overlap", "top_k_chance")
 INPUTS = ("train_history", "models", "robustness", "transfer", "large_epsilon", "by_class", "convergence",
           "certified", "escalation", "attribution_stability")
+L2_INPUTS = ("robustness_l2", "transfer_l2", "large_epsilon_l2", "convergence_l2", "minimum_norm_l2")
+L2_OUTPUTS = ("stats_l2", "bracket_l2", "separations_l2", "masking_runs_l2", "masking_checks_l2", "minimum_norm_summary_l2")
 OUTPUTS = ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
            "auc", "bracket", "separations", "smoothing", "hardware", "attribution_metrics", "attribution_summary")
 
@@ -135,8 +138,11 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     focus = compared[compared["attack"] == (primary.attack if primary else headline_attack(robustness))]
     focus = focus[focus["measure"] == "auc"] if primary is None or primary.epsilon is None \
         else focus[focus["epsilon"] == primary.epsilon]
-    bracket = bracket_table(keep(inputs["certified"]), robustness, ratio)
-    return {
+    certified = keep(inputs["certified"])
+    linf = certified[certified["norm"] == "linf"]  # the L2 rows (attack.l2) have their own bracket
+    smoothed = certified["certificate"].isin(CERTIFICATES.with_tag("smoothed"))
+    bracket = bracket_table(linf, robustness, ratio)
+    tables = {
         "stats": summarize_runs(robustness, ["model", "attack", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
         "class_stats": summarize_runs(by_class[by_class["attack"].isin(reported)],
                                       ["model", "attack", "epsilon", "label"], "accuracy", ratio=ratio,
@@ -148,13 +154,45 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         "power": power_table(focus, ratio),
         "auc": summarize_runs(auc_runs, ["model", "attack"], "auc", ratio=ratio, bounds=ACCURACY_BOUNDS),
         "bracket": bracket,
-        "separations": bracket_separations(keep(inputs["certified"]), robustness, models),
-        "smoothing": summarize_runs(keep(inputs["certified"])[inputs["certified"]["norm"] == "l2"],
+        "separations": bracket_separations(linf, robustness, models),
+        "smoothing": summarize_runs(certified[(certified["norm"] == "l2") & smoothed],
                                     ["model", "certificate", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
         "hardware": hardware_table(bracket, cfg.section("models")),
         "attribution_metrics": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in FAITHFULNESS]),
         "attribution_summary": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in STABILITY]),
     }
+    if cfg.attack.l2 is not None:
+        tables.update(l2_tables(cfg, read_tables(cfg, L2_INPUTS), certified[~smoothed], keep, degenerate, ratio))
+    return tables
+
+
+def l2_tables(cfg, inputs: dict[str, pd.DataFrame], certified: pd.DataFrame, keep, degenerate: set,
+              ratio: float) -> dict[str, pd.DataFrame]:
+    """The L2 threat model's report tables (``attack.l2``), from the attack stage's ``*_l2``
+    tables: ``stats_l2`` (as ``stats``), ``bracket_l2`` (certified by the bound certificates
+    in L2, attacked by the worst case over the L2 attacks; a ``norm`` column), the masking
+    checks on the L2 attacks (``masking_runs_l2``, ``masking_checks_l2``: the large-budget
+    check with PGD-L2 at ``attack.l2.masking_epsilons``, gradient-free against gradient,
+    transfer against white-box; the checks that name L∞ attacks SKIP), and
+    ``minimum_norm_summary_l2``: per model, the median and quartiles of each point's minimal
+    L2 distance under the minimum-norm attack, over points and runs (inf: none found)."""
+    robustness = keep(inputs["robustness_l2"])
+    robustness = robustness[robustness["attack"].isin([*cfg.attack.l2.methods, "worst_case"])]
+    runs = run_checks(inputs["robustness_l2"], inputs["transfer_l2"], inputs["large_epsilon_l2"],
+                      inputs["convergence_l2"], degenerate, stochastic_models(cfg))
+    bracket = bracket_table(certified[certified["norm"] == "l2"], robustness, ratio)
+    minimum = keep(inputs["minimum_norm_l2"])
+    summary = pd.DataFrame([{"model": model, "attack": attack, "median": float(g["distance"].median()),
+                             "q25": float(g["distance"].quantile(0.25)), "q75": float(g["distance"].quantile(0.75)),
+                             "not_found": int(np.isinf(g["distance"]).sum()), "n": len(g)}
+                            for (model, attack), g in minimum.groupby(["model", "attack"], sort=False)],
+                           columns=["model", "attack", "median", "q25", "q75", "not_found", "n"])
+    return {"stats_l2": summarize_runs(robustness, ["model", "attack", "epsilon"], "accuracy", ratio=ratio,
+                                       bounds=ACCURACY_BOUNDS),
+            "bracket_l2": bracket.assign(norm="l2") if not bracket.empty else bracket,
+            "separations_l2": bracket_separations(certified[certified["norm"] == "l2"], robustness, list(cfg.models)),
+            "masking_runs_l2": runs, "masking_checks_l2": masking_checks(runs),
+            "minimum_norm_summary_l2": summary}
 
 
 def write_figures(cfg) -> list[str]:
@@ -175,6 +213,12 @@ def write_figures(cfg) -> list[str]:
     }
     if not t["smoothing"].empty:
         drawn["smoothing"] = figures.plot_smoothing(t["smoothing"], models)
+    if cfg.attack.l2 is not None:  # the L2 threat model: its curves and its bracket
+        l2 = read_tables(cfg, ("stats_l2", "bracket_l2"))
+        drawn["robustness_l2"] = figures.plot_robustness_curves(l2["stats_l2"], models,
+                                                                attacks=[*cfg.attack.l2.methods, "worst_case"], norm="L2")
+        if not l2["bracket_l2"].empty:
+            drawn["bracket_l2"] = figures.plot_bracket(l2["bracket_l2"], models, norm="L2")
     if not t["hardware"].empty:
         nonzero = sorted(e for e in t["hardware"]["epsilon"].unique() if e > 0)
         shown = [nonzero[i] for i in sorted({round(j * (len(nonzero) - 1) / 2) for j in range(3)})]
@@ -205,7 +249,8 @@ def write_figures(cfg) -> list[str]:
 
 def write_summary_file(cfg) -> str:
     """``summary.md`` from the tables on disk; returns its text."""
-    tables = read_tables(cfg, ("models", "large_epsilon", "robustness", *OUTPUTS))
+    tables = read_tables(cfg, ("models", "large_epsilon", "robustness", *OUTPUTS,
+                               *(L2_OUTPUTS if cfg.attack.l2 is not None else ())))
     tables["large_epsilon"] = without_degenerate(cfg, tables["large_epsilon"], degenerate_runs(tables["models"]))
     text = write_summary(cfg, tables)
     write_text(text, Layout(cfg.results_dir).summary)
