@@ -145,7 +145,7 @@ class L2Section(Params):
                                      "over them is always added")
     transfer_from: str | None = param("pgd_l2", Optional(Choice(ATTACKS.names)),
                                       "L2 attack whose examples each model passes to every other (null: none)")
-    masking_epsilons: tuple[float, ...] = param([4.0, 8.0], ListOf(Number(0, open="low")),
+    masking_epsilons: tuple[float, ...] = param([4.0], ListOf(Number(0, open="low")),
                                                 "large L2 budgets where PGD-L2 must drive every model to ~0 "
                                                 "(masking check)")
 

@@ -182,8 +182,10 @@ def l2_tables(cfg, inputs: dict[str, pd.DataFrame], certified: pd.DataFrame, kee
                       inputs["convergence_l2"], degenerate, stochastic_models(cfg))
     bracket = bracket_table(certified[certified["norm"] == "l2"], robustness, ratio)
     minimum = keep(inputs["minimum_norm_l2"])
-    summary = pd.DataFrame([{"model": model, "attack": attack, "median": float(g["distance"].median()),
-                             "q25": float(g["distance"].quantile(0.25)), "q75": float(g["distance"].quantile(0.75)),
+    # Order statistics ("lower"): inf (no example found) is a value here, and interpolating it gives NaN.
+    summary = pd.DataFrame([{"model": model, "attack": attack,
+                             **{name: float(g["distance"].quantile(q, interpolation="lower"))
+                                for name, q in (("median", 0.5), ("q25", 0.25), ("q75", 0.75))},
                              "not_found": int(np.isinf(g["distance"]).sum()), "n": len(g)}
                             for (model, attack), g in minimum.groupby(["model", "attack"], sort=False)],
                            columns=["model", "attack", "median", "q25", "q75", "not_found", "n"])
