@@ -109,10 +109,16 @@ def dense(op: nn.Module, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Te
 
 
 @torch.no_grad()
-def crown_margin_lower_bound(ops, low: torch.Tensor, high: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:
+def crown_margin_lower_bound(ops, low: torch.Tensor, high: torch.Tensor, y: torch.Tensor, n_classes: int,
+                             l2_ball: tuple[torch.Tensor, float] | None = None) -> torch.Tensor:
     """CROWN-IBP lower bounds (B,) on min over j != y of logit_y - logit_j for inputs in
     [low, high]: a backward linear bound through the trailing affine and ReLU ops, concretised
-    on the box where it stops (the input, or the output of the last op it cannot relax)."""
+    on the box where it stops (the input, or the output of the last op it cannot relax).
+
+    ``l2_ball`` (x, ε), for inputs in the L2 ball around x inside the box [low, high] (the
+    enclosing box of the ball): where the linear bound a·x' + c reaches the input it also
+    holds on the ball, whose minimum is a·x + c − ε‖a‖₂ (the dual norm); the larger of that
+    and the box's minimum is taken."""
     trace = interval_trace(ops, low, high)
     start = 1 + max([i for i, op in enumerate(ops) if not isinstance(op, RELAXABLE)], default=-1)
     batch = len(y)
@@ -136,6 +142,10 @@ def crown_margin_lower_bound(ops, low: torch.Tensor, high: torch.Tensor, y: torc
             coefficients = coefficients @ weight
     lo, hi = (t.reshape(batch, -1) for t in trace[start])
     bound = bias + (coefficients.clamp(min=0) * lo[:, None, :] + coefficients.clamp(max=0) * hi[:, None, :]).sum(-1)
+    if l2_ball is not None and start == 0:
+        centre, epsilon = l2_ball
+        ball = bias + (coefficients * centre.reshape(batch, 1, -1)).sum(-1) - epsilon * coefficients.norm(dim=-1)
+        bound = torch.maximum(bound, ball)
     return bound.min(dim=1).values
 
 

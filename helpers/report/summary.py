@@ -242,6 +242,18 @@ def l2_section(cfg, tables: dict[str, pd.DataFrame], models) -> list[str]:
              "The same test points under perturbations bounded in L2 (the norm over all input features, inputs in "
              f"[0, 1]): attacks {', '.join(f'`{a}`' for a in cfg.attack.l2.methods)} and the per-sample worst case "
              "over them, mean [95% interval] over runs.", "", markdown_table(robustness_table(stats, models, eps)), ""]
+    auc = tables["auc_l2"]
+    worst = auc[auc["attack"] == WORST_CASE].set_index("model").reindex(models).dropna(how="all")
+    if not worst.empty:
+        lines += ["Area under the L2 worst-case accuracy-vs-ε curve (normalised by the ε range; 1 = never fooled): "
+                  + ", ".join(f"`{m}` {interval(r)}" for m, r in worst.iterrows()) + ".", ""]
+        tests = tables["paired_tests_l2"]
+        tests = tests[(tests["attack"] == WORST_CASE) & (tests["measure"] == "auc")]
+        if not tests.empty:
+            lines += ["Paired comparisons of that area (corrected resampled t-test, Holm-adjusted over the pairs; "
+                      "no primary comparison is declared for L2): "
+                      + "; ".join(f"`{r.model_a}` − `{r.model_b}` {r.mean_difference:+.3f} (p_adj = {_p(r.p_adjusted)})"
+                                  for r in tests.itertuples()) + ".", ""]
     minimum = tables["minimum_norm_summary_l2"]
     if not minimum.empty:
         lines += ["Minimal L2 distance to a misclassified input found by Carlini-Wagner per test point (median "
@@ -253,8 +265,9 @@ def l2_section(cfg, tables: dict[str, pd.DataFrame], models) -> list[str]:
     if not bracket.empty:
         section = bracket_section(bracket, tables["separations_l2"], models)
         lines += ["### L2 bracket", "",
-                  "Certified in L2 by the bound certificates (interval and CROWN through the enclosing L∞ box, "
-                  "which contains the L2 ball: sound and loose; Lipschitz with the L2 → L∞ constant), attacked by "
+                  "Certified in L2 by the bound certificates (interval through the enclosing L∞ box, which "
+                  "contains the L2 ball: sound and loose; CROWN with its linear bound minimised over the L2 ball; "
+                  "Lipschitz with the L2 → L∞ constant), attacked by "
                   "the worst case over the L2 attacks. Randomized smoothing certifies the smoothed classifier, not "
                   "the model, and stays in its own table.", "", *section[4:]]
     checks = tables["masking_checks_l2"]

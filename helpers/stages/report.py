@@ -27,7 +27,7 @@ STABILITY = ("spearman", "spearman_chance", "spearman_random", "spearman_above_c
 INPUTS = ("train_history", "models", "robustness", "transfer", "large_epsilon", "by_class", "convergence",
           "certified", "escalation", "attribution_stability")
 L2_INPUTS = ("robustness_l2", "transfer_l2", "large_epsilon_l2", "convergence_l2", "minimum_norm_l2")
-L2_OUTPUTS = ("stats_l2", "bracket_l2", "separations_l2", "masking_runs_l2", "masking_checks_l2", "minimum_norm_summary_l2")
+L2_OUTPUTS = ("stats_l2", "auc_l2", "paired_tests_l2", "bracket_l2", "separations_l2", "masking_runs_l2", "masking_checks_l2", "minimum_norm_summary_l2")
 OUTPUTS = ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
            "auc", "bracket", "separations", "smoothing", "hardware", "attribution_metrics", "attribution_summary")
 
@@ -169,7 +169,8 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
 def l2_tables(cfg, inputs: dict[str, pd.DataFrame], certified: pd.DataFrame, keep, degenerate: set,
               ratio: float) -> dict[str, pd.DataFrame]:
     """The L2 threat model's report tables (``attack.l2``), from the attack stage's ``*_l2``
-    tables: ``stats_l2`` (as ``stats``), ``bracket_l2`` (certified by the bound certificates
+    tables: ``stats_l2``, ``auc_l2`` and ``paired_tests_l2`` (as ``stats``, ``auc`` and
+    ``paired_tests``, every comparison Holm-adjusted: the primary one is L∞), ``bracket_l2`` (certified by the bound certificates
     in L2, attacked by the worst case over the L2 attacks; a ``norm`` column), the masking
     checks on the L2 attacks (``masking_runs_l2``, ``masking_checks_l2``: the large-budget
     check with PGD-L2 at ``attack.l2.masking_epsilons``, gradient-free against gradient,
@@ -189,8 +190,12 @@ def l2_tables(cfg, inputs: dict[str, pd.DataFrame], certified: pd.DataFrame, kee
                              "not_found": int(np.isinf(g["distance"]).sum()), "n": len(g)}
                             for (model, attack), g in minimum.groupby(["model", "attack"], sort=False)],
                            columns=["model", "attack", "median", "q25", "q75", "not_found", "n"])
+    auc_runs = robust_auc(robustness)
     return {"stats_l2": summarize_runs(robustness, ["model", "attack", "epsilon"], "accuracy", ratio=ratio,
                                        bounds=ACCURACY_BOUNDS),
+            "auc_l2": summarize_runs(auc_runs, ["model", "attack"], "auc", ratio=ratio, bounds=ACCURACY_BOUNDS),
+            # No primary comparison in L2 (report.primary is declared for L∞): every pair Holm-adjusted per attack.
+            "paired_tests_l2": comparisons(robustness, auc_runs, list(cfg.models), ratio, None),
             "bracket_l2": bracket.assign(norm="l2") if not bracket.empty else bracket,
             "separations_l2": bracket_separations(certified[certified["norm"] == "l2"], robustness, list(cfg.models)),
             "masking_runs_l2": runs, "masking_checks_l2": masking_checks(runs),

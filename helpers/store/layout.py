@@ -24,7 +24,7 @@ TABLES = {
                                                 "attack_traces")},
     "minimum_norm_l2": "minimum_norm_l2.csv",   # attack: each point's minimal L2 distance under cw_l2
     # report, with attack.l2 only: the L2 threat model's statistics, bracket (with a norm column) and checks
-    **{f"{key}_l2": f"{key}_l2.csv" for key in ("stats", "bracket", "separations", "masking_runs", "masking_checks",
+    **{f"{key}_l2": f"{key}_l2.csv" for key in ("stats", "auc", "paired_tests", "bracket", "separations", "masking_runs", "masking_checks",
                                                 "minimum_norm_summary")},
     "escalation_checks": "escalation_checks.csv",  # report: each flagged check after escalation
     "bracket": "bracket.csv",                   # report: certified and attacked accuracy per model and ε
