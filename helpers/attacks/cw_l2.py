@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -126,15 +127,17 @@ class CarliniWagnerL2(Attack):
         parameters were attacked at another ε."""
         digest = hashlib.sha256(x.detach().cpu().numpy().tobytes() + y.cpu().numpy().tobytes()).hexdigest()
         key = (id(model), digest, repr(self.params))
-        if key not in _CACHE:
+        # An id is reused once its model is freed: the entry remembers its model (weakly) and
+        # counts only for that very object.
+        if key not in _CACHE or _CACHE[key][0]() is not model:
             p = self.params
-            _CACHE[key] = carlini_wagner_l2(model, x, y, steps=p.steps, search_steps=p.search_steps,
-                                            initial_const=p.initial_const, learning_rate=p.learning_rate,
-                                            samples=p.eot_samples)
+            _CACHE[key] = (weakref.ref(model), carlini_wagner_l2(
+                model, x, y, steps=p.steps, search_steps=p.search_steps, initial_const=p.initial_const,
+                learning_rate=p.learning_rate, samples=p.eot_samples))
             while len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
         _CACHE.move_to_end(key)
-        return _CACHE[key]
+        return _CACHE[key][1]
 
     def perturb(self, model, x, y, epsilon):
         examples, self.distances = self.minimal(model, x, y)
