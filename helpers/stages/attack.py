@@ -27,6 +27,9 @@ from ..store.units import Units, stage_code_hash, unit_key
 from . import progress
 from .execution import map_runs
 from .inputs import load_models, load_test_split
+from .universal import COLUMNS as UNIVERSAL_COLUMNS
+from .universal import planned_units as planned_universal
+from .universal import universal_run
 
 BOUNDARY_RESOLUTION = 200  # grid points per axis of the decision-boundary figure
 
@@ -62,6 +65,8 @@ def _attack_run(cfg, run: int, seed: int):
                                   escalate=flagged)
     results["certified"] = certify_models(models, x_test[keep], y_test[keep], section.epsilons, cfg.certify, seed,
                                           worst, units=certify_unit)
+    if section.universal is not None:  # universal perturbations (own units; helpers/stages/universal.py)
+        results.update(universal_run(cfg, run, seed, loaded, x_test[keep], y_test[keep], worst, units, shared))
     tables = {key: [{"run": run, "seed": seed, **r} for r in records] for key, records in results.items()}
     worst = [r for r in results["robustness"] if r["attack"] == WORST_CASE and r["epsilon"] == max(section.epsilons)]
     message = (f"run {run}: worst case at ε={max(section.epsilons):g}: "
@@ -78,7 +83,7 @@ def planned_units(cfg) -> int:
     attacks |= {(LARGE_EPSILON_ATTACK, float(e)) for e in cfg.attack.masking_epsilons}
     linf = [c for c in cfg.certify.methods if "linf" in CERTIFICATES[c].norms]
     certificates = len(linf) * len(cfg.attack.epsilons) + len(cfg.certify.methods) - len(linf)
-    return len(cfg.models) * (len(attacks) + certificates)
+    return len(cfg.models) * (len(attacks) + certificates) + planned_universal(cfg)
 
 
 def flagged_models(results: dict[str, list[dict]], degenerate: set[str], run: int, stochastic=()) -> set[str]:
@@ -129,8 +134,9 @@ def run(cfg, log=None) -> dict[str, pd.DataFrame]:
     layout = Layout(cfg.results_dir)
     begin_stage(cfg, "attack")
     results = map_runs(cfg, _attack_run, log, stage="attack", units_per_run=planned_units(cfg))
+    columns_of = {**COLUMNS, **(UNIVERSAL_COLUMNS if cfg.attack.universal is not None else {})}
     frames = {key: pd.DataFrame([r for tables in results for r in tables[key]], columns=["run", "seed", *columns])
-              for key, columns in COLUMNS.items()}
+              for key, columns in columns_of.items()}
     for key, frame in frames.items():
         write_csv(frame, layout.table(key))
     if cfg.dataset.input_shape == (2,):
