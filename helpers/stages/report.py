@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..analysis.masking import LARGE_EPSILON_MAX_ACCURACY, masking_checks, run_checks, tolerance
+from ..analysis.masking import LARGE_EPSILON_MAX_ACCURACY, masking_checks, run_checks, tolerance, universal_checks
+from ..analysis.universal import universal_stats, universal_tests
 from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket_table, comparisons, overlap_ratio,
                                    power_table, robust_auc, summarize_attribution_stability, summarize_runs)
 from ..report import figures
@@ -136,7 +137,7 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     focus = focus[focus["measure"] == "auc"] if primary is None or primary.epsilon is None \
         else focus[focus["epsilon"] == primary.epsilon]
     bracket = bracket_table(keep(inputs["certified"]), robustness, ratio)
-    return {
+    tables = {
         "stats": summarize_runs(robustness, ["model", "attack", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
         "class_stats": summarize_runs(by_class[by_class["attack"].isin(reported)],
                                       ["model", "attack", "epsilon", "label"], "accuracy", ratio=ratio,
@@ -155,6 +156,27 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         "attribution_metrics": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in FAITHFULNESS]),
         "attribution_summary": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in STABILITY]),
     }
+    if cfg.attack.universal is not None:
+        tables.update(universal_tables(cfg, tables, ratio, degenerate))
+    return tables
+
+
+UNIVERSAL_OUTPUTS = ("universal_stats", "universal_tests")
+
+
+def universal_tables(cfg, tables: dict[str, pd.DataFrame], ratio: float, degenerate: set) -> dict[str, pd.DataFrame]:
+    """With ``attack.universal``: ``universal_stats`` and ``universal_tests``
+    (``analysis.universal``, degenerate runs left out as everywhere), and the masking tables
+    with the universal checks (``masking.universal_checks``) added to every run's."""
+    read = read_tables(cfg, ("universal", "universal_transfer"))
+    universal, transfer = without_degenerate(cfg, read["universal"], degenerate), read["universal_transfer"]
+    if cfg.report.exclude_degenerate and degenerate:
+        transfer = transfer[[(s, r) not in degenerate and (t, r) not in degenerate
+                             for s, t, r in zip(transfer["source"], transfer["target_model"], transfer["run"])]]
+    runs = pd.concat([tables["masking_runs"], universal_checks(read["universal"], degenerate)], ignore_index=True)
+    return {"universal_stats": universal_stats(universal, transfer, ratio),
+            "universal_tests": universal_tests(universal, cfg.section("models"), ratio),
+            "masking_runs": runs, "masking_checks": masking_checks(runs)}
 
 
 def write_figures(cfg) -> list[str]:
@@ -197,15 +219,33 @@ def write_figures(cfg) -> list[str]:
     if cfg.dataset.input_shape == (2,) and boundaries is not None:
         drawn["decision_boundaries"] = figures.plot_decision_boundaries(
             boundaries, models, cfg.interpret.epsilon, list(cfg.dataset.class_names))
+    if cfg.attack.universal is not None:
+        drawn.update(universal_figures(cfg))
     for name, fig in drawn.items():
         save_figure(fig, layout.figure(name))
         figures.plt.close(fig)
     return list(drawn)
 
 
+def universal_figures(cfg) -> dict:
+    """The universal perturbations' figures: fooling rate against ε, the transfer matrix at
+    the middle universal ε, and run 0's perturbations at that ε."""
+    models, section = list(cfg.models), cfg.attack.universal
+    t = read_tables(cfg, ("universal_stats", "universal_transfer"))
+    at = sorted(section.epsilons)[(len(section.epsilons) - 1) // 2]
+    drawn = {"universal_fooling": figures.plot_universal_fooling(t["universal_stats"], models),
+             "universal_transfer": figures.plot_universal_transfer(t["universal_transfer"], models, at)}
+    arrays = read_arrays(Layout(cfg.results_dir).arrays("universal_perturbations"))
+    if arrays is not None:
+        drawn["universal_perturbations"] = figures.plot_universal_perturbations(arrays, models, at,
+                                                                                cfg.dataset.input_shape)
+    return drawn
+
+
 def write_summary_file(cfg) -> str:
     """``summary.md`` from the tables on disk; returns its text."""
-    tables = read_tables(cfg, ("models", "large_epsilon", "robustness", *OUTPUTS))
+    outputs = (*OUTPUTS, *(UNIVERSAL_OUTPUTS if cfg.attack.universal is not None else ()))
+    tables = read_tables(cfg, ("models", "large_epsilon", "robustness", *outputs))
     tables["large_epsilon"] = without_degenerate(cfg, tables["large_epsilon"], degenerate_runs(tables["models"]))
     text = write_summary(cfg, tables)
     write_text(text, Layout(cfg.results_dir).summary)
