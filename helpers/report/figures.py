@@ -364,7 +364,7 @@ def plot_universal_fooling(universal_stats: pd.DataFrame, models) -> plt.Figure:
         ax.plot([], [], "--", color="grey", lw=1, label="random δ, same norm")
         ax.set(xlabel="ε (L∞ budget; inputs in [0, 1])", ylabel=ylabel, title=title, ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
-    axes[0, -1].legend(title="model", fontsize=8)
+    axes[0, 0].legend(title="model", fontsize=8, loc="upper left")
     fig.suptitle(f"Universal perturbations (one δ per model and run, crafted on the training split), mean over "
                  f"{int(s['n_runs'].max())} runs; bands: 95% t-interval across runs, corrected for shared data",
                  fontsize=9)
