@@ -374,7 +374,8 @@ def plot_universal_fooling(universal_stats: pd.DataFrame, models) -> plt.Figure:
 
 def plot_universal_transfer(transfer: pd.DataFrame, models, epsilon: float) -> plt.Figure:
     """Mean fooling rate, at ``epsilon``, of each source model's universal perturbation (rows)
-    on each model (columns): the diagonal is the white-box universal perturbation."""
+    on each model (columns): the diagonal is the white-box universal perturbation. ``transfer``:
+    rows with source, target_model, epsilon and fooling_rate (per run, or already their means)."""
     from ..analysis.universal import transfer_grid
 
     grid = transfer_grid(transfer, models, epsilon)

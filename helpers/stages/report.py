@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.masking import LARGE_EPSILON_MAX_ACCURACY, masking_checks, run_checks, tolerance, universal_checks
-from ..analysis.universal import universal_stats, universal_tests
 from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket_table, comparisons, overlap_ratio,
                                    power_table, robust_auc, summarize_attribution_stability, summarize_runs)
+from ..analysis.universal import universal_stats, universal_tests
 from ..report import figures
 from ..report.tables import hardware_table
 from ..report.summary import headline_attack, write_summary
@@ -231,10 +231,13 @@ def universal_figures(cfg) -> dict:
     """The universal perturbations' figures: fooling rate against ε, the transfer matrix at
     the middle universal ε, and run 0's perturbations at that ε."""
     models, section = list(cfg.models), cfg.attack.universal
-    t = read_tables(cfg, ("universal_stats", "universal_transfer"))
+    stats = read_tables(cfg, ("universal_stats",))["universal_stats"]
     at = sorted(section.epsilons)[(len(section.epsilons) - 1) // 2]
-    drawn = {"universal_fooling": figures.plot_universal_fooling(t["universal_stats"], models),
-             "universal_transfer": figures.plot_universal_transfer(t["universal_transfer"], models, at)}
+    # The transfer matrix from its statistics, so that it leaves out what they leave out (degenerate runs).
+    transfer = stats[stats["measure"] == "transfer_fooling_rate"].rename(columns={"model": "source",
+                                                                                  "mean": "fooling_rate"})
+    drawn = {"universal_fooling": figures.plot_universal_fooling(stats, models),
+             "universal_transfer": figures.plot_universal_transfer(transfer, models, at)}
     arrays = read_arrays(Layout(cfg.results_dir).arrays("universal_perturbations"))
     if arrays is not None:
         drawn["universal_perturbations"] = figures.plot_universal_perturbations(arrays, models, at,
