@@ -128,3 +128,28 @@ def test_universal_config():
     for universal, message in bad:
         with pytest.raises(ConfigError, match=message):
             _config(universal)
+
+
+def test_universal_units_are_keyed_apart_and_absent_without_the_section(tmp_path):
+    """Without ``attack.universal`` nothing universal is written; adding it computes its units
+    and reuses every per-input one; editing its code recomputes its units and no other."""
+    from test_units import CONFIG, Copy
+
+    repo = Copy(tmp_path)
+    repo.run("train", "attack")
+    assert not (repo.results / "universal.csv").exists() and "universal" not in (repo.results / "config.yaml").read_text()
+    per_input = repo.units()
+    repo.write_config({**CONFIG, "attack": {**CONFIG["attack"], "universal": {
+        "epsilons": [0.1], "steps": 3, "batch_size": 16, "targeted": True, "targets": [0]}}})
+    repo.run("attack")
+    with_universal = repo.units()
+    universal = {k for k in with_universal if "/universal/" in k}
+    assert len(universal) == 2 * 2  # 2 models, 1 budget, untargeted and one target
+    assert {k: with_universal[k] for k in per_input} == per_input  # every per-input unit reused
+    table, transfer = (pd.read_csv(repo.results / f"{name}.csv") for name in ("universal", "universal_transfer"))
+    assert len(table) == 4 and len(transfer) == 4 and table["worst_case_accuracy"].notna().sum() == 2
+    source = repo.root / "helpers" / "attacks" / "universal.py"
+    source.write_text(source.read_text() + "\n# an edit\n")
+    repo.run("attack")
+    edited = repo.units()
+    assert {k for k in edited if edited[k] != with_universal[k]} == universal
