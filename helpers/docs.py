@@ -133,7 +133,9 @@ def masking_checks_table() -> str:
                                        "two binomial standard errors (at least one point)",
         "universal_beats_noise": "in any run, at the largest ε where the per-input worst case is at most "
                                  f"{masking.STRONG_PER_INPUT:g}, δ's fooling rate exceeds the random δ's by no more "
-                                 "than two binomial standard errors"}
+                                 "than two binomial standard errors",
+        "universal_transfer_not_stronger": "in any run, another model's δ fools the model more than its own by "
+                                           "more than two binomial standard errors"}
     return markdown_table([{"check": f"`{name}`", "holds when": description,
                             "FLAG when": tolerance.get(name, "in any run, the violation exceeds two binomial standard "
                                                              "errors of the accuracies compared")}

@@ -105,6 +105,17 @@ def test_universal_masking_check_logic():
     robust = universal_checks(_rows(0, 0.97, 0.95, 0.02, 0.02))  # per-input attack weak too: nothing to ask
     assert robust.set_index("check").loc["universal_beats_noise", "status"] == "SKIP"
 
+    def transfer(own, other):
+        return pd.DataFrame([{"run": 0, "source": s, "target_model": "m", "epsilon": 0.1, "fooling_rate": f, "n": 100}
+                             for s, f in (("m", own), ("other", other))])
+
+    def status(own, other):
+        checks = universal_checks(_rows(0, 0.6, 0.2, 0.01, own), transfer=transfer(own, other)).set_index("check")
+        return checks.loc["universal_transfer_not_stronger", "status"]
+
+    assert status(0.35, 0.30) == "PASS" and status(0.35, 0.38) == "PASS"  # within the noise of 100 points
+    assert status(0.10, 0.40) == "FLAG"  # another model's δ fools it far more: its own δ was not found
+
 
 def _config(universal, **attack):
     return parse_config({"dataset": {"name": "digits", "classes": [0, 1, 2, 3], "folds": 2}, "n_runs": 2,

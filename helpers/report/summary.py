@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..analysis.evaluation import WORST_CASE
-from ..analysis.masking import surviving_models
+from ..analysis.masking import UNIVERSAL_QUALITY, surviving_models
 from ..analysis.statistics import ALPHA, overlap_ratio
 from .tables import CLIPPED, difference, interval, markdown_table, robustness_table
 
@@ -70,10 +70,17 @@ def masking_section(checks: pd.DataFrame, models, escalated: pd.DataFrame | None
     for m in models:
         if m in survivors:
             continue
-        flagged = checks[(checks["model"] == m) & (checks["status"] == "FLAG")]
+        flagged = checks[(checks["model"] == m) & (checks["status"] == "FLAG") & ~checks["check"].isin(UNIVERSAL_QUALITY)]
         verdict.append(f"`{m}` is flagged by " + ", ".join(f"{r.check} ({r.runs_flagged} of {r.runs_checked} runs)"
                                                             for r in flagged.itertuples())
                        + ": read its robustness as an upper bound, not as evidence that it is robust.")
+    quality = checks[(checks["status"] == "FLAG") & checks["check"].isin(UNIVERSAL_QUALITY)]
+    for m in models:
+        flagged = quality[quality["model"] == m]
+        if len(flagged):
+            verdict.append(f"`{m}`: its universal perturbation is flagged by "
+                           + ", ".join(f"{r.check} ({r.runs_flagged} of {r.runs_checked} runs)" for r in flagged.itertuples())
+                           + ": its universal fooling rates are lower bounds (this says nothing about its robust accuracy).")
     degenerate = checks.groupby("model")["runs_degenerate"].max()
     for m in models:
         if degenerate.get(m, 0):

@@ -173,7 +173,7 @@ def universal_tables(cfg, tables: dict[str, pd.DataFrame], ratio: float, degener
     if cfg.report.exclude_degenerate and degenerate:
         transfer = transfer[[(s, r) not in degenerate and (t, r) not in degenerate
                              for s, t, r in zip(transfer["source"], transfer["target_model"], transfer["run"])]]
-    runs = pd.concat([tables["masking_runs"], universal_checks(read["universal"], degenerate)], ignore_index=True)
+    runs = pd.concat([tables["masking_runs"], universal_checks(read["universal"], degenerate, read["universal_transfer"])], ignore_index=True)
     return {"universal_stats": universal_stats(universal, transfer, ratio),
             "universal_tests": universal_tests(universal, cfg.section("models"), ratio),
             "masking_runs": runs, "masking_checks": masking_checks(runs)}
