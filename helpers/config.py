@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from .params import (AnyMapping, Boolean, Choice, ConfigError, Either, Integer, ListOf, Literal, Number, Optional,
-                     Params, Text, check, param, plain)
+                     Params, Section, Text, check, param, plain)
 from .registry import ATTACKS, ATTRIBUTIONS, CERTIFICATES, DATASETS, MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,6 +165,33 @@ def l2_attacks() -> list[str]:
 
 
 @dataclasses.dataclass(frozen=True)
+class UniversalSection(Params):
+    """``attack.universal``: one perturbation per model, run and ε for the whole data set,
+    crafted on the run's training split by stochastic PGD on the mean loss over mini-batches
+    and evaluated on the test points the attacks use (``attacks.universal``, docs/universal.md)."""
+
+    epsilons: tuple[float, ...] = param([], ListOf(Number(0, 1, open="low")),
+                                        "L∞ budgets (each one of attack.epsilons above 0)")
+    steps: int = param(100, Integer(1), "updates of the perturbation, one mini-batch each (passes over the "
+                                        "shuffled training split, as many as it takes)")
+    batch_size: int = param(64, Integer(1), "training points per update")
+    step_ratio: float = param(0.05, Number(0, open="low"), "signed-gradient step as a fraction of ε")
+    loss: str = param("margin", Choice(("margin", "ce")),
+                      "`margin`: the logit margin clipped at 0, so points already fooled (or already at the "
+                      "target) stop pulling; `ce`: the mean cross-entropy")
+    targeted: bool = param(False, Boolean(), "also craft one class-targeted perturbation per target class")
+    targets: tuple[int, ...] | None = param(None, Optional(ListOf(Integer(0), nonempty=True, unique=True)),
+                                            "target classes (indices into dataset.classes; null: every class)")
+    eot_samples: int = param(8, Integer(1), "forward passes averaged per gradient on a randomised model")
+
+    def check(self, where):
+        check(len(self.epsilons) > 0, f"{where}.epsilons must be a non-empty list of budgets in (0, 1] "
+                                      f"(leave {where} out for no universal perturbations)")
+        check(len(set(self.epsilons)) == len(self.epsilons), f"{where}.epsilons has duplicates: {list(self.epsilons)}")
+        check(self.targeted or self.targets is None, f"{where}.targets needs {where}.targeted: true")
+
+
+@dataclasses.dataclass(frozen=True)
 class AttackSection(Params):
     """``attack``: the budgets, the attacks that run, and one mapping of parameters per attack
     (``attack.<name>``, see the attacks table)."""
@@ -191,11 +218,16 @@ class AttackSection(Params):
     l2: L2Section | None = param(None, Optional(AnyMapping()),
                                  "the L2 threat model: {epsilons, methods, transfer_from, masking_epsilons} "
                                  "(null: L∞ only; see the L2 table below)")
+    universal: UniversalSection | None = param(None, Optional(Section(UniversalSection)),
+                                               "universal perturbations (null or left out: none; see the "
+                                               "`attack.universal` table)")
     params: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def parse(cls, given, where, owner=None):
-        section = super().parse(given, where)
+        if isinstance(given, Mapping) and given.get("universal") == {}:  # empty: no universal section
+            given = {k: v for k, v in given.items() if k != "universal"}
+        section = super().parse(given, where, owner)
         if section.l2 is None:
             return section
         l2 = L2Section.parse(section.l2, f"{where}.l2")
@@ -218,11 +250,18 @@ class AttackSection(Params):
                 check("linf" in ATTACKS[name].norms,
                       f"{where}.{key}: {name} does not support the linf norm (it supports {list(ATTACKS[name].norms)}); "
                       f"list it under {where}.l2.methods")
+        if self.universal is not None:
+            # The masking check compares each universal perturbation with the per-input worst case at its ε.
+            missing = [e for e in self.universal.epsilons if e not in self.epsilons]
+            check(not missing, f"{where}.universal.epsilons {missing} are not in {where}.epsilons "
+                               f"{list(self.epsilons)}: each universal budget must also be attacked per input")
 
     def to_dict(self) -> dict:
         data = super().to_dict()
         if self.l2 is None:  # a config without L2 records (and hashes) exactly as before
             data.pop("l2")
+        if self.universal is None:  # ... and so does one without universal perturbations
+            data.pop("universal")
         return data
 
     def threat_sections(self) -> dict:
@@ -419,6 +458,10 @@ def parse_config(given: Mapping, experiment: str = "experiment", results_dir: Pa
         for name in names:
             needed = ATTACKS[name].min_classes
             check(n_classes >= needed, f"attack.{key}: {name} needs at least {needed} classes, the data set has {n_classes}")
+    if attack.universal is not None and attack.universal.targets is not None:
+        check(max(attack.universal.targets) < n_classes,
+              f"attack.universal.targets must be class indices 0..{n_classes - 1} (positions in dataset.classes), "
+              f"got {list(attack.universal.targets)}")
     certify = CertifySection.parse(given.get("certify"), "certify")
     interpret = InterpretSection.parse(given.get("interpret"), "interpret")
     report = ReportSection.parse(given.get("report"), "report")

@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from .config import SECTIONS, L2Section, RunSection
+from .config import SECTIONS, L2Section, RunSection, UniversalSection
 from .params import plain
 from .registry import (ANSATZES, ATTACKS, ATTRIBUTIONS, CERTIFICATES, DATASETS, ENCODINGS, MODELS, READOUTS,
                        ROOT, THREAT_MODELS)
@@ -81,6 +81,8 @@ def configs_reference() -> str:
         lines += [f"## `{name}`", "", first_paragraph(section), "", params_table(section, name), ""]
         if name == "attack":
             lines += ["### `attack.l2`", "", first_paragraph(L2Section), "", params_table(L2Section, "attack.l2"), ""]
+            lines += ["### `attack.universal`", "", first_paragraph(UniversalSection), "",
+                      params_table(UniversalSection, "attack.universal"), ""]
         if name == "report":
             lines += ["`report.reference`, when set, has exactly the keys `source` (text), `attack` (one of "
                       "`attack.methods`), `epsilon` (one of `attack.epsilons`) and `accuracy` (model name -> "
@@ -136,10 +138,20 @@ def masking_checks_table() -> str:
     from .analysis import masking
 
     tolerance = {"large_epsilon": f"accuracy > {masking.LARGE_EPSILON_MAX_ACCURACY:g} in any run"}
+    universal = {  # only with attack.universal (docs/universal.md)
+        "universal_within_worst_case": "in any run, the share of points fooled by δ but by no per-input attack exceeds "
+                                       "two binomial standard errors (at least one point)",
+        "universal_beats_noise": "in any run, at the largest ε where the per-input worst case is at most "
+                                 f"{masking.STRONG_PER_INPUT:g}, δ's fooling rate exceeds the random δ's by no more "
+                                 "than two binomial standard errors",
+        "universal_transfer_not_stronger": "in any run, another model's δ fools the model more than its own by "
+                                           "more than two binomial standard errors"}
     return markdown_table([{"check": f"`{name}`", "holds when": description,
                             "FLAG when": tolerance.get(name, "in any run, the violation exceeds two binomial standard "
                                                              "errors of the accuracies compared")}
-                           for name, description in masking.CHECKS.items()])
+                           for name, description in masking.CHECKS.items()]
+                          + [{"check": f"`{name}`", "holds when": description, "FLAG when": universal[name]}
+                             for name, description in masking.UNIVERSAL_CHECKS.items()])
 
 
 def bench_tables() -> str:

@@ -39,6 +39,19 @@ CHECKS = {
     "transfer_not_stronger": "transfer from another model is never stronger than the white-box attack",
     "eot_convergence": "on a randomised model, PGD with 4× the EOT passes (pgd_eot) does not lower accuracy materially",
 }
+# The checks of universal perturbations (``universal_checks``), only where a config has them.
+UNIVERSAL_CHECKS = {
+    "universal_within_worst_case": "a universal perturbation fools no more points than the per-input worst case "
+                                   "(else the per-input attacks are weak)",
+    "universal_beats_noise": "where the per-input attacks are strong, the universal perturbation fools more "
+                             "than a random one of the same norm",
+    "universal_transfer_not_stronger": "another model's universal perturbation never fools a model much more "
+                                       "than its own",
+}
+# Universal checks about the universal numbers themselves, not the per-input ones: a FLAG makes
+# the model's universal fooling rates lower bounds and leaves its robust accuracy alone.
+UNIVERSAL_QUALITY = ("universal_beats_noise", "universal_transfer_not_stronger")
+STRONG_PER_INPUT = 0.5  # per-input worst-case accuracy at or below this: the gradient attacks find their way
 STATUSES = ("PASS", "FLAG", "SKIP", "DEGENERATE")
 
 
@@ -144,6 +157,77 @@ def run_checks(robustness: pd.DataFrame, transfer: pd.DataFrame, large_epsilon: 
     return pd.DataFrame(rows)
 
 
+def universal_checks(universal: pd.DataFrame, degenerate=(), transfer: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The masking checks of universal perturbations, one row per model, run and check (as
+    ``run_checks``), from the attack stage's ``universal`` table (its untargeted rows):
+
+    - ``universal_within_worst_case``: one δ is one candidate per point, so every point it
+      fools should be fooled by some per-input attack at the same ε. The share of points it
+      fools that survived the per-input worst case (``beyond_worst_case`` / n) FLAGs above the
+      tolerance of the two accuracies (``tolerance``): the per-input attacks are weak there.
+    - ``universal_beats_noise``: at the largest ε where the per-input worst case is at most
+      ``STRONG_PER_INPUT`` (the gradients lead somewhere), the universal fooling rate must
+      exceed the random δ's by more than the tolerance: otherwise the universal attack itself
+      is blind and its rates say nothing. SKIP where the per-input attacks are never strong.
+    - ``universal_transfer_not_stronger`` (with ``transfer``, the ``universal_transfer``
+      table): the largest excess, over ε, of another model's δ's fooling rate on this model
+      over its own δ's FLAGs above the tolerance: the model's own universal perturbation was
+      not found (its gradients misled the crafting), so its universal fooling rate is a
+      lower bound. SKIP with fewer than two models.
+    """
+    degenerate = set(map(tuple, degenerate))
+    u = universal[universal["target"].astype(str) == "none"] if not universal.empty else universal
+    rows = []
+
+    def row(model, run, check, value=None, threshold=None, status=None, detail=""):
+        rows.append({"model": model, "run": run, "check": check, "status": status, "value": value,
+                     "threshold": threshold, "description": UNIVERSAL_CHECKS[check], "detail": detail})
+
+    for (model, run), group in u.groupby(["model", "run"], sort=False):
+        if (model, run) in degenerate:
+            for check in UNIVERSAL_CHECKS:
+                row(model, run, check, status="DEGENERATE", detail="degenerate run: not checked")
+            continue
+        g = group.sort_values("epsilon").reset_index(drop=True)
+        known = g.dropna(subset=["worst_case_accuracy"])
+        if known.empty:
+            row(model, run, "universal_within_worst_case", status="SKIP", detail="no per-input worst case at these ε")
+        else:
+            share = known["beyond_worst_case"] / known["n"]
+            allowed = pd.Series(tolerance(known["accuracy"], known["worst_case_accuracy"], known["n"]), index=known.index)
+            at = (share - allowed).idxmax()
+            row(model, run, "universal_within_worst_case", float(share[at]), float(allowed[at]),
+                "FLAG" if (share > allowed).any() else "PASS",
+                f"at ε={known.loc[at, 'epsilon']:g}: {int(known.loc[at, 'beyond_worst_case'])} points fooled by δ "
+                "survived every per-input attack")
+        strong = known[known["worst_case_accuracy"] <= STRONG_PER_INPUT]
+        if strong.empty:
+            row(model, run, "universal_beats_noise", status="SKIP",
+                detail=f"the per-input worst case stays above {STRONG_PER_INPUT:g} at every universal ε")
+        else:
+            last = strong.iloc[-1]
+            counted = last["n_clean_correct"] if "n_clean_correct" in last and pd.notna(last["n_clean_correct"]) \
+                else last["n"]
+            gain = float(last["fooling_rate"] - last["baseline_fooling_rate"])
+            allowed = float(tolerance(last["fooling_rate"], last["baseline_fooling_rate"], max(counted, 1)))
+            row(model, run, "universal_beats_noise", gain, allowed, "PASS" if gain > allowed else "FLAG",
+                f"at ε={last['epsilon']:g}: fooling rate {last['fooling_rate']:.2f}, random δ "
+                f"{last['baseline_fooling_rate']:.2f}")
+        if transfer is None:
+            continue
+        t = transfer[(transfer["target_model"] == model) & (transfer["run"] == run)] if not transfer.empty else transfer
+        if t.empty or t["source"].nunique() < 2:
+            row(model, run, "universal_transfer_not_stronger", status="SKIP", detail="needs two or more models")
+            continue
+        wide = t.pivot_table(index="epsilon", columns="source", values="fooling_rate")
+        others = wide.drop(columns=model)
+        best = others.max(axis=1)
+        value, eps, allowed, flagged = _gap(best, wide[model], t.groupby("epsilon")["n"].first())
+        row(model, run, "universal_transfer_not_stronger", value, allowed, "FLAG" if flagged else "PASS",
+            f"at ε={eps:g}, the δ of {others.loc[eps].idxmax()} against its own")
+    return pd.DataFrame(rows, columns=["model", "run", "check", "status", "value", "threshold", "description", "detail"])
+
+
 def masking_checks(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per model and check from the per-run checks (``run_checks``): FLAG when any
     checked run FLAGs, PASS when every checked run passes, SKIP when the check could not run,
@@ -163,12 +247,14 @@ def masking_checks(runs: pd.DataFrame) -> pd.DataFrame:
                      "value": worst["value"] if not checked.empty else np.nan,
                      "threshold": worst["threshold"], "runs_flagged": len(flagged), "runs_checked": len(checked),
                      "runs_degenerate": int((group["status"] == "DEGENERATE").sum()),
-                     "description": CHECKS[check],
+                     "description": {**CHECKS, **UNIVERSAL_CHECKS}[check],
                      "detail": f"run {worst['run']}: {worst['detail']}" if not checked.empty else worst["detail"]})
     return pd.DataFrame(rows)
 
 
 def surviving_models(checks: pd.DataFrame) -> list[str]:
-    """Models with no FLAG: their robustness numbers are not explained by masking."""
-    flagged = set(checks.loc[checks["status"] == "FLAG", "model"])
+    """Models with no FLAG (of the universal checks, only ``universal_within_worst_case``
+    counts: the others judge the universal numbers): their robustness numbers are not
+    explained by masking."""
+    flagged = set(checks.loc[(checks["status"] == "FLAG") & ~checks["check"].isin(UNIVERSAL_QUALITY), "model"])
     return [m for m in dict.fromkeys(checks["model"]) if m not in flagged]

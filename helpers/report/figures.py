@@ -340,3 +340,86 @@ def plot_hardware(hardware: pd.DataFrame, epsilons) -> plt.Figure:
     axes[0, 0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
+
+
+def plot_universal_fooling(universal_stats: pd.DataFrame, models) -> plt.Figure:
+    """Universal perturbations against ε (the report's ``universal_stats``): per model the
+    untargeted fooling rate (mean and corrected 95% interval across runs, a band) beside the
+    random perturbation of the same norm (dashed); with targeted ones, a second panel of the
+    targeted success rate averaged over the target classes (dashed: the random δ's)."""
+    colors = model_colors(models)
+    s = universal_stats[universal_stats["target_model"].isna()] if "target_model" in universal_stats else universal_stats
+    panels = [("none", "fooling_rate", "baseline_fooling_rate", "untargeted: fooling rate",
+               "share of correct test points δ fools")]
+    if (s["target"].astype(str) == "all").any():
+        panels.append(("all", "success_rate", "baseline_success_rate", "class-targeted: success rate (mean over targets)",
+                       "share of other-class points sent to the target"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    for ax, (target, measure, baseline, title, ylabel) in zip(axes[0], panels):
+        for model in models:
+            rows = s[(s["model"] == model) & (s["target"].astype(str) == target)]
+            curve = rows[rows["measure"] == measure].sort_values("epsilon")
+            _band(ax, curve.assign(ci_low=curve["ci_low"].clip(*ACCURACY_BOUNDS),
+                                   ci_high=curve["ci_high"].clip(*ACCURACY_BOUNDS)), "epsilon", colors[model], model)
+            noise = rows[rows["measure"] == baseline].sort_values("epsilon")
+            ax.plot(noise["epsilon"], noise["mean"], "--", color=colors[model], lw=1, alpha=0.8)
+        ax.plot([], [], "--", color="grey", lw=1, label="random δ, same norm")
+        ax.set(xlabel="ε (L∞ budget; inputs in [0, 1])", ylabel=ylabel, title=title, ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(title="model", fontsize=8, loc="upper left")
+    fig.suptitle(f"Universal perturbations (one δ per model and run, crafted on the training split), mean over "
+                 f"{int(s['n_runs'].max())} runs; bands: 95% t-interval across runs, corrected for shared data",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_universal_transfer(transfer: pd.DataFrame, models, epsilon: float) -> plt.Figure:
+    """Mean fooling rate, at ``epsilon``, of each source model's universal perturbation (rows)
+    on each model (columns): the diagonal is the white-box universal perturbation. ``transfer``:
+    rows with source, target_model, epsilon and fooling_rate (per run, or already their means)."""
+    from ..analysis.universal import transfer_grid
+
+    grid = transfer_grid(transfer, models, epsilon)
+    fig, ax = plt.subplots(figsize=(1.1 * len(models) + 2.2, 1.0 * len(models) + 1.6))
+    image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
+    for i in range(len(models)):
+        for j in range(len(models)):
+            v = grid[i, j]
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.6 else "black")
+    ax.set_xticks(range(len(models)), models, fontsize=8)
+    ax.set_yticks(range(len(models)), models, fontsize=8)
+    ax.set(xlabel="model evaluated", ylabel="δ crafted on", title=f"Universal δ across models, ε={epsilon:g}")
+    fig.colorbar(image, ax=ax, label="fooling rate (mean over runs)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_universal_perturbations(arrays: dict, models, epsilon: float, input_shape) -> plt.Figure:
+    """Run 0's untargeted universal perturbation of each model at ``epsilon`` (``arrays``: the
+    attack stage's ``universal_perturbations``), side by side: images as images on one
+    diverging scale from −ε (blue) to +ε (red); feature vectors as one bar per feature."""
+    from ..stages.universal import delta_name
+
+    deltas = {m: arrays[delta_name(m, epsilon, None)] for m in models if delta_name(m, epsilon, None) in arrays}
+    image = len(input_shape) == 3
+    fig, axes = plt.subplots(1, len(deltas), figsize=(2.6 * len(deltas) + (0.8 if image else 1.5), 2.9 if image else 3),
+                             squeeze=False, sharey=not image)
+    shown = None
+    for ax, (model, delta) in zip(axes[0], deltas.items()):
+        if image:
+            shown = ax.imshow(delta.reshape(input_shape[1:]) if input_shape[0] == 1 else delta.mean(0),
+                              cmap="RdBu_r", vmin=-epsilon, vmax=epsilon)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.bar(range(delta.size), delta.ravel(), color=["#D55E00" if v > 0 else "#0072B2" for v in delta.ravel()])
+            ax.axhline(0, color="black", lw=0.6)
+            ax.set(ylim=(-1.05 * epsilon, 1.05 * epsilon), xlabel="feature")
+        ax.set_title(model, fontsize=9)
+    if image and shown is not None:
+        fig.colorbar(shown, ax=axes[0].tolist(), label="δ (pixel change)", shrink=0.85)
+    elif not image:
+        axes[0, 0].set_ylabel("δ (feature change)")
+    fig.suptitle(f"Untargeted universal perturbations of run 0 at ε={epsilon:g}", fontsize=9)
+    return fig

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..analysis.evaluation import WORST_CASE
-from ..analysis.masking import surviving_models
+from ..analysis.masking import UNIVERSAL_QUALITY, surviving_models
 from ..analysis.statistics import ALPHA, overlap_ratio
 from .tables import CLIPPED, difference, interval, markdown_table, robustness_table
 
@@ -70,10 +70,17 @@ def masking_section(checks: pd.DataFrame, models, escalated: pd.DataFrame | None
     for m in models:
         if m in survivors:
             continue
-        flagged = checks[(checks["model"] == m) & (checks["status"] == "FLAG")]
+        flagged = checks[(checks["model"] == m) & (checks["status"] == "FLAG") & ~checks["check"].isin(UNIVERSAL_QUALITY)]
         verdict.append(f"`{m}` is flagged by " + ", ".join(f"{r.check} ({r.runs_flagged} of {r.runs_checked} runs)"
                                                             for r in flagged.itertuples())
                        + ": read its robustness as an upper bound, not as evidence that it is robust.")
+    quality = checks[(checks["status"] == "FLAG") & checks["check"].isin(UNIVERSAL_QUALITY)]
+    for m in models:
+        flagged = quality[quality["model"] == m]
+        if len(flagged):
+            verdict.append(f"`{m}`: its universal perturbation is flagged by "
+                           + ", ".join(f"{r.check} ({r.runs_flagged} of {r.runs_checked} runs)" for r in flagged.itertuples())
+                           + ": its universal fooling rates are lower bounds (this says nothing about its robust accuracy).")
     degenerate = checks.groupby("model")["runs_degenerate"].max()
     for m in models:
         if degenerate.get(m, 0):
@@ -367,6 +374,8 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
         lines += ["", "## Does the published result hold?", "",
                   *reference_section(cfg.report.reference, curves, comparisons, tables["class_stats"],
                                      tables["large_epsilon"], checks, models)]
+    if cfg.attack.universal is not None:
+        lines += universal_section(cfg, tables["universal_stats"], tables["universal_tests"], models)
     if not checks.empty:
         lines += ["", "## Gradient-masking checks", "", *masking_section(checks, models, tables.get("escalation_checks"))]
     lines += attribution_section(cfg, tables["attribution_summary"], models)
@@ -493,3 +502,57 @@ def reference_section(reference, curves: pd.DataFrame, comparisons: pd.DataFrame
                        else "No model is flagged by the masking checks.")
     return lines + ["", " ".join(verdict), ""]
 
+
+
+def universal_section(cfg, stats: pd.DataFrame, tests: pd.DataFrame, models) -> list[str]:
+    """Universal perturbations: the untargeted fooling rate per model and ε beside a random δ,
+    the targeted success rate per target class, the transfer matrix at the middle ε and the
+    paired comparisons of fooling rates (the circuit against its capacity-matched MLP first)."""
+    section = cfg.attack.universal
+    epsilons = sorted(section.epsilons)
+    at = epsilons[(len(epsilons) - 1) // 2]
+    own = stats[stats["target_model"].isna()].assign(target=lambda t: t["target"].astype(str))
+
+    def cell(model, epsilon, target, measure):
+        row = own[(own["model"] == model) & (own["epsilon"] == epsilon) & (own["target"] == target)
+                  & (own["measure"] == measure)]
+        return interval(row.iloc[0]) if len(row) else "n/a"
+
+    def mean(model, epsilon, target, measure):
+        row = own[(own["model"] == model) & (own["epsilon"] == epsilon) & (own["target"] == target)
+                  & (own["measure"] == measure)]
+        return f"{row['mean'].iloc[0]:.3f}" if len(row) else "n/a"
+
+    rows = [{"model": m, **{f"ε={e:g}": f"{cell(m, e, 'none', 'fooling_rate')} (random δ "
+                                          f"{mean(m, e, 'none', 'baseline_fooling_rate')})" for e in epsilons}}
+            for m in models]
+    lines = ["", "## Universal perturbations", "",
+             f"One L∞ perturbation δ per model, run and ε for the whole data set, crafted on the run's training split "
+             f"by stochastic PGD on the mean {section.loss} loss ({section.steps} updates of {section.batch_size} points, "
+             f"step {section.step_ratio:g}·ε) and applied to the test points the per-input attacks use (docs/universal.md). "
+             "Fooling rate: the share of correctly classified test points whose prediction δ changes, mean over runs "
+             "with its 95% interval; in brackets a random δ of the same norm (ε times a random sign per input).", "",
+             markdown_table(pd.DataFrame(rows)), ""]
+    if section.targeted:
+        targets = [t for t in dict.fromkeys(own["target"]) if t not in ("none", "all")]
+        names = cfg.dataset.class_names
+        rows = [{"model": m, "target": names[int(t)] if int(t) < len(names) else t,
+                 **{f"ε={e:g}": cell(m, e, t, "success_rate") for e in epsilons}} for m in models for t in targets]
+        lines += ["Class-targeted: the share of test points of the other classes that the target class's δ sends "
+                  "to the target, mean over runs with its 95% interval.", "", markdown_table(pd.DataFrame(rows)), ""]
+    transfer = stats[stats["measure"] == "transfer_fooling_rate"]
+    if not transfer.empty:
+        grid = transfer[transfer["epsilon"] == at].pivot_table(index="model", columns="target_model", values="mean",
+                                                               sort=False).reindex(index=models, columns=models)
+        table = grid.map("{:.3f}".format).reset_index().rename(columns={"model": "δ crafted on ↓, evaluated on →"})
+        lines += [f"Transfer at ε={at:g}: the mean fooling rate of each model's untargeted δ (rows) on every model "
+                  "(columns); the diagonal is each model's own.", "", markdown_table(table), ""]
+    if not tests.empty:
+        focus = tests[tests["quantum_vs_matched"].astype(bool)] if tests["quantum_vs_matched"].astype(bool).any() else tests
+        rows = [{"a − b": f"`{r['model_a']}` − `{r['model_b']}`", "ε": f"{r['epsilon']:g}", "difference": difference(r),
+                 "p (corrected)": _p(r["p_value"]), "p (Holm, all pairs and ε)": _p(r["p_holm"])}
+                for _, r in focus.iterrows()]
+        kind = "the circuit against its capacity-matched MLP" if len(focus) < len(tests) else "every pair of models"
+        lines += [f"Paired comparison of the untargeted fooling rates, {kind} (difference across runs with its "
+                  "corrected 95% interval; universal_tests.csv has every pair):", "", markdown_table(pd.DataFrame(rows)), ""]
+    return lines

@@ -28,6 +28,9 @@ from ..store.units import Units, stage_code_hash, unit_key
 from . import progress
 from .execution import map_runs
 from .inputs import load_models, load_test_split
+from .universal import COLUMNS as UNIVERSAL_COLUMNS
+from .universal import planned_units as planned_universal
+from .universal import universal_run
 
 BOUNDARY_RESOLUTION = 200  # grid points per axis of the decision-boundary figure
 
@@ -73,6 +76,8 @@ def _attack_run(cfg, run: int, seed: int):
                                           worst, units=certify_unit,
                                           l2_epsilons=section.l2.epsilons if "l2" in threats else None,
                                           worst_l2=worst_l2)
+    if section.universal is not None:  # universal perturbations (own units; helpers/stages/universal.py)
+        results.update(universal_run(cfg, run, seed, loaded, x_test[keep], y_test[keep], worst, units, shared))
     tables = {key: [{"run": run, "seed": seed, **r} for r in records] for key, records in results.items()}
     worst = [r for r in results["robustness"] if r["attack"] == WORST_CASE and r["epsilon"] == max(section.epsilons)]
     message = (f"run {run}: worst case at ε={max(section.epsilons):g}: "
@@ -94,16 +99,19 @@ def planned_units(cfg) -> int:
         attacks |= {(a, float(e)) for a in l2.methods for e in l2.epsilons}
         attacks |= {("pgd_l2", float(e)) for e in l2.masking_epsilons}
         certificates += len([c for c in linf if "l2" in CERTIFICATES[c].norms]) * len(l2.epsilons)
-    return len(cfg.models) * (len(attacks) + certificates)
+    return len(cfg.models) * (len(attacks) + certificates) + planned_universal(cfg)
 
 
 def stage_columns(cfg) -> dict[str, list[str]]:
     """The attack stage's tables and their columns: ``COLUMNS`` (L∞), and with ``attack.l2``
-    the L2 threat model's tables, each named ``<table>_l2`` (a config without L2 writes
-    exactly the L∞ tables, byte for byte as before)."""
+    the L2 threat model's tables, each named ``<table>_l2``, and with ``attack.universal`` the
+    universal perturbations' tables (a config without either writes exactly the L∞ tables,
+    byte for byte as before)."""
     columns = dict(COLUMNS)
     if cfg.attack.l2 is not None:
         columns.update({f"{key}_l2": value for key, value in threat_columns("l2").items()})
+    if cfg.attack.universal is not None:
+        columns.update(UNIVERSAL_COLUMNS)
     return columns
 
 

@@ -38,17 +38,22 @@ STAGES = {
                    ("train_history", "models")),
     "attack": Stage("attack", "02_attack", ("train",), ("attack", "certify", "interpret"),
                     ("helpers/attacks", "helpers/threats", "helpers/certificates", "helpers/analysis/evaluation.py",
-                     "helpers/stages/inputs.py", "helpers/stages/attack.py"),
+                     "helpers/stages/inputs.py", "helpers/stages/attack.py", "helpers/stages/universal.py"),
                     ("robustness", "transfer", "large_epsilon", "by_class", "convergence", "certified",
-                     "attack_traces", "escalation", "decision_boundaries")),
+                     "attack_traces", "escalation", "decision_boundaries", "universal", "universal_transfer",
+                     "universal_perturbations")),
     "interpret": Stage("interpret", "03_interpret", ("train",), ("attack", "interpret"),
                        ("helpers/explain", "helpers/attacks", "helpers/stages/inputs.py", "helpers/stages/interpret.py"),
                        ("attribution_stability", "attribution_maps")),
     "report": Stage("report", "04_report", ("attack", "interpret"), ("report",),
                     ("helpers/analysis", "helpers/report", "helpers/stages/inputs.py", "helpers/stages/report.py"),
                     ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
-                     "auc", "bracket", "separations", "smoothing", "attribution_metrics", "attribution_summary")),
+                     "auc", "bracket", "separations", "smoothing", "attribution_metrics", "attribution_summary",
+                     "universal_stats", "universal_tests")),
 }
+# Code of a stage whose units put its hash into their own keys: left out of the stage's shared
+# code hash, so editing it recomputes those units only (universal perturbations), not every unit.
+KEYED_APART = {"attack": ("helpers/attacks/universal.py", "helpers/stages/universal.py")}
 for _stage in STAGES.values():  # every output has a name in the layout
     assert all(name in TABLES or name in ARRAYS for name in _stage.writes), _stage
 

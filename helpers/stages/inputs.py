@@ -17,6 +17,17 @@ from ..store.provenance import StaleResultsError
 
 def load_test_split(cfg, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out test inputs and labels of ``run``, as split (and scaled) by the train stage."""
+    return _load_split(cfg, run, device)[2:]
+
+
+def load_train_split(cfg, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training inputs and labels of ``run``, as split (and scaled) by the train stage
+    (what the universal perturbations are crafted on)."""
+    return _load_split(cfg, run, device)[:2]
+
+
+def _load_split(cfg, run: int, device) -> tuple[torch.Tensor, ...]:
+    """(x_train, y_train, x_test, y_test) of ``run``, checked against the data files it was split from."""
     path = Layout(cfg.results_dir).split(run)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run the train stage (make train) first")
@@ -28,8 +39,8 @@ def load_test_split(cfg, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:
             raise StaleResultsError(f"the data files of {cfg.dataset.name!r} changed since run {run} was trained "
                                     f"(content hash {trained_on} then, {now} now): its split would index other "
                                     f"data; retrain with make -B train CONFIG=<config> (nothing was deleted)")
-        _, _, x_test, y_test = split_arrays(dataset, split["train_idx"], split["test_idx"])
-    return torch.as_tensor(x_test, device=device), torch.as_tensor(y_test, device=device)
+        arrays = split_arrays(dataset, split["train_idx"], split["test_idx"])
+    return tuple(torch.as_tensor(a, device=device) for a in arrays)
 
 
 class Loaded(NamedTuple):

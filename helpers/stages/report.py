@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..analysis.masking import LARGE_EPSILON_MAX_ACCURACY, masking_checks, run_checks, tolerance
+from ..analysis.masking import LARGE_EPSILON_MAX_ACCURACY, masking_checks, run_checks, tolerance, universal_checks
 from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket_table, comparisons, overlap_ratio,
                                    power_table, robust_auc, summarize_attribution_stability, summarize_runs)
+from ..analysis.universal import universal_stats, universal_tests
 from ..report import figures
 from ..report.tables import hardware_table
 from ..report.summary import headline_attack, write_summary
@@ -28,6 +29,7 @@ INPUTS = ("train_history", "models", "robustness", "transfer", "large_epsilon", 
           "certified", "escalation", "attribution_stability")
 L2_INPUTS = ("robustness_l2", "transfer_l2", "large_epsilon_l2", "convergence_l2", "minimum_norm_l2")
 L2_OUTPUTS = ("stats_l2", "auc_l2", "paired_tests_l2", "bracket_l2", "separations_l2", "masking_runs_l2", "masking_checks_l2", "minimum_norm_summary_l2")
+UNIVERSAL_OUTPUTS = ("universal_stats", "universal_tests")
 OUTPUTS = ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
            "auc", "bracket", "separations", "smoothing", "hardware", "attribution_metrics", "attribution_summary")
 
@@ -163,6 +165,8 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     }
     if cfg.attack.l2 is not None:
         tables.update(l2_tables(cfg, read_tables(cfg, L2_INPUTS), certified[~smoothed], keep, degenerate, ratio))
+    if cfg.attack.universal is not None:
+        tables.update(universal_tables(cfg, tables, ratio, degenerate))
     return tables
 
 
@@ -200,6 +204,22 @@ def l2_tables(cfg, inputs: dict[str, pd.DataFrame], certified: pd.DataFrame, kee
             "separations_l2": bracket_separations(certified[certified["norm"] == "l2"], robustness, list(cfg.models)),
             "masking_runs_l2": runs, "masking_checks_l2": masking_checks(runs),
             "minimum_norm_summary_l2": summary}
+
+
+
+def universal_tables(cfg, tables: dict[str, pd.DataFrame], ratio: float, degenerate: set) -> dict[str, pd.DataFrame]:
+    """With ``attack.universal``: ``universal_stats`` and ``universal_tests``
+    (``analysis.universal``, degenerate runs left out as everywhere), and the masking tables
+    with the universal checks (``masking.universal_checks``) added to every run's."""
+    read = read_tables(cfg, ("universal", "universal_transfer"))
+    universal, transfer = without_degenerate(cfg, read["universal"], degenerate), read["universal_transfer"]
+    if cfg.report.exclude_degenerate and degenerate:
+        transfer = transfer[[(s, r) not in degenerate and (t, r) not in degenerate
+                             for s, t, r in zip(transfer["source"], transfer["target_model"], transfer["run"])]]
+    runs = pd.concat([tables["masking_runs"], universal_checks(read["universal"], degenerate, read["universal_transfer"])], ignore_index=True)
+    return {"universal_stats": universal_stats(universal, transfer, ratio),
+            "universal_tests": universal_tests(universal, cfg.section("models"), ratio),
+            "masking_runs": runs, "masking_checks": masking_checks(runs)}
 
 
 def write_figures(cfg) -> list[str]:
@@ -248,16 +268,37 @@ def write_figures(cfg) -> list[str]:
     if cfg.dataset.input_shape == (2,) and boundaries is not None:
         drawn["decision_boundaries"] = figures.plot_decision_boundaries(
             boundaries, models, cfg.interpret.epsilon, list(cfg.dataset.class_names))
+    if cfg.attack.universal is not None:
+        drawn.update(universal_figures(cfg))
     for name, fig in drawn.items():
         save_figure(fig, layout.figure(name))
         figures.plt.close(fig)
     return list(drawn)
 
 
+def universal_figures(cfg) -> dict:
+    """The universal perturbations' figures: fooling rate against ε, the transfer matrix at
+    the middle universal ε, and run 0's perturbations at that ε."""
+    models, section = list(cfg.models), cfg.attack.universal
+    stats = read_tables(cfg, ("universal_stats",))["universal_stats"]
+    at = sorted(section.epsilons)[(len(section.epsilons) - 1) // 2]
+    # The transfer matrix from its statistics, so that it leaves out what they leave out (degenerate runs).
+    transfer = stats[stats["measure"] == "transfer_fooling_rate"].rename(columns={"model": "source",
+                                                                                  "mean": "fooling_rate"})
+    drawn = {"universal_fooling": figures.plot_universal_fooling(stats, models),
+             "universal_transfer": figures.plot_universal_transfer(transfer, models, at)}
+    arrays = read_arrays(Layout(cfg.results_dir).arrays("universal_perturbations"))
+    if arrays is not None:
+        drawn["universal_perturbations"] = figures.plot_universal_perturbations(arrays, models, at,
+                                                                                cfg.dataset.input_shape)
+    return drawn
+
+
 def write_summary_file(cfg) -> str:
     """``summary.md`` from the tables on disk; returns its text."""
-    tables = read_tables(cfg, ("models", "large_epsilon", "robustness", *OUTPUTS,
-                               *(L2_OUTPUTS if cfg.attack.l2 is not None else ())))
+    outputs = (*OUTPUTS, *(L2_OUTPUTS if cfg.attack.l2 is not None else ()),
+               *(UNIVERSAL_OUTPUTS if cfg.attack.universal is not None else ()))
+    tables = read_tables(cfg, ("models", "large_epsilon", "robustness", *outputs))
     tables["large_epsilon"] = without_degenerate(cfg, tables["large_epsilon"], degenerate_runs(tables["models"]))
     text = write_summary(cfg, tables)
     write_text(text, Layout(cfg.results_dir).summary)

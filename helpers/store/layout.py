@@ -26,6 +26,8 @@ TABLES = {
     # report, with attack.l2 only: the L2 threat model's statistics, bracket (with a norm column) and checks
     **{f"{key}_l2": f"{key}_l2.csv" for key in ("stats", "auc", "paired_tests", "bracket", "separations", "masking_runs", "masking_checks",
                                                 "minimum_norm_summary")},
+    "universal": "universal.csv",               # attack: universal perturbations per model, run, ε and target class
+    "universal_transfer": "universal_transfer.csv",  # attack: each model's universal perturbation on every model
     "escalation_checks": "escalation_checks.csv",  # report: each flagged check after escalation
     "bracket": "bracket.csv",                   # report: certified and attacked accuracy per model and ε
     "separations": "separations.csv",           # report: where a certified accuracy beats an attacked one
@@ -38,6 +40,8 @@ TABLES = {
     "masking_runs": "masking_runs.csv",         # report: per model, run and check
     "paired_tests": "paired_tests.csv",         # report: every attack, pair of models and ε (and AUC)
     "power": "power.csv",                       # report: runs needed to detect a given difference
+    "universal_stats": "universal_stats.csv",   # report: universal fooling rates across runs
+    "universal_tests": "universal_tests.csv",   # report: paired fooling-rate comparisons of the models
     "auc": "auc.csv",                           # report
     "attribution_metrics": "attribution_metrics.csv",  # report: infidelity and sensitivity across runs
     "attribution_summary": "attribution_summary.csv",  # report: Spearman and top-k across runs
@@ -46,6 +50,7 @@ TABLES = {
 ARRAYS = {
     "attribution_maps": "attribution_maps.npz",          # interpret: the maps of run 0 (report panels)
     "decision_boundaries": "decision_boundaries.npz",    # attack: 2-D data only (report figure)
+    "universal_perturbations": "universal_perturbations.npz",  # attack: run 0's universal perturbations (report)
 }
 CONFIG = "config.yaml"
 PROVENANCE = "provenance.json"
@@ -116,6 +121,11 @@ class Layout:
         (None: at every radius at once, as randomized smoothing)."""
         name = "all" if epsilon is None else f"eps{epsilon:g}"
         return self.units("attack", run) / model / f"certificate-{certificate}" / f"{name}.npz"
+
+    def universal_unit(self, run: int, model: str, epsilon: float, target: str | int) -> Path:
+        """The attack stage's universal unit: one universal perturbation of one model of one run
+        at one ε, untargeted (``target`` "none") or towards one class."""
+        return self.units("attack", run) / model / "universal" / f"eps{epsilon:g}-target{target}.npz"
 
     def interpret_unit(self, run: int, model: str, method: str) -> Path:
         """The interpret stage's unit: one attribution method on one model of one run."""

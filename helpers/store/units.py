@@ -94,4 +94,5 @@ def stage_code_hash(stage: str) -> str:
     from ..stages import graph
 
     claimed = set().union(*(registry.claimed_files() for registry in REGISTRIES))
+    claimed |= set(graph.files(graph.KEYED_APART.get(stage, ())))
     return source_hash([f for f in graph.files(graph.STAGES[stage].code) if f not in claimed])
