@@ -338,3 +338,36 @@ def plot_hardware(hardware: pd.DataFrame, epsilons) -> plt.Figure:
     axes[0, 0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
+
+
+DEFENCE_MARKERS = {"none": "o", "pgd": "s", "trades": "D", "lipschitz": "^"}
+
+
+def plot_defences(table: pd.DataFrame, models, epsilon: float) -> plt.Figure:
+    """The defences' trade-off at one budget (``report.defences.defences_table``): clean
+    accuracy (x) against the worst case over every attack (left) and the certified accuracy
+    (right), one marker per model (its colour as in every figure, its shape the defence),
+    means over runs with 95% intervals on both axes; a model no certificate applies to has no
+    mark on the right."""
+    colors = model_colors(models)
+    t = table[table["epsilon"] == epsilon]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True, sharey=True)
+    for ax, measure, title in ((axes[0], "robust", "worst case over every attack (upper bound)"),
+                               (axes[1], "certified", "certified (lower bound)")):
+        for r in t.itertuples(index=False):
+            if pd.isna(getattr(r, measure)):
+                continue
+            x, y = r.clean, getattr(r, measure)
+            xerr = [[max(x - r.clean_low, 0)], [max(r.clean_high - x, 0)]]
+            yerr = [[max(y - getattr(r, f"{measure}_low"), 0)], [max(getattr(r, f"{measure}_high") - y, 0)]]
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=DEFENCE_MARKERS.get(r.defence, "P"), color=colors[r.model],
+                        ms=7, capsize=2, mec="black" if r.defence == "none" else colors[r.model])
+            ax.annotate(r.model, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.plot([0, 1], [0, 1], ":", color="0.6", lw=1)
+        ax.set(title=f"{title}, ε = {epsilon:g}", xlabel="clean accuracy", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    axes[0].set_ylabel("accuracy under attack (left) / certified (right)")
+    handles = [plt.Line2D([], [], marker=m, ls="", color="0.3", label=d) for d, m in DEFENCE_MARKERS.items()
+               if d in set(t["defence"])]
+    axes[1].legend(handles=handles, title="defence (colour: model)", fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
