@@ -352,20 +352,24 @@ def plot_defences(table: pd.DataFrame, models, epsilon: float) -> plt.Figure:
     colors = model_colors(models)
     t = table[table["epsilon"] == epsilon]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True, sharey=True)
-    for ax, measure, title in ((axes[0], "robust", "worst case over every attack (upper bound)"),
-                               (axes[1], "certified", "certified (lower bound)")):
+    for ax, measure, title, ylabel in ((axes[0], "robust", "worst case over every attack (upper bound)",
+                                        "worst-case accuracy under attack"),
+                                       (axes[1], "certified", "certified (lower bound)", "certified accuracy")):
         for r in t.itertuples(index=False):
             if pd.isna(getattr(r, measure)):
                 continue
             x, y = r.clean, getattr(r, measure)
-            xerr = [[max(x - r.clean_low, 0)], [max(r.clean_high - x, 0)]]
-            yerr = [[max(y - getattr(r, f"{measure}_low"), 0)], [max(getattr(r, f"{measure}_high") - y, 0)]]
+            # intervals drawn inside [0, 1] (the tables keep them unclipped)
+            xerr = [[max(x - max(r.clean_low, 0), 0)], [max(min(r.clean_high, 1) - x, 0)]]
+            low, high = max(getattr(r, f"{measure}_low"), 0), min(getattr(r, f"{measure}_high"), 1)
+            yerr = [[max(y - low, 0)], [max(high - y, 0)]]
             ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=DEFENCE_MARKERS.get(r.defence, "P"), color=colors[r.model],
                         ms=7, capsize=2, mec="black" if r.defence == "none" else colors[r.model])
             ax.annotate(r.model, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.plot([0, 1], [0, 1], ":", color="0.6", lw=1)
-        ax.set(title=f"{title}, ε = {epsilon:g}", xlabel="clean accuracy", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-    axes[0].set_ylabel("accuracy under attack (left) / certified (right)")
+        ax.set(title=f"{title}, ε = {epsilon:g}", xlabel="clean accuracy (ε = 0)", ylabel=ylabel,
+               xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+        ax.yaxis.set_tick_params(labelleft=True)
     handles = [plt.Line2D([], [], marker=m, ls="", color="0.3", label=d) for d, m in DEFENCE_MARKERS.items()
                if d in set(t["defence"])]
     axes[1].legend(handles=handles, title="defence (colour: model)", fontsize=7, loc="upper left")
