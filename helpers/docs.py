@@ -173,6 +173,8 @@ BLOCKS = {
     "breast-cancer-bracket": lambda: summary_part("breast_cancer", BRACKET),
     "noise-hardware": lambda: summary_part("noise", HARDWARE),
     "noise-finding": lambda: summary_part("noise", "Robust accuracy", "paragraph"),
+    "defences-finding": lambda: summary_part("defences", "Robust accuracy", "paragraph"),
+    "defences-tradeoff": lambda: summary_part("defences", "Defences"),
     "attacks": lambda: entries_table(ATTACKS),
     "certificates": lambda: entries_table(CERTIFICATES),
     "masking-checks": masking_checks_table,
@@ -182,6 +184,7 @@ BLOCKS = {
     "datasets": lambda: entries_table(DATASETS),
     "models": lambda: entries_table(MODELS),
     "encodings": lambda: entries_table(ENCODINGS),
+    "defences": lambda: entries_table(DEFENCES),
 }
 
 
