@@ -146,3 +146,44 @@ def test_a_defence_is_part_of_the_spec_and_its_key_and_matched_models_still_reso
     model = build_model(defended.to_dict(), (1, 8, 8), 4)  # the checkpoint's spec builds the model alone
     undefended = build_model(plain.to_dict(), (1, 8, 8), 4)
     assert [p.shape for p in model.parameters()] == [p.shape for p in undefended.parameters()]
+
+
+def synthetic_tables(models, gains, n_runs=5):
+    """Worst-case and certified accuracy per model and run at ε = 0 and 0.1: a model's
+    accuracy is the baseline's plus its ``gains`` entry (run-dependent noise shared by all)."""
+    robustness, certified, trained = [], [], []
+    for run in range(n_runs):
+        base = 0.5 + 0.02 * run
+        for model in models:
+            gain = gains.get(model, 0.0) + 0.01 * (run % 2) * bool(gains.get(model))
+            for epsilon, value in ((0.0, 0.9), (0.1, base + gain)):
+                robustness.append({"model": model, "run": run, "attack": "worst_case", "epsilon": epsilon,
+                                   "accuracy": value})
+                certified.append({"model": model, "run": run, "certificate": "best", "norm": "linf",
+                                  "epsilon": epsilon, "accuracy": value / 2, "applicable": True})
+            trained.append({"model": model, "run": run, "train_seconds": 1.0 + bool(gains.get(model))})
+    return pd.DataFrame(robustness), pd.DataFrame(certified), pd.DataFrame(trained)
+
+
+def test_the_tradeoff_table_pairs_each_defended_model_with_its_undefended_sibling(tmp_path):
+    from helpers.report.defences import defences_section, defences_table
+
+    cfg = load_config(write(tmp_path, {
+        "mlp": {"type": "mlp", "hidden": [8]},
+        "mlp_pgd": {"type": "mlp", "hidden": [8], "defence": {"name": "pgd", "epsilon": 0.1}},
+        "wide_trades": {"type": "mlp", "hidden": [16], "defence": {"name": "trades", "beta": 6}},
+        "other": {"type": "mlp", "hidden": [4]}}))
+    robustness, certified, trained = synthetic_tables(list(cfg.models), {"mlp_pgd": 0.2, "wide_trades": 0.1})
+    table = defences_table(cfg.models, robustness, certified, trained, ratio=0.0).set_index("model")
+    assert set(table.index) == {"mlp", "mlp_pgd", "wide_trades"}        # `other` is no family of a defence
+    assert table.loc["mlp_pgd", "family"] == "mlp" and table.loc["mlp_pgd", "strength_value"] == 0.1
+    assert table.loc["mlp_pgd", "robust_gain"] == pytest.approx(0.2 + 0.01 * 2 / 5)
+    assert table.loc["mlp_pgd", "certified_gain"] == pytest.approx((0.2 + 0.01 * 2 / 5) / 2)
+    assert table.loc["mlp_pgd", "robust_p_adjusted"] < 0.05 and table.loc["mlp_pgd", "train_seconds"] == 2.0
+    # no undefended model of its spec: its own family, no gain to report
+    assert table.loc["wide_trades", "family"] == "wide_trades" and pd.isna(table.loc["wide_trades", "robust_gain"])
+    text = "\n".join(defences_section(table.reset_index()))
+    assert "## Defences" in text and "`mlp_pgd` (pgd epsilon=0.1) against `mlp`: raised the worst case" in text
+    plain = load_config(write(tmp_path, {"mlp": {"type": "mlp"}}, name="plain.yaml"))
+    assert defences_table(plain.models, robustness, certified, trained, ratio=0.0).empty
+    assert defences_section(pd.DataFrame()) == []

@@ -4,23 +4,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..params import ConfigError
 from ..registry import DEFENCES, Component
 
 
-def standard_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The undefended loss: (mean cross-entropy of the clean batch, its logits)."""
-    logits = model(x)
-    return F.cross_entropy(logits, y), logits
-
-
 class Defence(Component):
     """A defence of the ``DEFENCES`` registry: one verb, ``loss(model, x, y, seed) -> (loss,
     logits)`` on a training batch ``x`` (B, ...) in [0, 1] with labels ``y`` (B,): the scalar
-    the optimiser descends, and the logits of the clean batch (for the training accuracy).
+    the optimiser descends, and the logits of the batch the model trained on (the training
+    accuracy: of the adversarial rows, for adversarial training).
     ``seed`` (one per batch, from the run's seed) is the only randomness of the batch's
     adversarial examples, so a retrained model is the same model.
 
@@ -45,10 +39,6 @@ class Defence(Component):
     def check_model(cls, model_type: str, model_params, where: str) -> None:
         """Raise ``ConfigError`` naming ``where`` if the defence cannot train this model
         (config validation, before any work). Every model by default."""
-
-    @property
-    def strength_value(self) -> float:
-        return float(getattr(self.params, self.strength)) if self.strength else float("nan")
 
 
 def parse_defence(given, where: str):
