@@ -22,7 +22,7 @@ import yaml
 
 from .params import (AnyMapping, Boolean, Choice, ConfigError, Either, Integer, ListOf, Literal, Number, Optional,
                      Params, Section, Text, check, param, plain)
-from .registry import ATTACKS, ATTRIBUTIONS, CERTIFICATES, DATASETS, MODELS
+from .registry import ATTACKS, ATTRIBUTIONS, CERTIFICATES, DATASETS, DEFENCES, MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICES = ("cpu", "cuda", "auto")
@@ -123,12 +123,26 @@ class TrainingSection(Params):
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """One entry of ``models``: its registry ``type`` and that model's ``Params``."""
+    """One entry of ``models``: its registry ``type``, that model's ``Params`` and, for a
+    defended model, its ``defence`` (the entry's name and ``Params``; None: trained on the
+    clean cross-entropy). The defence is part of the spec, so it enters the train unit's key."""
 
     type: str
     params: Params
+    defence: tuple[str, Params] | None = None
 
     def to_dict(self) -> dict:
+        return {"type": self.type, **self.params.to_dict(), **self.defence_dict()}
+
+    def defence_dict(self) -> dict:
+        """``{"defence": {name, ...parameters}}``, or nothing for an undefended model (whose
+        spec, and so whose train key, stays as it was before defences existed)."""
+        if self.defence is None:
+            return {}
+        return {"defence": {"name": self.defence[0], **self.defence[1].to_dict()}}
+
+    def model_dict(self) -> dict:
+        """The spec without its defence: what builds the model (and its undefended sibling's spec)."""
         return {"type": self.type, **self.params.to_dict()}
 
 
@@ -495,6 +509,7 @@ def parse_models(given, dataset: DatasetSection, training: TrainingSection) -> d
     """``models``: name -> ``ModelSpec``, each checked by its entry against the data (input
     shape, classes, and the memory a circuit's simulation needs); ``match: <name>`` specs
     resolved to a parameter count first (``models.match_capacity``)."""
+    from .defences.base import parse_defence
     from .models import DataShape, match_capacity
 
     check(isinstance(given, Mapping) and len(given) > 0, "models must be a non-empty mapping of name -> {type: ..., ...}")
@@ -507,8 +522,16 @@ def parse_models(given, dataset: DatasetSection, training: TrainingSection) -> d
         params = entry.Params.parse({k: v for k, v in spec.items() if k != "type"}, f"models.{name}",
                                     owner=f"type {spec['type']!r}")
         entry.check(params, shape, f"models.{name}")
-        return ModelSpec(spec["type"], params)
+        defence = None
+        if defences.get(name) is not None:
+            defence = parse_defence(defences[name], f"models.{name}.defence")
+            DEFENCES[defence[0]].check_model(spec["type"], params, f"models.{name}.defence")
+        return ModelSpec(spec["type"], params, defence)
 
+    # A spec's `defence` is how it is trained, not part of the model: set aside before the
+    # model's Params (and a capacity match, which sizes from the model alone) read the spec.
+    defences = {name: spec.get("defence") for name, spec in given.items()}
+    given = {name: {k: v for k, v in spec.items() if k != "defence"} for name, spec in given.items()}
     # Capacity-matched models (`match: <name>`) are sized from models checked before them.
     specs = {name: parse(name, spec) for name, spec in given.items() if "match" not in spec}
     resolved = match_capacity(given, shape.input_shape, shape.n_classes)

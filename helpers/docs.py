@@ -18,8 +18,8 @@ from pathlib import Path
 
 from .config import SECTIONS, L2Section, RunSection, UniversalSection
 from .params import plain
-from .registry import (ANSATZES, ATTACKS, ATTRIBUTIONS, CERTIFICATES, DATASETS, ENCODINGS, MODELS, READOUTS,
-                       ROOT, THREAT_MODELS)
+from .registry import (ANSATZES, ATTACKS, ATTRIBUTIONS, CERTIFICATES, DATASETS, DEFENCES, ENCODINGS, MODELS,
+                       READOUTS, ROOT, THREAT_MODELS)
 
 MARKER = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(.*?)(<!-- /generated:(?P=name) -->)", re.S)
 KINDS = [  # (registry, config key its entries are named by, heading)
@@ -31,6 +31,7 @@ KINDS = [  # (registry, config key its entries are named by, heading)
     (ATTACKS, "attack.methods", "Attacks"),
     (ATTRIBUTIONS, "interpret.methods", "Attribution methods"),
     (CERTIFICATES, "certify.methods", "Certificates"),
+    (DEFENCES, "models.<name>.defence.name", "Defences"),
 ]
 # Where each kind's parameters go in a config.
 PARAMETER_KEYS = {DATASETS: "dataset.options", MODELS: "models.<name>", ATTACKS: "attack.<name>",
@@ -89,7 +90,8 @@ def configs_reference() -> str:
                       "published accuracy in [0, 1]).", ""]
     lines += ["## `models`", "", "A mapping of a name (used in every table and figure) to `{type: <model>, "
               "...its parameters}`. `{type: matched_mlp, match: <name>}` sizes a capacity-matched MLP to that "
-              "model's parameter count and reduced features.", ""]
+              "model's parameter count and reduced features. `defence: {name: <defence>, ...its parameters}` trains "
+              "the model with a defence (the defences table below; [defences](defences.md)).", ""]
     for registry, key, heading in KINDS:
         lines += [f"## {heading}", "", f"Chosen by `{key}`.", ""]
         if not registry.entries():
@@ -99,7 +101,8 @@ def configs_reference() -> str:
         prefix = PARAMETER_KEYS.get(registry)
         for entry in registry.entries():
             if prefix and entry.Params.fields():
-                where = prefix.replace("<name>", entry.name) if registry is not MODELS else f"models.<name> ({entry.name})"
+                # A model's and a defence's keys sit in a spec the config names, not the entry.
+                where = f"{prefix} ({entry.name})" if registry in (MODELS, DEFENCES) else prefix.replace("<name>", entry.name)
                 lines += [f"### `{entry.name}`", "", params_table(entry.Params, where.split(" ")[0]), ""]
             elif registry is DATASETS:
                 lines += [f"### `{entry.name}`", "", f"Labels {list(entry.labels)}; no options.", ""]
@@ -193,6 +196,8 @@ BLOCKS = {
     "breast-cancer-bracket": lambda: summary_part("breast_cancer", BRACKET),
     "noise-hardware": lambda: summary_part("noise", HARDWARE),
     "noise-finding": lambda: summary_part("noise", "Robust accuracy", "paragraph"),
+    "defences-finding": lambda: summary_part("defences", "Robust accuracy", "paragraph"),
+    "defences-tradeoff": lambda: summary_part("defences", "Defences"),
     "attacks": lambda: entries_table(ATTACKS),
     "certificates": lambda: entries_table(CERTIFICATES),
     "threat-models": threat_models_table,
@@ -203,6 +208,7 @@ BLOCKS = {
     "datasets": lambda: entries_table(DATASETS),
     "models": lambda: entries_table(MODELS),
     "encodings": lambda: entries_table(ENCODINGS),
+    "defences": lambda: entries_table(DEFENCES),
 }
 
 

@@ -125,4 +125,6 @@ ATTACKS = Registry("attack", "helpers.attacks")
 ATTRIBUTIONS = Registry("attribution method", "helpers.explain")
 CERTIFICATES = Registry("certificate", "helpers.certificates")
 THREAT_MODELS = Registry("threat model", "helpers.threats")
-REGISTRIES = (DATASETS, MODELS, ENCODINGS, ANSATZES, READOUTS, ATTACKS, ATTRIBUTIONS, CERTIFICATES, THREAT_MODELS)
+DEFENCES = Registry("defence", "helpers.defences")
+REGISTRIES = (DATASETS, MODELS, ENCODINGS, ANSATZES, READOUTS, ATTACKS, ATTRIBUTIONS, CERTIFICATES, THREAT_MODELS,
+              DEFENCES)

@@ -1,11 +1,18 @@
-"""Training: Adam on cross-entropy, identical hyperparameters and batch order for every model."""
+"""Training: Adam on cross-entropy (or a defence's loss), identical hyperparameters and batch order for every model."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .models import predict
+
+
+def batch_seed(seed: int, epoch: int, start: int) -> int:
+    """The seed of a defence's random draws on one batch (the run's ``seed``, the epoch, the
+    batch's first position), apart from the batch-order generator."""
+    return int(np.random.SeedSequence([int(seed), 17, int(epoch), int(start)]).generate_state(1)[0])
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -16,12 +23,16 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
                 x_test: torch.Tensor, y_test: torch.Tensor, *, epochs: int, batch_size: int,
-                learning_rate: float, seed: int) -> list[dict]:
+                learning_rate: float, seed: int, defence=None) -> list[dict]:
     """Train in place; return one record per epoch (epoch, train_loss, train_accuracy, test_accuracy).
 
     The mini-batch order comes from ``seed`` alone, so every model of a run sees the same
     batches in the same order. Each model fits what it fits on the training split (a PCA:
-    ``fit_preprocessing``) before the first epoch.
+    ``fit_preprocessing``) before the first epoch. Without a ``defence`` the loss is the
+    cross-entropy of the clean batch; with one (a ``defences.Defence``), its ``loss`` on the
+    batch, its adversarial examples seeded from ``seed``, the epoch and the batch (a stream of
+    their own: the batch order is the same as without it). ``train_accuracy`` is on the
+    batches the model trained on (adversarial ones, for adversarial training).
     """
     model.fit_preprocessing(x_train)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
@@ -33,8 +44,11 @@ def train_model(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
         total_loss, n_correct = 0.0, 0
         for i in range(0, len(x_train), batch_size):
             idx = perm[i:i + batch_size]
-            logits = model(x_train[idx])
-            loss = F.cross_entropy(logits, y_train[idx])
+            if defence is None:
+                logits = model(x_train[idx])
+                loss = F.cross_entropy(logits, y_train[idx])
+            else:
+                loss, logits = defence.loss(model, x_train[idx], y_train[idx], batch_seed(seed, epoch, i))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

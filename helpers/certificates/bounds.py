@@ -149,11 +149,21 @@ def crown_margin_lower_bound(ops, low: torch.Tensor, high: torch.Tensor, y: torc
     return bound.min(dim=1).values
 
 
-@torch.no_grad()
-def lipschitz_constant(ops, shape: tuple[int, ...], norm: str = "linf") -> float:
-    """An upper bound on the L∞ -> L∞ Lipschitz constant of the logits (a product of the ops'
-    bounds): affine ops by the largest absolute row sum, ReLU, tanh and max pooling by 1,
-    sigmoid by 1/4, a circuit by (times encoded) x (number of angles), a scale by its magnitude.
+def affine_matrix(op: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
+    """The weight W (out, in) of an affine op on inputs of ``shape`` (without batch), as a
+    differentiable function of the op's parameters (``dense`` without the graph)."""
+    size = int(torch.tensor(shape).prod())
+    basis = torch.eye(size).reshape(size, *shape)
+    zero = op(torch.zeros(1, *shape)).reshape(-1)
+    return (op(basis).reshape(size, -1) - zero).T
+
+
+def lipschitz_bound(ops, shape: tuple[int, ...], norm: str = "linf") -> torch.Tensor:
+    """An upper bound (a float64 scalar tensor) on the L∞ -> L∞ Lipschitz constant of the
+    logits, a product of the ops' bounds: affine ops by the largest absolute row sum, ReLU,
+    tanh and max pooling by 1, sigmoid by 1/4, a circuit by (times encoded) x (number of angles)
+    (Berberich et al. 2024), a scale by its magnitude. Differentiable in the ops' parameters
+    (the Lipschitz regulariser, ``defences.lipschitz``); ``lipschitz_constant`` is its value.
 
     ``norm="l2"``: the L2 -> L∞ constant instead. Until the first op that mixes features, the
     perturbation is measured in L2 (elementwise ops with slope s keep ||.||_2 within a factor
@@ -161,7 +171,7 @@ def lipschitz_constant(ops, shape: tuple[int, ...], norm: str = "linf") -> float
     largest row L2 norm (||W δ||∞ <= max_i ||W_i||_2 ||δ||_2), a circuit by (times encoded) x
     sqrt(number of angles) (its bound is linear in the L1 norm of the angles' change, and
     ||.||_1 <= sqrt(n) ||.||_2); every later op as above."""
-    constant, x = 1.0, torch.zeros(1, *shape)
+    constant, x = torch.ones((), dtype=torch.float64), torch.zeros(1, *shape)
     in_l2 = norm == "l2"
     for op in ops:
         if in_l2 and isinstance(op, (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Flatten, Cast, Scale)):
@@ -172,25 +182,34 @@ def lipschitz_constant(ops, shape: tuple[int, ...], norm: str = "linf") -> float
             in_l2 = False
             if isinstance(op, Circuit):
                 readout_slope = 1.0 if op.layer.readout == "expval" else 1 / PROBABILITY_FLOOR
-                constant *= op.repeats * x.shape[1] ** 0.5 * readout_slope
+                constant = constant * (op.repeats * x.shape[1] ** 0.5 * readout_slope)
+                x = torch.zeros(1, op.outputs)  # only its shape is needed: the circuit is not run
             else:
-                weight, _ = dense(op, tuple(x.shape[1:]))
-                constant *= float(weight.norm(dim=1).max())
-            x = op(x)
+                constant = constant * affine_matrix(op, tuple(x.shape[1:])).norm(dim=1).max().double()
+                with torch.no_grad():
+                    x = op(x)
             continue
         if isinstance(op, Circuit):
             # log-probability logits: log(p + floor) has slope up to 1 / floor
             readout_slope = 1.0 if op.layer.readout == "expval" else 1 / PROBABILITY_FLOOR
-            constant *= op.repeats * x.shape[1] * readout_slope
-        elif isinstance(op, (*MONOTONE, nn.Flatten, Cast)):
-            constant *= SLOPE.get(type(op), 1.0)
+            constant = constant * (op.repeats * x.shape[1] * readout_slope)
+            x = torch.zeros(1, op.outputs)  # only its shape is needed: the circuit is not run
+            continue
+        if isinstance(op, (*MONOTONE, nn.Flatten, Cast)):
+            constant = constant * SLOPE.get(type(op), 1.0)
         elif isinstance(op, Scale):
-            constant *= float(op.scale.abs())
+            constant = constant * op.scale.abs().double()
         else:
-            weight, _ = dense(op, tuple(x.shape[1:]))
-            constant *= float(weight.abs().sum(dim=1).max())
-        x = op(x)
+            constant = constant * affine_matrix(op, tuple(x.shape[1:])).abs().sum(dim=1).max().double()
+        with torch.no_grad():
+            x = op(x)
     return constant
+
+
+@torch.no_grad()
+def lipschitz_constant(ops, shape: tuple[int, ...], norm: str = "linf") -> float:
+    """``lipschitz_bound`` as a number (the Lipschitz certificate's constant, in ``norm``)."""
+    return float(lipschitz_bound(ops, shape, norm))
 
 
 AFFINE = (nn.Linear, Affine, Scale, Cast, nn.Flatten)

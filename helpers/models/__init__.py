@@ -94,11 +94,13 @@ class Model(Component, nn.Module):
 
 
 def build_model(spec: Mapping, input_shape, n_classes: int, where: str = "model") -> Model:
-    """The model ``spec['type']`` with the other keys of ``spec`` as its ``Params``."""
+    """The model ``spec['type']`` with the other keys of ``spec`` as its ``Params`` (a
+    ``defence`` key, how the model is trained, does not build it and is ignored)."""
     if not isinstance(spec, Mapping) or "type" not in spec:
         raise ConfigError(f"{where} must be a mapping with a 'type' key, got {spec!r}")
     entry = MODELS.lookup(spec["type"], f"{where}.type")
-    params = entry.Params.parse({k: v for k, v in spec.items() if k != "type"}, where, owner=f"type {spec['type']!r}")
+    params = entry.Params.parse({k: v for k, v in spec.items() if k not in ("type", "defence")}, where,
+                                owner=f"type {spec['type']!r}")
     return entry(tuple(input_shape), n_classes, params)
 
 

@@ -423,3 +423,38 @@ def plot_universal_perturbations(arrays: dict, models, epsilon: float, input_sha
         axes[0, 0].set_ylabel("δ (feature change)")
     fig.suptitle(f"Untargeted universal perturbations of run 0 at ε={epsilon:g}", fontsize=9)
     return fig
+DEFENCE_MARKERS = {"none": "o", "pgd": "s", "trades": "D", "lipschitz": "^"}
+
+
+def plot_defences(table: pd.DataFrame, models, epsilon: float) -> plt.Figure:
+    """The defences' trade-off at one budget (``report.defences.defences_table``): clean
+    accuracy (x) against the worst case over every attack (left) and the certified accuracy
+    (right), one marker per model (its colour as in every figure, its shape the defence),
+    means over runs with 95% intervals on both axes; a model no certificate applies to has no
+    mark on the right."""
+    colors = model_colors(models)
+    t = table[table["epsilon"] == epsilon]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True, sharey=True)
+    for ax, measure, title, ylabel in ((axes[0], "robust", "worst case over every attack (upper bound)",
+                                        "worst-case accuracy under attack"),
+                                       (axes[1], "certified", "certified (lower bound)", "certified accuracy")):
+        for r in t.itertuples(index=False):
+            if pd.isna(getattr(r, measure)):
+                continue
+            x, y = r.clean, getattr(r, measure)
+            # intervals drawn inside [0, 1] (the tables keep them unclipped)
+            xerr = [[max(x - max(r.clean_low, 0), 0)], [max(min(r.clean_high, 1) - x, 0)]]
+            low, high = max(getattr(r, f"{measure}_low"), 0), min(getattr(r, f"{measure}_high"), 1)
+            yerr = [[max(y - low, 0)], [max(high - y, 0)]]
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=DEFENCE_MARKERS.get(r.defence, "P"), color=colors[r.model],
+                        ms=7, capsize=2, mec="black" if r.defence == "none" else colors[r.model])
+            ax.annotate(r.model, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.plot([0, 1], [0, 1], ":", color="0.6", lw=1)
+        ax.set(title=f"{title}, ε = {epsilon:g}", xlabel="clean accuracy (ε = 0)", ylabel=ylabel,
+               xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+        ax.yaxis.set_tick_params(labelleft=True)
+    handles = [plt.Line2D([], [], marker=m, ls="", color="0.3", label=d) for d, m in DEFENCE_MARKERS.items()
+               if d in set(t["defence"])]
+    axes[1].legend(handles=handles, title="defence (colour: model)", fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig

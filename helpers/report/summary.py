@@ -11,6 +11,7 @@ import pandas as pd
 from ..analysis.evaluation import WORST_CASE
 from ..analysis.masking import UNIVERSAL_QUALITY, surviving_models
 from ..analysis.statistics import ALPHA, overlap_ratio
+from .defences import defences_section
 from .tables import CLIPPED, difference, interval, markdown_table, robustness_table
 
 
@@ -370,6 +371,7 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     lines += hardware_section(tables.get("hardware", pd.DataFrame()))
     if cfg.attack.l2 is not None:
         lines += l2_section(cfg, tables, models)
+    lines += defences_section(tables.get("defences", pd.DataFrame()), cfg.report.primary)
     if cfg.report.reference is not None:
         lines += ["", "## Does the published result hold?", "",
                   *reference_section(cfg.report.reference, curves, comparisons, tables["class_stats"],

@@ -34,7 +34,8 @@ SHARED = ("helpers/__init__.py", "helpers/params.py", "helpers/registry.py", "he
 
 STAGES = {
     "train": Stage("train", "01_train", (), ("dataset", "n_runs", "seed", "device", "training", "models"),
-                   ("helpers/data", "helpers/models", "helpers/training.py", "helpers/stages/train.py"),
+                   ("helpers/data", "helpers/models", "helpers/defences", "helpers/attacks/pgd.py", "helpers/attacks/base.py",
+                    "helpers/training.py", "helpers/stages/train.py"),
                    ("train_history", "models")),
     "attack": Stage("attack", "02_attack", ("train",), ("attack", "certify", "interpret"),
                     ("helpers/attacks", "helpers/threats", "helpers/certificates", "helpers/analysis/evaluation.py",

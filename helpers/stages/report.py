@@ -14,6 +14,7 @@ from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket
                                    power_table, robust_auc, summarize_attribution_stability, summarize_runs)
 from ..analysis.universal import universal_stats, universal_tests
 from ..report import figures
+from ..report.defences import defences_table, shown_epsilon
 from ..report.tables import hardware_table
 from ..report.summary import headline_attack, write_summary
 from ..store.files import read_arrays, read_csv, save_figure, write_csv, write_text
@@ -31,7 +32,7 @@ L2_INPUTS = ("robustness_l2", "transfer_l2", "large_epsilon_l2", "convergence_l2
 L2_OUTPUTS = ("stats_l2", "auc_l2", "paired_tests_l2", "bracket_l2", "separations_l2", "masking_runs_l2", "masking_checks_l2", "minimum_norm_summary_l2")
 UNIVERSAL_OUTPUTS = ("universal_stats", "universal_tests")
 OUTPUTS = ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
-           "auc", "bracket", "separations", "smoothing", "hardware", "attribution_metrics", "attribution_summary")
+           "auc", "bracket", "separations", "smoothing", "hardware", "defences", "attribution_metrics", "attribution_summary")
 
 
 def read_tables(cfg, names) -> dict[str, pd.DataFrame]:
@@ -114,6 +115,9 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
       another's attacked accuracy in every run;
     - ``hardware``: where circuits have noise or shots, each circuit's settings beside its
       clean, certified and attacked accuracy per ε (empty otherwise);
+    - ``defences``: where models are defended, each defended model and its undefended sibling
+      per ε: clean, worst-case and certified accuracy, training time and the paired gains
+      (``report.defences``; empty otherwise);
     - ``attribution_summary`` (Spearman, its chance levels, top-k overlap) and
       ``attribution_metrics`` (infidelity, sensitivity_max): per model and method, across runs.
     """
@@ -160,6 +164,7 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         "smoothing": summarize_runs(certified[(certified["norm"] == "l2") & smoothed],
                                     ["model", "certificate", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
         "hardware": hardware_table(bracket, cfg.section("models")),
+        "defences": defences_table(cfg.models, keep(inputs["robustness"]), keep(inputs["certified"]), trained, ratio),
         "attribution_metrics": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in FAITHFULNESS]),
         "attribution_summary": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in STABILITY]),
     }
@@ -226,7 +231,7 @@ def write_figures(cfg) -> list[str]:
     """Every figure of the report, from the tables on disk; returns their names."""
     layout, models = Layout(cfg.results_dir), list(cfg.models)
     t = read_tables(cfg, ("train_history", "stats", "transfer", "attribution_summary", "bracket", "attack_traces",
-                          "smoothing", "hardware"))
+                          "smoothing", "hardware", "defences"))
     summary = t["attribution_summary"]
     drawn = {
         "training_curves": figures.plot_training_curves(t["train_history"], models),
@@ -250,6 +255,8 @@ def write_figures(cfg) -> list[str]:
         nonzero = sorted(e for e in t["hardware"]["epsilon"].unique() if e > 0)
         shown = [nonzero[i] for i in sorted({round(j * (len(nonzero) - 1) / 2) for j in range(3)})]
         drawn["hardware"] = figures.plot_hardware(t["hardware"], shown)
+    if not t["defences"].empty:
+        drawn["defences"] = figures.plot_defences(t["defences"], models, shown_epsilon(t["defences"], cfg.report.primary))
     if not t["attack_traces"].empty:
         budgets = sorted(e for e in t["attack_traces"]["epsilon"].unique() if e > 0)
         primary = cfg.report.primary

@@ -16,7 +16,8 @@ import torch
 from ..config import resolve_device, resolved_yaml
 from ..data import configured_dataset, run_seeds, run_split, split_arrays
 from ..models import build_model, count_parameters, predict
-from ..registry import DATASETS, MODELS
+from ..defences import build_defence
+from ..registry import DATASETS, DEFENCES, MODELS
 from ..store.checkpoints import model_from_checkpoint, read_checkpoint, save_checkpoint
 from ..store.files import save_arrays, write_csv, write_text
 from ..store.layout import Layout
@@ -33,9 +34,10 @@ def train_key(cfg, name: str, run: int, seed: int) -> str:
     spec, source = cfg.models[name], DATASETS[cfg.dataset.name]
     # A data set read from files adds a hash of their content: edited data retrains.
     files = source.fingerprint(cfg.dataset.options)
+    defence = [DEFENCES[spec.defence[0]].code_hash()] if spec.defence is not None else []
     return unit_key(stage="train", dataset=cfg.section("dataset"), training=cfg.section("training"),
                     model=spec.to_dict(), seed=seed, run=run, base_seed=cfg.seed, device=cfg.device,
-                    code=[stage_code_hash("train"), MODELS[spec.type].code_hash(), source.code_hash()],
+                    code=[stage_code_hash("train"), MODELS[spec.type].code_hash(), source.code_hash(), *defence],
                     **({"data_files": files} if files else {}))
 
 
@@ -88,8 +90,10 @@ def _train_run(cfg, run: int, seed: int):
             torch.manual_seed(seed)  # fresh weights in every run, never shared between runs
             model = build_model(spec.to_dict(), dataset.input_shape, dataset.n_classes).to(device)
             start = time.perf_counter()
+            defence = build_defence(spec.defence_dict().get("defence"), f"models.{name}.defence")
             records = train_model(model, x_train, y_train, x_test, y_test, epochs=tr.epochs,
-                                  batch_size=tr.batch_size, learning_rate=tr.learning_rate, seed=seed)
+                                  batch_size=tr.batch_size, learning_rate=tr.learning_rate, seed=seed,
+                                  defence=defence)
             seconds = time.perf_counter() - start
             record = {"history": [{"model": name, "run": run, "seed": seed, **r} for r in records],
                       "summary": {"model": name, "type": spec.type, "run": run, "seed": seed,

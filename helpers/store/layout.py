@@ -33,6 +33,7 @@ TABLES = {
     "separations": "separations.csv",           # report: where a certified accuracy beats an attacked one
     "smoothing": "smoothing.csv",               # report: the smoothed classifiers' certified accuracy per L2 radius
     "hardware": "hardware.csv",                 # report: each circuit's noise and shots beside its bracket
+    "defences": "defences.csv",                 # report: each defended model and its baseline, per ε (trade-off)
     "attribution_stability": "attribution_stability.csv",  # interpret: per model, run, method and image
     "stats": "stats.csv",                       # report: mean and interval across runs
     "class_stats": "class_stats.csv",           # report: the same per class

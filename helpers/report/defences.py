@@ -1,0 +1,178 @@
+"""The defences' trade-off: clean against worst-case and certified accuracy per model family,
+defence and strength, with what each defence bought over its undefended sibling.
+
+A defended model (``models.<name>.defence``) belongs to the family of the undefended model of
+the same config with the same spec otherwise (its ``ModelSpec.model_dict``): that model is its
+baseline, trained on the same splits, seeds and batch order, so the comparison is paired across
+runs. A defended model with no such sibling has no baseline (its gains are left empty).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..analysis.statistics import ALPHA, compare, corrected_t_interval, holm
+from ..registry import DEFENCES
+from .tables import markdown_table
+
+NONE = "none"  # the defence column of an undefended model
+MEASURES = ("clean", "robust", "certified")  # the trade-off's three accuracies
+
+
+def families(models: dict) -> dict[str, dict]:
+    """Per model of a config's ``models`` (name -> ``ModelSpec``) that is defended or the
+    baseline of one: ``family`` (the baseline's name; a defended model without one: its own),
+    ``baseline`` (None for the baseline itself or when there is none), ``defence`` (entry name
+    or ``NONE``), ``strength`` (the parameter the defence sweeps) and its ``strength_value``.
+    Empty when no model is defended."""
+    plain = {n: s for n, s in models.items() if s.defence is None}
+    out = {}
+    for name, spec in models.items():
+        if spec.defence is None:
+            continue
+        base = next((n for n, s in plain.items() if s.model_dict() == spec.model_dict()), None)
+        entry = DEFENCES[spec.defence[0]]
+        strength = entry.strength
+        out[name] = {"family": base or name, "baseline": base, "defence": entry.name, "strength": strength,
+                     "strength_value": float(getattr(spec.defence[1], strength)) if strength else np.nan}
+        if base is not None:
+            out[base] = {"family": base, "baseline": None, "defence": NONE, "strength": "", "strength_value": np.nan}
+    order = list(models)
+    return dict(sorted(out.items(), key=lambda kv: (order.index(kv[1]["family"]), order.index(kv[0]))))
+
+
+def per_run(robustness: pd.DataFrame, certified: pd.DataFrame) -> pd.DataFrame:
+    """One row per model, run and ε > 0: ``clean`` (accuracy at ε = 0), ``robust`` (the
+    per-sample worst case over every attack, escalation included) and ``certified`` (the best
+    L∞ certificate; NaN where none applies)."""
+    worst = robustness[robustness["attack"] == "worst_case"]
+    clean = worst[worst["epsilon"] == 0].set_index(["model", "run"])["accuracy"].rename("clean")
+    robust = worst[worst["epsilon"] > 0][["model", "run", "epsilon", "accuracy"]].rename(columns={"accuracy": "robust"})
+    best = certified[(certified["certificate"] == "best") & (certified["norm"] == "linf")]
+    best = best.assign(certified=best["accuracy"].where(best["applicable"].astype(bool)))
+    table = robust.join(clean, on=["model", "run"])
+    return table.merge(best[["model", "run", "epsilon", "certified"]], on=["model", "run", "epsilon"], how="left")
+
+
+def defences_table(models: dict, robustness: pd.DataFrame, certified: pd.DataFrame, trained: pd.DataFrame,
+                   ratio: float) -> pd.DataFrame:
+    """The trade-off table (``defences.csv``): one row per model of ``families`` and ε > 0,
+    with its family, defence and strength; clean, worst-case (``robust``) and ``certified``
+    accuracy, each its mean and corrected 95% t-interval across runs (``_low``, ``_high``);
+    the mean training seconds; and, for a defended model, the paired difference to its
+    baseline for each measure (``<measure>_gain``, its interval and the corrected resampled
+    t-test's p), p Holm-adjusted over every defended model and ε per measure
+    (``<measure>_p_adjusted``). Empty when no model is defended."""
+    fam = families(models)
+    if not fam:
+        return pd.DataFrame()
+    runs = per_run(robustness[robustness["model"].isin(fam)], certified[certified["model"].isin(fam)])
+    seconds = trained.groupby("model")["train_seconds"].mean()
+    rows = []
+    for (model, epsilon), g in runs.groupby(["model", "epsilon"], sort=False):
+        info = fam[model]
+        row = {"family": info["family"], "model": model, "defence": info["defence"], "strength": info["strength"],
+               "strength_value": info["strength_value"], "epsilon": epsilon,
+               "train_seconds": float(seconds.get(model, np.nan)), "n_runs": len(g)}
+        for measure in MEASURES:
+            values = g[measure].dropna()
+            mean, _, low, high = corrected_t_interval(values, ratio) if len(values) else (np.nan,) * 4
+            row.update({measure: mean, f"{measure}_low": low, f"{measure}_high": high})
+        base = info["baseline"]
+        for measure in MEASURES:
+            gain = {"mean_difference": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
+            if base is not None:
+                b = runs[(runs["model"] == base) & (runs["epsilon"] == epsilon)].set_index("run")[measure]
+                a = g.set_index("run")[measure]
+                differences = (a - b.reindex(a.index)).dropna()
+                if len(differences) >= 2:
+                    gain = compare(differences, ratio)
+            row.update({f"{measure}_gain": gain["mean_difference"], f"{measure}_gain_low": gain["ci_low"],
+                        f"{measure}_gain_high": gain["ci_high"], f"{measure}_p": gain["p_value"]})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    order = list(fam)
+    table = table.sort_values(["epsilon"], kind="stable").sort_values(
+        "model", key=lambda s: s.map(order.index), kind="stable").reset_index(drop=True)
+    for measure in MEASURES:
+        p = table[f"{measure}_p"]
+        adjusted = pd.Series(np.nan, index=table.index)
+        # clean accuracy does not depend on ε: one test per defended model, not one per budget
+        tested = p.notna() & ((table["epsilon"] == table["epsilon"].min()) if measure == "clean" else True)
+        if tested.any():
+            adjusted[tested] = holm(p[tested].to_numpy())
+        table[f"{measure}_p_adjusted"] = adjusted
+    return table
+
+
+def shown_epsilon(table: pd.DataFrame, primary=None) -> float:
+    """The budget the figure and the summary show: the primary comparison's, else the middle
+    of the attacked budgets."""
+    budgets = sorted(table["epsilon"].unique())
+    if primary is not None and primary.epsilon in budgets:
+        return float(primary.epsilon)
+    return float(budgets[(len(budgets) - 1) // 2])
+
+
+def strength_label(row) -> str:
+    """"PGD adversarial training, epsilon 0.1" or "none"."""
+    if row["defence"] == NONE:
+        return "undefended"
+    value = row["strength_value"]
+    return f"{row['defence']} {row['strength']}={value:g}" if row["strength"] else row["defence"]
+
+
+def _cell(row, measure: str) -> str:
+    if pd.isna(row[measure]):
+        return "no certificate"
+    return f"{row[measure]:.3f} [{row[f'{measure}_low']:.3f}, {row[f'{measure}_high']:.3f}]"
+
+
+def _gain(row, measure: str) -> str:
+    if pd.isna(row[f"{measure}_gain"]):
+        return "—"
+    p = row[f"{measure}_p_adjusted"]
+    star = "*" if pd.notna(p) and p < ALPHA else ""
+    return (f"{row[f'{measure}_gain']:+.3f} [{row[f'{measure}_gain_low']:+.3f}, {row[f'{measure}_gain_high']:+.3f}]"
+            f"{star}")
+
+
+def _said(row, measure: str, what: str) -> str:
+    gain, p = row[f"{measure}_gain"], row[f"{measure}_p_adjusted"]
+    if pd.isna(gain):
+        return f"{what}: no comparison"
+    if pd.isna(p):
+        return f"{what} {gain:+.3f} (untestable: every run gave the same difference)"
+    verdict = ("raised" if gain > 0 else "lowered") if p < ALPHA else "did not significantly change"
+    return f"{verdict} {what} ({gain:+.3f}, Holm-adjusted p = {p:.2g})"
+
+
+def defences_section(table: pd.DataFrame, primary=None) -> list[str]:
+    """The summary's "Defences" section: the trade-off at the shown budget and, per defended
+    model, what its defence bought over its undefended sibling (empty without defences)."""
+    if table.empty:
+        return []
+    epsilon = shown_epsilon(table, primary)
+    t = table[table["epsilon"] == epsilon]
+    clean_tests = table[table["epsilon"] == table["epsilon"].min()].set_index("model")
+    rows, sentences = [], []
+    for _, r in t.iterrows():
+        c = clean_tests.loc[r["model"]]
+        rows.append({"family": r["family"], "model": r["model"], "defence": strength_label(r),
+                     "clean": _cell(r, "clean"), f"worst case, ε={epsilon:g}": _cell(r, "robust"),
+                     "certified": _cell(r, "certified"), "clean cost": _gain(c, "clean"),
+                     "worst-case gain": _gain(r, "robust"), "certified gain": _gain(r, "certified"),
+                     "train s": f"{r['train_seconds']:.1f}"})
+        if r["defence"] != NONE:
+            sentences.append(f"- `{r['model']}` ({strength_label(r)}) against `{r['family']}`: "
+                             f"{_said(r, 'robust', 'the worst case')}, {_said(r, 'certified', 'certified accuracy')}, "
+                             f"{_said(c, 'clean', 'clean accuracy')}.")
+    return ["", "## Defences", "",
+            "Each defended model beside its undefended sibling (the model of the same spec without `defence`: "
+            "same splits, seeds and batch order), evaluated like every model: the full attack suite with "
+            f"escalation and the certificates. At ε={epsilon:g} (`defences.csv` has every budget): clean "
+            "accuracy, the per-sample worst case over every attack, and the best L∞ certificate, mean [95% "
+            "corrected interval] across runs; the gains are paired differences to the sibling (corrected "
+            "resampled t-test, Holm-adjusted over every defended model and budget per measure; * p < "
+            f"{ALPHA:g}); training seconds per run.", "",
+            markdown_table(pd.DataFrame(rows)), "", *sentences]
