@@ -54,6 +54,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _warm_up() -> None:
+    importlib.import_module("helpers.stages.attack")
+
+
 @pytest.fixture(scope="module")
 def scheduler():
     """``tcp://127.0.0.1:<port>`` of a scheduler and two single-threaded workers (no nanny, so
@@ -65,12 +69,13 @@ def scheduler():
                                "--no-dashboard"], **quiet)]
     procs += [subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
                                 "--host", "127.0.0.1", "--name", f"w{i}"], **quiet) for i in range(2)]
-    from distributed import Client
+    from distributed import Client, fire_and_forget
 
     with Client(address, timeout=60, set_as_default=False) as client:
         client.wait_for_workers(2, timeout=60)
         # The workers import the stages while the test's in-process run goes on.
-        client.run(importlib.import_module, "helpers.stages.attack", wait=False)
+        for worker in client.scheduler_info()["workers"]:
+            fire_and_forget(client.submit(_warm_up, workers=[worker], allow_other_workers=False, pure=False))
     yield SimpleNamespace(address=address, procs=procs)
     for proc in procs:  # nothing of theirs to keep: no need to wait for a graceful close
         proc.kill()
@@ -137,20 +142,28 @@ def test_a_cluster_of_real_processes_gives_the_numbers_of_an_in_process_run_and_
 
 
 def _fails_on_run_1(cfg, run: int, seed: int):
-    if run == 1:
-        raise ValueError("a bad unit")
+    from helpers.store.units import Units
+
+    def compute():
+        if run == 1:
+            raise ValueError("a bad unit")
+        return {"x": [run]}
+
+    Units().get(Path(cfg.folder) / f"run{run}" / "unit.npz", "key", compute)
     return run, f"run {run} done"
 
 
-def test_a_run_that_raises_is_reported_with_its_run_and_experiment_after_the_others_finish(scheduler):
-    cfg = SimpleNamespace(seed=0, n_runs=3, workers=2, experiment="sweep-point-7",
+def test_a_run_that_raises_is_reported_with_its_unit_run_and_experiment_after_the_others_finish(tmp_path, scheduler):
+    cfg = SimpleNamespace(seed=0, n_runs=3, workers=2, experiment="sweep-point-7", folder=str(tmp_path),
                           executor=SimpleNamespace(kind="dask", scheduler=scheduler.address, resources=None))
     lines = []
     with pytest.raises(execution.StageFailed, match=r"(?s)demo stage of experiment 'sweep-point-7'.*"
-                                                    r"run 1 \(seed \d+\): ValueError: a bad unit") as error:
+                                                    r"run 1 \(seed \d+\): ValueError: a bad unit "
+                                                    r"\(while computing the unit \S+run1/unit.npz\)") as error:
         execution.map_runs(cfg, _fails_on_run_1, lines.append, stage="demo")
     assert [run for run, _, _ in error.value.failures] == [1]
-    assert "run 0 done" in lines and "run 2 done" in lines  # the others finished
+    assert "run 0 done" in lines and "run 2 done" in lines  # the others finished, their units saved
+    assert sorted(p.parent.name for p in tmp_path.glob("run*/unit.npz")) == ["run0", "run2"]
 
 
 PARENT = textwrap.dedent("""
@@ -186,3 +199,55 @@ def test_no_worker_outlives_its_parent_killed_with_sigkill(tmp_path):
     while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in workers), "a worker outlived its parent"
+
+
+def _where(cfg, run: int, seed: int):
+    from helpers.stages import progress
+
+    progress.unit_finished(False)
+    progress.unit_finished(True)
+    return (cfg.tag, run, os.getpid()), f"{cfg.tag} run {run}"
+
+
+def test_inside_a_cluster_context_concurrent_callers_share_its_client(scheduler):
+    import threading
+
+    results, logs = {}, {}
+
+    def caller(tag):
+        cfg = SimpleNamespace(seed=0, n_runs=3, workers=1, tag=tag)  # workers 1: in-process outside the context
+        logs[tag] = []
+        results[tag] = execution.map_runs(cfg, _where, logs[tag].append, stage=tag, units_per_run=2)
+
+    with execution.cluster(scheduler=scheduler.address) as client:
+        assert execution.current_client() is client
+        threads = [threading.Thread(target=caller, args=(tag,)) for tag in ("a", "b", "c")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        workers = set(client.run(os.getpid).values())
+    assert execution.current_client() is None
+    for tag in ("a", "b", "c"):
+        assert [(t, r) for t, r, _ in results[tag]] == [(tag, 0), (tag, 1), (tag, 2)]  # each its own, in run order
+        assert {pid for _, _, pid in results[tag]} <= workers  # ran on the cluster's workers
+        assert logs[tag] == [f"{tag} run {r}" for r in range(3)]
+
+
+def test_resources_are_asked_for_by_configs_with_a_circuit_only():
+    cfg = parse_config({**CONFIG, "executor": {"resources": {"GPU": 1}}}, "exp")
+    assert execution._wants_resources(cfg) == {"GPU": 1}
+    classical = parse_config({**CONFIG, "models": {"mlp": CONFIG["models"]["mlp"]}, "executor": {"resources": {"GPU": 1}}},
+                             "exp")
+    assert execution._wants_resources(classical) is None
+    assert execution._wants_resources(parse_config(CONFIG, "exp")) is None
+
+
+def test_where_runs_go_never_enters_a_key_or_provenance():
+    from helpers.store.provenance import config_hash
+
+    here = parse_config(CONFIG, "exp")
+    there = parse_config({**CONFIG, "workers": 7, "executor": {"scheduler": "tcp://node:8786", "resources": {"GPU": 1}}},
+                         "exp")
+    assert train.train_key(here, "vqc", 0, 1) == train.train_key(there, "vqc", 0, 1)
+    assert all(config_hash(here, stage) == config_hash(there, stage) for stage in ("train", "attack", "report"))

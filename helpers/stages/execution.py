@@ -216,10 +216,10 @@ def map_runs(cfg, run_fn, log=None, stage: str = "runs", units_per_run: int = 0)
         log = log or bar.write
         if client is not None:
             return _on_dask(client, cfg, run_fn, runs, bar, log, stage, units_per_run)
-        if options.kind == "processes":
-            return _on_pool(cfg, run_fn, runs, bar, log, units_per_run, local_workers(cfg, len(runs)))
         if options.scheduler is None and local_workers(cfg, len(runs)) == 1:
             return _in_process(cfg, run_fn, runs, bar, log, stage, units_per_run)
+        if options.kind == "processes":
+            return _on_pool(cfg, run_fn, runs, bar, log, units_per_run, local_workers(cfg, len(runs)))
         own = start_client(options.scheduler, local_workers(cfg, len(runs)))
         try:
             return _on_dask(own, cfg, run_fn, runs, bar, log, stage, units_per_run)
@@ -227,8 +227,13 @@ def map_runs(cfg, run_fn, log=None, stage: str = "runs", units_per_run: int = 0)
             _close_client(own)
 
 
+def _describe(error: BaseException) -> str:
+    """``Type: message`` and the unit it was computing (a note ``Units.get`` adds)."""
+    return f"{type(error).__name__}: {error}" + "".join(f" ({note})" for note in getattr(error, "__notes__", ()))
+
+
 def _failure(cfg, stage: str, failures: list) -> StageFailed:
-    lines = [f"  run {run} (seed {seed}): {type(error).__name__}: {error}" for run, seed, error in failures]
+    lines = [f"  run {run} (seed {seed}): {_describe(error)}" for run, seed, error in failures]
     error = StageFailed(f"{stage} stage of experiment {getattr(cfg, 'experiment', '?')!r}: {len(failures)} "
                         "run(s) failed (the other runs finished and their units are saved):\n" + "\n".join(lines))
     error.failures = failures
@@ -242,7 +247,7 @@ def _in_process(cfg, run_fn, runs, bar, log, stage, units_per_run) -> list:
             result, message, count = _counted(run_fn, cfg, run, seed, sink=bar.update)
         except Exception as error:  # the other runs go on; the stage fails at the end
             failures.append((run, seed, error))
-            log(f"run {run} (seed {seed}) FAILED: {type(error).__name__}: {error}")
+            log(f"run {run} (seed {seed}) FAILED: {_describe(error)}")
             continue
         results.append(result)
         bar.expect(count - units_per_run)
@@ -283,7 +288,7 @@ def _on_dask(client, cfg, run_fn, runs, bar, log, stage, units_per_run) -> list:
                     error = raised
                 failures.append((run, seed, error))
                 done[run] = None
-                log(f"run {run} (seed {seed}) FAILED: {type(error).__name__}: {error}")
+                log(f"run {run} (seed {seed}) FAILED: {_describe(error)}")
                 continue
             result, message, count, attempt = future.result()
             with lock:  # its unit events were sent before its result: wait until all are counted
