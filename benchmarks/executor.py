@@ -3,17 +3,21 @@ stages: the same config, the same number of local worker processes, a fresh resu
 each, every executor in a fresh Python process (so starting the pool or the cluster, and the
 workers' imports, are in the time).
 
-    python benchmarks/executor.py [--runs 4] [--workers 2] [--epochs 30] [--methods fgsm pgd apgd_ce]
+    python benchmarks/executor.py [--runs 4] [--workers 2] [--epochs 30] [--methods fgsm pgd apgd_ce] [--repeats 2]
 
-Writes ``results/bench/executor.csv``: one row per executor and stage (seconds), with the
-machine's load average when the stage started, and the Dask/pool ratio of each stage and of
-both together (< 1: Dask faster). The numbers do not depend on the executor: the script
+``--repeats 2`` runs them in the order pool, Dask, Dask, pool, so that a load that drifts
+over the benchmark weighs on both alike. Writes ``results/bench/executor.csv``: one row per
+executor, repeat and stage: wall seconds, the machine's load average when the stage started,
+and for the whole process the CPU seconds of it and its workers (user + system: less
+sensitive than wall time to other jobs on a shared machine); and the Dask/pool ratio of the
+median of each (< 1: Dask faster). The numbers do not depend on the executor: the script
 checks that the two runs wrote identical tables (wall times aside).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -64,6 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("--n-test", type=int, default=None)
     parser.add_argument("--methods", nargs="+", default=["fgsm", "pgd", "apgd_ce"])
     parser.add_argument("--executors", nargs="+", default=["processes", "dask"])
+    parser.add_argument("--repeats", type=int, default=1, help="ABBA... order over the executors")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
     args = parser.parse_args(argv)
     rows, folders = [], {}
@@ -71,31 +76,39 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         script = tmp / "stages.py"
         script.write_text(STAGE_SCRIPT)
-        for kind in args.executors:
+        order = [(r, kind) for r in range(args.repeats)
+                 for kind in (args.executors if r % 2 == 0 else args.executors[::-1])]
+        for repeat, kind in order:
             path = tmp / f"bench_{kind}.yaml"
             path.write_text(yaml.safe_dump(config(args, kind)))
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, str(script), str(path), str(tmp / kind)], cwd=ROOT, env=env,
-                                  capture_output=True, text=True)
+            done = subprocess.run([sys.executable, str(script), str(path), str(tmp / f"{kind}{repeat}")], cwd=ROOT,
+                                  env=env, capture_output=True, text=True)
             total = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             if done.returncode:
                 print(done.stderr[-3000:], file=sys.stderr)
                 return 1
             times = yaml.safe_load(done.stdout.strip().splitlines()[-1])
             for stage, (seconds, load) in times.items():
-                rows.append({"executor": kind, "stage": stage, "seconds": round(seconds, 2), "load_1min": load,
+                rows.append({"executor": kind, "repeat": repeat, "stage": stage, "seconds": round(seconds, 2),
+                             "cpu_seconds": None, "load_1min": load,
                              "runs": args.runs, "workers": args.workers, "epochs": args.epochs,
                              "methods": " ".join(args.methods), "cpus": os.cpu_count()})
-            rows.append({"executor": kind, "stage": "process (imports, both stages)", "seconds": round(total, 2),
-                         "load_1min": os.getloadavg()[0], "runs": args.runs, "workers": args.workers,
+            rows.append({"executor": kind, "repeat": repeat, "stage": "process (imports, both stages)",
+                         "seconds": round(total, 2), "cpu_seconds": round(cpu, 2), "load_1min": os.getloadavg()[0], "runs": args.runs, "workers": args.workers,
                          "epochs": args.epochs, "methods": " ".join(args.methods), "cpus": os.cpu_count()})
-            folders[kind] = tmp / kind / f"bench_{kind}"
+            folders[kind] = tmp / f"{kind}{repeat}" / f"bench_{kind}"
         frame = pd.DataFrame(rows)
         if {"processes", "dask"} <= set(args.executors):
-            pool = frame[frame.executor == "processes"].set_index("stage")["seconds"]
-            dask = frame[frame.executor == "dask"].set_index("stage")["seconds"]
-            frame["dask_over_pool"] = frame["stage"].map((dask / pool).round(3))
+            median = frame.groupby(["executor", "stage"])[["seconds", "cpu_seconds"]].median()
+            frame["dask_over_pool"] = frame["stage"].map((median.loc["dask", "seconds"]
+                                                          / median.loc["processes", "seconds"]).round(3))
+            frame["cpu_dask_over_pool"] = frame["stage"].map((median.loc["dask", "cpu_seconds"]
+                                                              / median.loc["processes", "cpu_seconds"]).round(3))
             from helpers.store.layout import TABLES
 
             for name in ("models", "robustness", "transfer"):
