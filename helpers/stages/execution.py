@@ -120,8 +120,13 @@ def start_client(scheduler: str | None = None, workers: int = 1):
     if scheduler is not None:
         client = Client(scheduler, set_as_default=False)
     else:
-        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                             silence_logs=logging.WARNING)
+        import dask
+
+        # Dask's statistical profiler samples every worker thread's stack every 10 ms: about
+        # a third more CPU time on our runs (benchmarks/executor.py), for a dashboard we do not open.
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                 silence_logs=logging.WARNING)
         client = Client(local, set_as_default=False)
     return client  # torch threads: OMP_NUM_THREADS=1 from the nanny, and set again in each task
 
