@@ -125,8 +125,10 @@ def start_client(scheduler: str | None = None, workers: int = 1):
         # Dask's statistical profiler samples every worker thread's stack every 10 ms: about
         # a third more CPU time on our runs (benchmarks/executor.py), for a dashboard we do not open.
         with dask.config.set({"distributed.worker.profile.enabled": False}):
+            # No dashboard; the scheduler's small HTTP server (health, metrics) on a free port,
+            # not 8787, which another cluster on the machine may hold.
             local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                 silence_logs=logging.WARNING)
+                                 scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.WARNING)
         client = Client(local, set_as_default=False)
     return client  # torch threads: OMP_NUM_THREADS=1 from the nanny, and set again in each task
 
