@@ -150,7 +150,8 @@ def executor_bench() -> str:
     frame = pd.read_csv(path)
     first = frame.iloc[0]
     total = frame[frame.stage.str.startswith("process")].iloc[0]
-    rows = frame[["executor", "repeat", "stage", "seconds", "cpu_seconds", "load_1min"]].fillna("")
+    rows = frame[["executor", "repeat", "stage", "seconds", "cpu_seconds", "load_1min"]].astype(object)
+    rows["cpu_seconds"] = rows["cpu_seconds"].map(lambda v: "" if pd.isna(v) else v)
     rows["load_1min"] = rows["load_1min"].map(lambda v: f"{v:.1f}")
     return (f"The default study's models, {first.runs} runs, {first.epochs} epochs, attacks {first.methods}, "
             f"{first.workers} workers on {first.cpus} CPU cores (the load average says how busy the machine was). "
