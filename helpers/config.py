@@ -13,6 +13,7 @@ step): one message naming the key and the allowed values, exit status 2.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -109,7 +110,8 @@ class RunSection(Params):
     device: str = param("auto", Choice(DEVICES), "`auto`: a CUDA GPU when present, else the CPU")
     workers: int | str = param("auto", Either(Literal("auto"), Integer(1), text="be 'auto' (one process per CPU core; "
                                               "one on a GPU) or an integer >= 1"),
-                               "processes the runs are spread over; the numbers do not depend on it")
+                               "local worker processes the runs are spread over (a Dask local cluster; 1: this "
+                               "process, serially); the numbers do not depend on it")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,6 +357,31 @@ class InterpretSection(Params):
 
 
 @dataclasses.dataclass(frozen=True)
+class ExecutorSection(Params):
+    """``executor``: where the units of work run (``helpers/stages/execution.py``,
+    [clusters](cluster.md)). Nothing here enters a unit's key or a stage's provenance: the
+    numbers do not depend on where they were computed."""
+
+    kind: str = param("dask", Choice(("dask", "processes")),
+                      "`dask`: tasks on a Dask cluster (`workers: 1`: in this process, serially); `processes`: "
+                      "the earlier local process pool, kept for the executor benchmark")
+    scheduler: str | None = param(None, Optional(Text()),
+                                  "null: a local cluster of `workers` single-threaded processes, started per "
+                                  "stage; `tcp://host:8786`: the running Dask scheduler to submit to")
+    resources: Mapping | None = param(None, Optional(AnyMapping()), "worker resources each task of a config with "
+                                      "a circuit asks for, e.g. `{GPU: 1}` (workers started with `--resources GPU=1`)")
+
+    def check(self, where):
+        check(self.scheduler is None or re.fullmatch(r"[a-z]+://\S+", self.scheduler) is not None,
+              f"{where}.scheduler must be null or a scheduler address such as 'tcp://host:8786', got {self.scheduler!r}")
+        check(self.kind == "dask" or self.scheduler is None,
+              f"{where}.scheduler needs {where}.kind 'dask' (a process pool is local), got kind {self.kind!r}")
+        for name, amount in (self.resources or {}).items():
+            check(isinstance(name, str) and isinstance(amount, (int, float)) and not isinstance(amount, bool)
+                  and amount > 0, f"{where}.resources must map resource names to amounts > 0, got {name!r}: {amount!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Reference(Params):
     """A published result to set beside ours."""
 
@@ -406,7 +433,8 @@ class ReportSection(Params):
 
 
 SECTIONS = {"dataset": DatasetSection, "training": TrainingSection, "attack": AttackSection,
-            "certify": CertifySection, "interpret": InterpretSection, "report": ReportSection}
+            "certify": CertifySection, "interpret": InterpretSection, "report": ReportSection,
+            "executor": ExecutorSection}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -424,6 +452,7 @@ class Config:
     certify: CertifySection
     interpret: InterpretSection
     report: ReportSection
+    executor: ExecutorSection = ExecutorSection()
     experiment: str = "experiment"
     results_dir: Path = ROOT / "results" / "experiment"
 
@@ -435,8 +464,9 @@ class Config:
         return plain(value)
 
     def to_dict(self) -> dict:
-        return {name: self.section(name) for name in ("dataset", "n_runs", "seed", "device", "workers", "training",
-                                                      "models", "attack", "certify", "interpret", "report")}
+        return {name: self.section(name) for name in ("dataset", "n_runs", "seed", "device", "workers", "executor",
+                                                      "training", "models", "attack", "certify", "interpret",
+                                                      "report")}
 
     @property
     def n_classes(self) -> int:
@@ -449,7 +479,7 @@ def parse_config(given: Mapping, experiment: str = "experiment", results_dir: Pa
     if not isinstance(given, Mapping):
         raise ConfigError(f"a config must be a YAML mapping, got {given!r}")
     top = [f.name for f in RunSection.fields()]
-    allowed = ["dataset", *top, "training", "models", "attack", "certify", "interpret", "report"]
+    allowed = ["dataset", *top, "executor", "training", "models", "attack", "certify", "interpret", "report"]
     for key in given:
         check(key in allowed, f"unknown config key {key!r}; allowed: {sorted(allowed)}")
     dataset = DatasetSection.parse(given.get("dataset"), "dataset")
@@ -479,6 +509,7 @@ def parse_config(given: Mapping, experiment: str = "experiment", results_dir: Pa
     certify = CertifySection.parse(given.get("certify"), "certify")
     interpret = InterpretSection.parse(given.get("interpret"), "interpret")
     report = ReportSection.parse(given.get("report"), "report")
+    executor = ExecutorSection.parse(given.get("executor"), "executor")
     if report.primary is not None:
         primary = report.primary
         check(len(primary.models) == 2 and set(primary.models) <= set(models),
@@ -498,7 +529,7 @@ def parse_config(given: Mapping, experiment: str = "experiment", results_dir: Pa
               and all(BUDGET.accepts(v) for v in ref.accuracy.values()),
               f"report.reference.accuracy must map model names of `models` to accuracies in [0, 1], got {dict(ref.accuracy)!r}")
     return Config(dataset=dataset, **{k: getattr(run, k) for k in top}, training=training, models=models,
-                  attack=attack, certify=certify, interpret=interpret, report=report, experiment=experiment,
+                  attack=attack, certify=certify, interpret=interpret, report=report, executor=executor, experiment=experiment,
                   results_dir=Path(results_dir) if results_dir else ROOT / "results" / experiment)
 
 

@@ -47,7 +47,7 @@ def test_in_process_runs_count_the_same(capsys):
     map_runs(SimpleNamespace(seed=0, n_runs=2, workers=1), _run_with_units, messages.append, stage="demo")
     assert messages == ["run 0 done", "run 1 done"]
     assert "5/5 units" in _final_line(capsys.readouterr().err)
-    assert progress._sink is None  # nothing is reported outside a stage
+    assert progress.current_sink() is None  # nothing is reported outside a stage
 
 
 def test_a_unit_counts_once_and_reused_units_count_as_reused(tmp_path):

@@ -4,9 +4,9 @@ earlier run (a reused unit counts at once, in no time).
 
 The bar writes to the process's stderr. In JupyterLab that is the cell's output, redrawn in
 place; under ``make``, ``stages.notebook`` streams the kernel's stderr to the terminal and
-the executed notebook keeps only the bar's last state. A unit finished in a worker process
-of ``execution.map_runs`` reports through a queue that a thread of the stage's process
-drains (``unit_finished`` works the same in both).
+the executed notebook keeps only the bar's last state. A unit finished in a Dask worker
+reports as an event that the stage's client hears (``execution.map_runs``); ``unit_finished``
+works the same in both, and per thread, so stages may run in threads of one process.
 """
 from __future__ import annotations
 
@@ -18,19 +18,24 @@ from tqdm import tqdm
 REFRESH_SECONDS = 2.0  # the elapsed time ticks while a long unit runs: a sign of life (and a line a tick in a log file)
 FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} {unit}s [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
-_sink = None  # this process's receiver of finished units: sink(reused), set while a stage runs
+_local = threading.local()  # per thread (several stages may run in threads of one process): its sink(reused)
 
 
 def unit_finished(reused: bool) -> None:
-    """Count one finished unit of the stage running in this process (outside one: nothing)."""
-    if _sink is not None:
-        _sink(reused)
+    """Count one finished unit of the stage running in this thread (outside one: nothing)."""
+    sink = current_sink()
+    if sink is not None:
+        sink(reused)
 
 
 def set_sink(sink) -> None:
-    """Send this process's finished units to ``sink(reused)`` (None: nowhere)."""
-    global _sink
-    _sink = sink
+    """Send this thread's finished units to ``sink(reused)`` (None: nowhere)."""
+    _local.sink = sink
+
+
+def current_sink():
+    """This thread's receiver of finished units (None outside a stage)."""
+    return getattr(_local, "sink", None)
 
 
 class StageBar:

@@ -63,7 +63,11 @@ class Units:
         arrays = self._read(path, key, needs)
         reused = arrays is not None
         if not reused:
-            arrays = compute()
+            try:
+                arrays = compute()
+            except Exception as error:  # the failed run's report names the unit (stages.execution)
+                error.add_note(f"while computing the unit {path}")
+                raise
             save_arrays(path, **arrays, **{KEY: np.array(key)})
         # A unit asked for again in the same stage (escalation asks for the configured attacks
         # once more) and found on disk is the same unit: counted once. A computation always counts.
