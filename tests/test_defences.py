@@ -187,3 +187,16 @@ def test_the_tradeoff_table_pairs_each_defended_model_with_its_undefended_siblin
     plain = load_config(write(tmp_path, {"mlp": {"type": "mlp"}}, name="plain.yaml"))
     assert defences_table(plain.models, robustness, certified, trained, ratio=0.0).empty
     assert defences_section(pd.DataFrame()) == []
+
+
+def test_the_attacks_shared_code_stays_in_every_stage_key():
+    """``helpers/attacks/base.py`` (projection, gradients, robust accuracy) is code every attack,
+    certificate and attribution unit runs: a registry entry that claims it (``uses``) would take
+    it out of the stages' shared hash, and an edit to it would then reuse stale units."""
+    from helpers.registry import REGISTRIES
+    from helpers.stages import graph
+
+    claimed = {str(f).replace("\\", "/") for registry in REGISTRIES for f in registry.claimed_files()}
+    assert not any(f.endswith("helpers/attacks/base.py") for f in claimed)
+    for stage in ("train", "attack", "interpret"):
+        assert any(str(f).endswith("helpers/attacks/base.py") for f in graph.files(graph.STAGES[stage].code)), stage

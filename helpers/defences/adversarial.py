@@ -36,7 +36,7 @@ class PGDTraining(Defence):
     projection), except a ``clean_fraction`` of the batch (its first rows) kept clean."""
 
     name, label = "pgd", "PGD adversarial training"
-    uses = ("helpers.attacks.pgd", "helpers.attacks.base")
+    uses = ("helpers.attacks.pgd",)
     strength = "epsilon"
 
     @dataclass(frozen=True)
@@ -74,7 +74,6 @@ class TRADES(Defence):
     attack's signed step and projection) from a small Gaussian start."""
 
     name, label = "trades", "TRADES"
-    uses = ("helpers.attacks.base",)
     strength = "beta"
 
     @dataclass(frozen=True)
