@@ -154,6 +154,14 @@ def inference_constants() -> str:
     ])
 
 
+def sweep_part(sweep: str, heading: str, select: str = "all") -> str:
+    """``summary_part`` of a sweep's ``results/<sweep>/summary.md``, or how to make it while
+    the sweep has not run."""
+    if not (ROOT / "results" / sweep / "summary.md").is_file():
+        return f"Not run yet: `make sweep SWEEP=sweeps/{sweep}.yaml`, then `make docs`."
+    return summary_part(sweep, heading, select)
+
+
 BRACKET = "Bracket: certified and attacked accuracy"  # the summary's section headings
 HARDWARE = "Circuits as they run on hardware: noise and shots"
 BLOCKS = {
@@ -170,6 +178,10 @@ BLOCKS = {
     "breast-cancer-bracket": lambda: summary_part("breast_cancer", BRACKET),
     "noise-hardware": lambda: summary_part("noise", HARDWARE),
     "noise-finding": lambda: summary_part("noise", "Robust accuracy", "paragraph"),
+    "qubits-reading": lambda: sweep_part("qubits", "Reading"),
+    "qubits-trends": lambda: sweep_part("qubits", "Trends", "table"),
+    "qubits-tests": lambda: sweep_part("qubits", "Quantum against the matched baseline at every point"),
+    "qubits-match": lambda: sweep_part("qubits", "Capacity match"),
     "attacks": lambda: entries_table(ATTACKS),
     "certificates": lambda: entries_table(CERTIFICATES),
     "masking-checks": masking_checks_table,
