@@ -182,6 +182,7 @@ BLOCKS = {
     "qubits-trends": lambda: sweep_part("qubits", "Trends", "table"),
     "qubits-tests": lambda: sweep_part("qubits", "Quantum against the matched baseline at every point"),
     "qubits-match": lambda: sweep_part("qubits", "Capacity match"),
+    "qubits-cost": lambda: sweep_part("qubits", "Cost"),
     "attacks": lambda: entries_table(ATTACKS),
     "certificates": lambda: entries_table(CERTIFICATES),
     "masking-checks": masking_checks_table,

@@ -162,6 +162,9 @@ def write_summary(sweep: Sweep, tables: dict[str, pd.DataFrame]) -> str:
         "## Quantum against the matched baseline at every point", _table(shown_tests),
         "## Capacity match", _table(capacity_match(sweep, models)),
         "## Models", _table(clean),
+        "## Cost", "Wall seconds of each stage of each point (its provenance: the last time the stage ran, "
+        "while other points ran beside it) and the seconds each model's training took, summed over runs.",
+        _table(tables["cost"]),
     ]) + "\n"
     write_text(text, sweep.results_dir / "summary.md")
     return text

@@ -26,7 +26,8 @@ from .expansion import Point, Sweep
 from .running import point_values
 
 TABLES = {"models": "sweep_models.csv", "robustness": "sweep_robustness.csv", "auc": "sweep_auc.csv",
-          "certified": "sweep_certified.csv", "tests": "sweep_tests.csv", "trends": "sweep_trends.csv"}
+          "certified": "sweep_certified.csv", "tests": "sweep_tests.csv", "trends": "sweep_trends.csv",
+          "cost": "sweep_cost.csv"}
 PERMUTATIONS = 10000  # random permutations of the Spearman test when exact enumeration is too long
 EXACT_POINTS = 7      # up to this many points the permutation test enumerates every order
 
@@ -151,6 +152,23 @@ def trend_rows(sweep: Sweep, points: list[Point], auc_runs: dict[str, pd.DataFra
     return rows
 
 
+def stage_seconds(point: Point, stages) -> dict:
+    """Wall seconds of each stage of a point, from its provenance (start to finish of the
+    stage's last run: a stage that reused every unit took little)."""
+    from datetime import datetime
+
+    from ..store.provenance import read_provenance
+
+    record = (read_provenance(point.config.results_dir) or {}).get("stages", {})
+    seconds = {}
+    for stage in stages:
+        times = record.get(stage, {})
+        if times.get("started") and times.get("finished"):
+            start, end = (datetime.strptime(times[k], "%Y-%m-%dT%H:%M:%S%z") for k in ("started", "finished"))
+            seconds[f"{stage}_wall_seconds"] = (end - start).total_seconds()
+    return seconds
+
+
 def with_point(frame: pd.DataFrame, values: dict, name: str) -> pd.DataFrame:
     return frame.assign(**{"point": name, **values})[["point", *values, *frame.columns]] if not frame.empty else frame
 
@@ -159,7 +177,7 @@ def aggregate(sweep: Sweep, skip=()) -> dict[str, pd.DataFrame]:
     """Every sweep table from the points' tables (points whose folder is in ``skip``, such as
     failed ones, left out); written to ``results/<sweep>/`` and returned."""
     frames = {name: [] for name in TABLES}
-    tests, auc_runs, ratios, done = [], {}, {}, []
+    tests, auc_runs, ratios, done, cost = [], {}, {}, [], []
     for point in sweep.points:
         if point.folder in skip:
             continue
@@ -170,6 +188,9 @@ def aggregate(sweep: Sweep, skip=()) -> dict[str, pd.DataFrame]:
             frames[name].append(with_point(tables[name], values, point.name))
         tests += [{"point": point.name, **values, **row} for row in point_tests(sweep, inputs, tables["auc_runs"])]
         auc_runs[point.name], ratios[point.name] = tables["auc_runs"], inputs["ratio"]
+        trained = inputs["models"].groupby("model", sort=False)["train_seconds"].sum()
+        cost.append({"point": point.name, **values, **stage_seconds(point, sweep.stages),
+                     **{f"{model}_train_seconds": float(seconds) for model, seconds in trained.items()}})
         done.append(point)
     out = {name: pd.concat(frames[name], ignore_index=True) for name in ("models", "robustness", "auc", "certified")}
     tests = pd.DataFrame(tests)
@@ -179,6 +200,7 @@ def aggregate(sweep: Sweep, skip=()) -> dict[str, pd.DataFrame]:
             tests.loc[index, "p_adjusted"] = holm(tests.loc[index, "p_value"])
     out["tests"] = tests
     out["trends"] = pd.DataFrame(trend_rows(sweep, done, auc_runs, ratios))
+    out["cost"] = pd.DataFrame(cost)
     for name, table in out.items():
         write_csv(table, sweep.results_dir / TABLES[name])
     return out
