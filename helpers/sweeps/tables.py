@@ -194,10 +194,15 @@ def aggregate(sweep: Sweep, skip=()) -> dict[str, pd.DataFrame]:
         done.append(point)
     out = {name: pd.concat(frames[name], ignore_index=True) for name in ("models", "robustness", "auc", "certified")}
     tests = pd.DataFrame(tests)
-    if not tests.empty:  # one family per measure: the same comparison at every point
+    if not tests.empty:  # one family per measure: the same comparison at every experiment
         tests["p_adjusted"] = np.nan
+        folders = [next(p.folder for p in sweep.points if p.name == name) for name in tests["point"]]
         for _, index in tests.groupby("measure").groups.items():
-            tests.loc[index, "p_adjusted"] = holm(tests.loc[index, "p_value"])
+            # points that share a folder are one experiment: one member of the family
+            first = ~pd.Series(folders, index=tests.index)[index].duplicated()
+            family = index[first.to_numpy()]
+            adjusted = dict(zip([folders[tests.index.get_loc(i)] for i in family], holm(tests.loc[family, "p_value"])))
+            tests.loc[index, "p_adjusted"] = [adjusted[folders[tests.index.get_loc(i)]] for i in index]
     out["tests"] = tests
     out["trends"] = pd.DataFrame(trend_rows(sweep, done, auc_runs, ratios))
     out["cost"] = pd.DataFrame(cost)
