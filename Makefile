@@ -32,7 +32,7 @@ $(PYTHON) -m helpers.stages.notebook $< $(@:.ipynb=.running.ipynb) $(CONFIG) $(K
 	|| { mv $(@:.ipynb=.running.ipynb) $(@:.ipynb=.failed.ipynb) 2>/dev/null; exit 1; }
 endef
 
-.PHONY: all test bench lab clean env docs shipped
+.PHONY: all test bench lab clean env docs shipped sweep
 
 env: $(INSTALLED)
 
@@ -77,6 +77,16 @@ shipped: $(INSTALLED)
 # and findings copied from the shipped studies' results): no number in them is typed by hand.
 docs: $(INSTALLED)
 	$(PYTHON) -m helpers.docs
+
+# A sweep (docs/sweeps.md): every point of SWEEP=sweeps/<name>.yaml (each a full experiment under
+# results/<name>/<point>/) through its stages, points at once (PARALLEL, default 2) inside one
+# cluster (SCHEDULER=tcp://host:8786: a running Dask scheduler; WORKERS: the local one's size);
+# then the sweep's tables, and its notebook (figure, summary.md) run like the stages'.
+SWEEP ?= sweeps/qubits.yaml
+sweep: $(INSTALLED)
+	$(PYTHON) -m helpers.sweeps run $(SWEEP) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
+		$(if $(WORKERS),--workers $(WORKERS)) $(if $(PARALLEL),--parallel $(PARALLEL))
+	$(PYTHON) -m helpers.sweeps report $(SWEEP)
 
 # Speed of the quantum simulation paths against PennyLane, and the wall time of every
 # executed stage under results/: results/bench/*.csv and bench.md (about 15 minutes).

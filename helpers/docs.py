@@ -200,6 +200,14 @@ def inference_constants() -> str:
     ])
 
 
+def sweep_part(sweep: str, heading: str, select: str = "all") -> str:
+    """``summary_part`` of a sweep's ``results/<sweep>/summary.md``, or how to make it while
+    the sweep has not run."""
+    if not (ROOT / "results" / sweep / "summary.md").is_file():
+        return f"Not run yet: `make sweep SWEEP=sweeps/{sweep}.yaml`, then `make docs`."
+    return summary_part(sweep, heading, select)
+
+
 BRACKET = "Bracket: certified and attacked accuracy"  # the summary's section headings
 HARDWARE = "Circuits as they run on hardware: noise and shots"
 BLOCKS = {
@@ -218,6 +226,11 @@ BLOCKS = {
     "noise-finding": lambda: summary_part("noise", "Robust accuracy", "paragraph"),
     "defences-finding": lambda: summary_part("defences", "Robust accuracy", "paragraph"),
     "defences-tradeoff": lambda: summary_part("defences", "Defences"),
+    "qubits-reading": lambda: sweep_part("qubits", "Reading"),
+    "qubits-trends": lambda: sweep_part("qubits", "Trends", "table"),
+    "qubits-tests": lambda: sweep_part("qubits", "Quantum against the matched baseline at every point"),
+    "qubits-match": lambda: sweep_part("qubits", "Capacity match"),
+    "qubits-cost": lambda: sweep_part("qubits", "Cost"),
     "attacks": lambda: entries_table(ATTACKS),
     "certificates": lambda: entries_table(CERTIFICATES),
     "threat-models": threat_models_table,

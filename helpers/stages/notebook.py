@@ -34,8 +34,10 @@ def kernel_config(socket_dir: str):
     return Config({"KernelManager": {"transport": "ipc", "ip": str(Path(socket_dir) / "kernel")}})
 
 
-def execute(source: str | Path, output: str | Path, config_path: str, kernel: str = KERNEL, stderr=None) -> None:
-    """Execute notebook ``source`` with ``config_path`` injected into its parameters and save
+def execute(source: str | Path, output: str | Path, config_path: str, kernel: str = KERNEL, stderr=None,
+            parameter: str = "config_path") -> None:
+    """Execute notebook ``source`` with ``config_path`` injected into its parameters (as
+    ``parameter``: a sweep's notebook takes ``sweep_path``) and save
     it to ``output``; the kernel's stderr streams to ``stderr`` (default: this process's).
     Raises papermill's ``PapermillExecutionError`` when a cell fails (``output`` then holds
     the notebook up to the failing cell and its traceback)."""
@@ -43,7 +45,7 @@ def execute(source: str | Path, output: str | Path, config_path: str, kernel: st
 
     # A short private folder: a Unix socket's path is limited to about 100 characters.
     with tempfile.TemporaryDirectory(prefix="qmlr-") as sockets:
-        papermill.execute_notebook(str(source), str(output), parameters={"config_path": config_path},
+        papermill.execute_notebook(str(source), str(output), parameters={parameter: config_path},
                                    kernel_name=kernel, cwd=str(ROOT / "notebooks"), progress_bar=False,
                                    stderr_file=stderr or sys.stderr, config=kernel_config(sockets),
                                    coalesce_streams=True)
