@@ -46,9 +46,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--scheduler", default=None, help="a running Dask scheduler (tcp://host:8786)")
     parser.add_argument("--workers", type=int, default=None, help="workers of the local cluster")
     parser.add_argument("--parallel", type=int, default=None, help="points run at once (default 2)")
+    parser.add_argument("--results", default=None, help="results root (default: results/; the sweep's folder goes under it)")
     args = parser.parse_args(argv)
     try:
-        sweep = expand(args.sweep)
+        sweep = expand(args.sweep, args.results)
     except SweepError as error:
         print(f"sweep error: {error}", file=sys.stderr)
         return 2
