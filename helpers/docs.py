@@ -224,6 +224,8 @@ BLOCKS = {
     "breast-cancer-bracket": lambda: summary_part("breast_cancer", BRACKET),
     "noise-hardware": lambda: summary_part("noise", HARDWARE),
     "noise-finding": lambda: summary_part("noise", "Robust accuracy", "paragraph"),
+    "default-l2-bracket": lambda: summary_part("default", "L2 bracket", "table"),
+    "default-universal": lambda: summary_part("default", "Universal perturbations", "table"),
     "defences-finding": lambda: summary_part("defences", "Robust accuracy", "paragraph"),
     "defences-tradeoff": lambda: summary_part("defences", "Defences"),
     "qubits-reading": lambda: sweep_part("qubits", "Reading"),
