@@ -185,6 +185,20 @@ def executor_bench() -> str:
             "(whole process); per stage in the table.\n\n" + markdown_table(rows.to_dict("records")))
 
 
+def sweep_workers_bench() -> str:
+    """``results/bench/sweep_workers.csv`` (``benchmarks/sweep_workers.py``) as a table, with
+    the speed-up of two local workers over one."""
+    import pandas as pd
+
+    path = ROOT / "results" / "bench" / "sweep_workers.csv"
+    if not path.is_file():
+        return "Not measured yet: run `python benchmarks/sweep_workers.py`, then `make docs`."
+    frame = pd.read_csv(path)
+    return (f"Six-point sweep, one local worker against two (medians over repeats): speed-up "
+            f"{frame.speedup_2_over_1.iloc[0]:g}.\n\n"
+            + markdown_table(frame[["workers", "repeat", "wall_seconds", "load_at_start"]].to_dict("records")))
+
+
 def inference_constants() -> str:
     """The constants the inference uses, from the code."""
     from .analysis import masking, statistics
@@ -239,6 +253,7 @@ BLOCKS = {
     "masking-checks": masking_checks_table,
     "bench": bench_tables,
     "executor-bench": executor_bench,
+    "sweep-workers-bench": sweep_workers_bench,
     "inference-constants": inference_constants,
     "attributions": lambda: entries_table(ATTRIBUTIONS),
     "datasets": lambda: entries_table(DATASETS),
