@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..report.figures import model_colors
+from ..report.tables import markdown_table
 from ..store.files import save_figure, write_text
 from .expansion import Sweep
 from .tables import read_tables
@@ -89,9 +90,8 @@ def _fmt(value, digits: int = 3) -> str:
 def _table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(none)"
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
+    shown = pd.DataFrame([[_fmt(v) for v in row] for row in frame.itertuples(index=False)], columns=frame.columns)
+    return markdown_table(shown)
 
 
 def capacity_match(sweep: Sweep, models: pd.DataFrame) -> pd.DataFrame:
