@@ -412,6 +412,9 @@ class ReportSection(Params):
                                      "statistic and comparison; they are counted either way")
     reference: Reference | None = param(None, Optional(AnyMapping()),
                                         "a published result: {source, attack, epsilon, accuracy: {model: value}}")
+    ceiling_seconds: float = param(60.0, Number(0, open="low"),
+                                   "time limit of the exact search for the data's ceiling (analysis.ceiling) per run, "
+                                   "norm and ε with more than two classes; past it the ceiling is the solver's upper bound")
 
     @classmethod
     def parse(cls, given, where, owner=None):
@@ -429,7 +432,8 @@ class ReportSection(Params):
     def to_dict(self) -> dict:
         return {"primary": None if self.primary is None else self.primary.to_dict(),
                 "exclude_degenerate": self.exclude_degenerate,
-                "reference": None if self.reference is None else self.reference.to_dict()}
+                "reference": None if self.reference is None else self.reference.to_dict(),
+                "ceiling_seconds": self.ceiling_seconds}
 
 
 SECTIONS = {"dataset": DatasetSection, "training": TrainingSection, "attack": AttackSection,

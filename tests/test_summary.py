@@ -9,6 +9,7 @@ from scipy import stats
 from helpers.config import parse_config
 from helpers.report.summary import write_summary
 from helpers.analysis.evaluation import COLUMNS
+from helpers.report.ceiling import TABLE_COLUMNS
 from helpers.stages.report import compute_tables
 
 RUNS = 10
@@ -50,7 +51,8 @@ def inputs(gap=0.2, degenerate_b=()):
     return {"models": models, "robustness": pd.DataFrame(rows), "transfer": empty, "large_epsilon": empty,
             "by_class": empty.assign(label=0), "convergence": empty, "attribution_stability": stability,
             "certified": pd.DataFrame(columns=["run", *COLUMNS["certified"]]),
-            "escalation": pd.DataFrame(columns=["run", *COLUMNS["escalation"]])}
+            "escalation": pd.DataFrame(columns=["run", *COLUMNS["escalation"]]),
+            "ceiling": pd.DataFrame(columns=TABLE_COLUMNS)}
 
 
 def summary(cfg, study):

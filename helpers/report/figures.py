@@ -50,12 +50,15 @@ def plot_training_curves(history: pd.DataFrame, models) -> plt.Figure:
     return fig
 
 
-def plot_robustness_curves(stats: pd.DataFrame, models, attacks=None, reference=None, norm: str = "L∞") -> plt.Figure:
+def plot_robustness_curves(stats: pd.DataFrame, models, attacks=None, reference=None, norm: str = "L∞",
+                           ceiling: pd.DataFrame | None = None) -> plt.Figure:
     """Accuracy vs epsilon, one panel per attack (default: all in the table), from the
     report's ``stats`` (mean and corrected 95% interval across runs per model, attack and ε):
     the mean with its interval as a band (drawn inside [0, 1]). ``reference`` (a config's
     ``report.reference``) marks the published accuracies as stars on its attack's panel.
-    ``norm`` names the threat model on the ε axis (``L∞``, ``L2``)."""
+    ``norm`` names the threat model on the ε axis (``L∞``, ``L2``). ``ceiling`` (epsilon,
+    ceiling, true_boundary: means over runs) draws the data's ceiling in every panel, and the
+    true boundary's robust accuracy where the data set has one."""
     colors = model_colors(models)
     present = list(dict.fromkeys(stats["attack"]))
     attacks = [a for a in (attacks or present) if a in present]
@@ -65,6 +68,7 @@ def plot_robustness_curves(stats: pd.DataFrame, models, attacks=None, reference=
             curve = stats[(stats["attack"] == attack) & (stats["model"] == model)].sort_values("epsilon")
             _band(ax, curve.assign(ci_low=curve["ci_low"].clip(*ACCURACY_BOUNDS),
                                    ci_high=curve["ci_high"].clip(*ACCURACY_BOUNDS)), "epsilon", colors[model], model)
+        _draw_ceiling(ax, ceiling)
         if reference is not None and reference.attack == attack:
             for model, value in reference.accuracy.items():
                 ax.plot(reference.epsilon, value, "*", ms=14, mec="black", color=colors.get(model, "grey"),
@@ -78,6 +82,16 @@ def plot_robustness_curves(stats: pd.DataFrame, models, attacks=None, reference=
                  "corrected for the data the runs share", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _draw_ceiling(ax, ceiling: pd.DataFrame | None) -> None:
+    """The data's ceiling (black, dotted) and the true boundary (grey, dash-dotted) against ε."""
+    if ceiling is None or ceiling.empty:
+        return
+    c = ceiling.sort_values("epsilon")
+    ax.plot(c["epsilon"], c["ceiling"], ":", color="black", lw=1.5, label="data's ceiling (any classifier)")
+    if c["true_boundary"].notna().any():
+        ax.plot(c["epsilon"], c["true_boundary"], "-.", color="0.45", lw=1.2, label="true boundary")
 
 
 def plot_attack_comparison(stats: pd.DataFrame, models) -> plt.Figure:
@@ -256,7 +270,8 @@ def plot_decision_boundaries(arrays: dict, models, epsilon: float, class_names) 
 def plot_bracket(bracket: pd.DataFrame, models, norm: str = "L∞") -> plt.Figure:
     """One panel per model: certified accuracy (the best certificate: a lower bound, dashed)
     and attacked accuracy (the worst case over every attack: an upper bound, solid) against ε,
-    means over runs; the shaded band between them is what neither side settles."""
+    means over runs; the shaded band between them is what neither side settles. Where the
+    bracket has a ``ceiling`` column, the data's ceiling (dotted) above both."""
     colors = model_colors(models)
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), sharey=True, squeeze=False)
     for ax, model in zip(axes[0], models):
@@ -264,6 +279,8 @@ def plot_bracket(bracket: pd.DataFrame, models, norm: str = "L∞") -> plt.Figur
         ax.plot(b["epsilon"], b["attacked"], "o-", color=colors[model], ms=3, label="attacked (upper bound)")
         ax.plot(b["epsilon"], b["certified"], "s--", color=colors[model], ms=3, label="certified (lower bound)")
         ax.fill_between(b["epsilon"], b["certified"], b["attacked"], color=colors[model], alpha=0.2, lw=0)
+        if "ceiling" in b:
+            ax.plot(b["epsilon"], b["ceiling"], ":", color="black", lw=1.5, label="data's ceiling (any classifier)")
         if b["certified"].isna().all():
             ax.text(0.5, 0.5, "no certificate applies:\nattacked accuracy only", transform=ax.transAxes,
                     ha="center", fontsize=8, color="0.35")
@@ -272,7 +289,9 @@ def plot_bracket(bracket: pd.DataFrame, models, norm: str = "L∞") -> plt.Figur
     axes[0, 0].set_ylabel("robust accuracy, mean over runs")
     axes[0, -1].legend(fontsize=7)
     fig.suptitle("Robust accuracy bracketed: certified from below, attacked from above"
-                 + ("" if norm == "L∞" else f" ({norm})"), fontsize=9)
+                 + ("" if norm == "L∞" else f" ({norm})")
+                 + ("; dotted: the data's ceiling, what any classifier could reach" if "ceiling" in bracket else ""),
+                 fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -11,6 +11,7 @@ import pandas as pd
 from ..analysis.evaluation import WORST_CASE
 from ..analysis.masking import UNIVERSAL_QUALITY, surviving_models
 from ..analysis.statistics import ALPHA, overlap_ratio
+from .ceiling import ceiling_section
 from .defences import defences_section
 from .tables import CLIPPED, difference, interval, markdown_table, robustness_table
 
@@ -367,6 +368,8 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
         lines += [f"Area under the {worst.replace('_', ' ')} accuracy-vs-ε curve (normalised by the ε range; "
                   "1 = never fooled): " + ", ".join(f"`{m}` {interval(r)}" for m, r in a.iterrows()) + "."]
     lines += bracket_section(tables["bracket"], tables["separations"], models)
+    lines += ceiling_section(tables, models, {norm: "bracket" if norm == "linf" else f"bracket_{norm}"
+                                              for norm in cfg.attack.threat_sections()})
     lines += smoothing_section(cfg, tables["smoothing"], tables["robustness"], models)
     lines += hardware_section(tables.get("hardware", pd.DataFrame()))
     if cfg.attack.l2 is not None:

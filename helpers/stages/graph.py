@@ -49,7 +49,7 @@ STAGES = {
     "report": Stage("report", "04_report", ("attack", "interpret"), ("report",),
                     ("helpers/analysis", "helpers/report", "helpers/stages/inputs.py", "helpers/stages/report.py"),
                     ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
-                     "auc", "bracket", "separations", "smoothing", "attribution_metrics", "attribution_summary",
+                     "auc", "bracket", "ceiling", "separations", "smoothing", "attribution_metrics", "attribution_summary",
                      "universal_stats", "universal_tests")),
 }
 # Code of a stage whose units put its hash into their own keys: left out of the stage's shared

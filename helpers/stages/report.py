@@ -14,6 +14,8 @@ from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket
                                    power_table, robust_auc, summarize_attribution_stability, summarize_runs)
 from ..analysis.universal import universal_stats, universal_tests
 from ..report import figures
+from ..data import run_seeds, stratified_subset, subset_seed
+from ..report.ceiling import bracket_with_ceiling, ceiling_curve, ceiling_table
 from ..report.defences import defences_table, shown_epsilon
 from ..report.tables import hardware_table
 from ..report.summary import headline_attack, write_summary
@@ -22,7 +24,7 @@ from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
 from . import progress
 from ..registry import CERTIFICATES
-from .inputs import stochastic_models
+from .inputs import load_test_split, stochastic_models
 
 FAITHFULNESS = ("infidelity_clean", "infidelity_adv", "sensitivity_clean", "sensitivity_adv")
 STABILITY = ("spearman", "spearman_chance", "spearman_random", "spearman_above_chance", "top_k_overlap", "top_k_chance")
@@ -32,7 +34,7 @@ L2_INPUTS = ("robustness_l2", "transfer_l2", "large_epsilon_l2", "convergence_l2
 L2_OUTPUTS = ("stats_l2", "auc_l2", "paired_tests_l2", "bracket_l2", "separations_l2", "masking_runs_l2", "masking_checks_l2", "minimum_norm_summary_l2")
 UNIVERSAL_OUTPUTS = ("universal_stats", "universal_tests")
 OUTPUTS = ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
-           "auc", "bracket", "separations", "smoothing", "hardware", "defences", "attribution_metrics", "attribution_summary")
+           "auc", "bracket", "ceiling", "separations", "smoothing", "hardware", "defences", "attribution_metrics", "attribution_summary")
 
 
 def read_tables(cfg, names) -> dict[str, pd.DataFrame]:
@@ -96,8 +98,17 @@ def without_degenerate(cfg, table: pd.DataFrame, degenerate: set) -> pd.DataFram
     return table[[(m, r) not in degenerate for m, r in zip(table["model"], table["run"])]]
 
 
+def attacked_points(cfg, run: int) -> tuple[np.ndarray, np.ndarray]:
+    """The test points (n, ...) in [0, 1] and labels (n,) that the attack stage evaluated in
+    ``run``: its test split and the seeded subset ``attack.n_test`` (as ``stages.attack`` picks it)."""
+    x, y = (t.cpu().numpy() for t in load_test_split(cfg, run, "cpu"))
+    keep = stratified_subset(y, cfg.attack.n_test, subset_seed(cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs)))
+    return x[keep], y[keep]
+
+
 def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The report's tables from the stages' tables. Degenerate runs (``models.csv``) are left
+    """The report's tables from the stages' tables (``INPUTS``) and the data's ceiling on the
+    attacked points (``ceiling``: ``report.ceiling.ceiling_table``). Degenerate runs (``models.csv``) are left
     out of every statistic when ``report.exclude_degenerate`` (and never masking-checked);
     intervals and tests are corrected for the data the runs share (``n_test/n_train``):
 
@@ -111,7 +122,9 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
       comparisons on the primary's measure;
     - ``auc``: the area under each accuracy-vs-ε curve (normalised), mean and interval;
     - ``bracket``: per model and ε the certified (lower bound) and attacked (upper bound)
-      accuracy and their gap; ``separations``: where one model's certified accuracy exceeds
+      accuracy and their gap, beside the data's ceiling (``ceiling``: per run, threat model
+      and ε, what any classifier could reach on the attacked points; ``report.ceiling_seconds``);
+      ``separations``: where one model's certified accuracy exceeds
       another's attacked accuracy in every run;
     - ``hardware``: where circuits have noise or shots, each circuit's settings beside its
       clean, certified and attacked accuracy per ε (empty otherwise);
@@ -147,7 +160,8 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     certified = keep(inputs["certified"])
     linf = certified[certified["norm"] == "linf"]  # the L2 rows (attack.l2) have their own bracket
     smoothed = certified["certificate"].isin(CERTIFICATES.with_tag("smoothed"))
-    bracket = bracket_table(linf, robustness, ratio)
+    ceiling = inputs["ceiling"]
+    bracket = bracket_with_ceiling(bracket_table(linf, robustness, ratio), ceiling, "linf", linf, robustness)
     tables = {
         "stats": summarize_runs(robustness, ["model", "attack", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
         "class_stats": summarize_runs(by_class[by_class["attack"].isin(reported)],
@@ -160,6 +174,7 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         "power": power_table(focus, ratio),
         "auc": summarize_runs(auc_runs, ["model", "attack"], "auc", ratio=ratio, bounds=ACCURACY_BOUNDS),
         "bracket": bracket,
+        "ceiling": ceiling,
         "separations": bracket_separations(linf, robustness, models),
         "smoothing": summarize_runs(certified[(certified["norm"] == "l2") & smoothed],
                                     ["model", "certificate", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
@@ -169,14 +184,15 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         "attribution_summary": pd.concat([summarize_attribution_stability(stability, m, ratio) for m in STABILITY]),
     }
     if cfg.attack.l2 is not None:
-        tables.update(l2_tables(cfg, read_tables(cfg, L2_INPUTS), certified[~smoothed], keep, degenerate, ratio))
+        tables.update(l2_tables(cfg, read_tables(cfg, L2_INPUTS), certified[~smoothed], keep, degenerate, ratio,
+                                ceiling))
     if cfg.attack.universal is not None:
         tables.update(universal_tables(cfg, tables, ratio, degenerate))
     return tables
 
 
 def l2_tables(cfg, inputs: dict[str, pd.DataFrame], certified: pd.DataFrame, keep, degenerate: set,
-              ratio: float) -> dict[str, pd.DataFrame]:
+              ratio: float, ceiling: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The L2 threat model's report tables (``attack.l2``), from the attack stage's ``*_l2``
     tables: ``stats_l2``, ``auc_l2`` and ``paired_tests_l2`` (as ``stats``, ``auc`` and
     ``paired_tests``, every comparison Holm-adjusted: the primary one is L∞), ``bracket_l2`` (certified by the bound certificates
@@ -185,12 +201,14 @@ def l2_tables(cfg, inputs: dict[str, pd.DataFrame], certified: pd.DataFrame, kee
     check with PGD-L2 at ``attack.l2.masking_epsilons``, gradient-free against gradient,
     transfer against white-box; the checks that name L∞ attacks SKIP), and
     ``minimum_norm_summary_l2``: per model, the median and quartiles of each point's minimal
-    L2 distance under the minimum-norm attack, over points and runs (inf: none found)."""
+    L2 distance under the minimum-norm attack, over points and runs (inf: none found). The
+    bracket carries the L2 rows of the data's ``ceiling``."""
     robustness = keep(inputs["robustness_l2"])
     robustness = robustness[robustness["attack"].isin([*cfg.attack.l2.methods, "worst_case"])]
     runs = run_checks(inputs["robustness_l2"], inputs["transfer_l2"], inputs["large_epsilon_l2"],
                       inputs["convergence_l2"], degenerate, stochastic_models(cfg))
-    bracket = bracket_table(certified[certified["norm"] == "l2"], robustness, ratio)
+    l2 = certified[certified["norm"] == "l2"]
+    bracket = bracket_with_ceiling(bracket_table(l2, robustness, ratio), ceiling, "l2", l2, robustness)
     minimum = keep(inputs["minimum_norm_l2"])
     # Order statistics ("lower"): inf (no example found) is a value here, and interpolating it gives NaN.
     summary = pd.DataFrame([{"model": model, "attack": attack,
@@ -231,12 +249,13 @@ def write_figures(cfg) -> list[str]:
     """Every figure of the report, from the tables on disk; returns their names."""
     layout, models = Layout(cfg.results_dir), list(cfg.models)
     t = read_tables(cfg, ("train_history", "stats", "transfer", "attribution_summary", "bracket", "attack_traces",
-                          "smoothing", "hardware", "defences"))
+                          "smoothing", "hardware", "defences", "ceiling"))
     summary = t["attribution_summary"]
     drawn = {
         "training_curves": figures.plot_training_curves(t["train_history"], models),
         "robustness": figures.plot_robustness_curves(t["stats"], models, attacks=["fgsm", "pgd", "worst_case"],
-                                                     reference=cfg.report.reference),
+                                                     reference=cfg.report.reference,
+                                                     ceiling=ceiling_curve(t["ceiling"], "linf")),
         "attack_comparison": figures.plot_attack_comparison(t["stats"], models),
         "bracket": figures.plot_bracket(t["bracket"], models),
         "attribution_stability": figures.plot_attribution_stability(
@@ -248,7 +267,8 @@ def write_figures(cfg) -> list[str]:
     if cfg.attack.l2 is not None:  # the L2 threat model: its curves and its bracket
         l2 = read_tables(cfg, ("stats_l2", "bracket_l2"))
         drawn["robustness_l2"] = figures.plot_robustness_curves(l2["stats_l2"], models,
-                                                                attacks=[*cfg.attack.l2.methods, "worst_case"], norm="L2")
+                                                                attacks=[*cfg.attack.l2.methods, "worst_case"], norm="L2",
+                                                                ceiling=ceiling_curve(t["ceiling"], "l2"))
         if not l2["bracket_l2"].empty:
             drawn["bracket_l2"] = figures.plot_bracket(l2["bracket_l2"], models, norm="L2")
     if not t["hardware"].empty:
@@ -319,7 +339,9 @@ def run(cfg, log=None) -> dict[str, pd.DataFrame]:
     layout = Layout(cfg.results_dir)
     begin_stage(cfg, "report")
     with progress.StageBar("report", total=3, unit="step") as bar:
-        tables = compute_tables(cfg, read_tables(cfg, INPUTS))
+        inputs = read_tables(cfg, INPUTS)
+        inputs["ceiling"] = ceiling_table(cfg, lambda run: attacked_points(cfg, run))  # from the data, not a model
+        tables = compute_tables(cfg, inputs)
         for name, table in tables.items():
             write_csv(table, layout.table(name))
         bar.update()

@@ -29,7 +29,8 @@ TABLES = {
     "universal": "universal.csv",               # attack: universal perturbations per model, run, ε and target class
     "universal_transfer": "universal_transfer.csv",  # attack: each model's universal perturbation on every model
     "escalation_checks": "escalation_checks.csv",  # report: each flagged check after escalation
-    "bracket": "bracket.csv",                   # report: certified and attacked accuracy per model and ε
+    "bracket": "bracket.csv",                   # report: certified and attacked accuracy per model and ε (+ the ceiling)
+    "ceiling": "ceiling.csv",                   # report: the data's own ceiling per run, norm and ε (analysis.ceiling)
     "separations": "separations.csv",           # report: where a certified accuracy beats an attacked one
     "smoothing": "smoothing.csv",               # report: the smoothed classifiers' certified accuracy per L2 radius
     "hardware": "hardware.csv",                 # report: each circuit's noise and shots beside its bracket

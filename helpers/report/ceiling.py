@@ -1,0 +1,117 @@
+"""The report's section on the data's own ceiling (``analysis.ceiling``): the table of the
+ceiling per run, the bracket's ceiling columns, and the summary's paragraph.
+
+``ceiling_table`` takes the test points each run was attacked on (the report stage reads
+them back) and computes, per threat model of the config and budget, the ceiling and, where the
+data set has one, the exact robust accuracy of its true boundary (``analysis.true_boundary``).
+It loads no model.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..analysis.ceiling import COLUMNS, ceiling_rows, with_ceiling
+from ..analysis.true_boundary import true_boundary_accuracy
+from .tables import markdown_table
+
+TABLE_COLUMNS = [*COLUMNS, "true_boundary"]
+
+
+def ceiling_table(cfg, points) -> pd.DataFrame:
+    """Per run, threat model (``attack`` and ``attack.l2``) and budget: the data's ceiling on
+    the attacked points (``analysis.ceiling.COLUMNS``) and ``true_boundary`` (NaN where none).
+    ``points(run)`` returns the run's attacked points (n, ...) in [0, 1] and labels (n,)."""
+    rows = []
+    for run in range(cfg.n_runs):
+        x, y = points(run)
+        for norm, section in cfg.attack.threat_sections().items():
+            for row in ceiling_rows(x, y, section.epsilons, norm, cfg.report.ceiling_seconds):
+                truth = true_boundary_accuracy(cfg.dataset, x, y, row["epsilon"], norm)
+                rows.append({"run": run, **row, "true_boundary": np.nan if truth is None else truth})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def bracket_with_ceiling(bracket: pd.DataFrame, ceiling: pd.DataFrame, norm: str, certified: pd.DataFrame,
+                         robustness: pd.DataFrame) -> pd.DataFrame:
+    """``bracket`` of threat model ``norm`` with the ceiling's columns (``analysis.ceiling.with_ceiling``)."""
+    return with_ceiling(bracket, ceiling[ceiling["norm"] == norm], certified, robustness)
+
+
+def ceiling_curve(ceiling: pd.DataFrame, norm: str) -> pd.DataFrame:
+    """Mean over runs of the ceiling (and the true boundary) per ε, for the figures."""
+    rows = ceiling[ceiling["norm"] == norm]
+    return rows.groupby("epsilon", as_index=False)[["ceiling", "true_boundary"]].mean()
+
+
+def _models_where(bracket: pd.DataFrame, column: str, every_run: bool = True) -> list[str]:
+    rows = bracket[bracket[column] == bracket["n_runs"]] if every_run else bracket[bracket[column] > 0]
+    return [f"`{r.model}` at ε={r.epsilon:g}" for r in rows[rows["epsilon"] > 0].itertuples()]
+
+
+def ceiling_paragraph(bracket: pd.DataFrame, ceiling: pd.DataFrame, norm: str, label: str, models) -> list[str]:
+    """The ceiling of one threat model in the summary: a table of the worst case beside the
+    ceiling and what it says (where a model is provably at it, where the attacks must be too
+    weak, where no difference between models is possible)."""
+    if bracket.empty or "ceiling" not in bracket or ceiling[ceiling["norm"] == norm].empty:
+        return []
+    epsilons = sorted(e for e in bracket["epsilon"].unique() if e > 0)
+    curve = ceiling_curve(ceiling, norm).set_index("epsilon")
+    rows = [{"": "ceiling (any classifier)", **{f"ε={e:g}": f"{curve.loc[e, 'ceiling']:.3f}" for e in epsilons}}]
+    if curve["true_boundary"].notna().any():
+        rows.append({"": "true boundary", **{f"ε={e:g}": "—" if pd.isna(curve.loc[e, "true_boundary"])
+                                             else f"{curve.loc[e, 'true_boundary']:.3f}" for e in epsilons}})
+    for m in models:
+        b = bracket[bracket["model"] == m].set_index("epsilon")
+        rows.append({"": f"`{m}` worst case (share of the ceiling)",
+                     **{f"ε={e:g}": f"{b.loc[e, 'attacked']:.3f} ({b.loc[e, 'attacked_share']:.0%})" for e in epsilons}})
+    text = []
+    full = [e for e in epsilons if curve.loc[e, "ceiling"] >= 1]
+    if full:
+        text.append(f"Up to ε={max(full):g} no two test points of different classes lie within 2ε of each other in "
+                    f"{label} in any run: a classifier robust and correct on every point exists, so every loss of "
+                    "robust accuracy there is the model's, not the data's.")
+    proved = _models_where(bracket, "certified_at_ceiling_runs")
+    if proved:
+        text.append("Provably as robust as any classifier can be on these points (certified accuracy equals the "
+                    "ceiling in every run): " + ", ".join(proved) + ".")
+    reached = [m for m in _models_where(bracket, "attacked_at_ceiling_runs") if m not in proved]
+    if reached:
+        text.append("The attacks find no shortfall from the ceiling (attacked accuracy equals it in every run; the "
+                    "truth may still lie below): " + ", ".join(reached) + ".")
+    above = bracket[(bracket["attacked_above_ceiling_runs"] > 0) & (bracket["epsilon"] > 0)]
+    if not above.empty:
+        text.append("The attacks are provably too weak (attacked accuracy above the ceiling, so examples they missed "
+                    "must exist) for " + ", ".join(f"`{r.model}` at ε={r.epsilon:g} in {int(r.attacked_above_ceiling_runs)} "
+                                                   f"of {int(r.n_runs)} runs" for r in above.itertuples()) + ".")
+    both = bracket[(bracket["certified_at_ceiling_runs"] == bracket["n_runs"]) & (bracket["epsilon"] > 0)]
+    tied = [f"ε={e:g} ({', '.join(f'`{m}`' for m in g['model'])})" for e, g in both.groupby("epsilon") if len(g) > 1]
+    if tied:
+        text.append("No difference between these models is possible, since each is provably at the ceiling: "
+                    + "; ".join(tied) + ".")
+    elif not proved:
+        text.append("No model is proved to be at the ceiling at any ε > 0, so the table bounds how much any model "
+                    "could still gain, not a tie.")
+    return ["", f"### {label}", "", markdown_table(pd.DataFrame(rows)), "", " ".join(text)]
+
+
+def ceiling_section(tables: dict[str, pd.DataFrame], models, threats: dict[str, str]) -> list[str]:
+    """The summary's section on the data's ceiling, one paragraph per threat model
+    (``threats``: norm -> its bracket table's name)."""
+    ceiling = tables.get("ceiling", pd.DataFrame())
+    if ceiling.empty:
+        return []
+    labels = {"linf": "L∞", "l2": "L2"}
+    body = [line for norm, name in threats.items()
+            for line in ceiling_paragraph(tables[name], ceiling, norm, labels.get(norm, norm), models)]
+    if not body:
+        return []
+    exact = bool(ceiling["exact"].all())
+    return ["", "## The data's ceiling", "",
+            "The largest share of the attacked test points that any classifier could keep correct and robust "
+            "(points of different classes whose ε-balls meet cannot both be; the ceiling is the largest set of points "
+            "with no such pair, per run, mean over runs; Bhagoji, Cullina & Mittal 2019). No model's robust accuracy "
+            "can exceed it; the share is each model's worst case divided by it, mean over runs. "
+            + ("Every ceiling here is exact." if exact else
+               f"{int((~ceiling['exact']).sum())} of {len(ceiling)} ceilings hit the time limit and are the solver's "
+               "upper bound."), *body]
