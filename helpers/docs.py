@@ -165,6 +165,31 @@ def bench_tables() -> str:
     return path.read_text().replace("### ", "#### ")
 
 
+def shipped_studies() -> list[str]:
+    """The studies the Makefile's ``SHIPPED`` names (``make shipped``), in its order."""
+    line = next(l for l in (ROOT / "Makefile").read_text().splitlines() if l.startswith("SHIPPED :="))
+    return line.split(":=", 1)[1].split()
+
+
+def ceiling_cost() -> str:
+    """Per shipped study, what its ``ceiling.csv`` cost: points per run, the (run, norm, ε)
+    ceilings, how many are exact, the seconds they took in all and at most."""
+    import pandas as pd
+
+    rows = []
+    for study in shipped_studies():
+        path = ROOT / "results" / study / "ceiling.csv"
+        if not path.is_file():
+            continue
+        c = pd.read_csv(path)
+        rows.append({"study": study, "points per run": int(c["n"].max()), "ceilings": len(c),
+                     "exact": int(c["exact"].sum()), "conflicting pairs, at most": int(c["conflicts"].max()),
+                     "seconds, all": f"{c['seconds'].sum():.2f}", "seconds, at most": f"{c['seconds'].max():.2f}"})
+    if not rows:
+        return "Not computed yet: run `make shipped`."
+    return markdown_table(rows)
+
+
 def executor_bench() -> str:
     """``results/bench/executor.csv`` (``benchmarks/executor.py``) as a table, with its settings
     and the Dask/pool ratios of the medians."""
@@ -239,6 +264,11 @@ BLOCKS = {
     "noise-hardware": lambda: summary_part("noise", HARDWARE),
     "noise-finding": lambda: summary_part("noise", "Robust accuracy", "paragraph"),
     "default-l2-bracket": lambda: summary_part("default", "L2 bracket", "table"),
+    "default-ceiling": lambda: summary_part("default", "The ceiling in L∞"),
+    "ceiling-cost": ceiling_cost,
+    "default-ceiling-l2": lambda: summary_part("default", "The ceiling in L2"),
+    "moons-ceiling": lambda: summary_part("moons", "The ceiling in L∞"),
+    "plus-minus-ceiling": lambda: summary_part("plus_minus_study", "The ceiling in L∞"),
     "default-universal": lambda: summary_part("default", "Universal perturbations", "table"),
     "defences-finding": lambda: summary_part("defences", "Robust accuracy", "paragraph"),
     "defences-tradeoff": lambda: summary_part("defences", "Defences"),

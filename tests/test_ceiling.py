@@ -13,11 +13,12 @@ from helpers.analysis.ceiling import (_milp, ceiling_rows, conflicts, largest_co
 from helpers.analysis.true_boundary import bayes_radius, circles_robust, plus_minus_robust
 from helpers.config import DatasetSection
 from helpers.data import load_dataset, plus_minus
+from helpers.docs import shipped_studies
 from scipy.optimize import minimize
 from sklearn.datasets import make_circles
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ("default", "plus_minus_study", "moons", "breast_cancer", "noise", "defences")
+SHIPPED = shipped_studies()
 
 
 def brute_force(x, y, epsilon, norm) -> int:

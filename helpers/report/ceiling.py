@@ -92,7 +92,7 @@ def ceiling_paragraph(bracket: pd.DataFrame, ceiling: pd.DataFrame, norm: str, l
     elif not proved:
         text.append("No model is proved to be at the ceiling at any ε > 0, so the table bounds how much any model "
                     "could still gain, not a tie.")
-    return ["", f"### {label}", "", markdown_table(pd.DataFrame(rows)), "", " ".join(text)]
+    return ["", f"### The ceiling in {label}", "", markdown_table(pd.DataFrame(rows)), "", " ".join(text)]
 
 
 def ceiling_section(tables: dict[str, pd.DataFrame], models, threats: dict[str, str]) -> list[str]:
