@@ -75,9 +75,8 @@ def _matching(labels: np.ndarray, pairs: np.ndarray) -> int:
     left = labels == labels[pairs[0, 0]]
     index = np.empty(len(labels), dtype=np.int64)
     index[left], index[~left] = np.arange(left.sum()), np.arange((~left).sum())
-    a, b = (pairs[:, 0], pairs[:, 1]) if left[pairs[0, 0]] else (pairs[:, 1], pairs[:, 0])
-    flip = ~left[a]  # orient every edge from the left label to the right one
-    a, b = np.where(flip, b, a), np.where(flip, a, b)
+    flip = ~left[pairs[:, 0]]  # orient every edge from the left label to the right one
+    a, b = np.where(flip, pairs[:, 1], pairs[:, 0]), np.where(flip, pairs[:, 0], pairs[:, 1])
     graph = sparse.csr_matrix((np.ones(len(a)), (index[a], index[b])), shape=(int(left.sum()), int((~left).sum())))
     matched = int((maximum_bipartite_matching(graph, perm_type="column") >= 0).sum())
     return len(labels) - matched
