@@ -115,6 +115,9 @@ def primary_section(comparisons: pd.DataFrame, curves: pd.DataFrame, auc: pd.Dat
                     primary, models, fixed_split: bool = False) -> list[str]:
     """The pre-declared comparison, the ranking of the models on its measure, and a power note
     (``fixed_split``: the runs share one split, and the tests are the textbook paired t-tests)."""
+    if len(models) < 2:
+        return [f"One model (`{models[0]}`): there is no other model to compare it with, so this study makes no "
+                "comparison and tests nothing; its numbers describe that model alone."]
     if primary is None:
         return ["No primary comparison is declared (`report.primary`): every comparison below is one of a "
                 "Holm-adjusted family, and none is singled out."]
@@ -199,7 +202,7 @@ def bracket_section(bracket: pd.DataFrame, separations: pd.DataFrame, models) ->
     if uncertified:
         text.append("No certificate applies to " + ", ".join(f"`{m}`" for m in uncertified) + " (no bound "
                     "propagation rules for it, e.g. amplitude encoding): its robust accuracy is an upper bound only.")
-    if separations.empty:
+    if separations.empty and len(models) > 1:
         text.append("No certificate separates two models: where the models differ, they differ in what the attacks "
                     "found, not in anything proved.")
     meet = bracket[(bracket["epsilon"] > 0) & (bracket["exact_runs"] == bracket["n_runs"]) & (bracket["attacked"] > 0)]
@@ -357,9 +360,12 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     power = tables["power"]
     lines += primary_section(comparisons, curves, auc, power, cfg.report.primary, models, split.split == "fixed")
     params = clean.set_index("model")["parameters"]
-    lines += ["", "Trainable parameters: " + ", ".join(f"`{m}` {params[m]:,}" for m in models)
-              + "; clean accuracies differ as well (table above). A robustness gap between models of such "
-              "different capacity and clean accuracy is not by itself evidence about quantum models.", ""]
+    if len(models) > 1:
+        lines += ["", "Trainable parameters: " + ", ".join(f"`{m}` {params[m]:,}" for m in models)
+                  + "; clean accuracies differ as well (table above). A robustness gap between models of such "
+                  "different capacity and clean accuracy is not by itself evidence about quantum models.", ""]
+    else:
+        lines += [""]
     lines += family_section(comparisons, headline_attack(curves), eps, models, split.split == "fixed")
     primary = cfg.report.primary
     worst = headline_attack(curves)
