@@ -115,15 +115,18 @@ def primary_section(comparisons: pd.DataFrame, curves: pd.DataFrame, auc: pd.Dat
                     primary, models, fixed_split: bool = False) -> list[str]:
     """The pre-declared comparison, the ranking of the models on its measure, and a power note
     (``fixed_split``: the runs share one split, and the tests are the textbook paired t-tests)."""
-    if len(models) < 2:
-        return [f"One model (`{models[0]}`): there is no other model to compare it with, so this study makes no "
-                "comparison and tests nothing; its numbers describe that model alone."]
+    if primary is None and len(models) < 2:
+        return [f"Only one model has runs to report ({', '.join(f'`{m}`' for m in models)}): there is no other model "
+                "to compare it with, so this study makes no comparison and tests nothing; its numbers describe that "
+                "model alone."]
     if primary is None:
         return ["No primary comparison is declared (`report.primary`): every comparison below is one of a "
                 "Holm-adjusted family, and none is singled out."]
     rows = comparisons[comparisons["role"] == "primary"]
     if rows.empty:
-        return [f"The primary comparison ({primary.models[0]} − {primary.models[1]}) could not be computed."]
+        missing = [m for m in primary.models if m not in models]
+        why = f": {', '.join(f'`{m}`' for m in missing)} has no run to report" if missing else ""
+        return [f"The primary comparison ({primary.models[0]} − {primary.models[1]}) could not be computed{why}."]
     r = rows.iloc[0]
     a, b = primary.models
     attack = primary.attack.replace("_", " ")
@@ -316,8 +319,9 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     adjusted p), ``power``, ``masking_checks``, ``attribution_summary`` (Spearman and its
     chance levels), ``attribution_metrics``, and for ``report.reference`` ``class_stats`` and
     ``large_epsilon``."""
-    models = list(cfg.models)
     curves, checks, auc, comparisons = tables["stats"], tables["masking_checks"], tables["auc"], tables["paired_tests"]
+    every = list(cfg.models)
+    models = [m for m in every if m in set(curves["model"])]  # those with a run to report
     trained = tables["models"]
     eps = sorted(curves["epsilon"].unique())
     ratio = overlap_ratio(cfg.dataset.split, trained)
@@ -353,9 +357,14 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     lines += ["", "## Models", ""]
     clean = trained.groupby("model", sort=False).agg(
         parameters=("parameters", "first"), clean_accuracy=("clean_accuracy", "mean"),
-        n_test=("n_test", "first"), degenerate_runs=("degenerate", "sum")).reindex(models).reset_index()
+        n_test=("n_test", "first"), degenerate_runs=("degenerate", "sum")).reindex(every).reset_index()
     clean["clean_accuracy"] = clean["clean_accuracy"].map("{:.3f}".format)
-    lines += [markdown_table(clean), "", "## Robust accuracy", ""]
+    lines += [markdown_table(clean), ""]
+    silent = [m for m in every if m not in models]
+    if silent:
+        lines += [", ".join(f"`{m}`" for m in silent) + f" {'is' if len(silent) == 1 else 'are'} degenerate in every "
+                  "run: nothing below reports or compares it (its runs collapsed; models.csv says how).", ""]
+    lines += ["## Robust accuracy", ""]
     lines += [markdown_table(robustness_table(curves, models, eps)), ""]
     power = tables["power"]
     lines += primary_section(comparisons, curves, auc, power, cfg.report.primary, models, split.split == "fixed")
