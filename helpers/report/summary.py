@@ -16,6 +16,24 @@ from .defences import defences_section
 from .tables import CLIPPED, difference, interval, markdown_table, robustness_table
 
 
+def training_sentence(cfg) -> str:
+    """How the models were trained: the shared settings "for every model", or for every model
+    but those with their own ``training`` or an imported ``checkpoint`` (named with theirs)."""
+    tr = cfg.training
+    shared = f"{tr.epochs} epochs, batch {tr.batch_size}, {tr.described()}"
+    own = {name: spec for name, spec in cfg.models.items() if spec.training or spec.checkpoint}
+    if not own:
+        return f"{shared} for every model"
+    others = []
+    for name, spec in own.items():
+        if spec.checkpoint:
+            others.append(f"`{name}` imported from `{spec.checkpoint}`, not trained")
+        else:
+            t = spec.training_section(tr)
+            others.append(f"`{name}` {t.epochs} epochs, batch {t.batch_size}, {t.described()}")
+    return f"{shared} for every model but these: " + "; ".join(others) + " (their hyperparameters differ)"
+
+
 def headline_attack(curves: pd.DataFrame) -> str:
     """The attack whose numbers the summary quotes: the per-sample worst case when it was computed."""
     return WORST_CASE if WORST_CASE in set(curves["attack"]) else "pgd"
@@ -345,8 +363,7 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     names = cfg.dataset.class_names
     classes = (list(cfg.dataset.classes) if names == tuple(map(str, cfg.dataset.classes))
                else ", ".join(f"{c} {n}" for c, n in zip(cfg.dataset.classes, names)))
-    intro = (f"Data set `{cfg.dataset.name}` (classes {classes}), {runs}, {cfg.training.epochs} "
-             f"epochs, batch {cfg.training.batch_size}, Adam lr {cfg.training.learning_rate} for every model. "
+    intro = (f"Data set `{cfg.dataset.name}` (classes {classes}), {runs}, {training_sentence(cfg)}. "
              f"{inference}; {CLIPPED} marks an interval that reaches past [0, 1], where the normal approximation is poor.")
     degenerate = trained[trained["degenerate"]].groupby("model", sort=False).size()
     lines = [f"# Summary: experiment `{cfg.experiment}`", "", intro]
