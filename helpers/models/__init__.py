@@ -69,6 +69,12 @@ class Model(Component, nn.Module):
                               f"{tuple(shape.input_shape)}")
 
     @classmethod
+    def spec_hash(cls, params) -> str | None:
+        """A hash of what this model's spec reads beside the code (a file of your own, say),
+        for the keys of the units trained on it; None when it reads nothing else."""
+        return None
+
+    @classmethod
     def capacity(cls, params, shape: DataShape) -> tuple[int, int] | None:
         """(trainable parameters, reduced features) for a capacity-matched baseline, or None
         if the model has no reduced features to share."""

@@ -39,6 +39,8 @@ def train_key(cfg, name: str, run: int, seed: int) -> str:
     # An imported model's key holds its file's content: a new file there is imported again.
     imported = {"imported": content_hash([data_path(spec.checkpoint, f"models.{name}.checkpoint")])} \
         if spec.checkpoint else {}
+    own = MODELS[spec.type].spec_hash(spec.params)  # a model built by a file of your own: its content
+    imported.update({"own_code": own} if own else {})
     return unit_key(stage="train", dataset=cfg.section("dataset"), training=cfg.section("training"),
                     model=spec.to_dict(), seed=seed, run=run, base_seed=cfg.seed, device=cfg.device,
                     code=[stage_code_hash("train"), MODELS[spec.type].code_hash(), source.code_hash(), *defence],
