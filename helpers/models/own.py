@@ -119,7 +119,47 @@ def check_logits(module: nn.Module, shape: DataShape, where: str, factory: str) 
         raise ConfigError(f"{where}.factory: the model {factory} builds returns non-finite logits")
 
 
-class OwnModel(Model):
+class Holder(Model):
+    """A ``Model`` around a module of your own (``self.net``): its logits, what it fits, its
+    last convolution for Grad-CAM and its bound operations where the certificates have rules."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).to(x.dtype)
+
+    def fit_preprocessing(self, x_train) -> None:
+        fit = getattr(self.net, "fit_preprocessing", None)
+        if callable(fit):
+            fit(x_train)
+
+    @property
+    def gradcam_layer(self) -> nn.Module | None:
+        convolutions = [m for m in self.net.modules() if isinstance(m, nn.Conv2d)]
+        return convolutions[-1] if convolutions else None
+
+    def bound_ops(self):
+        """The module's own ``bound_ops()``; else, for an ``nn.Sequential`` of layers the
+        certificates have rules for (dropout is the identity in evaluation), its layers; else None."""
+        ops = getattr(self.net, "bound_ops", None)
+        if callable(ops):
+            return ops()
+        if isinstance(self.net, nn.Sequential):
+            layers = [m for m in self.net if not isinstance(m, nn.Dropout)]
+            if all(isinstance(m, BOUNDED_LAYERS) for m in layers):
+                return layers
+        return None
+
+
+class Wrapped(Holder):
+    """Any ``nn.Module`` as a model of this repository (``helpers.evaluate``); not a config entry."""
+
+    name, label = "wrapped", "a module of your own"
+
+    def __init__(self, module: nn.Module):
+        nn.Module.__init__(self)
+        self.params, self.net = self.Params(), module
+
+
+class OwnModel(Holder):
     """What both kinds share: the factory, its options, the file's hash, the checks."""
 
     @dataclass(frozen=True)
@@ -148,31 +188,6 @@ class OwnModel(Model):
         nn.Module.__init__(self)
         self.params = params if params is not None else self.Params()
         self.net = self.build_module(self.params, DataShape(tuple(input_shape), n_classes), "model")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).to(x.dtype)
-
-    def fit_preprocessing(self, x_train) -> None:
-        fit = getattr(self.net, "fit_preprocessing", None)
-        if callable(fit):
-            fit(x_train)
-
-    @property
-    def gradcam_layer(self) -> nn.Module | None:
-        convolutions = [m for m in self.net.modules() if isinstance(m, nn.Conv2d)]
-        return convolutions[-1] if convolutions else None
-
-    def bound_ops(self):
-        """The module's own ``bound_ops()``; else, for an ``nn.Sequential`` of layers the
-        certificates have rules for (dropout is the identity in evaluation), its layers; else None."""
-        ops = getattr(self.net, "bound_ops", None)
-        if callable(ops):
-            return ops()
-        if isinstance(self.net, nn.Sequential):
-            layers = [m for m in self.net if not isinstance(m, nn.Dropout)]
-            if all(isinstance(m, BOUNDED_LAYERS) for m in layers):
-                return layers
-        return None
 
 
 @MODELS.register
