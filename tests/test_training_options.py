@@ -150,3 +150,14 @@ def test_a_model_s_own_training_is_in_its_key_and_the_summary(tmp_path):
     # A config without the new keys records (and keys) its training exactly as before they existed.
     assert cfg.section("training") == {"epochs": 2, "batch_size": 32, "learning_rate": 0.05}
     assert yaml.safe_load(yaml.safe_dump(cfg.section("models")))["a"] == {"type": "mlp", **cfg.models["a"].params.to_dict()}
+
+
+def test_checkpoints_of_models_no_longer_in_the_config_are_listed(tmp_path, capsys):
+    cfg = parse_config({**BASE, "models": {"a": {"type": "mlp", "hidden": [4]},
+                                                        "b": {"type": "mlp", "hidden": [4]}}}, "stale", tmp_path / "s")
+    train.run(cfg)
+    fewer = parse_config({**BASE, "models": {"a": {"type": "mlp", "hidden": [4]}}}, "stale", tmp_path / "s")
+    assert train.stale_checkpoints(fewer) == [Layout(fewer.results_dir).checkpoint("b", r) for r in (0, 1)]
+    train.run(fewer)
+    assert "2 checkpoints of models or runs no longer in the config" in capsys.readouterr().out
+    assert Layout(fewer.results_dir).checkpoint("b", 0).exists()  # listed, never deleted

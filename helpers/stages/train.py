@@ -152,6 +152,15 @@ def _train_run(cfg, run: int, seed: int):
     return (history, models), "\n".join(lines)
 
 
+def stale_checkpoints(cfg) -> list:
+    """Checkpoints under the experiment's ``models/`` that the config no longer asks for: of a
+    model it does not name, or of a run past ``n_runs``. Nothing reads them; they are listed,
+    not deleted (a model taken out of a config for a while may come back)."""
+    layout = Layout(cfg.results_dir)
+    wanted = {layout.checkpoint(name, run) for name in cfg.models for run in range(cfg.n_runs)}
+    return sorted(p for p in (layout.root / "models").glob("run*/*.pt") if p not in wanted)
+
+
 def run(cfg, log=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train every model of the config in every Monte Carlo run; save checkpoints and tables.
     A progress bar counts the models as they finish; each run's message goes to ``log``
@@ -168,5 +177,9 @@ def run(cfg, log=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     models = pd.DataFrame([row for _, m in results for row in m])
     write_csv(history, layout.table("train_history"))
     write_csv(models, layout.table("models"))
+    stale = stale_checkpoints(cfg)
+    if stale:
+        (log or print)(f"{len(stale)} checkpoints of models or runs no longer in the config (unused; delete them to "
+                       "reclaim the space): " + ", ".join(str(p.relative_to(layout.root)) for p in stale))
     finish_stage(cfg, "train")
     return history, models
