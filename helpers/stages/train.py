@@ -36,15 +36,16 @@ def train_key(cfg, name: str, run: int, seed: int) -> str:
     # A data set read from files adds a hash of their content: edited data retrains.
     files = source.fingerprint(cfg.dataset.options)
     defence = [DEFENCES[spec.defence[0]].code_hash()] if spec.defence is not None else []
-    # An imported model's key holds its file's content: a new file there is imported again.
-    imported = {"imported": content_hash([data_path(spec.checkpoint, f"models.{name}.checkpoint")])} \
-        if spec.checkpoint else {}
-    own = MODELS[spec.type].spec_hash(spec.params)  # a model built by a file of your own: its content
-    imported.update({"own_code": own} if own else {})
+    extra = {"data_files": files} if files else {}
+    if spec.checkpoint:  # an imported model: its file's content (a new file there is imported again)
+        extra["imported"] = content_hash([data_path(spec.checkpoint, f"models.{name}.checkpoint")])
+    own = MODELS[spec.type].spec_hash(spec.params)
+    if own:  # a model built by a file of your own: that file's content
+        extra["own_code"] = own
     return unit_key(stage="train", dataset=cfg.section("dataset"), training=cfg.section("training"),
                     model=spec.to_dict(), seed=seed, run=run, base_seed=cfg.seed, device=cfg.device,
                     code=[stage_code_hash("train"), MODELS[spec.type].code_hash(), source.code_hash(), *defence],
-                    **({"data_files": files} if files else {}), **imported)
+                    **extra)
 
 
 def initialisation_seed(seed: int, k: int) -> int:
@@ -132,13 +133,14 @@ def _train_run(cfg, run: int, seed: int):
             model, records, extra = (imported_model(cfg, name, spec, data, device) if spec.checkpoint
                                      else fit(cfg, name, spec, seed, data, device))
             seconds = time.perf_counter() - start
-            clean = float((predict(model, x_test) == y_test).double().mean())
+            predictions = predict(model, x_test)
+            # An imported model has no epochs: its clean accuracy is measured here, on the same split.
+            clean = records[-1]["test_accuracy"] if records else float((predictions == y_test).double().mean())
             record = {"history": [{"model": name, "run": run, "seed": seed, **r} for r in records],
                       "summary": {"model": name, "type": spec.type, "run": run, "seed": seed,
                                   "parameters": count_parameters(model), "n_train": len(train_idx),
-                                  "n_test": len(test_idx), "clean_accuracy": records[-1]["test_accuracy"] if records
-                                  else clean, **degeneracy(predict(model, x_test), y_test),
-                                  "train_seconds": round(seconds, 2), **extra}}
+                                  "n_test": len(test_idx), "clean_accuracy": clean,
+                                  **degeneracy(predictions, y_test), "train_seconds": round(seconds, 2), **extra}}
             # The checkpoint carries its training record and key: written last and
             # atomically, it marks the unit finished.
             save_checkpoint(model, spec.to_dict(), dataset.input_shape, dataset.n_classes, path, training=record, key=key)
