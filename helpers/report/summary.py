@@ -221,11 +221,8 @@ def bracket_section(bracket: pd.DataFrame, separations: pd.DataFrame, models) ->
                     f"{r.smallest_margin:.3f} at least).")
     uncertified = [m for m in models if bracket.loc[bracket["model"] == m, "certified"].isna().all()]
     if uncertified:
-        them = len(uncertified) > 1
         text.append("No certificate applies to " + ", ".join(f"`{m}`" for m in uncertified) + " (no bound "
-                    f"propagation rules for {'them' if them else 'it'}, e.g. amplitude encoding): "
-                    f"{'their robust accuracies are upper bounds' if them else 'its robust accuracy is an upper bound'} "
-                    "only.")
+                    "propagation rules for it, e.g. amplitude encoding): its robust accuracy is an upper bound only.")
     if separations.empty and len(models) > 1:
         text.append("No certificate separates two models: where the models differ, they differ in what the attacks "
                     "found, not in anything proved.")
