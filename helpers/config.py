@@ -116,11 +116,61 @@ class RunSection(Params):
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSection(Params):
-    """``training``: the same for every model (Adam on cross-entropy)."""
+    """``training``: the same for every model (by default Adam on cross-entropy); a model's own
+    ``training`` mapping overrides keys for that model alone (``ModelSpec.training``)."""
 
     epochs: int = param(30, Integer(1), "epochs")
     batch_size: int = param(32, Integer(1), "mini-batch size")
-    learning_rate: float = param(0.01, Number(0, open="low"), "Adam learning rate")
+    learning_rate: float = param(0.01, Number(0, open="low"), "the optimiser's (initial) learning rate")
+    optimizer: str = param("adam", Choice(["adam", "adamw", "sgd"]), "the optimiser")
+    momentum: float = param(0.0, Number(0, 1, open="high"), "SGD momentum (sgd only)")
+    nesterov: bool = param(False, Boolean(), "Nesterov momentum (sgd with momentum > 0 only)")
+    weight_decay: float = param(0.0, Number(0), "weight decay (L2 penalty for adam and sgd, decoupled for adamw)")
+    schedule: str | None = param(None, Optional(Choice(["cosine", "step"])),
+                                 "learning-rate schedule per epoch: cosine annealing to 0 over the epochs, or "
+                                 "step (times gamma every step_size epochs); null: constant")
+    step_size: int = param(10, Integer(1), "epochs between the step schedule's decays")
+    gamma: float = param(0.1, Number(0, 1, open="low"), "the step schedule's decay factor")
+    clip_grad_norm: float | None = param(None, Optional(Number(0, open="low")),
+                                         "clip the gradient's global L2 norm to this before each step (null: no clipping)")
+    loss: str = param("cross_entropy", Choice(["cross_entropy", "mse"]),
+                      "cross_entropy on the logits, or mse: the squared error between the softmax probabilities and "
+                      "the one-hot label (a defence's own loss replaces either)")
+    best_of: int = param(1, Integer(1), "initialisations per model and run: each trained in full, the one with the "
+                                        "lowest final training loss kept (its seed recorded)")
+
+    def check(self, where):
+        check(self.optimizer == "sgd" or self.momentum == 0, f"{where}.momentum applies to optimizer sgd only, "
+                                                             f"got momentum {self.momentum} with {self.optimizer!r}")
+        check(not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0),
+              f"{where}.nesterov needs optimizer sgd with momentum > 0")
+
+    def to_dict(self) -> dict:
+        """Every key the config sets; the options at their defaults are left out, so a config
+        without them hashes, records and trains exactly as before they existed."""
+        full = super().to_dict()
+        defaults = {f.name: f.default for f in self.fields()}
+        return {k: v for k, v in full.items() if k in ("epochs", "batch_size", "learning_rate") or v != defaults[k]}
+
+    def described(self) -> str:
+        """The optimiser in words, for the summary: "Adam lr 0.01" for the defaults."""
+        name = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}[self.optimizer]
+        words = [f"{name} lr {self.learning_rate}"]
+        if self.momentum:
+            words.append(f"momentum {self.momentum:g}" + (" (Nesterov)" if self.nesterov else ""))
+        if self.weight_decay:
+            words.append(f"weight decay {self.weight_decay:g}")
+        if self.schedule == "cosine":
+            words.append("cosine schedule")
+        elif self.schedule == "step":
+            words.append(f"step schedule (×{self.gamma:g} every {self.step_size} epochs)")
+        if self.clip_grad_norm is not None:
+            words.append(f"gradients clipped to norm {self.clip_grad_norm:g}")
+        if self.loss == "mse":
+            words.append("squared-error loss on the probabilities")
+        if self.best_of > 1:
+            words.append(f"best of {self.best_of} initialisations")
+        return ", ".join(words)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,9 +182,13 @@ class ModelSpec:
     type: str
     params: Params
     defence: tuple[str, Params] | None = None
+    training: dict | None = None      # keys of ``training`` this model overrides (its own optimiser, say)
+    checkpoint: str | None = None     # a state_dict under the data folder: imported, not trained
 
     def to_dict(self) -> dict:
-        return {"type": self.type, **self.params.to_dict(), **self.defence_dict()}
+        return {"type": self.type, **self.params.to_dict(), **self.defence_dict(),
+                **({"training": dict(self.training)} if self.training else {}),
+                **({"checkpoint": self.checkpoint} if self.checkpoint else {})}
 
     def defence_dict(self) -> dict:
         """``{"defence": {name, ...parameters}}``, or nothing for an undefended model (whose
@@ -142,6 +196,12 @@ class ModelSpec:
         if self.defence is None:
             return {}
         return {"defence": {"name": self.defence[0], **self.defence[1].to_dict()}}
+
+    def training_section(self, shared: "TrainingSection") -> "TrainingSection":
+        """The training of this model: the config's ``training`` with this model's overrides."""
+        if not self.training:
+            return shared
+        return TrainingSection.parse({**shared.to_dict(), **self.training}, "training")
 
     def model_dict(self) -> dict:
         """The spec without its defence: what builds the model (and its undefended sibling's spec)."""
@@ -545,7 +605,7 @@ def parse_models(given, dataset: DatasetSection, training: TrainingSection) -> d
     shape, classes, and the memory a circuit's simulation needs); ``match: <name>`` specs
     resolved to a parameter count first (``models.match_capacity``)."""
     from .defences.base import parse_defence
-    from .models import DataShape, match_capacity
+    from .models import HOW_TRAINED, DataShape, match_capacity
 
     check(isinstance(given, Mapping) and len(given) > 0, "models must be a non-empty mapping of name -> {type: ..., ...}")
     for name, spec in given.items():
@@ -558,15 +618,25 @@ def parse_models(given, dataset: DatasetSection, training: TrainingSection) -> d
                                     owner=f"type {spec['type']!r}")
         entry.check(params, shape, f"models.{name}")
         defence = None
-        if defences.get(name) is not None:
-            defence = parse_defence(defences[name], f"models.{name}.defence")
+        if aside[name].get("defence") is not None:
+            defence = parse_defence(aside[name]["defence"], f"models.{name}.defence")
             DEFENCES[defence[0]].check_model(spec["type"], params, f"models.{name}.defence")
-        return ModelSpec(spec["type"], params, defence)
+        own = aside[name].get("training")
+        if own is not None:
+            check(isinstance(own, Mapping), f"models.{name}.training must be a mapping of training keys, got {own!r}")
+            TrainingSection.parse({**training.to_dict(), **own}, f"models.{name}.training")
+        checkpoint = aside[name].get("checkpoint")
+        if checkpoint is not None:
+            check(isinstance(checkpoint, str), f"models.{name}.checkpoint must be a path under the data folder")
+            from .store.checkpoints import check_state_dict
+            check_state_dict(checkpoint, spec["type"], params, shape, f"models.{name}.checkpoint")
+        return ModelSpec(spec["type"], params, defence, dict(own) if own else None, checkpoint)
 
-    # A spec's `defence` is how it is trained, not part of the model: set aside before the
-    # model's Params (and a capacity match, which sizes from the model alone) read the spec.
-    defences = {name: spec.get("defence") for name, spec in given.items()}
-    given = {name: {k: v for k, v in spec.items() if k != "defence"} for name, spec in given.items()}
+    # A spec's `defence`, `training` and `checkpoint` say how it is trained (or that it is not),
+    # not what the model is: set aside before the model's Params (and a capacity match, which
+    # sizes from the model alone) read the spec.
+    aside = {name: {k: spec[k] for k in HOW_TRAINED if k in spec} for name, spec in given.items()}
+    given = {name: {k: v for k, v in spec.items() if k not in HOW_TRAINED} for name, spec in given.items()}
     # Capacity-matched models (`match: <name>`) are sized from models checked before them.
     specs = {name: parse(name, spec) for name, spec in given.items() if "match" not in spec}
     resolved = match_capacity(given, shape.input_shape, shape.n_classes)

@@ -150,6 +150,18 @@ def summarize_attribution_stability(stability: pd.DataFrame, metric: str = "spea
     return summary.merge(extra.reset_index(), on=["model", "method"]).assign(metric=metric)
 
 
+# A paired comparison's columns (``paired_tests``, ``auc_tests``): also those of an empty table (one model).
+PAIRED_COLUMNS = ["attack", "epsilon", "model_a", "model_b", "mean_difference", "ci_low", "ci_high", "sd_difference",
+                  "cohens_dz", "p_value", "p_naive", "n_runs"]
+
+
+def compared_pairs(models, present) -> list[tuple[str, str]]:
+    """Every pair (a, b) of ``models`` in config order whose runs both appear in ``present``
+    (a model degenerate in every run, and left out, has none: nothing to compare it with)."""
+    kept = [m for m in models if m in set(present)]
+    return [(a, b) for i, a in enumerate(kept) for b in kept[i + 1:]]
+
+
 def paired_tests(robustness: pd.DataFrame, attack: str, models, ratio: float = 0.0) -> pd.DataFrame:
     """Is model A more robust than model B? Paired across runs (same seed, same split).
 
@@ -163,12 +175,11 @@ def paired_tests(robustness: pd.DataFrame, attack: str, models, ratio: float = 0
     r = robustness[(robustness["attack"] == attack) & (robustness["epsilon"] > 0)]
     wide = r.pivot_table(index=["epsilon", "run"], columns="model", values="accuracy")
     rows = []
-    for i, a in enumerate(models):
-        for b in models[i + 1:]:
-            for epsilon, group in wide.groupby(level="epsilon"):
-                rows.append({"attack": attack, "epsilon": epsilon, "model_a": a, "model_b": b,
-                             **compare(group[a] - group[b], ratio)})
-    return pd.DataFrame(rows)
+    for a, b in compared_pairs(models, wide.columns):
+        for epsilon, group in wide.groupby(level="epsilon"):
+            rows.append({"attack": attack, "epsilon": epsilon, "model_a": a, "model_b": b,
+                         **compare(group[a] - group[b], ratio)})
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
 def compare(differences, ratio: float) -> dict:
@@ -199,7 +210,7 @@ def auc_tests(auc_runs: pd.DataFrame, attack: str, models, ratio: float = 0.0) -
     under ``attack``: one row per pair, ``epsilon`` NaN."""
     wide = auc_runs[auc_runs["attack"] == attack].pivot_table(index="run", columns="model", values="auc")
     return pd.DataFrame([{"attack": attack, "epsilon": np.nan, "model_a": a, "model_b": b, **compare(wide[a] - wide[b], ratio)}
-                         for i, a in enumerate(models) for b in models[i + 1:]])
+                         for a, b in compared_pairs(models, wide.columns)], columns=PAIRED_COLUMNS)
 
 
 def comparisons(robustness: pd.DataFrame, auc_runs: pd.DataFrame, models, ratio: float, primary=None) -> pd.DataFrame:

@@ -34,6 +34,10 @@ class LipschitzRegularised(Defence):
         if getattr(model_params, "encoding", None) == "amplitude":
             raise ConfigError(f"{where}: lipschitz needs a model with a Lipschitz bound; amplitude encoding has "
                               "none (use encoding: affine, the trainable-encoding circuit)")
+        # log-probabilities: the logarithm's slope near zero probability makes the bound useless (~1e11 at start).
+        if getattr(model_params, "readout", None) == "probs":
+            raise ConfigError(f"{where}: lipschitz cannot regularise readout 'probs': the bound of log-probabilities "
+                              "is astronomically large (the logarithm's slope near zero); use readout: expval")
 
     @staticmethod
     def bound(model, input_shape):

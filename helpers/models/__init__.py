@@ -21,6 +21,8 @@ from ..registry import MODELS, Component
 
 # Attacks and attributions run the models on batches of up to this many points.
 EVALUATION_BATCH = 512
+# Keys of a model's config spec that say how it is trained (or that it is imported), not what it is.
+HOW_TRAINED = ("defence", "training", "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,12 @@ class Model(Component, nn.Module):
                               f"{tuple(shape.input_shape)}")
 
     @classmethod
+    def spec_hash(cls, params) -> str | None:
+        """A hash of what this model's spec reads beside the code (a file of your own, say),
+        for the keys of the units trained on it; None when it reads nothing else."""
+        return None
+
+    @classmethod
     def capacity(cls, params, shape: DataShape) -> tuple[int, int] | None:
         """(trainable parameters, reduced features) for a capacity-matched baseline, or None
         if the model has no reduced features to share."""
@@ -94,12 +102,12 @@ class Model(Component, nn.Module):
 
 
 def build_model(spec: Mapping, input_shape, n_classes: int, where: str = "model") -> Model:
-    """The model ``spec['type']`` with the other keys of ``spec`` as its ``Params`` (a
-    ``defence`` key, how the model is trained, does not build it and is ignored)."""
+    """The model ``spec['type']`` with the other keys of ``spec`` as its ``Params`` (the
+    ``HOW_TRAINED`` keys, how the model is trained, do not build it and are ignored)."""
     if not isinstance(spec, Mapping) or "type" not in spec:
         raise ConfigError(f"{where} must be a mapping with a 'type' key, got {spec!r}")
     entry = MODELS.lookup(spec["type"], f"{where}.type")
-    params = entry.Params.parse({k: v for k, v in spec.items() if k not in ("type", "defence")}, where,
+    params = entry.Params.parse({k: v for k, v in spec.items() if k != "type" and k not in HOW_TRAINED}, where,
                                 owner=f"type {spec['type']!r}")
     return entry(tuple(input_shape), n_classes, params)
 

@@ -62,7 +62,8 @@ def defences_table(models: dict, robustness: pd.DataFrame, certified: pd.DataFra
     the mean training seconds; and, for a defended model, the paired difference to its
     baseline for each measure (``<measure>_gain``, its interval and the corrected resampled
     t-test's p), p Holm-adjusted over every defended model and ε per measure
-    (``<measure>_p_adjusted``). Empty when no model is defended."""
+    (``<measure>_p_adjusted``). Empty when no model is defended, or no defended model has a
+    run left to report."""
     fam = families(models)
     if not fam:
         return pd.DataFrame()
@@ -90,6 +91,8 @@ def defences_table(models: dict, robustness: pd.DataFrame, certified: pd.DataFra
             row.update({f"{measure}_gain": gain["mean_difference"], f"{measure}_gain_low": gain["ci_low"],
                         f"{measure}_gain_high": gain["ci_high"], f"{measure}_p": gain["p_value"]})
         rows.append(row)
+    if not rows:  # every run of every defended model degenerate, and left out
+        return pd.DataFrame()
     table = pd.DataFrame(rows)
     order = list(fam)
     table = table.sort_values(["epsilon"], kind="stable").sort_values(

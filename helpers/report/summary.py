@@ -16,6 +16,24 @@ from .defences import defences_section
 from .tables import CLIPPED, difference, interval, markdown_table, robustness_table
 
 
+def training_sentence(cfg) -> str:
+    """How the models were trained: the shared settings "for every model", or for every model
+    but those with their own ``training`` or an imported ``checkpoint`` (named with theirs)."""
+    tr = cfg.training
+    shared = f"{tr.epochs} epochs, batch {tr.batch_size}, {tr.described()}"
+    own = {name: spec for name, spec in cfg.models.items() if spec.training or spec.checkpoint}
+    if not own:
+        return f"{shared} for every model"
+    others = []
+    for name, spec in own.items():
+        if spec.checkpoint:
+            others.append(f"`{name}` imported from `{spec.checkpoint}`, not trained")
+        else:
+            t = spec.training_section(tr)
+            others.append(f"`{name}` {t.epochs} epochs, batch {t.batch_size}, {t.described()}")
+    return f"{shared} for every model but these: " + "; ".join(others) + " (their hyperparameters differ)"
+
+
 def headline_attack(curves: pd.DataFrame) -> str:
     """The attack whose numbers the summary quotes: the per-sample worst case when it was computed."""
     return WORST_CASE if WORST_CASE in set(curves["attack"]) else "pgd"
@@ -115,12 +133,18 @@ def primary_section(comparisons: pd.DataFrame, curves: pd.DataFrame, auc: pd.Dat
                     primary, models, fixed_split: bool = False) -> list[str]:
     """The pre-declared comparison, the ranking of the models on its measure, and a power note
     (``fixed_split``: the runs share one split, and the tests are the textbook paired t-tests)."""
+    if primary is None and len(models) < 2:
+        return [f"Only one model has runs to report ({', '.join(f'`{m}`' for m in models)}): there is no other model "
+                "to compare it with, so this study makes no comparison and tests nothing; its numbers describe that "
+                "model alone."]
     if primary is None:
         return ["No primary comparison is declared (`report.primary`): every comparison below is one of a "
                 "Holm-adjusted family, and none is singled out."]
     rows = comparisons[comparisons["role"] == "primary"]
     if rows.empty:
-        return [f"The primary comparison ({primary.models[0]} − {primary.models[1]}) could not be computed."]
+        missing = [m for m in primary.models if m not in models]
+        why = f": {', '.join(f'`{m}`' for m in missing)} has no run to report" if missing else ""
+        return [f"The primary comparison ({primary.models[0]} − {primary.models[1]}) could not be computed{why}."]
     r = rows.iloc[0]
     a, b = primary.models
     attack = primary.attack.replace("_", " ")
@@ -199,7 +223,7 @@ def bracket_section(bracket: pd.DataFrame, separations: pd.DataFrame, models) ->
     if uncertified:
         text.append("No certificate applies to " + ", ".join(f"`{m}`" for m in uncertified) + " (no bound "
                     "propagation rules for it, e.g. amplitude encoding): its robust accuracy is an upper bound only.")
-    if separations.empty:
+    if separations.empty and len(models) > 1:
         text.append("No certificate separates two models: where the models differ, they differ in what the attacks "
                     "found, not in anything proved.")
     meet = bracket[(bracket["epsilon"] > 0) & (bracket["exact_runs"] == bracket["n_runs"]) & (bracket["attacked"] > 0)]
@@ -313,8 +337,9 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     adjusted p), ``power``, ``masking_checks``, ``attribution_summary`` (Spearman and its
     chance levels), ``attribution_metrics``, and for ``report.reference`` ``class_stats`` and
     ``large_epsilon``."""
-    models = list(cfg.models)
     curves, checks, auc, comparisons = tables["stats"], tables["masking_checks"], tables["auc"], tables["paired_tests"]
+    every = list(cfg.models)
+    models = [m for m in every if m in set(curves["model"])]  # those with a run to report
     trained = tables["models"]
     eps = sorted(curves["epsilon"].unique())
     ratio = overlap_ratio(cfg.dataset.split, trained)
@@ -338,8 +363,7 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     names = cfg.dataset.class_names
     classes = (list(cfg.dataset.classes) if names == tuple(map(str, cfg.dataset.classes))
                else ", ".join(f"{c} {n}" for c, n in zip(cfg.dataset.classes, names)))
-    intro = (f"Data set `{cfg.dataset.name}` (classes {classes}), {runs}, {cfg.training.epochs} "
-             f"epochs, batch {cfg.training.batch_size}, Adam lr {cfg.training.learning_rate} for every model. "
+    intro = (f"Data set `{cfg.dataset.name}` (classes {classes}), {runs}, {training_sentence(cfg)}. "
              f"{inference}; {CLIPPED} marks an interval that reaches past [0, 1], where the normal approximation is poor.")
     degenerate = trained[trained["degenerate"]].groupby("model", sort=False).size()
     lines = [f"# Summary: experiment `{cfg.experiment}`", "", intro]
@@ -350,16 +374,24 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     lines += ["", "## Models", ""]
     clean = trained.groupby("model", sort=False).agg(
         parameters=("parameters", "first"), clean_accuracy=("clean_accuracy", "mean"),
-        n_test=("n_test", "first"), degenerate_runs=("degenerate", "sum")).reindex(models).reset_index()
+        n_test=("n_test", "first"), degenerate_runs=("degenerate", "sum")).reindex(every).reset_index()
     clean["clean_accuracy"] = clean["clean_accuracy"].map("{:.3f}".format)
-    lines += [markdown_table(clean), "", "## Robust accuracy", ""]
+    lines += [markdown_table(clean), ""]
+    silent = [m for m in every if m not in models]
+    if silent:
+        lines += [", ".join(f"`{m}`" for m in silent) + f" {'is' if len(silent) == 1 else 'are'} degenerate in every "
+                  "run: nothing below reports or compares it (its runs collapsed; models.csv says how).", ""]
+    lines += ["## Robust accuracy", ""]
     lines += [markdown_table(robustness_table(curves, models, eps)), ""]
     power = tables["power"]
     lines += primary_section(comparisons, curves, auc, power, cfg.report.primary, models, split.split == "fixed")
     params = clean.set_index("model")["parameters"]
-    lines += ["", "Trainable parameters: " + ", ".join(f"`{m}` {params[m]:,}" for m in models)
-              + "; clean accuracies differ as well (table above). A robustness gap between models of such "
-              "different capacity and clean accuracy is not by itself evidence about quantum models.", ""]
+    if len(models) > 1:
+        lines += ["", "Trainable parameters: " + ", ".join(f"`{m}` {params[m]:,}" for m in models)
+                  + "; clean accuracies differ as well (table above). A robustness gap between models of such "
+                  "different capacity and clean accuracy is not by itself evidence about quantum models.", ""]
+    else:
+        lines += [""]
     lines += family_section(comparisons, headline_attack(curves), eps, models, split.split == "fixed")
     primary = cfg.report.primary
     worst = headline_attack(curves)

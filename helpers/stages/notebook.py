@@ -60,7 +60,9 @@ def main(argv: list[str]) -> int:
     try:
         execute(*argv)
     except PapermillExecutionError as error:
-        print(f"{argv[0]} failed (the executed notebook is {argv[1]}):\n{error}", file=sys.stderr)
+        # make keeps a failed run as <stage>.failed.ipynb (the Makefile's papermill recipe renames it).
+        kept = argv[1].replace(".running.ipynb", ".failed.ipynb")
+        print(f"{argv[0]} failed (the executed notebook is kept as {kept}):\n{error}", file=sys.stderr)
         return 1
     return 0
 

@@ -90,6 +90,13 @@ def degenerate_runs(trained: pd.DataFrame) -> set[tuple[str, int]]:
     return set(zip(trained.loc[trained["degenerate"], "model"], trained.loc[trained["degenerate"], "run"]))
 
 
+def reported_models(cfg, trained: pd.DataFrame) -> list[str]:
+    """The config's models that have a run to report: all of them, less those degenerate in
+    every run when the config leaves degenerate runs out (``report.exclude_degenerate``)."""
+    always = trained.groupby("model")["degenerate"].all()
+    return [m for m in cfg.models if not (cfg.report.exclude_degenerate and always.get(m, False))]
+
+
 def without_degenerate(cfg, table: pd.DataFrame, degenerate: set) -> pd.DataFrame:
     """``table`` (with model and run columns) without the degenerate runs, when the config
     leaves them out (``report.exclude_degenerate``)."""
@@ -134,7 +141,8 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     - ``attribution_summary`` (Spearman, its chance levels, top-k overlap) and
       ``attribution_metrics`` (infidelity, sensitivity_max): per model and method, across runs.
     """
-    models, trained = list(cfg.models), inputs["models"]
+    trained = inputs["models"]
+    models = reported_models(cfg, trained)
     ratio = overlap_ratio(cfg.dataset.split, trained)
     degenerate = degenerate_runs(trained)
 
@@ -247,7 +255,8 @@ def universal_tables(cfg, tables: dict[str, pd.DataFrame], ratio: float, degener
 
 def write_figures(cfg) -> list[str]:
     """Every figure of the report, from the tables on disk; returns their names."""
-    layout, models = Layout(cfg.results_dir), list(cfg.models)
+    layout = Layout(cfg.results_dir)
+    models = reported_models(cfg, read_tables(cfg, ("models",))["models"])
     t = read_tables(cfg, ("train_history", "stats", "transfer", "attribution_summary", "bracket", "attack_traces",
                           "smoothing", "hardware", "defences", "ceiling"))
     summary = t["attribution_summary"]
@@ -306,7 +315,7 @@ def write_figures(cfg) -> list[str]:
 def universal_figures(cfg) -> dict:
     """The universal perturbations' figures: fooling rate against ε, the transfer matrix at
     the middle universal ε, and run 0's perturbations at that ε."""
-    models, section = list(cfg.models), cfg.attack.universal
+    models, section = reported_models(cfg, read_tables(cfg, ("models",))["models"]), cfg.attack.universal
     stats = read_tables(cfg, ("universal_stats",))["universal_stats"]
     at = sorted(section.epsilons)[(len(section.epsilons) - 1) // 2]
     # The transfer matrix from its statistics, so that it leaves out what they leave out (degenerate runs).

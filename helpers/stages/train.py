@@ -18,7 +18,8 @@ from ..data import configured_dataset, run_seeds, run_split, split_arrays
 from ..models import build_model, count_parameters, predict
 from ..defences import build_defence
 from ..registry import DATASETS, DEFENCES, MODELS
-from ..store.checkpoints import model_from_checkpoint, read_checkpoint, save_checkpoint
+from ..data.files import content_hash, data_path
+from ..store.checkpoints import import_state_dict, model_from_checkpoint, read_checkpoint, save_checkpoint
 from ..store.files import save_arrays, write_csv, write_text
 from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
@@ -35,10 +36,51 @@ def train_key(cfg, name: str, run: int, seed: int) -> str:
     # A data set read from files adds a hash of their content: edited data retrains.
     files = source.fingerprint(cfg.dataset.options)
     defence = [DEFENCES[spec.defence[0]].code_hash()] if spec.defence is not None else []
+    extra = {"data_files": files} if files else {}
+    if spec.checkpoint:  # an imported model: its file's content (a new file there is imported again)
+        extra["imported"] = content_hash([data_path(spec.checkpoint, f"models.{name}.checkpoint")])
+    own = MODELS[spec.type].spec_hash(spec.params)
+    if own:  # a model built by a file of your own: that file's content
+        extra["own_code"] = own
     return unit_key(stage="train", dataset=cfg.section("dataset"), training=cfg.section("training"),
                     model=spec.to_dict(), seed=seed, run=run, base_seed=cfg.seed, device=cfg.device,
                     code=[stage_code_hash("train"), MODELS[spec.type].code_hash(), source.code_hash(), *defence],
-                    **({"data_files": files} if files else {}))
+                    **extra)
+
+
+def initialisation_seed(seed: int, k: int) -> int:
+    """The weight seed of a run's ``k``-th initialisation (``training.best_of``): the run's
+    seed for the first, so a single initialisation is what it always was."""
+    return seed if k == 0 else int(np.random.SeedSequence([int(seed), 23, k]).generate_state(1)[0])
+
+
+def fit(cfg, name: str, spec, seed: int, data, device) -> tuple[torch.nn.Module, list[dict], dict]:
+    """Train model ``name`` on ``data`` (x_train, y_train, x_test, y_test) with its training
+    section (the config's, with its own overrides): ``best_of`` initialisations, the one with
+    the lowest final training loss kept. Returns (model, its epoch records, summary extras)."""
+    tr, (x_train, y_train, x_test, y_test) = spec.training_section(cfg.training), data
+    options = {k: getattr(tr, k) for k in ("optimizer", "momentum", "nesterov", "weight_decay", "schedule",
+                                           "step_size", "gamma", "clip_grad_norm", "loss")}
+    best = None
+    for k in range(tr.best_of):
+        torch.manual_seed(initialisation_seed(seed, k))  # fresh weights in every run, never shared between runs
+        model = build_model(spec.to_dict(), cfg.dataset.input_shape, cfg.n_classes).to(device)
+        defence = build_defence(spec.defence_dict().get("defence"), f"models.{name}.defence")
+        records = train_model(model, x_train, y_train, x_test, y_test, epochs=tr.epochs, batch_size=tr.batch_size,
+                              learning_rate=tr.learning_rate, seed=seed, defence=defence, **options)
+        if best is None or records[-1]["train_loss"] < best[1][-1]["train_loss"]:
+            best = (model, records, k)
+    model, records, k = best
+    return model, records, ({"initialisation": k, "initialisations": tr.best_of} if tr.best_of > 1 else {})
+
+
+def imported_model(cfg, name: str, spec, data, device) -> tuple[torch.nn.Module, list[dict], dict]:
+    """Model ``name`` with the weights of its ``checkpoint`` (under the data folder), not
+    trained: what it fits on the training split first (a PCA), then the file's state_dict."""
+    model = build_model(spec.to_dict(), cfg.dataset.input_shape, cfg.n_classes).to(device)
+    model.fit_preprocessing(data[0])
+    import_state_dict(model, spec.checkpoint, f"models.{name}.checkpoint")
+    return model.eval(), [], {"imported": spec.checkpoint}
 
 
 def degeneracy(predictions: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -71,7 +113,6 @@ def _train_run(cfg, run: int, seed: int):
     layout = Layout(cfg.results_dir)
     device = resolve_device(cfg)
     dataset = configured_dataset(cfg.dataset)
-    tr = cfg.training
     history, models, lines = [], [], []
     train_idx, test_idx = run_split(dataset, cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs))
     # The split names the data files it indexes, so a later stage refuses edited data (inputs.py).
@@ -87,29 +128,39 @@ def _train_run(cfg, run: int, seed: int):
             lines.append(f"run {run} (seed {seed}) {name:>6}: test accuracy {record['summary']['clean_accuracy']:.3f} "
                          "(finished earlier: checkpoint reused)")
         else:
-            torch.manual_seed(seed)  # fresh weights in every run, never shared between runs
-            model = build_model(spec.to_dict(), dataset.input_shape, dataset.n_classes).to(device)
             start = time.perf_counter()
-            defence = build_defence(spec.defence_dict().get("defence"), f"models.{name}.defence")
-            records = train_model(model, x_train, y_train, x_test, y_test, epochs=tr.epochs,
-                                  batch_size=tr.batch_size, learning_rate=tr.learning_rate, seed=seed,
-                                  defence=defence)
+            data = (x_train, y_train, x_test, y_test)
+            model, records, extra = (imported_model(cfg, name, spec, data, device) if spec.checkpoint
+                                     else fit(cfg, name, spec, seed, data, device))
             seconds = time.perf_counter() - start
+            predictions = predict(model, x_test)
+            # An imported model has no epochs: its clean accuracy is measured here, on the same split.
+            clean = records[-1]["test_accuracy"] if records else float((predictions == y_test).double().mean())
             record = {"history": [{"model": name, "run": run, "seed": seed, **r} for r in records],
                       "summary": {"model": name, "type": spec.type, "run": run, "seed": seed,
                                   "parameters": count_parameters(model), "n_train": len(train_idx),
-                                  "n_test": len(test_idx), "clean_accuracy": records[-1]["test_accuracy"],
-                                  **degeneracy(predict(model, x_test), y_test),
-                                  "train_seconds": round(seconds, 2)}}
+                                  "n_test": len(test_idx), "clean_accuracy": clean,
+                                  **degeneracy(predictions, y_test), "train_seconds": round(seconds, 2), **extra}}
             # The checkpoint carries its training record and key: written last and
             # atomically, it marks the unit finished.
             save_checkpoint(model, spec.to_dict(), dataset.input_shape, dataset.n_classes, path, training=record, key=key)
-            lines.append(f"run {run} (seed {seed}) {name:>6}: test accuracy {records[-1]['test_accuracy']:.3f} "
-                         f"after {tr.epochs} epochs, {seconds:.1f} s")
+            done = (f"imported from {spec.checkpoint}" if spec.checkpoint
+                    else f"after {spec.training_section(cfg.training).epochs} epochs, {seconds:.1f} s")
+            lines.append(f"run {run} (seed {seed}) {name:>6}: test accuracy {record['summary']['clean_accuracy']:.3f} "
+                         f"{done}")
         progress.unit_finished(reused)
         history += record["history"]
         models.append(record["summary"])
     return (history, models), "\n".join(lines)
+
+
+def stale_checkpoints(cfg) -> list:
+    """Checkpoints under the experiment's ``models/`` that the config no longer asks for: of a
+    model it does not name, or of a run past ``n_runs``. Nothing reads them; they are listed,
+    not deleted (a model taken out of a config for a while may come back)."""
+    layout = Layout(cfg.results_dir)
+    wanted = {layout.checkpoint(name, run) for name in cfg.models for run in range(cfg.n_runs)}
+    return sorted(p for p in (layout.root / "models").glob("run*/*.pt") if p not in wanted)
 
 
 def run(cfg, log=None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -128,5 +179,9 @@ def run(cfg, log=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     models = pd.DataFrame([row for _, m in results for row in m])
     write_csv(history, layout.table("train_history"))
     write_csv(models, layout.table("models"))
+    stale = stale_checkpoints(cfg)
+    if stale:
+        (log or print)(f"{len(stale)} checkpoints of models or runs no longer in the config (unused; delete them to "
+                       "reclaim the space): " + ", ".join(str(p.relative_to(layout.root)) for p in stale))
     finish_stage(cfg, "train")
     return history, models

@@ -56,6 +56,48 @@ def model_from_checkpoint(payload: dict) -> nn.Module:
     return model
 
 
+def read_state_dict(path: str, where: str) -> dict:
+    """The state_dict (name -> tensor) saved at ``path`` under the data folder, read with
+    ``weights_only`` (a file that could run code is refused); a ``ConfigError`` names
+    ``where``, the file and what is wrong."""
+    from ..data.files import data_path
+    from ..params import ConfigError
+
+    file = data_path(path, where)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file, truncated, or pickled objects beyond tensors
+        raise ConfigError(f"{where}: {file} is not a state_dict that loads with weights_only: {err}") from err
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        state = state["state_dict"]  # one of this repository's own checkpoints
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{where}: {file} holds {type(state).__name__}, not a state_dict (name -> tensor)")
+    return state
+
+
+def import_state_dict(model: nn.Module, path: str, where: str) -> None:
+    """Load the state_dict at ``path`` (``read_state_dict``) into ``model``; a ``ConfigError``
+    names the missing, unexpected and wrongly shaped entries."""
+    from ..params import ConfigError
+
+    state, own = read_state_dict(path, where), model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = [f"{k} {tuple(state[k].shape)} (the model's: {tuple(own[k].shape)})" for k in own
+              if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise ConfigError(f"{where}: {path} does not fit the model: " + "; ".join(
+            part for part in (f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
+                              f"shapes {shapes}" if shapes else "") if part))
+    model.load_state_dict(state)
+
+
+def check_state_dict(path: str, model_type: str, params, shape, where: str) -> None:
+    """Config check of an imported model: the file at ``path`` loads into a model of
+    ``model_type`` with ``params`` built for ``shape`` (a ``models.DataShape``)."""
+    model = build_model({"type": model_type, **params.to_dict()}, shape.input_shape, shape.n_classes, where)
+    import_state_dict(model, path, where)
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model saved by ``save_checkpoint``, in eval mode on ``device``."""
     return model_from_checkpoint(read_checkpoint(path)).to(device).eval()
