@@ -62,12 +62,12 @@ def evaluate(model: nn.Module | Mapping[str, nn.Module], x_test, y_test, attack:
     x, y = _inputs(x_test, y_test)
     section, certify_section = AttackSection.parse(attack, "attack"), CertifySection.parse(certify, "certify")
     stochastic = {name for name, m in models.items() if is_stochastic(m)}
-    worst, worst_l2 = {}, {}
-    results = evaluate_models(models, x, y, section, seed, worst=worst)
+    worst, worst_l2, units = {}, {}, _memory()
+    results = evaluate_models(models, x, y, section, seed, units=units, worst=worst)
     checks = _checks(_frames(results, COLUMNS), stochastic)
     flagged = set(checks.loc[checks["status"] == "FLAG", "model"])
-    if flagged and section.escalation:  # the stronger attacks, where a check flags a model
-        results = evaluate_models(models, x, y, section, seed, worst=worst, escalate=flagged)
+    if flagged and section.escalation:  # the stronger attacks, where a check flags a model (the first pass reused)
+        results = evaluate_models(models, x, y, section, seed, units=units, worst=worst, escalate=flagged)
     tables = _frames(results, COLUMNS)
     threats = section.threat_sections()
     if "l2" in threats:
@@ -82,6 +82,21 @@ def evaluate(model: nn.Module | Mapping[str, nn.Module], x_test, y_test, attack:
     tables["ceiling"] = pd.DataFrame([{"run": 0, **row} for norm, t in threats.items()
                                       for row in ceiling_rows(x.numpy(), y.numpy(), t.epsilons, norm)])
     return tables
+
+
+def _memory():
+    """Units of work kept in memory for one call (the attack stage keeps them on disk): an
+    attack on a model at a budget is computed once, and again only if it lacks arrays a
+    later pass ``needs``."""
+    done = {}
+
+    def units(model, attack, epsilon, compute, needs=()):
+        key = (model, attack, float(epsilon))
+        if key not in done or not set(needs) <= set(done[key]):
+            done[key] = compute()
+        return done[key]
+
+    return units
 
 
 def _checks(tables: dict[str, pd.DataFrame], stochastic) -> pd.DataFrame:

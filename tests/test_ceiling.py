@@ -99,7 +99,7 @@ def test_with_ceiling_counts_runs_at_and_above_it():
                                "accuracy": [0.8, 1.0], "n": 10})
     certified = pd.DataFrame({"model": "m", "run": [0, 1], "certificate": "best", "epsilon": 0.1,
                               "accuracy": [0.8, 0.2]})
-    row = with_ceiling(bracket, ceiling, certified, robustness).iloc[0]
+    row = with_ceiling(bracket, ceiling, "linf", certified, robustness).iloc[0]
     assert row["ceiling"] == pytest.approx(0.85)
     assert row["attacked_share"] == pytest.approx((1.0 + 1.0 / 0.9) / 2)
     assert (row["certified_at_ceiling_runs"], row["attacked_at_ceiling_runs"]) == (1, 1)

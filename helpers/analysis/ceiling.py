@@ -139,16 +139,17 @@ def ceiling_rows(x: np.ndarray, y: np.ndarray, epsilons, norm: str, seconds: flo
     return rows
 
 
-def with_ceiling(bracket: pd.DataFrame, ceiling: pd.DataFrame, certified: pd.DataFrame,
+def with_ceiling(bracket: pd.DataFrame, ceiling: pd.DataFrame, norm: str, certified: pd.DataFrame,
                  robustness: pd.DataFrame) -> pd.DataFrame:
-    """``bracket`` (per model and ε, one norm) with the data's ceiling beside it, from the
-    per-run tables of that norm: ``ceiling`` (mean over runs), ``attacked_share`` (mean over
+    """``bracket`` (per model and ε, threat model ``norm``) with the data's ceiling beside it,
+    from the per-run tables of that norm (``ceiling``: every norm's rows, ``ceiling_rows``): ``ceiling`` (mean over runs), ``attacked_share`` (mean over
     runs of the worst case / the ceiling: the share of the achievable the attacks leave),
     and run counts: ``certified_at_ceiling_runs`` (the certificate proves the model as robust
     as any classifier can be on these points), ``attacked_at_ceiling_runs`` (the attacks find
     no shortfall from the ceiling), ``attacked_above_ceiling_runs`` (the attacks missed
     examples that must exist: the worst case is too high there) and
     ``certified_above_ceiling_runs`` (a certificate claims the impossible: unsound; zero)."""
+    ceiling = ceiling[ceiling["norm"] == norm]
     if bracket.empty or ceiling.empty:
         return bracket
     per_run = (robustness[robustness["attack"] == "worst_case"][["model", "run", "epsilon", "accuracy", "n"]]

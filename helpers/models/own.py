@@ -243,6 +243,7 @@ class QNodeModel(OwnModel):
     def build_module(cls, params, shape, where):
         parts = cls.parts(params, shape, where)
         net = QNodeNet(parts["qnode"], parts["weight_shapes"], parts.get("pre"), parts.get("post"))
+        net.n_features = parts.get("n_features")  # what a matched_mlp shares (``capacity``)
         if parts.get("post") is None:  # a trainable linear read-out when the QNode's outputs are not the logits
             with torch.no_grad():
                 width = net(torch.rand(1, *shape.input_shape)).shape[-1]
@@ -252,8 +253,7 @@ class QNodeModel(OwnModel):
 
     @classmethod
     def capacity(cls, params, shape):
-        parts = cls.parts(params, shape, "model")
-        if parts.get("n_features") is None:
-            return None
         module = cls.build_module(params, shape, "model")
-        return sum(p.numel() for p in module.parameters() if p.requires_grad), int(parts["n_features"])
+        if module.n_features is None:
+            return None
+        return sum(p.numel() for p in module.parameters() if p.requires_grad), int(module.n_features)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..analysis.ceiling import COLUMNS, ceiling_rows, with_ceiling
+from ..analysis.ceiling import COLUMNS, ceiling_rows
 from ..analysis.true_boundary import true_boundary_accuracy
+from ..registry import THREAT_MODELS
 from .tables import markdown_table
 
 TABLE_COLUMNS = [*COLUMNS, "true_boundary"]
@@ -32,29 +33,25 @@ def ceiling_table(cfg, points) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-def bracket_with_ceiling(bracket: pd.DataFrame, ceiling: pd.DataFrame, norm: str, certified: pd.DataFrame,
-                         robustness: pd.DataFrame) -> pd.DataFrame:
-    """``bracket`` of threat model ``norm`` with the ceiling's columns (``analysis.ceiling.with_ceiling``)."""
-    return with_ceiling(bracket, ceiling[ceiling["norm"] == norm], certified, robustness)
-
-
 def ceiling_curve(ceiling: pd.DataFrame, norm: str) -> pd.DataFrame:
     """Mean over runs of the ceiling (and the true boundary) per ε, for the figures."""
     rows = ceiling[ceiling["norm"] == norm]
     return rows.groupby("epsilon", as_index=False)[["ceiling", "true_boundary"]].mean()
 
 
-def _models_where(bracket: pd.DataFrame, column: str, every_run: bool = True) -> list[str]:
-    rows = bracket[bracket[column] == bracket["n_runs"]] if every_run else bracket[bracket[column] > 0]
+def _models_where(bracket: pd.DataFrame, column: str) -> list[str]:
+    """Where the run count ``column`` covers every run, ε > 0, as "`model` at ε=..."."""
+    rows = bracket[bracket[column] == bracket["n_runs"]]
     return [f"`{r.model}` at ε={r.epsilon:g}" for r in rows[rows["epsilon"] > 0].itertuples()]
 
 
-def ceiling_paragraph(bracket: pd.DataFrame, ceiling: pd.DataFrame, norm: str, label: str, models) -> list[str]:
+def ceiling_paragraph(bracket: pd.DataFrame, ceiling: pd.DataFrame, norm: str, models) -> list[str]:
     """The ceiling of one threat model in the summary: a table of the worst case beside the
     ceiling and what it says (where a model is provably at it, where the attacks must be too
     weak, where no difference between models is possible)."""
     if bracket.empty or "ceiling" not in bracket or ceiling[ceiling["norm"] == norm].empty:
         return []
+    label = THREAT_MODELS[norm].norm_name
     epsilons = sorted(e for e in bracket["epsilon"].unique() if e > 0)
     curve = ceiling_curve(ceiling, norm).set_index("epsilon")
     rows = [{"": "ceiling (any classifier)", **{f"ε={e:g}": f"{curve.loc[e, 'ceiling']:.3f}" for e in epsilons}}]
@@ -101,9 +98,7 @@ def ceiling_section(tables: dict[str, pd.DataFrame], models, threats: dict[str, 
     ceiling = tables.get("ceiling", pd.DataFrame())
     if ceiling.empty:
         return []
-    labels = {"linf": "L∞", "l2": "L2"}
-    body = [line for norm, name in threats.items()
-            for line in ceiling_paragraph(tables[name], ceiling, norm, labels.get(norm, norm), models)]
+    body = [line for norm, name in threats.items() for line in ceiling_paragraph(tables[name], ceiling, norm, models)]
     if not body:
         return []
     exact = bool(ceiling["exact"].all())

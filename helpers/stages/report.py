@@ -15,7 +15,8 @@ from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket
 from ..analysis.universal import universal_stats, universal_tests
 from ..report import figures
 from ..data import run_seeds, stratified_subset, subset_seed
-from ..report.ceiling import bracket_with_ceiling, ceiling_curve, ceiling_table
+from ..analysis.ceiling import with_ceiling
+from ..report.ceiling import ceiling_curve, ceiling_table
 from ..report.defences import defences_table, shown_epsilon
 from ..report.tables import hardware_table
 from ..report.summary import headline_attack, write_summary
@@ -169,7 +170,7 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
     linf = certified[certified["norm"] == "linf"]  # the L2 rows (attack.l2) have their own bracket
     smoothed = certified["certificate"].isin(CERTIFICATES.with_tag("smoothed"))
     ceiling = inputs["ceiling"]
-    bracket = bracket_with_ceiling(bracket_table(linf, robustness, ratio), ceiling, "linf", linf, robustness)
+    bracket = with_ceiling(bracket_table(linf, robustness, ratio), ceiling, "linf", linf, robustness)
     tables = {
         "stats": summarize_runs(robustness, ["model", "attack", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
         "class_stats": summarize_runs(by_class[by_class["attack"].isin(reported)],
@@ -216,7 +217,7 @@ def l2_tables(cfg, inputs: dict[str, pd.DataFrame], certified: pd.DataFrame, kee
     runs = run_checks(inputs["robustness_l2"], inputs["transfer_l2"], inputs["large_epsilon_l2"],
                       inputs["convergence_l2"], degenerate, stochastic_models(cfg))
     l2 = certified[certified["norm"] == "l2"]
-    bracket = bracket_with_ceiling(bracket_table(l2, robustness, ratio), ceiling, "l2", l2, robustness)
+    bracket = with_ceiling(bracket_table(l2, robustness, ratio), ceiling, "l2", l2, robustness)
     minimum = keep(inputs["minimum_norm_l2"])
     # Order statistics ("lower"): inf (no example found) is a value here, and interpolating it gives NaN.
     summary = pd.DataFrame([{"model": model, "attack": attack,
@@ -305,17 +306,17 @@ def write_figures(cfg) -> list[str]:
         drawn["decision_boundaries"] = figures.plot_decision_boundaries(
             boundaries, models, cfg.interpret.epsilon, list(cfg.dataset.class_names))
     if cfg.attack.universal is not None:
-        drawn.update(universal_figures(cfg))
+        drawn.update(universal_figures(cfg, models))
     for name, fig in drawn.items():
         save_figure(fig, layout.figure(name))
         figures.plt.close(fig)
     return list(drawn)
 
 
-def universal_figures(cfg) -> dict:
+def universal_figures(cfg, models) -> dict:
     """The universal perturbations' figures: fooling rate against ε, the transfer matrix at
     the middle universal ε, and run 0's perturbations at that ε."""
-    models, section = reported_models(cfg, read_tables(cfg, ("models",))["models"]), cfg.attack.universal
+    section = cfg.attack.universal
     stats = read_tables(cfg, ("universal_stats",))["universal_stats"]
     at = sorted(section.epsilons)[(len(section.epsilons) - 1) // 2]
     # The transfer matrix from its statistics, so that it leaves out what they leave out (degenerate runs).
