@@ -212,11 +212,14 @@ class Section(Rule):
                                        for row in self.params.describe())
 
 
-def param(default, rule: Rule, doc: str):
-    """A dataclass field with a ``rule`` and a one-line ``doc`` (for the configs reference)."""
+def param(default, rule: Rule, doc: str, quiet: bool = False):
+    """A dataclass field with a ``rule`` and a one-line ``doc`` (for the configs reference).
+    A ``quiet`` field is left out of ``to_dict`` while it holds its default: an option added
+    to a section after results were recorded, so a config without it hashes, records and runs
+    exactly as before the option existed."""
     if isinstance(default, list):
         default = tuple(default)
-    return dataclasses.field(default=default, metadata={"rule": rule, "doc": doc})
+    return dataclasses.field(default=default, metadata={"rule": rule, "doc": doc, "quiet": quiet})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,8 +278,10 @@ class Params:
         """Checks across fields; raise ``ConfigError`` naming the key (override)."""
 
     def to_dict(self) -> dict:
-        """Plain data (tuples as lists), for YAML, JSON and hashes."""
-        data = {f.name: getattr(self, f.name) for f in self.fields()}
+        """Plain data (tuples as lists), for YAML, JSON and hashes; quiet fields at their
+        default are left out (``param``)."""
+        data = {f.name: getattr(self, f.name) for f in self.fields()
+                if not (f.metadata["quiet"] and getattr(self, f.name) == f.default)}
         if self.components is not None:
             data.update(self.params)
         return plain(data)

@@ -18,9 +18,14 @@ COMBINATIONS = list(itertools.product(ENCODINGS.names(), ANSATZES.names(), READO
 SHAPE, N_CLASSES = (1, 3, 4), 3
 
 
+def classes(readout: str) -> int:
+    """The test's class count; the parity readout decides between two."""
+    return 2 if readout == "parity" else N_CLASSES
+
+
 def _vqc(encoding, ansatz, readout, **options):
     spec = {"type": "vqc", "n_qubits": 4, "n_layers": 2, "encoding": encoding, "ansatz": ansatz, "readout": readout}
-    return build_model({**spec, **options}, SHAPE, N_CLASSES)
+    return build_model({**spec, **options}, SHAPE, classes(readout))
 
 
 @pytest.mark.parametrize("encoding,ansatz,readout", COMBINATIONS)
@@ -30,7 +35,7 @@ def test_every_combination_gives_logits_and_input_gradients(encoding, ansatz, re
     model.fit_preprocessing(torch.rand(40, *SHAPE))
     for train in (True, False):
         out, grad, _ = outputs_and_gradients(model, torch.rand(5, *SHAPE), train)
-        assert out.shape == (5, N_CLASSES) and out.dtype == torch.float32
+        assert out.shape == (5, classes(readout)) and out.dtype == torch.float32
         assert torch.isfinite(grad).all() and (grad.abs().sum(dim=(1, 2, 3)) > 0).all()
 
 
@@ -53,6 +58,21 @@ def test_fast_paths_equal_the_pennylane_circuit(encoding, ansatz, readout, train
     compared = 3 if train else 2  # outputs, input gradients, and in training the weight gradients
     for a, b in zip(got[:compared], want[:compared]):
         assert torch.allclose(a, b, atol=1e-9)
+
+
+@pytest.mark.parametrize("encoding,readout", [("rot", "expval"), ("rot_reupload", "parity"), ("angle", "parity")])
+def test_lightning_adjoint_gets_the_two_angle_encoding_and_the_parity_right(encoding, readout):
+    """lightning.qubit's adjoint differentiation against default.qubit: outputs, input and
+    weight gradients (the simulators' ``adjoint`` flags say it may run these)."""
+    torch.manual_seed(0)
+    spec = {"type": "vqc", "n_qubits": 4, "n_layers": 2, "encoding": encoding, "readout": readout}
+    reference = build_model({**spec, "simulator": "pennylane"}, SHAPE, 2).double()
+    adjoint = build_model({**spec, "simulator": "lightning"}, SHAPE, 2).double()
+    adjoint.load_state_dict(reference.state_dict())
+    x = torch.rand(6, *SHAPE, dtype=torch.float64)
+    for train in (True, False):
+        for a, b in zip(outputs_and_gradients(adjoint, x, train)[:3], outputs_and_gradients(reference, x, train)[:3]):
+            assert torch.allclose(a, b, atol=1e-7)
 
 
 def test_amplitude_encoding_is_pennylanes_padded_normalised_embedding_of_the_pixels():
@@ -117,15 +137,17 @@ def test_probs_readout_allows_more_classes_than_qubits():
 
 @pytest.mark.parametrize("spec,shape,n_classes,message", [
     ({"encoding": "dense"}, (1, 8, 8), 2,
-     r"model.encoding 'dense' is unknown; allowed: \['angle', 'reupload', 'affine', 'affine_reupload', 'amplitude'\]"),
+     r"model.encoding 'dense' is unknown; allowed: \['angle', 'reupload', 'affine', 'affine_reupload', 'rot', 'rot_reupload',"
+     r" 'amplitude'\]"),
     ({"ansatz": "hardware"}, (1, 8, 8), 2, r"model.ansatz 'hardware' is unknown; allowed: \['strong', 'basic'\]"),
-    ({"readout": "sample"}, (1, 8, 8), 2, r"model.readout 'sample' is unknown; allowed: \['expval', 'probs'\]"),
+    ({"readout": "sample"}, (1, 8, 8), 2, r"model.readout 'sample' is unknown; allowed: \['expval', 'probs', 'parity'\]"),
+    ({"readout": "parity"}, (1, 8, 8), 3, r"readout 'parity' decides between two classes.*got 3 classes"),
     ({"n_qubits": 4, "encoding": "amplitude"}, (1, 8, 8), 2, r"2\*\*n_qubits >= the number of input features \(64\)"),
     ({"n_qubits": 2, "readout": "probs"}, (1, 8, 8), 5, r"readout 'probs' needs ceil\(log2\(n_classes\)\) = 3 wires"),
     ({"n_qubits": 2}, (1, 8, 8), 3, r"n_classes \(3\) must not exceed n_qubits \(2\).*readout: probs"),
     ({"n_qubits": 3}, (2,), 2, r"n_qubits \(3\) must not exceed the number of input features \(2\)"),
     ({"n_qubits": 6, "encoding": "amplitude", "simulator": "lightning"}, (1, 8, 8), 2, "cannot differentiate amplitude"),
-    ({"n_qubits": 4, "readout": "probs", "simulator": "lightning"}, (1, 8, 8), 2, "supports readout 'expval' only"),
+    ({"n_qubits": 4, "readout": "probs", "simulator": "lightning"}, (1, 8, 8), 2, "cannot differentiate readout 'probs'"),
 ])
 def test_impossible_combinations_are_refused_with_the_reason(spec, shape, n_classes, message):
     with pytest.raises(ValueError, match=message):

@@ -69,7 +69,7 @@ def reference(layer: QuantumLayer, noise: Noise, inputs: torch.Tensor) -> torch.
 
         out = circuit()
         rows.append(torch.stack(list(out)) if isinstance(out, (list, tuple)) else out)
-    return torch.stack(rows).double()
+    return torch.stack(rows).double().reshape(len(rows), -1)  # one measured value: (B, 1)
 
 
 def circuit_inputs(encoding: str, n_qubits: int, n_layers: int, batch: int, gen: torch.Generator) -> torch.Tensor:
@@ -77,19 +77,21 @@ def circuit_inputs(encoding: str, n_qubits: int, n_layers: int, batch: int, gen:
     if encoding == "amplitude":
         x = torch.rand(batch, 2 ** n_qubits, generator=gen, dtype=torch.float64)
         return x / x.norm(dim=1, keepdim=True)
-    width = n_qubits * (n_layers if ENCODINGS[encoding].per_layer else 1)
+    entry = ENCODINGS[encoding]
+    width = n_qubits * entry.angles_per_wire * (n_layers if entry.per_layer else 1)
     return torch.rand(batch, width, generator=gen, dtype=torch.float64) * 2 * math.pi
 
 
 def noisy_layer(n_qubits, n_layers, encoding, ansatz, readout, noise, shots=None, seed=0):
     torch.manual_seed(seed)
-    n_readout = READOUTS[readout].n_wires(2 if readout == "expval" else 4)
+    n_readout = READOUTS[readout].n_wires({"expval": 2, "parity": 2}.get(readout, 4), n_qubits)
     return QuantumLayer(n_qubits, n_layers, min(n_readout, n_qubits), "fast", encoding, ansatz, readout,
                         noise=noise, shots=shots)
 
 
-# Random circuits of 2-6 qubits: every encoding, both ansatzes, both readouts, all channels.
+# Random circuits of 2-6 qubits: every kind of encoding, both ansatzes, every readout, all channels.
 CIRCUITS = [(2, 2, "angle", "strong", "expval"), (3, 2, "reupload", "basic", "probs"),
+            (3, 2, "rot_reupload", "strong", "parity"),
             (4, 2, "amplitude", "strong", "probs"), (5, 2, "affine_reupload", "strong", "expval"),
             (6, 1, "angle", "basic", "expval")]
 

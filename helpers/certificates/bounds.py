@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.ops import Affine, Cast, Circuit, Scale
-from ..models.readouts import PROBABILITY_FLOOR
 
 MONOTONE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.MaxPool2d)
 # The largest slope of the monotone ops that are not 1-Lipschitz (the rest are, in L∞).
@@ -54,9 +53,9 @@ def circuit_interval(op: Circuit, low: torch.Tensor, high: torch.Tensor) -> tupl
     centre, radius = (low + high) / 2, (high - low) / 2
     values = op.layer(centre.double())
     spread = op.repeats * radius.double().sum(dim=1, keepdim=True)
-    floor = -1.0 if op.layer.readout == "expval" else 0.0
+    floor = op.readout.floor
     lo, hi = (values - spread).clamp(floor, 1.0), (values + spread).clamp(floor, 1.0)
-    return op.readout.logits(lo, op.outputs), op.readout.logits(hi, op.outputs)  # the logits are monotone
+    return op.readout.logit_bounds(lo, hi, op.outputs)
 
 
 @torch.no_grad()
@@ -181,8 +180,7 @@ def lipschitz_bound(ops, shape: tuple[int, ...], norm: str = "linf") -> torch.Te
         elif in_l2:
             in_l2 = False
             if isinstance(op, Circuit):
-                readout_slope = 1.0 if op.layer.readout == "expval" else 1 / PROBABILITY_FLOOR
-                constant = constant * (op.repeats * x.shape[1] ** 0.5 * readout_slope)
+                constant = constant * (op.repeats * x.shape[1] ** 0.5 * op.readout.slope)
                 x = torch.zeros(1, op.outputs)  # only its shape is needed: the circuit is not run
             else:
                 constant = constant * affine_matrix(op, tuple(x.shape[1:])).norm(dim=1).max().double()
@@ -190,9 +188,7 @@ def lipschitz_bound(ops, shape: tuple[int, ...], norm: str = "linf") -> torch.Te
                     x = op(x)
             continue
         if isinstance(op, Circuit):
-            # log-probability logits: log(p + floor) has slope up to 1 / floor
-            readout_slope = 1.0 if op.layer.readout == "expval" else 1 / PROBABILITY_FLOOR
-            constant = constant * (op.repeats * x.shape[1] * readout_slope)
+            constant = constant * (op.repeats * x.shape[1] * op.readout.slope)
             x = torch.zeros(1, op.outputs)  # only its shape is needed: the circuit is not run
             continue
         if isinstance(op, (*MONOTONE, nn.Flatten, Cast)):

@@ -39,7 +39,7 @@ import torch
 
 from ..models.ops import Cast, Circuit, Scale, run_ops
 from ..models.quantum import statevector_outputs
-from ..registry import CERTIFICATES, ENCODINGS
+from ..registry import CERTIFICATES, ENCODINGS, READOUTS
 from .base import Certificate
 from .bounds import input_box, interval_trace
 
@@ -116,6 +116,8 @@ class DepolarizingPrivacy(Certificate):
         encoding = ENCODINGS[layer.encoding]
         if encoding.trace_distance_bound(torch.zeros(1, layer.n_qubits)) is None:
             return False, f"no trace-distance bound for the states of encoding {layer.encoding!r}"
+        if not READOUTS[layer.readout].per_class:
+            return False, f"readout {layer.readout!r}: the classes share one measured value, no score per class"
         if encoding.repeats and layer.n_layers > 1:
             return False, "the data enters the circuit more than once (re-uploading): no single encoded state"
         if not all(isinstance(op, (Cast, Scale)) for op in ops[circuits[0] + 1:]):

@@ -65,8 +65,10 @@ class Encoding(Component):
     # Encoded again before every layer: the trainable block is then no fixed unitary.
     repeats: ClassVar[bool] = False
     # With repeats: fresh angles before every layer, so the circuit's inputs are (B, n_layers *
-    # n_qubits) and layer l takes the l-th n_qubits of them (``layer_inputs``).
+    # n_qubits * angles_per_wire) and layer l takes the l-th block of them (``layer_inputs``).
     per_layer: ClassVar[bool] = False
+    # Angles of each wire's encoding gate (RX: 1; Rot(φ, θ, 0): 2), adjacent in the inputs.
+    angles_per_wire: ClassVar[int] = 1
     # Its preprocessing has trainable parameters (learned with the circuit, nothing fitted).
     trainable: ClassVar[bool] = False
     # lightning.qubit's adjoint differentiation gets its input gradients right.
@@ -99,7 +101,14 @@ class Encoding(Component):
     @classmethod
     def layer_inputs(cls, inputs, layer: int, n_qubits: int):
         """The inputs encoded before trainable layer ``layer`` (with ``repeats``)."""
-        return inputs[..., layer * n_qubits:(layer + 1) * n_qubits] if cls.per_layer else inputs
+        width = n_qubits * cls.angles_per_wire
+        return inputs[..., layer * width:(layer + 1) * width] if cls.per_layer else inputs
+
+    @classmethod
+    def gate_matrices(cls, angles: torch.Tensor) -> torch.Tensor:
+        """The encoding gate of every wire (..., n_qubits, 2, 2) complex128 for angles
+        (..., n_qubits * angles_per_wire): what a re-uploading step applies."""
+        raise NotImplementedError(f"encoding {cls.name!r} is not applied gate by gate")
 
     @classmethod
     def circuit_inputs(cls, x: torch.Tensor, preprocessing, n_qubits: int) -> torch.Tensor:
@@ -171,6 +180,10 @@ class Angle(Encoding):
         return rx_product_phases(n_qubits)
 
     @classmethod
+    def gate_matrices(cls, angles):
+        return qml.RX.compute_matrix(angles.double().reshape(-1)).reshape(*angles.shape, 2, 2)
+
+    @classmethod
     def embed(cls, inputs, wires):
         qml.AngleEmbedding(inputs, wires=wires, rotation="X")
 
@@ -206,7 +219,7 @@ class AffineEncoding(Angle):
 
     @classmethod
     def n_angles(cls, n_qubits: int, n_layers: int) -> int:
-        return n_qubits * n_layers if cls.per_layer else n_qubits
+        return n_qubits * cls.angles_per_wire * (n_layers if cls.per_layer else 1)
 
     @classmethod
     def preprocessing(cls, n_inputs, n_qubits, n_layers):
@@ -223,6 +236,64 @@ class AffineReupload(AffineEncoding):
     (the published re-uploading classifiers); each angle enters the circuit once."""
 
     name, label = "affine_reupload", "trainable affine (RX) encoding before every layer"
+    repeats, per_layer = True, True
+
+
+def rot_matrices(phi: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Rot(φ, θ, 0) = RY(θ) RZ(φ) (..., 2, 2) complex128, entry by entry."""
+    c, s = torch.cos(theta.double() / 2), torch.sin(theta.double() / 2)
+    turn = torch.polar(torch.ones_like(c), -phi.double() / 2)  # e^{-iφ/2}
+    top = torch.stack([c * turn, -s * turn.conj()], dim=-1)
+    bottom = torch.stack([s * turn, c * turn.conj()], dim=-1)
+    return torch.stack([top, bottom], dim=-2)
+
+
+@ENCODINGS.register
+class AffineRot(AffineEncoding):
+    """Two trainable angles per wire, Rot(w0 . x + b0, w1 . x + b1, 0) = RY(w1 . x + b1) RZ(w0 . x + b0),
+    both affine in all input features (the published re-uploading classifiers' encoding gate).
+    Inputs: (B, 2 n_qubits), wire q's (φ, θ) at 2q and 2q + 1. Entered once on |0>, RZ(φ) is a
+    phase: the state is RY(θ)'s and φ has no effect (it matters when re-uploaded, ``rot_reupload``)."""
+
+    name, label = "rot", "trainable two-angle Rot(w0·x+b0, w1·x+b1, 0) encoding"
+    angles_per_wire = 2
+
+    @staticmethod
+    def pairs(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(φ, θ) of every wire, each (..., n_qubits)."""
+        paired = inputs.reshape(*inputs.shape[:-1], -1, 2)
+        return paired[..., 0], paired[..., 1]
+
+    @classmethod
+    def initial_state(cls, inputs):
+        """RY(θ)|0> per wire, the phases e^{-iφ/2} left out: together they are a global phase."""
+        return rx_product_magnitudes(cls.pairs(inputs)[1]).to(torch.complex128)
+
+    @classmethod
+    def real_inputs(cls, inputs):
+        return rx_product_magnitudes(cls.pairs(inputs)[1])
+
+    @classmethod
+    def phases(cls, n_qubits):
+        return None
+
+    @classmethod
+    def gate_matrices(cls, angles):
+        return rot_matrices(*cls.pairs(angles))
+
+    @classmethod
+    def embed(cls, inputs, wires):
+        phi, theta = cls.pairs(inputs)
+        for q, wire in enumerate(wires):
+            qml.Rot(phi[..., q], theta[..., q], 0.0, wires=wire)
+
+
+@ENCODINGS.register
+class AffineRotReupload(AffineRot):
+    """``rot`` before every layer, each with its own w0, b0, w1, b1 per wire: inputs (B,
+    n_layers * 2 n_qubits); each angle enters the circuit once."""
+
+    name, label = "rot_reupload", "trainable two-angle Rot encoding before every layer"
     repeats, per_layer = True, True
 
 

@@ -48,7 +48,7 @@ def check_simulator(simulator: str, encoding: str, readout: str, where: str) -> 
         raise ConfigError(f"{where}: simulator 'lightning' (adjoint) cannot differentiate {encoding} encoding: "
                           "use simulator: fast or pennylane")
     if simulator == "lightning" and not READOUTS[readout].adjoint:
-        raise ConfigError(f"{where}: simulator 'lightning' (adjoint) supports readout 'expval' only: "
+        raise ConfigError(f"{where}: simulator 'lightning' (adjoint) cannot differentiate readout {readout!r}: "
                           "use simulator: fast or pennylane")
 
 
@@ -92,7 +92,7 @@ def _circuit_plan(n_qubits: int, n_layers: int, ansatz: str, reupload: bool, spl
 
 def count_parametrised_gates(n_qubits: int, n_layers: int, ansatz: str, reupload: bool) -> int:
     """Gates of the block whose matrix depends on the weights or the inputs (rotations, and one
-    RX per wire at every re-uploading step): the density-matrix path keeps one matrix for the
+    encoding gate per wire at every re-uploading step): the density-matrix path keeps one matrix for the
     backward pass per such gate (a fixed gate's backward needs none)."""
     plan = _circuit_plan(n_qubits, n_layers, ansatz, reupload, split=True)
     return sum(n_qubits if step[0] == "encode" else step[0] == "gate" for step in plan)
@@ -128,18 +128,16 @@ def apply_gate(state: torch.Tensor, gate: torch.Tensor, wire: int) -> torch.Tens
 
 
 def simulate_block(state: torch.Tensor, weights: torch.Tensor, ansatz: str = "strong",
-                   reupload_angles: torch.Tensor | None = None) -> torch.Tensor:
+                   reupload_gates: torch.Tensor | None = None) -> torch.Tensor:
     """Apply the trainable block (``n_layers`` layers of ``ansatz``) to states (B, 2**n)
-    complex128; with ``reupload_angles`` each layer after the first is preceded by RX(angle)
-    on every wire, the angles per sample: (B, n) the same before every layer, or
-    (B, n_layers, n) layer l's own (row 0 is the initial state's, not used here)."""
+    complex128; with ``reupload_gates`` (the encoding's ``gate_matrices``) each layer after the
+    first is preceded by an encoding gate on every wire, per sample: (B, n, 2, 2) the same
+    before every layer, or (B, n_layers, n, 2, 2) layer l's own (row 0 is the initial state's,
+    not used here)."""
     n_layers, n_qubits = weights.shape[:2]
     gates = ANSATZES[ansatz].rotation_matrices(weights)
-    reupload = reupload_angles is not None
-    if reupload:
-        angles = reupload_angles.double()
-        encoding_gates = qml.RX.compute_matrix(angles.reshape(len(angles), -1)).reshape(*angles.shape, 2, 2)
-        layer = 0
+    reupload = reupload_gates is not None
+    layer = 0
     for kind, *args in _device_plan(n_qubits, n_layers, ansatz, reupload, state.device):
         if kind == "gate":
             wire, row = args
@@ -148,23 +146,29 @@ def simulate_block(state: torch.Tensor, weights: torch.Tensor, ansatz: str = "st
             state = state[:, args[0]]
         else:
             layer += 1
-            now = encoding_gates[:, layer] if encoding_gates.dim() == 5 else encoding_gates  # (B, n, 2, 2)
+            now = reupload_gates[:, layer] if reupload_gates.dim() == 5 else reupload_gates  # (B, n, 2, 2)
             for wire in range(n_qubits):
                 state = apply_gate(state, now[:, wire], wire)
     return state
+
+
+def split_inputs(inputs: torch.Tensor, n_layers: int, encoding: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The angles of the initial state and the encoding gates of the re-uploading steps (None:
+    the encoding happens once) of the circuit's ``inputs``; fresh angles per layer are (B,
+    n_layers * n * angles_per_wire), one row per layer."""
+    entry = ENCODINGS[encoding]
+    if entry.per_layer:
+        angles = inputs.reshape(len(inputs), n_layers, -1)
+        return angles[:, 0], entry.gate_matrices(angles)
+    return inputs, entry.gate_matrices(inputs) if entry.repeats else None
 
 
 def statevector_outputs(inputs: torch.Tensor, weights: torch.Tensor, measurement: torch.Tensor,
                         encoding: str, ansatz: str) -> torch.Tensor:
     """Readout (B, outputs) of the encoded ``inputs`` through the block, ``measurement`` from
     the readout's ``measurement_matrix``."""
-    entry = ENCODINGS[encoding]
-    if entry.per_layer:  # (B, n_layers * n) -> one row of angles per layer
-        angles = inputs.reshape(len(inputs), *weights.shape[:2])
-        state, reupload = entry.initial_state(angles[:, 0]), angles
-    else:
-        state, reupload = entry.initial_state(inputs), inputs if entry.repeats else None
-    amplitudes = simulate_block(state, weights, ansatz, reupload)
+    first, reupload = split_inputs(inputs, weights.shape[0], encoding)
+    amplitudes = simulate_block(ENCODINGS[encoding].initial_state(first), weights, ansatz, reupload)
     return (amplitudes.real ** 2 + amplitudes.imag ** 2) @ measurement
 
 
@@ -174,14 +178,10 @@ def density_outputs(inputs: torch.Tensor, weights: torch.Tensor, measurement: to
     every gate followed by the one-wire superoperator ``channel`` (``noise.gate_channel``) on
     each wire it acts on; differentiable in ``inputs`` and ``weights``. The same encodings and
     ansatzes as ``statevector_outputs``, from the same gate plan with every gate a step of its
-    own; the encoding's RX gates are followed by the channel too (``prepared_by_gates``)."""
+    own; the encoding gates are followed by the channel too (``prepared_by_gates``)."""
     entry = ENCODINGS[encoding]
     n_layers, n_qubits = weights.shape[:2]
-    if entry.per_layer:  # (B, n_layers * n) -> one row of angles per layer
-        angles = inputs.reshape(len(inputs), n_layers, n_qubits)
-        first, reupload = angles[:, 0], angles
-    else:
-        first, reupload = inputs, inputs if entry.repeats else None
+    first, reupload = split_inputs(inputs, n_layers, encoding)
     psi = entry.initial_state(first)
     rho = (psi[:, :, None] * psi.conj()[:, None, :]).reshape(len(psi), *(2,) * (2 * n_qubits))
     if entry.prepared_by_gates:  # one gate per wire, each followed by the channel (they commute)
@@ -201,8 +201,7 @@ def density_outputs(inputs: torch.Tensor, weights: torch.Tensor, measurement: to
             rho = apply_superoperator(rho, step, list(wires))
         else:
             layer += 1
-            now = reupload[:, layer] if reupload.dim() == 3 else reupload          # (B, n)
-            gates = qml.RX.compute_matrix(now.double().reshape(-1)).reshape(*now.shape, 2, 2)
+            gates = reupload[:, layer] if reupload.dim() == 5 else reupload        # (B, n, 2, 2)
             steps = followed_by_channel(unitary_superoperator(gates, 1), channel, 1)  # (B, n, 2, 2, 2, 2)
             for wire in range(n_qubits):
                 rho = apply_superoperator(rho, steps[:, wire], [wire])

@@ -2,7 +2,9 @@
 way (``vqc``'s ``readout`` option)."""
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from typing import ClassVar
 
 import pennylane as qml
@@ -22,9 +24,15 @@ class Readout(Component):
 
     # lightning.qubit's adjoint differentiation supports it.
     adjoint: ClassVar[bool] = True
+    # The smallest measured value (the largest is 1), and the largest slope of a logit in a
+    # measured value: what the bound certificates need of the readout.
+    floor: ClassVar[float] = -1.0
+    slope: ClassVar[float] = 1.0
+    # Every class has a measured value of its own (an event's probability, up to an affine map).
+    per_class: ClassVar[bool] = True
 
     @classmethod
-    def n_wires(cls, n_classes: int) -> int:
+    def n_wires(cls, n_classes: int, n_qubits: int) -> int:
         """How many wires (the first ones) are measured for ``n_classes`` classes."""
         raise NotImplementedError
 
@@ -46,6 +54,12 @@ class Readout(Component):
     def logits(cls, outputs: torch.Tensor, n_classes: int) -> torch.Tensor:
         return outputs
 
+    @classmethod
+    def logit_bounds(cls, low: torch.Tensor, high: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bounds on the logits for measured values in [low, high] (each logit is nondecreasing
+        in the measured values unless a readout says otherwise)."""
+        return cls.logits(low, n_classes), cls.logits(high, n_classes)
+
 
 @READOUTS.register
 class ExpectationZ(Readout):
@@ -54,7 +68,7 @@ class ExpectationZ(Readout):
     name, label = "expval", "<Z> per class"
 
     @classmethod
-    def n_wires(cls, n_classes):
+    def n_wires(cls, n_classes, n_qubits):
         return n_classes
 
     @classmethod
@@ -83,15 +97,17 @@ class Probabilities(Readout):
 
     name, label = "probs", "log-probabilities of basis outcomes"
     adjoint = False
+    floor, slope = 0.0, 1 / PROBABILITY_FLOOR  # log(p + floor) has slope up to 1 / floor
 
     @classmethod
-    def n_wires(cls, n_classes):
+    def n_wires(cls, n_classes, n_qubits):
         return max(1, math.ceil(math.log2(n_classes)))
 
     @classmethod
     def check(cls, n_classes, n_qubits, where):
-        if cls.n_wires(n_classes) > n_qubits:
-            raise ConfigError(f"{where}: readout 'probs' needs ceil(log2(n_classes)) = {cls.n_wires(n_classes)} "
+        wires = cls.n_wires(n_classes, n_qubits)
+        if wires > n_qubits:
+            raise ConfigError(f"{where}: readout 'probs' needs ceil(log2(n_classes)) = {wires} "
                               f"wires for {n_classes} classes, but n_qubits is {n_qubits}")
 
     @classmethod
@@ -107,3 +123,42 @@ class Probabilities(Readout):
     @classmethod
     def logits(cls, outputs, n_classes):
         return torch.log(outputs[:, :n_classes] + PROBABILITY_FLOOR)
+
+
+@READOUTS.register
+class Parity(Readout):
+    """The parity of all wires, <Z ⊗ ... ⊗ Z> in [-1, 1], for two classes: class 0 when it is
+    positive (even parity more likely), class 1 when negative; logits (p, -p). One measured
+    value shared by both classes."""
+
+    name, label = "parity", "parity <Z⊗…⊗Z> of all wires (two classes)"
+    per_class = False
+
+    @classmethod
+    def n_wires(cls, n_classes, n_qubits):
+        return n_qubits
+
+    @classmethod
+    def check(cls, n_classes, n_qubits, where):
+        if n_classes != 2:
+            raise ConfigError(f"{where}: readout 'parity' decides between two classes by the sign of one parity, "
+                              f"got {n_classes} classes: use readout expval or probs")
+
+    @classmethod
+    def measurement_matrix(cls, n_qubits, n_wires):
+        """The parity (±1) of the readout wires' bits in each basis state, one column."""
+        return (1 - 2 * (basis_bits(n_qubits, range(n_wires)).sum(1, keepdim=True) % 2)).double()
+
+    @classmethod
+    def measure(cls, n_wires):
+        return [qml.expval(functools.reduce(operator.matmul, [qml.PauliZ(w) for w in range(n_wires)]))]
+
+    @classmethod
+    def logits(cls, outputs, n_classes):
+        parity = outputs.reshape(len(outputs), -1)[:, :1]
+        return torch.cat([parity, -parity], dim=1)
+
+    @classmethod
+    def logit_bounds(cls, low, high, n_classes):
+        low, high = low.reshape(len(low), -1)[:, :1], high.reshape(len(high), -1)[:, :1]
+        return torch.cat([low, -high], dim=1), torch.cat([high, -low], dim=1)

@@ -38,6 +38,17 @@ def weight_initialiser(distribution: str, scale: float):
     return functools.partial(torch.nn.init.normal_, std=scale)
 
 
+@torch.no_grad()
+def initialise_encoder(linear: nn.Linear, distribution: str, scale: float) -> None:
+    """A trainable encoding's own start: w uniform on [-scale, scale] or normal with standard
+    deviation scale, b zero (every angle starts as a pure function of the input)."""
+    if distribution == "uniform":
+        linear.weight.uniform_(-scale, scale)
+    else:
+        linear.weight.normal_(0.0, scale)
+    linear.bias.zero_()
+
+
 def physical_memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
@@ -81,6 +92,11 @@ class VQC(Model):
                           "distribution of the circuit's initial weights: uniform on [0, init_scale] or normal "
                           "with mean 0 and standard deviation init_scale")
         init_scale: float = param(2 * math.pi, Number(0, open="low"), "width of that distribution (2 pi: PennyLane's draw)")
+        encoding_init: str = param("default", Choice(("default", "uniform", "normal")),
+                                   "initial weights of a trainable encoding's w: PyTorch's default for a linear map, "
+                                   "uniform on [-encoding_init_scale, encoding_init_scale] or normal with mean 0 and "
+                                   "standard deviation encoding_init_scale (then b starts at 0)", quiet=True)
+        encoding_init_scale: float = param(1.0, Number(0, open="low"), "width of that distribution", quiet=True)
         simulator: str = param("fast", Choice(SIMULATORS), "simulation of the circuit (all give the same numbers)")
         encoding: str = param("angle", Choice(ENCODINGS.names), "how the input enters the circuit (ENCODINGS)")
         ansatz: str = param("strong", Choice(ANSATZES.names), "the trainable template (ANSATZES)")
@@ -97,6 +113,10 @@ class VQC(Model):
         check_noise(params.noise, params.shots, params.simulator, params.n_qubits, where)
         READOUTS[params.readout].check(shape.n_classes, params.n_qubits, where)
         ENCODINGS[params.encoding].check(shape.n_inputs, params.n_qubits, where)
+        if params.encoding_init != "default" and not ENCODINGS[params.encoding].trainable:
+            trainable = [e.name for e in ENCODINGS.entries() if e.trainable]
+            raise ConfigError(f"{where}.encoding_init applies to a trainable encoding ({', '.join(trainable)}); "
+                              f"encoding {params.encoding!r} has no weights")
         if shape.batch_size is not None:
             need, have = simulation_bytes(params.n_qubits, params.n_layers, shape.batch_size), physical_memory_bytes()
             what = "simulating"
@@ -129,7 +149,9 @@ class VQC(Model):
         # A map fitted on the training split is the PCA; a trained one the encoder (its w and b).
         self.pca = None if encoding.trainable else preprocessing
         self.encoder = preprocessing if encoding.trainable else None
-        n_readout = READOUTS[p.readout].n_wires(n_classes)
+        if self.encoder is not None and p.encoding_init != "default":
+            initialise_encoder(self.encoder.linear, p.encoding_init, p.encoding_init_scale)
+        n_readout = READOUTS[p.readout].n_wires(n_classes, p.n_qubits)
         self.quantum = QuantumLayer(p.n_qubits, p.n_layers, n_readout, p.simulator, p.encoding, p.ansatz, p.readout,
                                     init=weight_initialiser(p.init, p.init_scale), noise=p.noise, shots=p.shots)
         # <Z> lies in [-1, 1]: without a trainable scale the logit margins stay small.
