@@ -116,3 +116,37 @@ def test_square_on_feature_vectors_is_a_gradient_free_search_inside_the_ball(bre
     assert robust >= accuracy(model, PGD(steps=20, seed=0)(model, x, y, 0.1), y) - 0.05
     # never worse than its start: with one query it is x + epsilon * random signs
     assert accuracy(model, Square(queries=1, seed=3)(model, x, y, 0.1), y) >= robust
+
+
+def test_the_noise_baselines_statistics_order_and_the_mean_is_the_average_draw(breast_cancer_mlp):
+    """The same draws (the same seed) scored three ways: a point fooled by any draw or misclassified
+    clean (``any``) <= the lowest accuracy of one draw over the whole set (``min``) <= the mean
+    accuracy over draws (``mean``) <= 1; with one draw, ``min`` and ``mean`` are that draw's
+    accuracy and ``any`` adds the clean mistakes. The test set spans several batches, so the
+    draw ``min`` picks is chosen over all of them, not per batch."""
+    model, x, y = breast_cancer_mlp
+    score = {s: evaluate_attack(model, REGISTRY["noise"](draws=8, seed=2, statistic=s), x, y, 0.3, batch_size=40)
+             for s in ("any", "min", "mean")}
+    assert score["any"]["correct"].dtype == bool and score["min"]["correct"].dtype == bool
+    assert score["any"]["accuracy"] < score["min"]["accuracy"] < score["mean"]["accuracy"] < 1
+    one = {s: evaluate_attack(model, REGISTRY["noise"](draws=1, seed=2, statistic=s), x, y, 0.3, batch_size=40)
+           for s in ("any", "min", "mean")}
+    assert one["min"]["accuracy"] == one["mean"]["accuracy"]
+    clean = (predict(model, x) == y).numpy()
+    assert (one["any"]["correct"] == (one["min"]["correct"] & clean)).all()
+    assert REGISTRY["noise"](statistic="mean").per_point is False and REGISTRY["noise"]().per_point
+
+
+def test_a_mean_over_noise_draws_stays_out_of_the_worst_case(breast_cancer_mlp):
+    """The worst case over attacks takes one input per point; a share of correct draws is none."""
+    import pandas as pd
+
+    from helpers.analysis.evaluation import evaluate_models
+    from helpers.config import AttackSection
+
+    model, x, y = breast_cancer_mlp
+    section = AttackSection.parse({"epsilons": [0.0, 0.3], "methods": ["fgsm", "noise"], "transfer_from": None,
+                                   "noise": {"statistic": "mean", "draws": 4}}, "attack")
+    rows = pd.DataFrame(evaluate_models({"m": model}, x, y, section, seed=0)["robustness"]).set_index(["attack", "epsilon"])
+    assert rows.loc[("worst_case", 0.3), "accuracy"] == rows.loc[("fgsm", 0.3), "accuracy"]
+    assert rows.loc[("noise", 0.3), "accuracy"] > rows.loc[("fgsm", 0.3), "accuracy"]

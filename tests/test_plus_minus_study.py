@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.config import ConfigError, load_config
+from helpers.config import ConfigError, ReportSection, load_config
 from helpers.data import load_dataset, plus_minus
 from helpers.models import build_model, count_parameters
 
@@ -134,3 +134,28 @@ def test_reference_section_quotes_the_published_numbers_and_computes_the_verdict
     assert "Under worst case, `hybrid` is *less* robust than `cnn`" in text
     assert "| hybrid | pgd | 0.750" in text  # per class: class 0 at 0.55 + 0.2
     assert "PGD accuracy at ε=0.5" in text
+
+
+def test_a_published_best_run_is_set_beside_our_best_run():
+    """``report.reference.statistic``: a paper that reports its best seed is compared with our best
+    run, computed from the per-run accuracies, and the text says which statistic it is."""
+    from helpers.analysis.statistics import ACCURACY_BOUNDS, summarize_runs
+    from helpers.report.summary import reference_section
+
+    cfg = ReportSection.parse({"reference": {"source": "a paper", "attack": "pgd", "epsilon": 0.25, "statistic": "max",
+                                             "accuracy": {"hybrid": 0.9}}}, "report")
+    runs = [0.40, 0.70, 0.55]
+    rob = pd.DataFrame([{"model": "hybrid", "attack": a, "epsilon": 0.25, "run": r, "accuracy": v}
+                        for r, v in enumerate(runs) for a in ("pgd", "worst_case")])
+    stats = summarize_runs(rob, ["model", "attack", "epsilon"], "accuracy", bounds=ACCURACY_BOUNDS)
+    classes = summarize_runs(rob.assign(label=0), ["model", "attack", "epsilon", "label"], "accuracy",
+                             bounds=ACCURACY_BOUNDS)
+    empty = pd.DataFrame(columns=["model_a", "model_b", "attack", "epsilon"])
+    text = "\n".join(reference_section(cfg.reference, stats, empty, classes, pd.DataFrame(), None, ["hybrid"], rob))
+    assert ": the accuracy of the best run under PGD at ε=0.25" in text
+    assert "| ours: pgd (max over runs) |" in text and f"| {max(runs):.3f} |" in text
+    for bad, message in [({"statistic": "mode"}, r"report.reference.statistic 'mode' is unknown"),
+                         ({"colour": "red"}, r"report.reference must be null or a mapping with the keys")]:
+        with pytest.raises(ConfigError, match=message):
+            ReportSection.parse({"reference": {"source": "a", "attack": "pgd", "epsilon": 0.25,
+                                               "accuracy": {"hybrid": 0.9}, **bad}}, "report")

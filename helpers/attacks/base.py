@@ -167,10 +167,19 @@ class Attack(Component):
     ``refines`` names the attack this one is a stronger run of (more steps or restarts), for
     the convergence checks; ``min_classes`` is the smallest class count its loss works with.
     An iterative attack may leave in ``trace`` the robust accuracy of its last batch after
-    every iteration (the report's convergence curves).
+    every iteration (the report's convergence curves). A baseline that scores several random
+    inputs per point may leave their correctness in ``draw_correct`` (B, draws); its
+    ``outcome`` then turns the whole test set's into per-point correctness, and ``per_point``
+    says whether that is one input's per point (what the worst case over attacks needs).
     """
 
     trace = None
+    draw_correct = None
+    per_point = True
+
+    def outcome(self, draw_correct: np.ndarray) -> np.ndarray:
+        """Per-point correctness (N,) from ``draw_correct`` (N, draws) of the whole test set."""
+        raise NotImplementedError
 
     norms: ClassVar[tuple[str, ...]] = ("linf",)
     refines: ClassVar[str | None] = None
@@ -211,7 +220,8 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
     ``n_correct``, ``linf`` (largest achieved ||x_adv - x||_inf), ``correct`` (a per-sample
     boolean array aligned with ``x``), ``x_adv`` (the adversarial inputs), ``trace`` (for
     attacks that record one: the robust accuracy after every iteration or query, else None)
-    and ``sampling_se``.
+    and ``sampling_se``. An attack that leaves ``draw_correct`` (the noise baseline) gives
+    ``correct`` by its ``outcome`` over the whole set instead.
 
     A randomised model's accuracy is an expectation: each adversarial input is classified by
     ``eval_samples`` independent passes (seeded from the attack's seed and the batch), so
@@ -219,10 +229,12 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
     and ``sampling_se`` the standard error the finite passes add (``sampling_error``; zero
     for a deterministic model, whose results are exactly as without ``eval_samples``).
     """
-    correct, linf, l2, adversarial, traces, distances = [], 0.0, 0.0, [], [], []
+    correct, linf, l2, adversarial, traces, distances, draws = [], 0.0, 0.0, [], [], [], []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
         x_adv = attack(model, xb, yb, epsilon)
+        if getattr(attack, "draw_correct", None) is not None and epsilon > 0:
+            draws.append(attack.draw_correct)
         if getattr(attack, "trace", None) is not None and epsilon > 0:
             traces.append((attack.trace, len(xb)))
         if getattr(attack, "distances", None) is not None and epsilon > 0:  # a minimum-norm attack's
@@ -234,6 +246,9 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
         adversarial.append(x_adv)
     correct = np.concatenate(correct)
     samples = eval_samples if is_stochastic(model) else 1
+    if draws:  # a baseline's draws: per-point correctness from all of them at once
+        correct = attack.outcome(np.concatenate(draws))
+        samples = draws[0].shape[1] if not attack.per_point else samples  # a share over the draws
     trace = None
     if traces:  # batches weighted by their size; a batch that stopped early stays at its last value
         length = max(len(t) for t, _ in traces)

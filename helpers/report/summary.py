@@ -260,8 +260,11 @@ def smoothing_section(cfg, smoothing: pd.DataFrame, robustness: pd.DataFrame, mo
             n = noise[(noise["model"] == m) & (noise["epsilon"] == at)]["accuracy"].mean()
             w = worst[(worst["model"] == m) & (worst["epsilon"] == at)]["accuracy"].mean()
             rows.append(f"`{m}` {n:.3f} under noise against {w:.3f} under attack")
-        lines += [f"Random noise baseline at ε={at:g} (uniform noise in the same L∞ ball, the best of "
-                  f"{cfg.attack.params['noise'].draws} draws): " + ", ".join(rows)
+        baseline = cfg.attack.params["noise"]
+        what = {"any": f"a point fooled if it is misclassified clean or by any of {baseline.draws} draws",
+                "mean": f"the mean accuracy over {baseline.draws} draws",
+                "min": f"the lowest accuracy of {baseline.draws} draws"}[baseline.statistic]
+        lines += [f"Random noise baseline at ε={at:g} (uniform noise in the same L∞ ball, {what}): " + ", ".join(rows)
                   + ". The gap is what the attacks' search adds.", ""]
     return lines
 
@@ -410,7 +413,7 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     if cfg.report.reference is not None:
         lines += ["", "## Does the published result hold?", "",
                   *reference_section(cfg.report.reference, curves, comparisons, tables["class_stats"],
-                                     tables["large_epsilon"], checks, models)]
+                                     tables["large_epsilon"], checks, models, tables["robustness"])]
     if cfg.attack.universal is not None:
         lines += universal_section(cfg, tables["universal_stats"], tables["universal_tests"], models)
     if not checks.empty:
@@ -467,8 +470,14 @@ def faithfulness_section(faithfulness: pd.DataFrame, models) -> list[str]:
             markdown_table(pd.DataFrame(rows)), ""]
 
 
+# ``Reference.statistic`` in words.
+STATISTIC_WORDS = {"mean": "mean accuracy over runs", "median": "median accuracy over runs",
+                   "max": "accuracy of the best run", "min": "accuracy of the worst run"}
+
+
 def reference_section(reference, curves: pd.DataFrame, comparisons: pd.DataFrame, by_class: pd.DataFrame,
-                      large_epsilon: pd.DataFrame, checks: pd.DataFrame | None, models) -> list[str]:
+                      large_epsilon: pd.DataFrame, checks: pd.DataFrame | None, models,
+                      robustness: pd.DataFrame | None = None) -> list[str]:
     """A published result beside ours (``report.reference`` of the config, a
     ``config.Reference``), then the same comparison under every attack, per class, at the
     budget where the classes become indistinguishable, and with the masking checks, so that
@@ -476,21 +485,34 @@ def reference_section(reference, curves: pd.DataFrame, comparisons: pd.DataFrame
 
     ``curves``: mean/CI of accuracy per model, attack and epsilon; ``comparisons``: the
     report's paired comparisons (every attack, with roles and adjusted p); ``by_class``:
-    mean/CI per model, attack, epsilon and label; ``large_epsilon``: the per-run table.
+    mean/CI per model, attack, epsilon and label; ``large_epsilon``: the per-run table;
+    ``robustness``: the per-run accuracies, for a published number that is no mean over runs
+    (``reference.statistic``: ours with the same statistic beside it).
     """
     attack, eps, published = reference.attack, float(reference.epsilon), dict(reference.accuracy)
+    statistic = getattr(reference, "statistic", "mean")
+    what = STATISTIC_WORDS[statistic]
     at = curves[curves["epsilon"] == eps]
     attacks = [a for a in dict.fromkeys(at["attack"]) if a != attack]
+    same = None
+    if statistic != "mean" and robustness is not None:
+        runs = robustness[(robustness["attack"] == attack) & (robustness["epsilon"] == eps)]
+        same = runs.groupby("model")["accuracy"].agg(statistic)
     table = []
     for m in models:
         row = {"model": m, f"published ({attack.upper()})": f"{published[m]:.3f}" if m in published else "—"}
+        if same is not None:
+            row[f"ours: {attack.replace('_', ' ')} ({statistic} over runs)"] = (f"{same[m]:.3f}" if m in same.index
+                                                                                else "—")
         for a in [attack, *attacks]:
             row["ours: " + a.replace("_", " ")] = interval(at[(at["model"] == m) & (at["attack"] == a)].iloc[0])
         table.append(row)
     lines = [f"The published result ({reference.source}): "
              + ", ".join(f"`{m}` {v:.3f}" for m, v in published.items())
-             + f" mean accuracy under {attack.upper()} at ε={eps:g}. Ours, same setting, then every other attack "
-             "at the same ε (mean [95% CI] over runs):", "", markdown_table(pd.DataFrame(table)), ""]
+             + f": the {what} under {attack.upper()} at ε={eps:g}. Ours, same setting"
+             + (" with the same statistic, then" if same is not None else ", then")
+             + " every other attack at the same ε (mean [95% CI] over runs):", "", markdown_table(pd.DataFrame(table)),
+             ""]
 
     paired = {}
     for a in dict.fromkeys([attack, WORST_CASE]):
