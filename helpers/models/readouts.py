@@ -30,6 +30,8 @@ class Readout(Component):
     slope: ClassVar[float] = 1.0
     # Every class has a measured value of its own (an event's probability, up to an affine map).
     per_class: ClassVar[bool] = True
+    # The logits are linear in the measured values.
+    linear: ClassVar[bool] = True
 
     @classmethod
     def n_wires(cls, n_classes: int, n_qubits: int) -> int:
@@ -98,6 +100,7 @@ class Probabilities(Readout):
     name, label = "probs", "log-probabilities of basis outcomes"
     adjoint = False
     floor, slope = 0.0, 1 / PROBABILITY_FLOOR  # log(p + floor) has slope up to 1 / floor
+    linear = False
 
     @classmethod
     def n_wires(cls, n_classes, n_qubits):

@@ -1,0 +1,217 @@
+"""Complete verification: for each point and ε a proof, a counterexample, or ``unknown``.
+
+The incomplete certificates prove some points and leave the rest undecided; the attacks
+break some and leave the rest undecided. ``exact`` decides every point it has the time for:
+
+1. the float64 model misclassifies the clean point: ``not_robust`` (the point itself);
+2. the interval and CROWN bounds prove it: ``robust``;
+3. PGD with restarts finds an input of the ball ∩ [0, 1] that the float64 model
+   misclassifies: ``not_robust``, with that input;
+4. otherwise the exact search of the model's family: a ReLU network (linear layers,
+   convolutions, ReLU, max pooling) as a mixed-integer program (``milp``), a circuit by branch
+   and bound over its encoding angles (``angle_search``). Its minimiser or counterexample is
+   re-checked by the float64 model before it counts; a search that runs out of time or
+   boxes leaves ``unknown``, counted and reported, never taken for either side.
+
+``robust`` is a proof (up to the solver's tolerances, covered by the margin ``MARGIN`` a
+proof must clear); ``not_robust`` is an input, re-checked. Tanh, sigmoid and amplitude
+encoding have no exact treatment here: the entry does not apply to them (the reason says so).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..params import Integer, Number, Params, param
+from ..registry import ATTACKS, CERTIFICATES
+from ..models.ops import Circuit
+from .angle_search import MAX_FOURIER_ANGLES, fourier_coefficients, search, vertex_bound
+from .base import Certificate
+from .bounds import AFFINE, MARGIN, bounds_apply, circuit_margin_bound, crown_margin_lower_bound, input_box, \
+    interval_step, interval_trace, margin_lower_bound
+from .milp import LINEAR, SHAPE_ONLY, affine64, crown_margins, encodable, op_inputs, smallest_margins
+
+VERDICTS = ("robust", "not_robust", "unknown")
+
+
+def margins64(model64, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """The smallest margin logit_y − logit_j (j != y) of the float64 model at inputs x."""
+    with torch.no_grad():
+        logits = model64(x.double())
+    return margin_lower_bound(logits, logits, y).numpy()
+
+
+@CERTIFICATES.register
+class Exact(Certificate):
+    """Complete verification (see the module docstring): every point ``robust``, ``not_robust``
+    (a counterexample re-checked in float64) or ``unknown`` (the budget ran out); ``certify``
+    is True for the ``robust`` ones, and ``verify`` gives all three with the counterexamples."""
+
+    name, label = "exact", "complete verification (MILP or angle-space branch and bound)"
+    uses = ("helpers.certificates.bounds", "helpers.certificates.milp", "helpers.certificates.angle_search")
+
+    @dataclass(frozen=True)
+    class Params(Params):
+        seconds: float = param(10.0, Number(0, open="low"), "time of the exact search per point and ε (past it: "
+                                                            "unknown)")
+        boxes: int = param(4000, Integer(1), "angle boxes per point and ε (circuits; past it: unknown)")
+        steps: int = param(50, Integer(1), "PGD steps per restart of the counterexample search before the exact one")
+        restarts: int = param(3, Integer(1), "PGD restarts of that search")
+
+    @classmethod
+    def applies(cls, model):
+        applies, reason = bounds_apply(model)
+        if not applies:
+            return applies, reason
+        ops = model.bound_ops()
+        circuits = [i for i, op in enumerate(ops) if isinstance(op, Circuit)]
+        if len(circuits) > 1:
+            return False, "more than one circuit"
+        if circuits:
+            if not all(isinstance(op, (*LINEAR, *SHAPE_ONLY)) for op in ops[:circuits[0]]):
+                return False, "the circuit's angles are not an affine image of the input"
+            return True, ""
+        return encodable(ops)
+
+    def certify(self, model, x, y, epsilon):
+        self.verdicts = self.verify(model, x, y, epsilon)
+        return self.verdicts["verdict"] == "robust"
+
+    def verify(self, model, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> dict[str, np.ndarray]:
+        """``verdict`` (B,) one of ``VERDICTS``, ``counterexample`` (B, ...) float64 (NaN where
+        none), ``seconds`` (B,) the exact search's time per point (0 where the bounds or the
+        attack decided), ``stage`` (B,) what decided: clean, bounds, attack, search."""
+        applies, reason = self.applies(model)
+        if not applies:
+            raise ValueError(f"certificate exact does not apply: {reason}")
+        model64 = copy.deepcopy(model).double().eval()
+        x, y = x.detach().cpu(), y.detach().cpu()
+        n = len(x)
+        verdict = np.full(n, "unknown", dtype=object)
+        stage = np.full(n, "search", dtype=object)
+        counterexample = np.full((n, *x.shape[1:]), np.nan)
+        seconds = np.zeros(n)
+        wrong = margins64(model64, x, y) <= 0
+        verdict[wrong], stage[wrong], counterexample[wrong] = "not_robust", "clean", x[wrong].double().numpy()
+        if epsilon == 0:
+            verdict[~wrong], stage[~wrong] = "robust", "clean"
+            return {"verdict": verdict.astype(str), "counterexample": counterexample, "seconds": seconds,
+                    "stage": stage.astype(str)}
+        ops = model.bound_ops()
+        with torch.no_grad():
+            proved = self._bounds(ops, x, y, epsilon) > MARGIN
+        decided = proved.numpy() & ~wrong
+        verdict[decided], stage[decided] = "robust", "bounds"
+        open_ = np.flatnonzero(verdict == "unknown")
+        if len(open_):
+            attack = ATTACKS["pgd_restarts"](steps=self.params.steps, restarts=self.params.restarts, seed=self.seed)
+            x_adv = attack(model, x[open_], y[open_], epsilon)
+            broken = in_ball(x_adv, x[open_], epsilon) & (margins64(model64, x_adv, y[open_]) <= 0)
+            verdict[open_[broken]], stage[open_[broken]] = "not_robust", "attack"
+            counterexample[open_[broken]] = x_adv[broken].double().numpy()
+        for i in np.flatnonzero(verdict == "unknown"):
+            start = time.monotonic()
+            verdict[i], found = self._search(ops, model64, x[i:i + 1], y[i:i + 1], epsilon)
+            seconds[i] = time.monotonic() - start
+            if found is not None:
+                counterexample[i] = found.reshape(x.shape[1:])
+        return {"verdict": verdict.astype(str), "counterexample": counterexample, "seconds": seconds,
+                "stage": stage.astype(str)}
+
+    @staticmethod
+    def _bounds(ops, x, y, epsilon) -> torch.Tensor:
+        """The best of the interval and CROWN margin bounds (B,)."""
+        n_classes = int(interval_trace(ops, x[:1], x[:1])[-1][0].shape[1])
+        low, high = input_box(x, epsilon)
+        interval = margin_lower_bound(*interval_trace(ops, low, high)[-1], y)
+        return torch.maximum(interval, crown_margin_lower_bound(ops, low, high, y, n_classes))
+
+    def _search(self, ops, model64, x, y, epsilon) -> tuple[str, np.ndarray | None]:
+        """The exact search for one point: (verdict, counterexample or None)."""
+        low, high = (t[0].double().numpy().ravel() for t in input_box(x, epsilon))
+        circuits = [i for i, op in enumerate(ops) if isinstance(op, Circuit)]
+        label = int(y[0])
+        if not circuits:
+            logits = model64(x.double())[0]
+            order = [j for j in torch.argsort(logits, descending=True).tolist() if j != label]
+            order = [j for j, bound in zip(order, crown_margins(ops, x, label, epsilon, order)) if bound <= MARGIN]
+            def is_counterexample(flat):
+                candidate = torch.as_tensor(np.clip(flat, low, high)).reshape(x.shape)
+                return bool(margins64(model64, candidate, y)[0] <= 0)
+
+            found = smallest_margins(ops, x, label, epsilon, order, self.params.seconds, is_counterexample)
+            for j, bound, witness in found:
+                if witness is not None:
+                    return "not_robust", np.clip(witness, low, high)
+                if bound <= MARGIN:
+                    return "unknown", None
+            return ("robust", None) if len(found) == len(order) else ("unknown", None)
+        return self._circuit_search(ops, circuits[0], model64, x, y, epsilon, low, high)
+
+    def _circuit_search(self, ops, k, model64, x, y, epsilon, low, high) -> tuple[str, np.ndarray | None]:
+        """Branch and bound over the angles a = A x + c of the circuit ``ops[k]``."""
+        shapes = op_inputs(ops, x)
+        weight, offset = np.eye(low.size), np.zeros(low.size)
+        for op, shape in zip(ops[:k], shapes):
+            if not isinstance(op, SHAPE_ONLY):
+                w, b = affine64(op, shape)
+                weight, offset = w @ weight, w @ offset + b
+        a_low = offset + np.clip(weight, 0, None) @ low + np.clip(weight, None, 0) @ high
+        a_high = offset + np.clip(weight, 0, None) @ high + np.clip(weight, None, 0) @ low
+        circuit, after = ops[k], ops[k + 1:]
+        n_classes = int(model64(x.double()).shape[1])
+        others = torch.tensor([j for j in range(n_classes) if j != int(y[0])])
+
+        def margins_at(angles):  # (N, n) float64 -> (N, classes - 1): logit_y − logit_j
+            out = angles
+            for op in ops[k:]:
+                out = out if isinstance(op, SHAPE_ONLY) else op(out)
+            out = out.double()
+            return out[:, int(y[0]), None] - out[:, others]
+
+        if fourier_applies(circuit, after, weight.shape[0]):
+            with torch.no_grad():
+                coefficients = fourier_coefficients(margins_at, weight.shape[0])
+
+            def bound(lo, hi):
+                return vertex_bound(coefficients, lo, hi)
+        else:
+            taylor = circuit.readout.name == "expval" and all(isinstance(op, AFFINE) for op in after)
+
+            def bound(lo, hi):
+                owner = y.repeat(len(lo))
+                if taylor:
+                    return circuit_margin_bound(circuit, after, lo, hi, owner, n_classes)
+                for op in ops[k:]:
+                    lo, hi = interval_step(op, lo, hi)
+                return margin_lower_bound(lo.double(), hi.double(), owner)
+
+        def gradient_at(angles):
+            a = torch.as_tensor(angles[None], dtype=torch.float64).requires_grad_(True)
+            return torch.autograd.grad(margins_at(a).min(), a)[0][0].numpy()
+
+        def margin_at(inputs):
+            return margins64(model64, torch.as_tensor(inputs).reshape(len(inputs), *x.shape[1:]), y.repeat(len(inputs)))
+
+        verdict, found, _ = search(bound, margin_at, gradient_at, (weight, offset), low, high, a_low, a_high,
+                                   self.params.boxes, self.params.seconds)
+        return verdict, found
+
+
+def fourier_applies(circuit: Circuit, after, n_angles: int) -> bool:
+    """Whether the margins are degree-1 trigonometric polynomials of few enough angles for the
+    full expansion (``angle_search.fourier_coefficients``): every angle enters once, the logits
+    are linear in the measured values and only affine ops follow the circuit."""
+    return (circuit.repeats == 1 and circuit.readout.linear and n_angles <= MAX_FOURIER_ANGLES
+            and all(isinstance(op, AFFINE) for op in after))
+
+
+def in_ball(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float) -> np.ndarray:
+    """Which inputs (B,) lie in the L∞ ball of radius ``epsilon`` around ``x`` and in [0, 1]."""
+    flat = (x_adv - x).reshape(len(x), -1).abs().amax(dim=1)
+    inside = (x_adv >= 0).reshape(len(x), -1).all(dim=1) & (x_adv <= 1).reshape(len(x), -1).all(dim=1)
+    return ((flat <= epsilon * (1 + 1e-6)) & inside).numpy()

@@ -1,0 +1,290 @@
+"""A piecewise-linear network as a mixed-integer linear program, solved exactly.
+
+The network's ``bound_ops`` (affine ops, ReLU, max pooling; Flatten and casts change nothing)
+over the ε-ball ∩ [0, 1] of one input become linear constraints: every affine op an equality
+per output, every ReLU whose input interval straddles 0 the big-M encoding with one binary
+(Tjeng, Xiao & Tedrake 2019), every max-pooling window whose winner is not fixed by the
+intervals one binary per candidate; a ReLU or window fixed by its interval is linear. The
+intervals (big-M) are the interval bounds of the same ball. Minimising one margin
+logit_y − logit_j over these constraints is exact: its optimum is the smallest margin any
+input of the ball reaches (HiGHS, through ``scipy.optimize.milp``; its dual bound, when the
+time runs out, still bounds that margin from below).
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import scipy.sparse as sparse
+import torch
+import torch.nn.functional as F
+from scipy.optimize import Bounds, LinearConstraint, milp
+from torch import nn
+
+from ..models.ops import Affine, Cast, Scale
+from .bounds import interval_step, interval_trace
+
+# Relative widening of the float32 interval bounds used as big-M, so they hold for the float64
+# network the program encodes.
+SLACK = 1e-5
+
+# The ops this encoding is exact for.
+LINEAR = (nn.Linear, Affine, nn.Conv2d, nn.AvgPool2d, Scale)
+SHAPE_ONLY = (nn.Flatten, Cast)
+PIECEWISE = (*LINEAR, *SHAPE_ONLY, nn.ReLU, nn.MaxPool2d)
+
+
+def encodable(ops) -> tuple[bool, str]:
+    """(True, "") if every op has an exact MILP encoding here, else (False, the first that has none)."""
+    for op in ops:
+        if not isinstance(op, PIECEWISE):
+            return False, f"{type(op).__name__} has no exact MILP encoding (only affine ops, ReLU and max pooling)"
+        if isinstance(op, nn.MaxPool2d) and (op.padding != 0 or op.dilation != 1 or op.ceil_mode):
+            return False, "max pooling with padding, dilation or ceil_mode"
+    return True, ""
+
+
+class Program:
+    """Variables with bounds and integrality, and sparse linear rows lower <= A v <= upper."""
+
+    def __init__(self):
+        self.low, self.high, self.integer = [], [], []
+        self.rows, self.cols, self.vals, self.row_low, self.row_high = [], [], [], [], []
+
+    def variables(self, low, high, integer: bool = False) -> np.ndarray:
+        low, high = np.atleast_1d(np.asarray(low, float)), np.atleast_1d(np.asarray(high, float))
+        first = len(self.low)
+        self.low.extend(low)
+        self.high.extend(high)
+        self.integer.extend([int(integer)] * len(low))
+        return np.arange(first, first + len(low))
+
+    def row(self, columns, values, low: float, high: float) -> None:
+        r = len(self.row_low)
+        self.rows.extend([r] * len(columns))
+        self.cols.extend(columns)
+        self.vals.extend(values)
+        self.row_low.append(low)
+        self.row_high.append(high)
+
+    def rows_of(self, matrix: np.ndarray, columns: np.ndarray, outputs: np.ndarray, offset: np.ndarray) -> None:
+        """outputs = matrix @ v[columns] + offset, one equality per output."""
+        coo = sparse.coo_matrix(matrix)
+        first = len(self.row_low)
+        self.rows.extend(first + coo.row)
+        self.cols.extend(columns[coo.col])
+        self.vals.extend(-coo.data)
+        self.rows.extend(first + np.arange(len(outputs)))
+        self.cols.extend(outputs)
+        self.vals.extend(np.ones(len(outputs)))
+        self.row_low.extend(offset)
+        self.row_high.extend(offset)
+
+    def solve(self, objective: dict[int, float], seconds: float, relaxed: bool = False):
+        """Minimise the objective (column -> coefficient); ``relaxed``: the binaries in [0, 1]."""
+        c = np.zeros(len(self.low))
+        for column, value in objective.items():
+            c[column] += value
+        matrix = sparse.csr_matrix((self.vals, (self.rows, self.cols)), shape=(len(self.row_low), len(self.low)))
+        return milp(c, constraints=LinearConstraint(matrix, self.row_low, self.row_high),
+                    integrality=np.zeros(len(self.low)) if relaxed else np.asarray(self.integer),
+                    bounds=Bounds(self.low, self.high),
+                    options={"time_limit": max(seconds, 0.01), "disp": False})
+
+
+def build_program(ops, x: torch.Tensor, epsilon: float) -> tuple[Program, np.ndarray, np.ndarray]:
+    """The constraints of the network ``ops`` on the ball ∩ [0, 1] of one input ``x`` (1, ...).
+    Returns the program, the input's variables (flattened) and the logits' variables."""
+    trace = [(lo - SLACK * (1 + np.abs(lo)), hi + SLACK * (1 + np.abs(hi))) if i else (lo, hi)
+             for i, (lo, hi) in enumerate(layer_bounds(ops, x, epsilon))]  # float32 slack, see SLACK
+    shapes = op_inputs(ops, x)
+    program = Program()
+    current = program.variables(trace[0][0], trace[0][1])
+    inputs = current
+    for i, op in enumerate(ops):
+        (lo, hi), (out_lo, out_hi) = trace[i], trace[i + 1]
+        shape = shapes[i]
+        if isinstance(op, SHAPE_ONLY):
+            continue
+        if isinstance(op, LINEAR):
+            weight, bias = affine64(op, shape)
+            outputs = program.variables(out_lo, out_hi)
+            program.rows_of(weight, current, outputs, bias)
+            current = outputs
+        elif isinstance(op, nn.ReLU):
+            current = _relu(program, current, lo, hi)
+        else:
+            current = _max_pool(program, op, current, lo, hi, shape)
+    return program, inputs, current
+
+
+@torch.no_grad()
+def layer_bounds(ops, x: torch.Tensor, epsilon: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Bounds (low, high) on every op's input (and the logits, last), flattened float64, over
+    the ball ∩ [0, 1] of one input ``x`` (1, ...): the interval bounds, tightened for the input
+    of every ReLU and max pooling by CROWN (Zhang et al. 2018) with every earlier ReLU relaxed
+    between its own tightened bounds (back to the input, or to the last op it cannot relax)."""
+    low, high = (x - epsilon).clamp(0, 1), (x + epsilon).clamp(0, 1)
+    bounds = [(lo[0].double().numpy().ravel(), hi[0].double().numpy().ravel())
+              for lo, hi in interval_trace(ops, low, high)]
+    shapes = op_inputs(ops, x)
+    matrices = {}
+    for i, op in enumerate(ops):
+        if isinstance(op, (nn.ReLU, nn.MaxPool2d)) and i > 0:
+            size = len(bounds[i][0])
+            spec = np.vstack([np.eye(size), -np.eye(size)])
+            lower = _backward_lower(ops, i, spec, bounds, shapes, matrices)
+            bounds[i] = _meet(bounds[i], (lower[:size], -lower[size:]))
+            if i + 1 < len(bounds):  # the op's output from its tightened input
+                out = interval_step(op, *(torch.as_tensor(b).reshape(1, *shapes[i]) for b in bounds[i]))
+                bounds[i + 1] = _meet(bounds[i + 1], tuple(t[0].numpy().ravel() for t in out))
+    return bounds
+
+
+def _meet(a, b):
+    """The intersection of two boxes (low, high), kept non-empty against round-off."""
+    lo, hi = np.maximum(a[0], b[0]), np.minimum(a[1], b[1])
+    return lo, np.maximum(hi, lo)
+
+
+def _backward_lower(ops, end: int, spec: np.ndarray, bounds, shapes, matrices) -> np.ndarray:
+    """Lower bounds of spec @ (the input of op ``end``) by one backward linear pass: affine ops
+    exactly, ReLUs by their linear relaxation between ``bounds``; it stops at the first op it
+    cannot relax (max pooling) and takes that op's output box."""
+    coefficients, bias = spec, np.zeros(len(spec))
+    i = end - 1
+    while i >= 0:
+        op = ops[i]
+        lo, hi = bounds[i]
+        if isinstance(op, SHAPE_ONLY):
+            pass
+        elif isinstance(op, LINEAR):
+            if i not in matrices:
+                matrices[i] = affine64(op, shapes[i])
+            weight, offset = matrices[i]
+            bias = bias + coefficients @ offset
+            coefficients = coefficients @ weight
+        elif isinstance(op, nn.ReLU):
+            unstable = (lo < 0) & (hi > 0)
+            slope = np.where(unstable, hi / np.maximum(hi - lo, 1e-12), (lo >= 0).astype(float))
+            intercept = np.where(unstable, -slope * lo, 0.0)
+            lower_slope = np.where(unstable, (hi >= -lo).astype(float), (lo >= 0).astype(float))
+            positive = coefficients >= 0
+            bias = bias + np.where(positive, 0.0, coefficients * intercept).sum(axis=1)
+            coefficients = coefficients * np.where(positive, lower_slope, slope)
+        else:
+            break
+        i -= 1
+    lo, hi = bounds[i + 1]
+    return bias + np.clip(coefficients, 0, None) @ lo + np.clip(coefficients, None, 0) @ hi
+
+
+def op_inputs(ops, x: torch.Tensor) -> list[tuple[int, ...]]:
+    """The shape (without batch) of every op's input for ``x``, and of the logits last."""
+    values = [x]
+    with torch.no_grad():
+        for op in ops:
+            values.append(op(values[-1]))
+    return [tuple(v.shape[1:]) for v in values]
+
+
+@torch.no_grad()
+def affine64(op: nn.Module, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """An affine op on inputs of ``shape`` as (W, b) in float64 on the flattened input."""
+    if isinstance(op, Affine):
+        return op.weight.double().numpy(), op.bias.double().numpy()
+    size = int(np.prod(shape))
+    if isinstance(op, Scale):
+        return float(op.scale) * np.eye(size), np.zeros(size)
+    op64 = copy.deepcopy(op).double()
+    basis = torch.eye(size, dtype=torch.float64).reshape(size, *shape)
+    zero = op64(torch.zeros(1, *shape, dtype=torch.float64)).reshape(-1)
+    return (op64(basis).reshape(size, -1) - zero).T.numpy(), zero.numpy()
+
+
+def _relu(program: Program, z: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    out = z.copy()
+    dead = hi <= 0
+    out[dead] = program.variables(np.zeros(dead.sum()), np.zeros(dead.sum()))
+    for k in np.flatnonzero((lo < 0) & (hi > 0)):
+        a, = program.variables(0.0, hi[k])
+        d, = program.variables(0.0, 1.0, integer=True)
+        program.row([a, z[k]], [1.0, -1.0], 0.0, np.inf)                 # a >= z
+        program.row([a, z[k], d], [1.0, -1.0, -lo[k]], -np.inf, -lo[k])   # a <= z - lo (1 - d)
+        program.row([a, d], [1.0, -hi[k]], -np.inf, 0.0)                  # a <= hi d
+        out[k] = a
+    return out
+
+
+def _max_pool(program: Program, op: nn.MaxPool2d, v: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+              shape: tuple[int, ...]) -> np.ndarray:
+    """Each window's maximum: the input whose lower bound beats every other's upper bound, or
+    a new variable m >= every input, m <= input i + (U - lo_i)(1 - d_i), one d_i = 1."""
+    def windows(values: np.ndarray) -> np.ndarray:  # (windows, kernel area), channel by channel
+        t = torch.as_tensor(values, dtype=torch.float64).reshape(1, *shape)
+        cols = F.unfold(t, op.kernel_size, stride=op.stride)             # (1, C * k * k, L)
+        channels = shape[0]
+        return cols.reshape(channels, -1, cols.shape[-1]).permute(0, 2, 1).reshape(-1, cols.shape[1] // channels).numpy()
+
+    index = windows(np.arange(len(v), dtype=float)).astype(int)
+    w_lo, w_hi = lo[index], hi[index]
+    out = np.empty(len(index), dtype=int)
+    for k, (members, l, h) in enumerate(zip(index, w_lo, w_hi)):
+        best = int(np.argmax(l))
+        if l[best] >= np.delete(h, best).max(initial=-np.inf):
+            out[k] = v[members[best]]
+            continue
+        top = h.max()
+        m, = program.variables(l.max(), top)
+        candidates = np.flatnonzero(h >= l.max())
+        ds = program.variables(np.zeros(len(candidates)), np.ones(len(candidates)), integer=True)
+        for i in range(len(members)):
+            program.row([m, v[members[i]]], [1.0, -1.0], 0.0, np.inf)        # m >= x_i
+        for i, d in zip(candidates, ds):
+            program.row([m, v[members[i]], d], [1.0, -1.0, top - l[i]], -np.inf, top - l[i])
+        program.row(list(ds), [1.0] * len(ds), 1.0, 1.0)
+        out[k] = m
+    return out
+
+
+def crown_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes) -> np.ndarray:
+    """Lower bounds on logit_y − logit_j over the ball for each class j of ``classes``: one
+    backward pass through the network with every ReLU relaxed between ``layer_bounds`` (full
+    CROWN, tighter than CROWN-IBP's interval bounds of the hidden layers)."""
+    bounds = layer_bounds(ops, x, epsilon)
+    n_classes = len(bounds[-1][0])
+    spec = np.stack([np.eye(n_classes)[y] - np.eye(n_classes)[j] for j in classes])
+    return _backward_lower(ops, len(ops), spec, bounds, op_inputs(ops, x), {})
+
+
+def smallest_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, seconds: float, is_counterexample):
+    """For each class j of ``classes`` in order: (j, lower bound on min logit_y − logit_j over
+    the ball, a counterexample or None). The linear relaxation (every binary in [0, 1]) comes
+    first: where its minimum is positive the class is proved at the cost of one LP, and its
+    minimiser is tried as a counterexample; only then the integer program, with the time
+    left. ``is_counterexample(x)`` re-checks a minimiser (flattened float64 input) with the
+    model. Stops at the first counterexample, or when the time is spent (the remaining
+    classes are then missing from the list)."""
+    program, inputs, logits = build_program(ops, x, epsilon)
+    deadline = time.monotonic() + seconds
+    found = []
+    for j in classes:
+        objective = {int(logits[y]): 1.0, int(logits[j]): -1.0}
+        bound, witness = -np.inf, None
+        for relaxed in (True, False):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return found
+            result = program.solve(objective, left, relaxed)
+            if result.x is not None and is_counterexample(np.asarray(result.x)[inputs]):
+                witness = np.asarray(result.x)[inputs]
+            value = result.fun if result.status == 0 else result.get("mip_dual_bound")
+            if value is not None and np.isfinite(value):
+                bound = max(bound, float(value))
+            if witness is not None or bound > 0:
+                break
+        found.append((j, bound, witness))
+        if witness is not None:
+            break
+    return found
