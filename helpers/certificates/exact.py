@@ -47,11 +47,15 @@ def margins64(model64, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 
 @CERTIFICATES.register
 class Exact(Certificate):
-    """Complete verification (see the module docstring): every point ``robust``, ``not_robust``
-    (a counterexample re-checked in float64) or ``unknown`` (the budget ran out); ``certify``
-    is True for the ``robust`` ones, and ``verify`` gives all three with the counterexamples."""
+    """Complete verification: every point ``robust`` (proved), ``not_robust`` (an input of the
+    ball ∩ [0, 1] that the float64 model misclassifies) or ``unknown`` (``seconds`` or
+    ``boxes`` spent), after the bounds and a PGD search: a ReLU network (max pooling included)
+    as a mixed-integer program, a circuit by branch and bound over its angles with the margins
+    expanded exactly as trigonometric polynomials (docs/verification.md). ``certify`` is True
+    for the ``robust`` points; ``verify`` gives all three verdicts and the counterexamples."""
 
     name, label = "exact", "complete verification (MILP or angle-space branch and bound)"
+    tags = frozenset({"complete"})  # decides a point rather than bounding it (tests/test_exact.py)
     uses = ("helpers.certificates.bounds", "helpers.certificates.milp", "helpers.certificates.angle_search")
 
     @dataclass(frozen=True)

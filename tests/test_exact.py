@@ -1,0 +1,152 @@
+"""Complete verification (the ``exact`` certificate): on 2-D data every verdict agrees with a
+dense grid of the ε-box, no ``robust`` point of a digits model is broken by sampling and
+many-restart PGD, every counterexample lies in ball and box and is misclassified in float64,
+the circuit's trigonometric expansion is exact and its corner bound sound, and a spent budget
+leaves ``unknown``, never ``robust``."""
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.attacks import ATTACKS, predict
+from helpers.certificates.angle_search import fourier_coefficients, vertex_bound
+from helpers.certificates.exact import VERDICTS, margins64
+from helpers.data import load_dataset, split_indices
+from helpers.models import build_model
+from helpers.registry import CERTIFICATES
+from helpers.training import train_model
+
+EXACT = CERTIFICATES["exact"]
+
+
+def trained(spec, x, y, n_classes, epochs=30):
+    torch.manual_seed(0)
+    model = build_model(spec, tuple(x.shape[1:]), n_classes)
+    train_model(model, x, y, x, y, epochs=epochs, batch_size=32, learning_rate=0.02, seed=0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def moons():
+    data = load_dataset("moons")
+    return torch.as_tensor(data.X), torch.as_tensor(data.y)
+
+
+def grid_fooled(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, steps: int = 81) -> np.ndarray:
+    """Per point: whether any point of a steps x steps grid of its ε-box ∩ [0, 1]² is misclassified."""
+    t = torch.linspace(-1, 1, steps)
+    offsets = torch.cartesian_prod(t, t) * epsilon                          # (steps², 2)
+    fooled = []
+    for point, label in zip(x, y):
+        grid = (point[None] + offsets).clamp(0, 1)
+        fooled.append(bool((predict(model, grid) != label).any()))
+    return np.array(fooled)
+
+
+def assert_counterexamples_hold(model, x, y, epsilon, result) -> None:
+    broken = result["verdict"] == "not_robust"
+    if not broken.any():
+        return
+    found = torch.as_tensor(result["counterexample"][broken])
+    assert not torch.isnan(found).any()
+    assert ((found - x[broken].double()).abs().reshape(len(found), -1).amax(dim=1) <= epsilon * (1 + 1e-6)).all()
+    assert found.min() >= 0 and found.max() <= 1
+    assert (margins64(copy.deepcopy(model).double(), found, y[broken]) <= 0).all()
+
+
+@pytest.mark.parametrize("spec", [{"type": "mlp", "hidden": [16, 16]},
+                                  {"type": "vqc", "n_qubits": 2, "n_layers": 3, "output_scale": 4.0}])
+def test_on_two_dimensional_data_every_verdict_agrees_with_a_dense_grid(moons, spec):
+    x, y = moons
+    model = trained(spec, x, y, 2)
+    points, labels = x[:60], y[:60]
+    for epsilon in (0.03, 0.1):
+        result = EXACT(seconds=5).verify(model, points, labels, epsilon)
+        verdict = result["verdict"]
+        assert set(verdict) <= set(VERDICTS) and (verdict != "unknown").all()
+        fooled = grid_fooled(model, points, labels, epsilon)
+        assert not (fooled & (verdict == "robust")).any()      # no proof is contradicted
+        assert (verdict[fooled] == "not_robust").all()            # every grid counterexample is found
+        assert_counterexamples_hold(model, points, labels, epsilon, result)
+        assert (verdict == "robust").any() and (verdict == "not_robust").any()  # both sides have teeth
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_dataset("digits", [0, 1, 2, 3])
+    train, test = split_indices(data.y, 0.25, seed=0)
+    return (torch.as_tensor(data.X[train]), torch.as_tensor(data.y[train]), torch.as_tensor(data.X[test][:24]),
+            torch.as_tensor(data.y[test][:24]))
+
+
+@pytest.mark.parametrize("spec,epsilon", [({"type": "cnn", "channels": [4, 8], "hidden": 16}, 0.02),
+                                          ({"type": "vqc", "n_qubits": 6, "n_layers": 2}, 0.05),
+                                          ({"type": "vqc", "n_qubits": 3, "n_layers": 2, "encoding": "affine",
+                                            "readout": "parity"}, 0.05)])
+def test_no_robust_verdict_on_digits_is_broken_by_sampling_or_pgd(digits, spec, epsilon):
+    x_train, y_train, x, y = digits
+    n_classes = 2 if spec.get("readout") == "parity" else 4
+    if n_classes == 2:
+        keep_train, keep = y_train < 2, y < 2
+        x_train, y_train, x, y = x_train[keep_train], y_train[keep_train], x[keep], y[keep]
+    model = trained(spec, x_train, y_train, n_classes, epochs=10)
+    result = EXACT(seconds=5).verify(model, x, y, epsilon)
+    robust = torch.as_tensor(result["verdict"] == "robust")
+    assert robust.any() and (result["verdict"] != "unknown").mean() >= 0.75
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(40):  # 40 x 250 = 10,000 sampled inputs of each ball, corners included
+        steps = torch.where(torch.rand(250, *x.shape[1:], generator=gen) < 0.5, -1.0, 1.0)
+        steps = torch.where(torch.rand(steps.shape, generator=gen) < 0.5, steps, 2 * torch.rand(steps.shape, generator=gen) - 1)
+        for i in torch.nonzero(robust).flatten():
+            assert (predict(model, (x[i] + epsilon * steps).clamp(0, 1)) == y[i]).all()
+    attacked = ATTACKS["pgd_restarts"](steps=50, restarts=10, seed=3)(model, x, y, epsilon)
+    assert not (robust & (predict(model, attacked) != y)).any()
+    assert_counterexamples_hold(model, x, y, epsilon, result)
+
+
+def test_the_circuits_margins_are_an_exact_trigonometric_expansion_and_the_corner_bound_is_sound():
+    torch.manual_seed(1)
+    model = build_model({"type": "vqc", "n_qubits": 4, "n_layers": 2}, (1, 8, 8), 3).double().eval()
+    with torch.no_grad():
+        model.quantum.weights.uniform_(-math.pi, math.pi)
+
+    def margins_at(angles):
+        logits = model.output_scale * model.quantum(angles)[:, :3]
+        return logits[:, :1] - logits[:, 1:]
+
+    coefficients = fourier_coefficients(margins_at, 4)
+    angles = (torch.rand(30, 4, dtype=torch.float64) - 0.5) * 4 * math.pi
+    exact = margins_at(angles).min(dim=1).values
+    assert torch.allclose(vertex_bound(coefficients, angles, angles), exact, atol=1e-10)  # a box of one point
+    low = (torch.rand(30, 4, dtype=torch.float64) - 0.5) * 2 * math.pi
+    for width in (0.1, 1.0, 3.0):  # narrow arcs and ones wider than 2 pi / 3
+        high = low + width * torch.rand(30, 4, dtype=torch.float64)
+        bound = vertex_bound(coefficients, low, high)
+        inside = low[:, None] + (high - low)[:, None] * torch.rand(30, 500, 4, dtype=torch.float64)
+        sampled = margins_at(inside.reshape(-1, 4)).reshape(30, 500, 2).amin(dim=(1, 2))
+        assert (bound <= sampled + 1e-9).all()
+
+
+def test_a_spent_budget_leaves_unknown_never_robust(digits):
+    x_train, y_train, x, y = digits
+    model = trained({"type": "vqc", "n_qubits": 6, "n_layers": 2}, x_train, y_train, 4, epochs=10)
+    exact = EXACT(seconds=5).verify(model, x, y, 0.1)
+    starved = EXACT(seconds=1e-9, steps=1, restarts=1).verify(model, x, y, 0.1)
+    searched = starved["stage"] == "search"
+    assert searched.any() and (starved["verdict"][searched] == "unknown").all()
+    assert (exact["verdict"][searched] != "unknown").any()  # the time, not the method, left them open
+    decided = starved["verdict"] != "unknown"
+    assert (starved["verdict"][decided] == exact["verdict"][decided]).all()
+    assert (EXACT().verify(model, x, y, 0.0)["verdict"] != "unknown").all()
+
+
+@pytest.mark.parametrize("spec,reason", [
+    ({"type": "net", "layers": ["flatten", {"kind": "linear", "width": 8}, "tanh"]}, "Tanh has no exact MILP encoding"),
+    ({"type": "vqc", "n_qubits": 6, "n_layers": 1, "encoding": "amplitude"}, "no bound propagation"),
+    ({"type": "vqc", "n_qubits": 4, "n_layers": 1, "shots": 100}, "a randomised classifier"),
+])
+def test_models_without_an_exact_treatment_are_refused_with_the_reason(spec, reason):
+    applies, why = EXACT.applies(build_model(spec, (1, 8, 8), 4))
+    assert not applies and reason in why
