@@ -33,7 +33,7 @@ from .angle_search import MAX_FOURIER_ANGLES, fourier_coefficients, search, vert
 from .base import Certificate
 from .bounds import AFFINE, MARGIN, bounds_apply, circuit_margin_bound, crown_margin_lower_bound, input_box, \
     interval_step, interval_trace, margin_lower_bound
-from .milp import LINEAR, SHAPE_ONLY, affine64, crown_margins, encodable, op_inputs, smallest_margins
+from .milp import LINEAR, SHAPE_ONLY, affine64, crown_margins, decide_margins, encodable, op_inputs
 
 VERDICTS = ("robust", "not_robust", "unknown")
 
@@ -147,11 +147,11 @@ class Exact(Certificate):
                 candidate = torch.as_tensor(np.clip(flat, low, high)).reshape(x.shape)
                 return bool(margins64(model64, candidate, y)[0] <= 0)
 
-            found = smallest_margins(ops, x, label, epsilon, order, self.params.seconds, is_counterexample)
-            for j, bound, witness in found:
+            found = decide_margins(ops, x, label, epsilon, order, self.params.seconds, is_counterexample)
+            for j, proved, witness in found:
                 if witness is not None:
                     return "not_robust", np.clip(witness, low, high)
-                if bound <= MARGIN:
+                if not proved:
                     return "unknown", None
             return ("robust", None) if len(found) == len(order) else ("unknown", None)
         return self._circuit_search(ops, circuits[0], model64, x, y, epsilon, low, high)

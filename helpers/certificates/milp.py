@@ -5,10 +5,9 @@ over the ε-ball ∩ [0, 1] of one input become linear constraints: every affine
 per output, every ReLU whose input interval straddles 0 the big-M encoding with one binary
 (Tjeng, Xiao & Tedrake 2019), every max-pooling window whose winner is not fixed by the
 intervals one binary per candidate; a ReLU or window fixed by its interval is linear. The
-intervals (big-M) are the interval bounds of the same ball. Minimising one margin
-logit_y − logit_j over these constraints is exact: its optimum is the smallest margin any
-input of the ball reaches (HiGHS, through ``scipy.optimize.milp``; its dual bound, when the
-time runs out, still bounds that margin from below).
+bounds (big-M) are full-CROWN bounds of the same ball (``layer_bounds``). The program is
+exact: an input of the ball with margin logit_y − logit_j <= t exists if and only if the
+program with that row added is feasible (HiGHS, through ``scipy.optimize.milp``).
 """
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from torch import nn
 
 from ..models.ops import Affine, Cast, Scale
-from .bounds import interval_step, interval_trace
+from .bounds import MARGIN, interval_step, interval_trace
 
 # Relative widening of the float32 interval bounds used as big-M, so they hold for the float64
 # network the program encodes.
@@ -81,13 +80,20 @@ class Program:
         self.row_low.extend(offset)
         self.row_high.extend(offset)
 
-    def solve(self, objective: dict[int, float], seconds: float, relaxed: bool = False):
-        """Minimise the objective (column -> coefficient); ``relaxed``: the binaries in [0, 1]."""
+    def solve(self, objective: dict[int, float], seconds: float, relaxed: bool = False, at_most=None):
+        """Minimise the objective (column -> coefficient); ``relaxed``: the binaries in [0, 1];
+        ``at_most`` (a row as such a mapping, a bound): with that row <= the bound as well."""
         c = np.zeros(len(self.low))
         for column, value in objective.items():
             c[column] += value
         matrix = sparse.csr_matrix((self.vals, (self.rows, self.cols)), shape=(len(self.row_low), len(self.low)))
-        return milp(c, constraints=LinearConstraint(matrix, self.row_low, self.row_high),
+        constraints = [LinearConstraint(matrix, self.row_low, self.row_high)]
+        if at_most is not None:
+            row, bound = at_most
+            columns = list(row)
+            extra = sparse.csr_matrix((list(row.values()), ([0] * len(columns), columns)), shape=(1, len(self.low)))
+            constraints.append(LinearConstraint(extra, -np.inf, bound))
+        return milp(c, constraints=constraints,
                     integrality=np.zeros(len(self.low)) if relaxed else np.asarray(self.integer),
                     bounds=Bounds(self.low, self.high),
                     options={"time_limit": max(seconds, 0.01), "disp": False})
@@ -258,33 +264,45 @@ def crown_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes) -> np.n
     return _backward_lower(ops, len(ops), spec, bounds, op_inputs(ops, x), {})
 
 
-def smallest_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, seconds: float, is_counterexample):
-    """For each class j of ``classes`` in order: (j, lower bound on min logit_y − logit_j over
-    the ball, a counterexample or None). The linear relaxation (every binary in [0, 1]) comes
-    first: where its minimum is positive the class is proved at the cost of one LP, and its
-    minimiser is tried as a counterexample; only then the integer program, with the time
-    left. ``is_counterexample(x)`` re-checks a minimiser (flattened float64 input) with the
-    model. Stops at the first counterexample, or when the time is spent (the remaining
-    classes are then missing from the list)."""
+def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, seconds: float, is_counterexample):
+    """For each class j of ``classes`` in order: (j, proved, counterexample or None), proved
+    meaning no input of the ball has logit_y − logit_j <= ``MARGIN``. The linear relaxation
+    (every binary in [0, 1]) comes first: where its minimum exceeds the margin the class is
+    proved by one LP, and its minimiser is tried as a counterexample. Then the integer
+    program as a feasibility question, margin <= ``MARGIN``: infeasible proves the class (HiGHS
+    settles that much faster than it closes the gap of the minimisation); a feasible input is
+    tried as a counterexample. ``is_counterexample(x)`` re-checks an input (flattened float64)
+    with the model. Stops at the first counterexample or undecided class, or when the time is
+    spent (the remaining classes are then missing from the list)."""
     program, inputs, logits = build_program(ops, x, epsilon)
     deadline = time.monotonic() + seconds
     found = []
     for j in classes:
         objective = {int(logits[y]): 1.0, int(logits[j]): -1.0}
-        bound, witness = -np.inf, None
-        for relaxed in (True, False):
-            left = deadline - time.monotonic()
-            if left <= 0:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return found
+        relaxed = program.solve(objective, left, relaxed=True)
+        witness = _witness(relaxed, inputs, is_counterexample)
+        if witness is not None or (relaxed.status == 0 and relaxed.fun > MARGIN):
+            found.append((j, witness is None, witness))
+            if witness is not None:
                 return found
-            result = program.solve(objective, left, relaxed)
-            if result.x is not None and is_counterexample(np.asarray(result.x)[inputs]):
-                witness = np.asarray(result.x)[inputs]
-            value = result.fun if result.status == 0 else result.get("mip_dual_bound")
-            if value is not None and np.isfinite(value):
-                bound = max(bound, float(value))
-            if witness is not None or bound > 0:
-                break
-        found.append((j, bound, witness))
-        if witness is not None:
-            break
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return found
+        integer = program.solve({}, left, at_most=(objective, MARGIN))
+        witness = _witness(integer, inputs, is_counterexample)
+        found.append((j, integer.status == 2, witness))
+        if integer.status != 2:
+            return found
     return found
+
+
+def _witness(result, inputs: np.ndarray, is_counterexample) -> np.ndarray | None:
+    """The solver's input if the model misclassifies it, else None."""
+    if result.x is None:
+        return None
+    x = np.asarray(result.x)[inputs]
+    return x if is_counterexample(x) else None
