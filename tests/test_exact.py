@@ -150,3 +150,23 @@ def test_a_spent_budget_leaves_unknown_never_robust(digits):
 def test_models_without_an_exact_treatment_are_refused_with_the_reason(spec, reason):
     applies, why = EXACT.applies(build_model(spec, (1, 8, 8), 4))
     assert not applies and reason in why
+
+
+def test_each_points_robust_radius_is_bracketed_and_the_bracket_holds(moons):
+    """Certified radius <= attacked radius, within the tolerance where decided; at the certified
+    radius the point is proved robust, at the attacked one a counterexample exists."""
+    from helpers.certificates.exact import robust_radii
+
+    x, y = moons
+    model = trained({"type": "mlp", "hidden": [16, 16]}, x, y, 2)
+    points, labels = x[:12], y[:12]
+    verifier = EXACT(seconds=5)
+    radii = robust_radii(verifier, model, points, labels, high=0.3, tolerance=0.01)
+    certified, attacked = radii["certified"], radii["attacked"]
+    assert radii["decided"].all() and (certified <= attacked).all()
+    finite = np.isfinite(attacked) & (attacked > 0)
+    assert finite.any() and (attacked[finite] - certified[finite] <= 0.01 + 1e-12).all()
+    for i in np.flatnonzero(finite):
+        assert verifier.verify(model, points[i:i + 1], labels[i:i + 1], float(attacked[i]))["verdict"][0] == "not_robust"
+        if certified[i] > 0:
+            assert verifier.verify(model, points[i:i + 1], labels[i:i + 1], float(certified[i]))["verdict"][0] == "robust"
