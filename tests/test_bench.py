@@ -40,5 +40,5 @@ def test_certificate_costs_time_every_certificate_that_applies(bench, trained_mo
     rows = pd.DataFrame(bench.certificate_costs({"mlp": trained_models["mlp"], "vqc": trained_models["vqc"]}, x, y,
                                                 epsilons=(0.01,), log=lambda *_: None))
     assert set(zip(rows["model"], rows["certificate"])) == {(m, c) for m in ("mlp", "vqc")
-                                                            for c in ("interval", "crown", "lipschitz")}
+                                                            for c in ("interval", "crown", "lipschitz", "exact")}
     assert (rows["ms_per_input"] > 0).all() and rows["certified"].between(0, 1).all()
