@@ -170,3 +170,34 @@ def test_each_points_robust_radius_is_bracketed_and_the_bracket_holds(moons):
         assert verifier.verify(model, points[i:i + 1], labels[i:i + 1], float(attacked[i]))["verdict"][0] == "not_robust"
         if certified[i] > 0:
             assert verifier.verify(model, points[i:i + 1], labels[i:i + 1], float(certified[i]))["verdict"][0] == "robust"
+
+
+def test_the_certify_stage_counts_every_verdict_and_the_counterexamples_close_the_bracket_from_above(moons):
+    """Through ``certify_models``: the exact rows' robust, refuted and undecided shares sum to 1,
+    ``best`` takes its proofs, and its ``upper`` (the attacked accuracy with every refuted point
+    counted as fooled) is what the bracket's attacked side becomes, never above the attacks'."""
+    import pandas as pd
+
+    from helpers.analysis.evaluation import certify_models, evaluate_models
+    from helpers.analysis.statistics import bracket_table
+    from helpers.config import AttackSection, CertifySection
+
+    x, y = moons
+    model = trained({"type": "mlp", "hidden": [16, 16]}, x, y, 2)
+    points, labels = x[:40], y[:40]
+    # A deliberately weak attack (one FGSM step), so that the verifier finds what it misses.
+    attacks = AttackSection.parse({"epsilons": [0.0, 0.1], "methods": ["fgsm"], "transfer_from": None}, "attack")
+    worst = {}
+    robustness = pd.DataFrame(evaluate_models({"m": model}, points, labels, attacks, seed=0, worst=worst)["robustness"])
+    section = CertifySection.parse({"methods": ["crown", "exact"], "exact": {"seconds": 5}}, "certify")
+    rows = pd.DataFrame(certify_models({"m": model}, points, labels, [0.0, 0.1], section, seed=0, worst=worst))
+    exact = rows[(rows["certificate"] == "exact") & (rows["epsilon"] == 0.1)].iloc[0]
+    assert exact["accuracy"] + exact["refuted"] + exact["undecided"] == pytest.approx(1.0)
+    best = rows[(rows["certificate"] == "best") & (rows["epsilon"] == 0.1)].iloc[0]
+    assert best["violations"] == 0 and best["accuracy"] >= exact["accuracy"]
+    attacked = robustness[(robustness["attack"] == "worst_case") & (robustness["epsilon"] == 0.1)]["accuracy"].iloc[0]
+    assert best["upper"] == pytest.approx(1 - exact["refuted"]) and best["upper"] <= attacked
+    bracket = bracket_table(rows.assign(run=0), robustness.assign(run=0)).set_index("epsilon")
+    assert bracket.loc[0.1, "attacked"] == pytest.approx(best["upper"])
+    if exact["undecided"] == 0:
+        assert bracket.loc[0.1, "exact_runs"] == 1  # every point decided: the bracket is closed

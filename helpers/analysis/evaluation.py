@@ -216,6 +216,17 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
     return results
 
 
+def certify_unit(entry, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> dict[str, np.ndarray]:
+    """One certify unit: ``certified`` (N,) and, for a complete verifier that leaves its
+    ``verdicts`` (``exact``), ``refuted`` (N,): the points it broke with a re-checked
+    counterexample."""
+    done = {"certified": np.asarray(entry.certify(model, x, y, epsilon))}
+    verdicts = getattr(entry, "verdicts", None)
+    if verdicts is not None:
+        done["refuted"] = verdicts["verdict"] == "not_robust"
+    return done
+
+
 def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, epsilons, section, seed: int,
                    worst: dict, units=None, l2_epsilons=None, worst_l2: dict | None = None) -> list[dict]:
     """Certified accuracy of ``models`` on inputs ``x`` with labels ``y`` under the
@@ -227,7 +238,10 @@ def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
     classified everywhere in its ball), n, applicable, violations: one per certificate, plus
     ``certificate == "best"`` (a point counts when any L∞ certificate certifies it), whose
     ``violations`` is the number of points certified yet fooled by an attack (``worst``: the
-    per-sample worst case per (model, epsilon)); a sound certificate never has any. L2
+    per-sample worst case per (model, epsilon)); a sound certificate never has any. A
+    complete verifier (``exact``) adds ``refuted`` and ``undecided`` (the shares of points it
+    broke with a counterexample and left open) to its rows, and ``upper`` to ``best``: the
+    attacked accuracy with every refuted point counted as fooled. L2
     certificates of a smoothed classifier (``smoothing``) run once per model (epsilon None in
     ``units``) and are reported at every radius of ``section.l2_radii``.
 
@@ -257,23 +271,32 @@ def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
         # The bound certificates run on the CPU (a GPU buys nothing for their small batches).
         on_cpu, x_cpu, y_cpu = (copy.deepcopy(model).cpu(), x.cpu(), y.cpu()) if x.is_cuda else (model, x, y)
         for epsilon in map(float, epsilons):
-            certified = []
+            certified, refuted = [], []
             for certificate in linf:
                 entry = CERTIFICATES[certificate](section.params[certificate], seed=seed)
                 applies, _ = entry.applies(model)
+                record = {"model": name, "certificate": certificate, "norm": "linf", "epsilon": epsilon,
+                          "accuracy": np.nan, "n": len(x), "applicable": applies, "violations": np.nan}
                 if applies:
-                    done = unit(name, certificate, epsilon, lambda: {"certified": entry.certify(on_cpu, x_cpu, y_cpu, epsilon)})
+                    done = unit(name, certificate, epsilon, lambda: certify_unit(entry, on_cpu, x_cpu, y_cpu, epsilon))
                     certified.append(done["certified"].astype(bool))
-                records.append({"model": name, "certificate": certificate, "norm": "linf", "epsilon": epsilon,
-                                "accuracy": float(certified[-1].mean()) if applies else np.nan, "n": len(x),
-                                "applicable": applies, "violations": np.nan})
+                    record["accuracy"] = float(certified[-1].mean())
+                    if "refuted" in done:  # a complete verifier: what it refuted, and what it left open
+                        refuted.append(done["refuted"].astype(bool))
+                        record.update(refuted=float(refuted[-1].mean()),
+                                      undecided=float((~certified[-1] & ~refuted[-1]).mean()))
+                records.append(record)
             best = np.logical_or.reduce(certified) if certified else np.zeros(len(x), dtype=bool)
             # Fooled: misclassified (a randomised model: by more than half its passes, against
             # the class a certificate of its expected prediction proves); bool worst cases: ~worst.
-            fooled = np.asarray(worst[(name, epsilon)], dtype=float) < 0.5
+            attacked = np.asarray(worst[(name, epsilon)], dtype=float)
+            fooled = attacked < 0.5
             records.append({"model": name, "certificate": BEST, "norm": "linf", "epsilon": epsilon,
                             "accuracy": float(best.mean()), "n": len(x), "applicable": bool(certified),
-                            "violations": int((best & fooled).sum())})
+                            "violations": int((best & fooled).sum()),
+                            # the attacked accuracy with every refuted point counted as fooled
+                            **({"upper": float(np.where(np.logical_or.reduce(refuted), 0.0, attacked).mean())}
+                               if refuted else {})})
         for epsilon in (map(float, l2_epsilons) if bound_l2 else ()):
             certified = []
             for certificate in bound_l2:

@@ -263,8 +263,8 @@ def power_table(comparisons_: pd.DataFrame, ratio: float, delta: float = POWER_D
 
 def bracket_table(certified: pd.DataFrame, robustness: pd.DataFrame, ratio: float = 0.0) -> pd.DataFrame:
     """Robust accuracy bracketed per model and ε: ``certified`` (the best certificate's
-    accuracy: a lower bound) and ``attacked`` (the per-sample worst case over every attack: an
-    upper bound), each with its mean and corrected interval across runs, the mean ``gap``
+    accuracy: a lower bound) and ``attacked`` (the per-sample worst case over every attack, and
+    the complete verifier's counterexamples where it ran (``upper``): an upper bound), each with its mean and corrected interval across runs, the mean ``gap``
     between them, and ``exact_runs``: the runs in which the bounds meet (the robust accuracy
     on those points is known exactly). Where no certificate applies to a model (``applicable``
     False: amplitude encoding, say), its certified accuracy is NaN, not a proved zero."""
@@ -272,6 +272,12 @@ def bracket_table(certified: pd.DataFrame, robustness: pd.DataFrame, ratio: floa
     lower = lower.assign(accuracy=lower["accuracy"].where(lower["applicable"].astype(bool))).drop(columns="applicable")
     upper = robustness[robustness["attack"] == "worst_case"][["model", "run", "epsilon", "accuracy"]]
     both = lower.merge(upper, on=["model", "run", "epsilon"], suffixes=("_certified", "_attacked"))
+    if "upper" in certified:  # a complete verifier's counterexamples lower the attacked side
+        refuted = certified[certified["certificate"] == "best"][["model", "run", "epsilon", "upper"]]
+        both = both.merge(refuted, on=["model", "run", "epsilon"], how="left")
+        both["accuracy_attacked"] = both["accuracy_attacked"].where(both["upper"].isna(),
+                                                                    np.minimum(both["accuracy_attacked"], both["upper"]))
+        both = both.drop(columns="upper")
     both["gap"] = both["accuracy_attacked"] - both["accuracy_certified"]
     rows = []
     for (model, epsilon), g in both.groupby(["model", "epsilon"], sort=False):
