@@ -7,6 +7,7 @@ import copy
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -176,8 +177,6 @@ def test_the_certify_stage_counts_every_verdict_and_the_counterexamples_close_th
     """Through ``certify_models``: the exact rows' robust, refuted and undecided shares sum to 1,
     ``best`` takes its proofs, and its ``upper`` (the attacked accuracy with every refuted point
     counted as fooled) is what the bracket's attacked side becomes, never above the attacks'."""
-    import pandas as pd
-
     from helpers.analysis.evaluation import certify_models, evaluate_models
     from helpers.analysis.statistics import bracket_table
     from helpers.config import AttackSection, CertifySection
@@ -199,5 +198,19 @@ def test_the_certify_stage_counts_every_verdict_and_the_counterexamples_close_th
     assert best["upper"] == pytest.approx(1 - exact["refuted"]) and best["upper"] <= attacked
     bracket = bracket_table(rows.assign(run=0), robustness.assign(run=0)).set_index("epsilon")
     assert bracket.loc[0.1, "attacked"] == pytest.approx(best["upper"])
+    assert bracket.loc[0.1, "undecided"] == pytest.approx(exact["undecided"])
     if exact["undecided"] == 0:
         assert bracket.loc[0.1, "exact_runs"] == 1  # every point decided: the bracket is closed
+
+
+def test_the_summary_says_what_the_verifier_left_open():
+    from helpers.report.summary import bracket_section
+
+    bracket = pd.DataFrame([{"model": m, "epsilon": e, "certified": 0.8, "attacked": 0.8 + gap, "exact_runs": int(gap == 0),
+                             "n_runs": 1, "undecided": gap} for m, gap in (("cnn", 0.05), ("vqc", 0.0)) for e in (0.0, 0.1)])
+    text = "\n".join(bracket_section(bracket, pd.DataFrame(columns=["model_a", "model_b", "epsilon", "smallest_margin"]),
+                                     ["cnn", "vqc"]))
+    assert "decided every point of `vqc` at every ε" in text and "left open (mean share of points) `cnn` 0.050 at ε=0.1" in text
+    without = bracket.drop(columns="undecided")
+    assert "Complete verification" not in "\n".join(bracket_section(without, pd.DataFrame(
+        columns=["model_a", "model_b", "epsilon", "smallest_margin"]), ["cnn", "vqc"]))

@@ -267,7 +267,8 @@ def bracket_table(certified: pd.DataFrame, robustness: pd.DataFrame, ratio: floa
     the complete verifier's counterexamples where it ran (``upper``): an upper bound), each with its mean and corrected interval across runs, the mean ``gap``
     between them, and ``exact_runs``: the runs in which the bounds meet (the robust accuracy
     on those points is known exactly). Where no certificate applies to a model (``applicable``
-    False: amplitude encoding, say), its certified accuracy is NaN, not a proved zero."""
+    False: amplitude encoding, say), its certified accuracy is NaN, not a proved zero. Where a
+    complete verifier ran, ``undecided`` is the mean share of points it left open."""
     lower = certified[certified["certificate"] == "best"][["model", "run", "epsilon", "accuracy", "applicable"]]
     lower = lower.assign(accuracy=lower["accuracy"].where(lower["applicable"].astype(bool))).drop(columns="applicable")
     upper = robustness[robustness["attack"] == "worst_case"][["model", "run", "epsilon", "accuracy"]]
@@ -278,6 +279,9 @@ def bracket_table(certified: pd.DataFrame, robustness: pd.DataFrame, ratio: floa
         both["accuracy_attacked"] = both["accuracy_attacked"].where(both["upper"].isna(),
                                                                     np.minimum(both["accuracy_attacked"], both["upper"]))
         both = both.drop(columns="upper")
+    if "undecided" in certified:  # what the complete verifier left open, where it ran
+        verifier = certified[certified["undecided"].notna()][["model", "run", "epsilon", "undecided"]]
+        both = both.merge(verifier, on=["model", "run", "epsilon"], how="left")
     both["gap"] = both["accuracy_attacked"] - both["accuracy_certified"]
     rows = []
     for (model, epsilon), g in both.groupby(["model", "epsilon"], sort=False):
@@ -285,7 +289,8 @@ def bracket_table(certified: pd.DataFrame, robustness: pd.DataFrame, ratio: floa
         a = corrected_t_interval(g["accuracy_attacked"], ratio)
         rows.append({"model": model, "epsilon": epsilon, "certified": c[0], "certified_low": c[2], "certified_high": c[3],
                      "attacked": a[0], "attacked_low": a[2], "attacked_high": a[3], "gap": float(g["gap"].mean()),
-                     "exact_runs": int((g["gap"].abs() < 1e-12).sum()), "n_runs": len(g)})
+                     "exact_runs": int((g["gap"].abs() < 1e-12).sum()), "n_runs": len(g),
+                     **({"undecided": float(g["undecided"].mean())} if "undecided" in g else {})})
     return pd.DataFrame(rows)
 
 

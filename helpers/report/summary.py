@@ -226,6 +226,17 @@ def bracket_section(bracket: pd.DataFrame, separations: pd.DataFrame, models) ->
     if separations.empty and len(models) > 1:
         text.append("No certificate separates two models: where the models differ, they differ in what the attacks "
                     "found, not in anything proved.")
+    if "undecided" in bracket:  # a complete verifier ran
+        verified = bracket[(bracket["epsilon"] > 0) & bracket["undecided"].notna()]
+        undecided = verified[verified["undecided"] > 0]
+        closed = [m for m in dict.fromkeys(verified["model"]) if m not in set(undecided["model"])]
+        if closed:
+            text.append("Complete verification (`exact`) decided every point of " + ", ".join(f"`{m}`" for m in closed)
+                        + " at every ε: robust accuracy known exactly on these points.")
+        if not undecided.empty:
+            text.append("Complete verification left open (mean share of points) " + ", ".join(
+                f"`{r.model}` {r.undecided:.3f} at ε={r.epsilon:g}" for r in undecided.itertuples()) + ".")
+        text.append("Its counterexamples count on the attacked side.")
     meet = bracket[(bracket["epsilon"] > 0) & (bracket["exact_runs"] == bracket["n_runs"]) & (bracket["attacked"] > 0)]
     if not meet.empty:
         text.append("Certified and attacked accuracy meet in every run (robust accuracy known exactly on these "
