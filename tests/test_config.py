@@ -101,7 +101,7 @@ def test_defaults_fill_missing_keys(tmp_path):
     ({"report": {"primary": {"models": ["mlp", "cnn"], "epsilon": 0.0}}}, r"report.primary.epsilon 0.0 must be null"),
     ({"report": {"primary": {"models": ["mlp", "cnn"], "attack": "cw"}}}, r"report.primary.attack 'cw' is not 'worst_case'"),
     ({"report": {"primary": {"models": ["mlp", "cnn"], "budget": 0.1}}}, r"unknown config key 'report.primary.budget'"),
-    ({"dataset": {"options": {"size": 4}}}, "dataset.options.size is unknown for 'digits'"),
+    ({"dataset": {"options": {"colour": "red"}}}, "dataset.options.colour is unknown for 'digits'"),
     ({"n_runs": 2.5}, "n_runs must be an integer >= 1"),
     ({"seed": -1}, "seed must be an integer >= 0"),
     ({"training": {"learning_rate": "fast"}}, "training.learning_rate must be a number > 0"),

@@ -141,12 +141,20 @@ def test_idx_images_refuse_truncated_files_and_wrong_magic(tmp_path):
         load_dataset("mnist", path=str(bad))
 
 
-@pytest.mark.parametrize("name, n_features, n_classes", [("breast_cancer", 30, 2), ("wine", 13, 3)])
+@pytest.mark.parametrize("name, n_features, n_classes", [("breast_cancer", 30, 2), ("wine", 13, 3), ("iris", 4, 3)])
 def test_tables_load_unscaled_as_rows(name, n_features, n_classes):
     ds = load_dataset(name)
     assert ds.X.ndim == 2 and ds.input_shape == (n_features,) and not ds.is_image
     assert ds.X.dtype == np.float32 and ds.X.max() > 1 and ds.scaling == "minmax"
     assert ds.n_classes == n_classes and set(np.unique(ds.y)) == set(range(n_classes))
+
+
+def test_digits_at_four_by_four_are_the_two_by_two_block_means():
+    full, small = load_dataset("digits", [0, 1]), load_dataset("digits", [0, 1], size=4)
+    assert small.input_shape == (1, 4, 4) and np.array_equal(small.y, full.y)
+    assert np.allclose(small.X[:, 0, 1, 2], full.X[:, 0, 2:4, 4:6].mean(axis=(1, 2)))
+    with pytest.raises(ValueError, match=r"dataset.options.size 5 is unknown; allowed: \[8, 4\]"):
+        load_dataset("digits", size=5)
 
 
 def test_split_arrays_scale_on_the_training_split_only():

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV = Path(sys.executable).resolve().parents[1]
+VENV = Path(sys.prefix)  # the virtual environment running the tests (its python is a link out of it)
 TOKEN = "qmlr-test"
 
 

@@ -22,7 +22,7 @@ from helpers.store.files import read_arrays
 from helpers.store.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV = Path(sys.executable).resolve().parents[1]
+VENV = Path(sys.prefix)  # the virtual environment running the tests (its python is a link out of it)
 N_CLASSES, SIDE = 3, 12
 
 

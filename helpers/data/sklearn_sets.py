@@ -1,32 +1,40 @@
-"""Data sets that ship with scikit-learn: digits, breast cancer, wine, moons and circles."""
+"""Data sets that ship with scikit-learn: digits, breast cancer, wine, iris, moons and circles."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_circles, make_moons
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_circles, make_moons
 
-from ..params import Integer, Number, Params, param
+from ..params import Choice, Integer, Number, Params, param
 from ..registry import DATASETS
 from .base import DataSource
 
 
 @DATASETS.register
 class Digits(DataSource):
-    """scikit-learn's handwritten digits, shipped with the package; pixels 0..16 / 16."""
+    """scikit-learn's handwritten digits, shipped with the package; pixels 0..16 / 16. With
+    ``size: 4`` each image is averaged over 2 x 2 blocks to 4 x 4 (the small images published
+    verifiers of quantum classifiers use)."""
 
     name, label, labels = "digits", "digits", tuple(range(10))
     tags = frozenset({"image"})
 
+    @dataclass(frozen=True)
+    class Params(Params):
+        size: int = param(8, Choice((8, 4)), "image side: 8 (as shipped) or 4 (2 x 2 blocks averaged)", quiet=True)
+
     @classmethod
     def input_shape(cls, params):
-        return (1, 8, 8)
+        return (1, params.size, params.size)
 
     @classmethod
     def load(cls, params):
         digits = load_digits()
-        # Pixel intensities are integers 0..16.
-        return (digits.images / 16.0).astype(np.float32)[:, None], digits.target.astype(np.int64)
+        images = (digits.images / 16.0).astype(np.float32)  # pixel intensities are integers 0..16
+        if params.size == 4:
+            images = images.reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4))
+        return images[:, None], digits.target.astype(np.int64)
 
 
 def _table(bunch) -> tuple[np.ndarray, np.ndarray]:
@@ -66,6 +74,23 @@ class Wine(DataSource):
     @classmethod
     def load(cls, params):
         return _table(load_wine())
+
+
+@DATASETS.register
+class Iris(DataSource):
+    """scikit-learn's iris, 150 x 4 features, 3 species; min-max scaled on each run's training
+    split. Its first two classes are the small task published verifiers of quantum classifiers use."""
+
+    name, label, labels, scaling = "iris", "iris", (0, 1, 2), "minmax"
+    tags = frozenset({"tabular"})
+
+    @classmethod
+    def input_shape(cls, params):
+        return (4,)
+
+    @classmethod
+    def load(cls, params):
+        return _table(load_iris())
 
 
 def unit_square(X: np.ndarray) -> np.ndarray:
