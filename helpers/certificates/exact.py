@@ -99,6 +99,8 @@ class Exact(Certificate):
         stage = np.full(n, "search", dtype=object)
         counterexample = np.full((n, *x.shape[1:]), np.nan)
         seconds = np.zeros(n)
+        with torch.no_grad():
+            n_classes = int(model64(x[:1].double()).shape[1])
         wrong = margins64(model64, x, y) <= 0
         verdict[wrong], stage[wrong], counterexample[wrong] = "not_robust", "clean", x[wrong].double().numpy()
         if epsilon == 0:
@@ -107,7 +109,7 @@ class Exact(Certificate):
                     "stage": stage.astype(str)}
         ops = model.bound_ops()
         with torch.no_grad():
-            proved = self._bounds(ops, x, y, epsilon) > MARGIN
+            proved = self._bounds(ops, x, y, epsilon, n_classes) > MARGIN
         decided = proved.numpy() & ~wrong
         verdict[decided], stage[decided] = "robust", "bounds"
         open_ = np.flatnonzero(verdict == "unknown")
@@ -119,7 +121,7 @@ class Exact(Certificate):
             counterexample[open_[broken]] = x_adv[broken].double().numpy()
         for i in np.flatnonzero(verdict == "unknown"):
             start = time.monotonic()
-            verdict[i], found = self._search(ops, model64, x[i:i + 1], y[i:i + 1], epsilon)
+            verdict[i], found = self._search(ops, model64, x[i:i + 1], y[i:i + 1], epsilon, n_classes)
             seconds[i] = time.monotonic() - start
             if found is not None:
                 counterexample[i] = found.reshape(x.shape[1:])
@@ -127,14 +129,13 @@ class Exact(Certificate):
                 "stage": stage.astype(str)}
 
     @staticmethod
-    def _bounds(ops, x, y, epsilon) -> torch.Tensor:
+    def _bounds(ops, x, y, epsilon, n_classes: int) -> torch.Tensor:
         """The best of the interval and CROWN margin bounds (B,)."""
-        n_classes = int(interval_trace(ops, x[:1], x[:1])[-1][0].shape[1])
         low, high = input_box(x, epsilon)
         interval = margin_lower_bound(*interval_trace(ops, low, high)[-1], y)
         return torch.maximum(interval, crown_margin_lower_bound(ops, low, high, y, n_classes))
 
-    def _search(self, ops, model64, x, y, epsilon) -> tuple[str, np.ndarray | None]:
+    def _search(self, ops, model64, x, y, epsilon, n_classes: int) -> tuple[str, np.ndarray | None]:
         """The exact search for one point: (verdict, counterexample or None)."""
         low, high = (t[0].double().numpy().ravel() for t in input_box(x, epsilon))
         circuits = [i for i, op in enumerate(ops) if isinstance(op, Circuit)]
@@ -154,9 +155,9 @@ class Exact(Certificate):
                 if not proved:
                     return "unknown", None
             return ("robust", None) if len(found) == len(order) else ("unknown", None)
-        return self._circuit_search(ops, circuits[0], model64, x, y, epsilon, low, high)
+        return self._circuit_search(ops, circuits[0], model64, x, y, epsilon, low, high, n_classes)
 
-    def _circuit_search(self, ops, k, model64, x, y, epsilon, low, high) -> tuple[str, np.ndarray | None]:
+    def _circuit_search(self, ops, k, model64, x, y, epsilon, low, high, n_classes) -> tuple[str, np.ndarray | None]:
         """Branch and bound over the angles a = A x + c of the circuit ``ops[k]``."""
         shapes = op_inputs(ops, x)
         weight, offset = np.eye(low.size), np.zeros(low.size)
@@ -167,7 +168,6 @@ class Exact(Certificate):
         a_low = offset + np.clip(weight, 0, None) @ low + np.clip(weight, None, 0) @ high
         a_high = offset + np.clip(weight, 0, None) @ high + np.clip(weight, None, 0) @ low
         circuit, after = ops[k], ops[k + 1:]
-        n_classes = int(model64(x.double()).shape[1])
         others = torch.tensor([j for j in range(n_classes) if j != int(y[0])])
 
         def margins_at(angles):  # (N, n) float64 -> (N, classes - 1): logit_y − logit_j
