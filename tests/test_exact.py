@@ -154,8 +154,9 @@ def test_models_without_an_exact_treatment_are_refused_with_the_reason(spec, rea
 
 
 def test_each_points_robust_radius_is_bracketed_and_the_bracket_holds(moons):
-    """Certified radius <= attacked radius, within the tolerance where decided; at the certified
-    radius the point is proved robust, at the attacked one a counterexample exists."""
+    """Certified radius <= refuted radius, within the tolerance where decided; at the certified
+    radius the point is proved robust, at the refuted one a counterexample exists; the attack's
+    radius is never below the certified one (no attack beats a proof)."""
     from helpers.certificates.exact import robust_radii
 
     x, y = moons
@@ -163,12 +164,13 @@ def test_each_points_robust_radius_is_bracketed_and_the_bracket_holds(moons):
     points, labels = x[:12], y[:12]
     verifier = EXACT(seconds=5)
     radii = robust_radii(verifier, model, points, labels, high=0.3, tolerance=0.01)
-    certified, attacked = radii["certified"], radii["attacked"]
-    assert radii["decided"].all() and (certified <= attacked).all()
-    finite = np.isfinite(attacked) & (attacked > 0)
-    assert finite.any() and (attacked[finite] - certified[finite] <= 0.01 + 1e-12).all()
+    certified, refuted = radii["certified"], radii["refuted"]
+    assert radii["decided"].all() and (certified <= refuted).all() and (radii["attacked"] >= certified).all()
+    assert (radii["seconds"] > 0).all() and (radii["verifications"] >= 1).all()
+    finite = np.isfinite(refuted) & (refuted > 0)
+    assert finite.any() and (refuted[finite] - certified[finite] <= 0.01 + 1e-12).all()
     for i in np.flatnonzero(finite):
-        assert verifier.verify(model, points[i:i + 1], labels[i:i + 1], float(attacked[i]))["verdict"][0] == "not_robust"
+        assert verifier.verify(model, points[i:i + 1], labels[i:i + 1], float(refuted[i]))["verdict"][0] == "not_robust"
         if certified[i] > 0:
             assert verifier.verify(model, points[i:i + 1], labels[i:i + 1], float(certified[i]))["verdict"][0] == "robust"
 
@@ -203,14 +205,81 @@ def test_the_certify_stage_counts_every_verdict_and_the_counterexamples_close_th
         assert bracket.loc[0.1, "exact_runs"] == 1  # every point decided: the bracket is closed
 
 
-def test_the_summary_says_what_the_verifier_left_open():
-    from helpers.report.summary import bracket_section
+def test_the_summary_says_what_the_verifier_left_open_and_which_comparisons_it_decides():
+    from helpers.analysis.statistics import bracket_table
+    from helpers.report.exact import exact_comparisons, exact_paragraph
 
-    bracket = pd.DataFrame([{"model": m, "epsilon": e, "certified": 0.8, "attacked": 0.8 + gap, "exact_runs": int(gap == 0),
-                             "n_runs": 1, "undecided": gap} for m, gap in (("cnn", 0.05), ("vqc", 0.0)) for e in (0.0, 0.1)])
-    text = "\n".join(bracket_section(bracket, pd.DataFrame(columns=["model_a", "model_b", "epsilon", "smallest_margin"]),
-                                     ["cnn", "vqc"]))
-    assert "decided every point of `vqc` at every ε" in text and "left open (mean share of points) `cnn` 0.050 at ε=0.1" in text
-    without = bracket.drop(columns="undecided")
-    assert "Complete verification" not in "\n".join(bracket_section(without, pd.DataFrame(
-        columns=["model_a", "model_b", "epsilon", "smallest_margin"]), ["cnn", "vqc"]))
+    # Two runs; at ε=0.1 vqc proves 0.8 and leaves nothing open, cnn proves 0.5 and leaves 0.1
+    # open: vqc is exactly more robust in both runs; at ε=0.05 cnn's open share overlaps.
+    rows = []
+    for run in (0, 1):
+        for model, e, robust, open_ in (("cnn", 0.05, 0.7, 0.2), ("vqc", 0.05, 0.8, 0.0),
+                                        ("cnn", 0.1, 0.5, 0.1), ("vqc", 0.1, 0.8, 0.0)):
+            rows += [{"model": model, "run": run, "certificate": "exact", "norm": "linf", "epsilon": e, "accuracy": robust,
+                      "n": 30, "applicable": True, "violations": np.nan, "refuted": 1 - robust - open_,
+                      "undecided": open_},
+                     {"model": model, "run": run, "certificate": "best", "norm": "linf", "epsilon": e, "accuracy": 0.4,
+                      "n": 144, "applicable": True, "violations": 0, "upper": 0.9}]
+    certified = pd.DataFrame(rows)
+    attacked = certified[certified["certificate"] == "best"][["model", "run", "epsilon"]].assign(attack="worst_case",
+                                                                                                accuracy=0.95)
+    bracket = bracket_table(certified, attacked)
+    assert (bracket["verified"] == 30).all() and bracket.set_index(["model", "epsilon"]).loc[("cnn", 0.1), "exact"] == 0.5
+    comparisons = exact_comparisons(certified, ["cnn", "vqc"])
+    text = "\n".join(exact_paragraph(bracket, comparisons, pd.DataFrame(), ["cnn", "vqc"]))
+    assert "each of 30 test points per run" in text and "0.100 open" in text
+    assert "Every verified point of `vqc` was decided at every ε" in text
+    assert "Exactly, `vqc` is more robust than `cnn` at ε=0.1" in text
+    assert "`vqc` is more robust than `cnn` at ε=0.05" not in text and "`cnn` vs `vqc` at ε=0.05" in text
+    assert (comparisons.loc[comparisons["model_a"] == "cnn", "runs_above"] == 0).all()  # never above the better one
+    without = bracket.drop(columns=["undecided", "exact", "verified"])
+    assert exact_paragraph(without, comparisons, pd.DataFrame(), ["cnn", "vqc"]) == []
+
+
+def test_a_declared_subset_of_points_and_budgets_is_what_runs_and_the_radii_bracket_every_point(moons):
+    """``points`` and ``epsilons``: the exact rows exist only at the declared budgets, cover
+    the same drawn points for every model, and their shares sum to 1; best stays sound. The
+    radius table brackets each of the first ``radius_points`` of them: certified <= refuted,
+    certified <= attack radius, so every run's tightness is at most 1."""
+    from helpers.analysis.evaluation import certify_models, evaluate_models
+    from helpers.analysis.radii import radius_records
+    from helpers.config import AttackSection, CertifySection
+    from helpers.report.exact import radius_summary
+
+    x, y = moons
+    models = {"a": trained({"type": "mlp", "hidden": [16, 16]}, x, y, 2),
+              "b": trained({"type": "mlp", "hidden": [8]}, x, y, 2, epochs=3)}
+    points, labels = x[:40], y[:40]
+    attacks = AttackSection.parse({"epsilons": [0.0, 0.05, 0.1], "methods": ["pgd"], "transfer_from": None}, "attack")
+    worst = {}
+    evaluate_models(models, points, labels, attacks, seed=3, worst=worst)
+    section = CertifySection.parse({"methods": ["interval", "exact"], "exact": {
+        "seconds": 5, "points": 12, "epsilons": [0.1], "radius_points": 5, "radius_high": 0.2,
+        "radius_tolerance": 0.02}}, "certify")
+    rows = pd.DataFrame(certify_models(models, points, labels, [0.0, 0.05, 0.1], section, seed=3, worst=worst))
+    exact = rows[rows["certificate"] == "exact"]
+    assert list(exact["epsilon"]) == [0.1, 0.1] and (exact["n"] == 12).all()
+    assert np.allclose(exact["accuracy"] + exact["refuted"] + exact["undecided"], 1.0)
+    assert (rows.loc[rows["certificate"] == "best", "violations"] == 0).all()
+    chosen = CERTIFICATES["exact"](section.params["exact"], seed=3).chosen(40)
+    assert len(set(chosen.tolist())) == 12
+    radii = pd.DataFrame(radius_records(models, points, labels, section, seed=3))
+    assert len(radii) == 10 and set(radii.groupby("model")["index"].apply(tuple)) == {tuple(chosen[:5])}
+    assert (radii["certified"] <= radii["refuted"]).all() and (radii["certified"] <= radii["attacked"]).all()
+    summary = radius_summary(radii.assign(run=0), high=0.2)
+    assert (summary["tightness"].dropna() <= 1 + 1e-12).all() and (summary["points"] == 5).all()
+
+
+def test_a_study_with_the_verifier_keeps_its_columns_and_one_without_it_keeps_its_shape():
+    """The attack stage writes only the columns a table declares: with ``exact`` the certified
+    table carries refuted, undecided and upper (and ``radii`` exists with radius_points); a
+    config without it writes exactly the columns it wrote before."""
+    from helpers.analysis.evaluation import COLUMNS
+    from helpers.config import load_config
+    from helpers.stages.attack import stage_columns
+
+    plain = load_config("configs/smoke.yaml")
+    assert stage_columns(plain)["certified"] == COLUMNS["certified"] and "radii" not in stage_columns(plain)
+    verified = load_config("configs/iris.yaml")
+    columns = stage_columns(verified)
+    assert {"refuted", "undecided", "upper"} <= set(columns["certified"]) and "radii" in columns

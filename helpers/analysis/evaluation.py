@@ -219,11 +219,12 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
 def certify_unit(entry, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> dict[str, np.ndarray]:
     """One certify unit: ``certified`` (N,) and, for a complete verifier that leaves its
     ``verdicts`` (``exact``), ``refuted`` (N,): the points it broke with a re-checked
-    counterexample."""
+    counterexample, and ``verified`` (N,): the points it was asked to decide."""
     done = {"certified": np.asarray(entry.certify(model, x, y, epsilon))}
     verdicts = getattr(entry, "verdicts", None)
     if verdicts is not None:
         done["refuted"] = verdicts["verdict"] == "not_robust"
+        done["verified"] = verdicts["verdict"] != "skipped"
     return done
 
 
@@ -239,9 +240,11 @@ def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
     ``certificate == "best"`` (a point counts when any L∞ certificate certifies it), whose
     ``violations`` is the number of points certified yet fooled by an attack (``worst``: the
     per-sample worst case per (model, epsilon)); a sound certificate never has any. A
-    complete verifier (``exact``) adds ``refuted`` and ``undecided`` (the shares of points it
-    broke with a counterexample and left open) to its rows, and ``upper`` to ``best``: the
-    attacked accuracy with every refuted point counted as fooled. L2
+    complete verifier (``exact``) runs only at the budgets it declares (``runs_at``) and on the
+    points it chooses (``points``): its rows give the shares of those points proved
+    (``accuracy``), broken by a counterexample (``refuted``) and left open (``undecided``), ``n``
+    the points verified; ``best`` takes its proofs and gets ``upper``: the attacked accuracy
+    with every refuted point counted as fooled (both sound whatever it skipped). L2
     certificates of a smoothed classifier (``smoothing``) run once per model (epsilon None in
     ``units``) and are reported at every radius of ``section.l2_radii``.
 
@@ -274,6 +277,8 @@ def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
             certified, refuted = [], []
             for certificate in linf:
                 entry = CERTIFICATES[certificate](section.params[certificate], seed=seed)
+                if not entry.runs_at(epsilon):
+                    continue
                 applies, _ = entry.applies(model)
                 record = {"model": name, "certificate": certificate, "norm": "linf", "epsilon": epsilon,
                           "accuracy": np.nan, "n": len(x), "applicable": applies, "violations": np.nan}
@@ -281,10 +286,12 @@ def certify_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tenso
                     done = unit(name, certificate, epsilon, lambda: certify_unit(entry, on_cpu, x_cpu, y_cpu, epsilon))
                     certified.append(done["certified"].astype(bool))
                     record["accuracy"] = float(certified[-1].mean())
-                    if "refuted" in done:  # a complete verifier: what it refuted, and what it left open
+                    if "refuted" in done:  # a complete verifier: its shares over the points it verified
                         refuted.append(done["refuted"].astype(bool))
-                        record.update(refuted=float(refuted[-1].mean()),
-                                      undecided=float((~certified[-1] & ~refuted[-1]).mean()))
+                        verified = done.get("verified", np.ones(len(x), dtype=bool)).astype(bool)
+                        robust, broken = certified[-1][verified], refuted[-1][verified]
+                        record.update(accuracy=float(robust.mean()), n=int(verified.sum()), refuted=float(broken.mean()),
+                                      undecided=float((~robust & ~broken).mean()))
                 records.append(record)
             best = np.logical_or.reduce(certified) if certified else np.zeros(len(x), dtype=bool)
             # Fooled: misclassified (a randomised model: by more than half its passes, against

@@ -268,7 +268,7 @@ def bracket_table(certified: pd.DataFrame, robustness: pd.DataFrame, ratio: floa
     between them, and ``exact_runs``: the runs in which the bounds meet (the robust accuracy
     on those points is known exactly). Where no certificate applies to a model (``applicable``
     False: amplitude encoding, say), its certified accuracy is NaN, not a proved zero. Where a
-    complete verifier ran, ``undecided`` is the mean share of points it left open."""
+    complete verifier ran, ``exact_columns`` on the points it verified."""
     lower = certified[certified["certificate"] == "best"][["model", "run", "epsilon", "accuracy", "applicable"]]
     lower = lower.assign(accuracy=lower["accuracy"].where(lower["applicable"].astype(bool))).drop(columns="applicable")
     upper = robustness[robustness["attack"] == "worst_case"][["model", "run", "epsilon", "accuracy"]]
@@ -279,9 +279,10 @@ def bracket_table(certified: pd.DataFrame, robustness: pd.DataFrame, ratio: floa
         both["accuracy_attacked"] = both["accuracy_attacked"].where(both["upper"].isna(),
                                                                     np.minimum(both["accuracy_attacked"], both["upper"]))
         both = both.drop(columns="upper")
-    if "undecided" in certified:  # what the complete verifier left open, where it ran
-        verifier = certified[certified["undecided"].notna()][["model", "run", "epsilon", "undecided"]]
-        both = both.merge(verifier, on=["model", "run", "epsilon"], how="left")
+    if "undecided" in certified:  # the complete verifier's shares on the points it verified, where it ran
+        verifier = certified[certified["undecided"].notna()][["model", "run", "epsilon", "accuracy", "undecided", "n"]]
+        both = both.merge(verifier.rename(columns={"accuracy": "exact", "n": "verified"}),
+                          on=["model", "run", "epsilon"], how="left")
     both["gap"] = both["accuracy_attacked"] - both["accuracy_certified"]
     rows = []
     for (model, epsilon), g in both.groupby(["model", "epsilon"], sort=False):
@@ -290,8 +291,17 @@ def bracket_table(certified: pd.DataFrame, robustness: pd.DataFrame, ratio: floa
         rows.append({"model": model, "epsilon": epsilon, "certified": c[0], "certified_low": c[2], "certified_high": c[3],
                      "attacked": a[0], "attacked_low": a[2], "attacked_high": a[3], "gap": float(g["gap"].mean()),
                      "exact_runs": int((g["gap"].abs() < 1e-12).sum()), "n_runs": len(g),
-                     **({"undecided": float(g["undecided"].mean())} if "undecided" in g else {})})
+                     **(exact_columns(g, ratio) if "undecided" in g else {})})
     return pd.DataFrame(rows)
+
+
+def exact_columns(g: pd.DataFrame, ratio: float) -> dict:
+    """The bracket's complete-verifier columns of one (model, ε) over runs: ``exact`` (the
+    share of the verified points proved robust: mean and corrected interval), ``undecided``
+    (the share left open) and ``verified`` (points per run); NaN where it did not run."""
+    e = corrected_t_interval(g["exact"], ratio)
+    return {"exact": e[0], "exact_low": e[2], "exact_high": e[3], "undecided": float(g["undecided"].mean()),
+            "verified": float(g["verified"].mean())}
 
 
 def bracket_separations(certified: pd.DataFrame, robustness: pd.DataFrame, models) -> pd.DataFrame:

@@ -24,27 +24,30 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, *, steps: int, 
     again from new random starts (seeds ``seed + r``); each sample keeps its first successful
     example (the per-sample worst case over restarts).
 
+    ``epsilon`` may be a tensor of one budget per sample (B, 1, ...), as the complete
+    verifier's radius bisection uses it.
+
     On a randomised model every step follows the mean gradient of ``samples`` passes (EOT,
     ``input_gradient``), and a restart counts a sample as fooled when most of ``samples``
     passes misclassify it; a deterministic model is differentiated and classified once.
     """
-    def run(xs, ys, run_seed):
+    def run(xs, ys, eps, run_seed):
         x_adv = xs.clone()
         if random_start:
             noise = uniform(xs.shape, generator(run_seed), xs)
-            x_adv = project(xs + (2 * noise - 1) * epsilon, xs, epsilon)
-        step = step_ratio * epsilon
+            x_adv = project(xs + (2 * noise - 1) * eps, xs, eps)
+        step = step_ratio * eps
         for _ in range(steps):
-            x_adv = project(x_adv + step * input_gradient(model, x_adv, ys, loss, samples).sign(), xs, epsilon).detach()
+            x_adv = project(x_adv + step * input_gradient(model, x_adv, ys, loss, samples).sign(), xs, eps).detach()
         return x_adv
 
-    best = run(x, y, seed)
+    best = run(x, y, epsilon, seed)
     robust = ~expected_fooled(model, best, y, samples)
     for restart in range(1, restarts):
         if not robust.any():
             break
         idx = robust.nonzero().squeeze(1)
-        candidate = run(x[idx], y[idx], seed + restart)
+        candidate = run(x[idx], y[idx], epsilon[idx] if torch.is_tensor(epsilon) else epsilon, seed + restart)
         fooled = expected_fooled(model, candidate, y[idx], samples)
         best[idx[fooled]] = candidate[fooled]
         robust[idx[fooled]] = False

@@ -32,6 +32,11 @@ class Certificate(Component):
             return False, "no bound propagation for this model (e.g. amplitude encoding)"
         return True, ""
 
+    def runs_at(self, epsilon: float) -> bool:
+        """Whether a study computes this certificate at budget ``epsilon`` (all, unless the
+        certificate declares a subset of budgets, as ``exact`` may)."""
+        return True
+
     def certify(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement certify")
 

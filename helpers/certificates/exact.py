@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..params import Integer, Number, Params, param
+from ..params import Integer, ListOf, Number, Optional, Params, param
 from ..registry import ATTACKS, CERTIFICATES
 from ..models.ops import Circuit
 from .angle_search import MAX_FOURIER_ANGLES, fourier_coefficients, search, vertex_bound
@@ -65,6 +65,16 @@ class Exact(Certificate):
         boxes: int = param(4000, Integer(1), "angle boxes per point and ε (circuits; past it: unknown)")
         steps: int = param(50, Integer(1), "PGD steps per restart of the counterexample search before the exact one")
         restarts: int = param(3, Integer(1), "PGD restarts of that search")
+        epsilons: tuple[float, ...] = param([], ListOf(Number(0, 1, open="low"), unique=True),
+                                            "budgets at which it runs in a study (empty: every budget of "
+                                            "attack.epsilons)", quiet=True)
+        points: int | None = param(None, Optional(Integer(1)), "test points per run it verifies in a study, drawn "
+                                                              "by the run's seed, the same for every model (null: all)",
+                                   quiet=True)
+        radius_points: int = param(0, Integer(0), "points per run (the first of those verified) whose robust radius "
+                                                  "is bisected (radii.csv; 0: none)", quiet=True)
+        radius_high: float = param(0.3, Number(0, 1, open="low"), "largest radius the bisection tries", quiet=True)
+        radius_tolerance: float = param(1 / 128, Number(0, open="low"), "the bisection stops this close", quiet=True)
 
     @classmethod
     def applies(cls, model):
@@ -81,48 +91,67 @@ class Exact(Certificate):
             return True, ""
         return encodable(ops)
 
+    def runs_at(self, epsilon: float) -> bool:
+        return not self.params.epsilons or any(abs(epsilon - e) < 1e-12 for e in self.params.epsilons)
+
+    def chosen(self, n: int) -> np.ndarray:
+        """The indices of the points verified out of ``n``, in the order the seed draws them
+        (``points`` of them; all when ``points`` is null): the same for every model of a run, and
+        the first ``radius_points`` of them get their radius bisected."""
+        order = np.random.default_rng(self.seed).permutation(n)
+        return order if self.params.points is None else order[:self.params.points]
+
     def certify(self, model, x, y, epsilon):
-        self.verdicts = self.verify(model, x, y, epsilon)
+        """True where proved robust; the points left out by ``points`` are ``skipped`` in
+        ``verdicts`` (neither proved nor refuted)."""
+        chosen = self.chosen(len(x))
+        found = self.verify(model, x[chosen], y[chosen], epsilon)
+        verdict = np.full(len(x), "skipped", dtype=object)
+        verdict[chosen] = found["verdict"]
+        self.verdicts = {"verdict": verdict.astype(str)}
         return self.verdicts["verdict"] == "robust"
 
-    def verify(self, model, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> dict[str, np.ndarray]:
-        """``verdict`` (B,) one of ``VERDICTS``, ``counterexample`` (B, ...) float64 (NaN where
-        none), ``seconds`` (B,) the exact search's time per point (0 where the bounds or the
-        attack decided), ``stage`` (B,) what decided: clean, bounds, attack, search."""
+    def verify(self, model, x: torch.Tensor, y: torch.Tensor, epsilon) -> dict[str, np.ndarray]:
+        """At budget ``epsilon`` (a float, or one per point (B,)): ``verdict`` (B,) one of
+        ``VERDICTS``, ``counterexample`` (B, ...) float64 (NaN where none), ``seconds`` (B,) each
+        point's time (its own exact search plus its share of the batched bounds and attack),
+        ``stage`` (B,) what decided: clean, bounds, attack, search."""
         applies, reason = self.applies(model)
         if not applies:
             raise ValueError(f"certificate exact does not apply: {reason}")
+        start = time.monotonic()
         model64 = copy.deepcopy(model).double().eval()
         x, y = x.detach().cpu(), y.detach().cpu()
         n = len(x)
+        budgets = np.broadcast_to(np.asarray(epsilon, dtype=float), (n,)).copy()
+        radius = torch.as_tensor(budgets, dtype=x.dtype).reshape(n, *([1] * (x.dim() - 1)))
         verdict = np.full(n, "unknown", dtype=object)
         stage = np.full(n, "search", dtype=object)
         counterexample = np.full((n, *x.shape[1:]), np.nan)
         seconds = np.zeros(n)
-        with torch.no_grad():
-            n_classes = int(model64(x[:1].double()).shape[1])
         wrong = margins64(model64, x, y) <= 0
         verdict[wrong], stage[wrong], counterexample[wrong] = "not_robust", "clean", x[wrong].double().numpy()
-        if epsilon == 0:
-            verdict[~wrong], stage[~wrong] = "robust", "clean"
-            return {"verdict": verdict.astype(str), "counterexample": counterexample, "seconds": seconds,
-                    "stage": stage.astype(str)}
+        trivial = (budgets == 0) & ~wrong
+        verdict[trivial], stage[trivial] = "robust", "clean"
+        open_ = np.flatnonzero(verdict == "unknown")
         ops = model.bound_ops()
         with torch.no_grad():
-            proved = self._bounds(ops, x, y, epsilon, n_classes) > MARGIN
-        decided = proved.numpy() & ~wrong
-        verdict[decided], stage[decided] = "robust", "bounds"
+            n_classes = int(model64(x[:1].double()).shape[1])
+            if len(open_):
+                proved = (self._bounds(ops, x[open_], y[open_], radius[open_], n_classes) > MARGIN).numpy()
+                verdict[open_[proved]], stage[open_[proved]] = "robust", "bounds"
         open_ = np.flatnonzero(verdict == "unknown")
         if len(open_):
             attack = ATTACKS["pgd_restarts"](steps=self.params.steps, restarts=self.params.restarts, seed=self.seed)
-            x_adv = attack(model, x[open_], y[open_], epsilon)
-            broken = in_ball(x_adv, x[open_], epsilon) & (margins64(model64, x_adv, y[open_]) <= 0)
+            x_adv = attack.perturb(model, x[open_], y[open_], radius[open_])
+            broken = in_ball(x_adv, x[open_], budgets[open_]) & (margins64(model64, x_adv, y[open_]) <= 0)
             verdict[open_[broken]], stage[open_[broken]] = "not_robust", "attack"
             counterexample[open_[broken]] = x_adv[broken].double().numpy()
+        seconds += (time.monotonic() - start) / max(n, 1)
         for i in np.flatnonzero(verdict == "unknown"):
-            start = time.monotonic()
-            verdict[i], found = self._search(ops, model64, x[i:i + 1], y[i:i + 1], epsilon, n_classes)
-            seconds[i] = time.monotonic() - start
+            begun = time.monotonic()
+            verdict[i], found = self._search(ops, model64, x[i:i + 1], y[i:i + 1], float(budgets[i]), n_classes)
+            seconds[i] += time.monotonic() - begun
             if found is not None:
                 counterexample[i] = found.reshape(x.shape[1:])
         return {"verdict": verdict.astype(str), "counterexample": counterexample, "seconds": seconds,
@@ -130,7 +159,7 @@ class Exact(Certificate):
 
     @staticmethod
     def _bounds(ops, x, y, epsilon, n_classes: int) -> torch.Tensor:
-        """The best of the interval and CROWN margin bounds (B,)."""
+        """The best of the interval and CROWN margin bounds (B,) (``epsilon`` a float or (B, 1, ...))."""
         low, high = input_box(x, epsilon)
         interval = margin_lower_bound(*interval_trace(ops, low, high)[-1], y)
         return torch.maximum(interval, crown_margin_lower_bound(ops, low, high, y, n_classes))
@@ -214,38 +243,72 @@ def fourier_applies(circuit: Circuit, after, n_angles: int) -> bool:
             and all(isinstance(op, AFFINE) for op in after))
 
 
-def in_ball(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float) -> np.ndarray:
-    """Which inputs (B,) lie in the L∞ ball of radius ``epsilon`` around ``x`` and in [0, 1]."""
+def in_ball(x_adv: torch.Tensor, x: torch.Tensor, epsilon) -> np.ndarray:
+    """Which inputs (B,) lie in the L∞ ball of radius ``epsilon`` (a float or one per input) around
+    ``x`` and in [0, 1]."""
     flat = (x_adv - x).reshape(len(x), -1).abs().amax(dim=1)
     inside = (x_adv >= 0).reshape(len(x), -1).all(dim=1) & (x_adv <= 1).reshape(len(x), -1).all(dim=1)
-    return ((flat <= epsilon * (1 + 1e-6)) & inside).numpy()
+    bound = torch.as_tensor(np.asarray(epsilon, dtype=float), dtype=flat.dtype) * (1 + 1e-6)
+    return ((flat <= bound) & inside).numpy()
 
 
 def robust_radii(verifier: Exact, model, x: torch.Tensor, y: torch.Tensor, high: float = 0.5,
                  tolerance: float = 1 / 256) -> dict[str, np.ndarray]:
-    """Each point's robust radius bracketed by bisection on ε: ``certified`` (B,) the largest ε
-    at which ``verifier`` proved it robust, ``attacked`` (B,) the smallest at which it found a
-    counterexample (inf if none up to ``high``); the true radius lies between, and the two meet
-    to within ``tolerance`` unless an ``unknown`` verdict stopped the bisection (``decided``
-    False). A misclassified point has both radii 0."""
-    n = len(x)
-    certified, attacked = np.zeros(n), np.full(n, np.inf)
-    at_high = verifier.verify(model, x, y, high)["verdict"]
-    certified[at_high == "robust"] = high
-    attacked[at_high == "not_robust"] = high
-    clean_wrong = verifier.verify(model, x, y, 0.0)["verdict"] == "not_robust"
-    attacked[clean_wrong] = 0.0
-    decided = np.ones(n, dtype=bool)
-    for i in np.flatnonzero((at_high != "robust") & ~clean_wrong):
-        low, up = 0.0, high
-        while up - low > tolerance:
-            middle = (low + up) / 2
-            verdict = verifier.verify(model, x[i:i + 1], y[i:i + 1], middle)["verdict"][0]
-            if verdict == "unknown":
-                decided[i] = False
-                break
-            low, up = (middle, up) if verdict == "robust" else (low, middle)
-            if verdict == "not_robust":
-                attacked[i] = middle
-        certified[i] = low
-    return {"certified": certified, "attacked": attacked, "decided": decided}
+    """Each point's robust radius bracketed by bisection on ε, per point (B,): ``certified``
+    the largest ε at which ``verifier`` proved it robust, ``refuted`` the smallest at which it
+    found a counterexample (inf if none up to ``high``): the true radius lies between, and
+    ``decided`` where the two lie within ``tolerance`` (an ``unknown`` verdict makes the
+    bisection search below it, so the certified radius stays a proof); ``attacked`` the
+    smallest ε at which the verifier's PGD alone found one (the attack radius, an upper bound;
+    inf if none up to ``high``); ``seconds`` each point's share of the time and
+    ``verifications`` the verifier calls it took. Every point bisects at once: each step is one
+    batched call at every open point's own ε. A misclassified point has every radius 0."""
+    start = time.monotonic()
+    x, y = x.detach().cpu(), y.detach().cpu()
+    attack = ATTACKS["pgd_restarts"](steps=verifier.params.steps, restarts=verifier.params.restarts,
+                                     seed=verifier.seed)
+    model64 = copy.deepcopy(model).double().eval()
+    seconds, verifications = np.zeros(len(x)), np.zeros(len(x), dtype=int)
+
+    def verdicts(index, budgets):
+        found = verifier.verify(model, x[index], y[index], budgets)
+        seconds[index] += found["seconds"]
+        verifications[index] += 1
+        return found["verdict"]
+
+    def broken(index, budgets):
+        radius = torch.as_tensor(budgets, dtype=x.dtype).reshape(len(index), *([1] * (x.dim() - 1)))
+        x_adv = attack.perturb(model, x[index], y[index], radius)
+        fooled = in_ball(x_adv, x[index], budgets) & (margins64(model64, x_adv, y[index]) <= 0)
+        return np.where(fooled, "not_robust", "robust")
+
+    wrong = margins64(model64, x, y) <= 0
+    certified, refuted = _bisect(verdicts, ~wrong, high, tolerance)
+    attacked = _bisect(broken, ~wrong, high, tolerance)[1]
+    attack_seconds = time.monotonic() - start - seconds.sum()
+    return {"certified": certified, "refuted": refuted, "attacked": attacked,
+            "decided": refuted - certified <= tolerance, "seconds": seconds + attack_seconds / max(len(x), 1),
+            "verifications": verifications}
+
+
+def _bisect(verdicts, open_: np.ndarray, high: float, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per point: (largest ε found robust, smallest ε found not robust (inf: none up to
+    ``high``)) for points whose ``verdicts(index, budgets)`` are ``VERDICTS``; points not
+    ``open_`` (misclassified) get (0, 0). An ``unknown`` ε is an upper end to search below."""
+    n = len(open_)
+    low, up = np.zeros(n), np.where(open_, high, 0.0)
+    refuted = np.where(open_, np.inf, 0.0)
+    index = np.flatnonzero(open_)
+    found = verdicts(index, up[index]) if len(index) else np.array([], dtype=str)
+    low[index[found == "robust"]] = high
+    refuted[index[found == "not_robust"]] = high
+    index = index[found != "robust"]
+    while len(index):
+        middle = (low[index] + up[index]) / 2
+        found = verdicts(index, middle)
+        robust = found == "robust"
+        low[index[robust]] = middle[robust]
+        up[index[~robust]] = middle[~robust]
+        refuted[index[found == "not_robust"]] = middle[found == "not_robust"]
+        index = index[up[index] - low[index] > tolerance]
+    return low, refuted

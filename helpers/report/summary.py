@@ -12,6 +12,7 @@ from ..analysis.evaluation import WORST_CASE
 from ..analysis.masking import UNIVERSAL_QUALITY, surviving_models
 from ..analysis.statistics import ALPHA, overlap_ratio
 from .ceiling import ceiling_section
+from .exact import exact_paragraph
 from .defences import defences_section
 from .tables import CLIPPED, difference, interval, markdown_table, robustness_table
 
@@ -226,17 +227,6 @@ def bracket_section(bracket: pd.DataFrame, separations: pd.DataFrame, models) ->
     if separations.empty and len(models) > 1:
         text.append("No certificate separates two models: where the models differ, they differ in what the attacks "
                     "found, not in anything proved.")
-    if "undecided" in bracket:  # a complete verifier ran
-        verified = bracket[(bracket["epsilon"] > 0) & bracket["undecided"].notna()]
-        undecided = verified[verified["undecided"] > 0]
-        closed = [m for m in dict.fromkeys(verified["model"]) if m not in set(undecided["model"])]
-        if closed:
-            text.append("Complete verification (`exact`) decided every point of " + ", ".join(f"`{m}`" for m in closed)
-                        + " at every ε: robust accuracy known exactly on these points.")
-        if not undecided.empty:
-            text.append("Complete verification left open (mean share of points) " + ", ".join(
-                f"`{r.model}` {r.undecided:.3f} at ε={r.epsilon:g}" for r in undecided.itertuples()) + ".")
-        text.append("Its counterexamples count on the attacked side.")
     meet = bracket[(bracket["epsilon"] > 0) & (bracket["exact_runs"] == bracket["n_runs"]) & (bracket["attacked"] > 0)]
     if not meet.empty:
         text.append("Certified and attacked accuracy meet in every run (robust accuracy known exactly on these "
@@ -414,6 +404,7 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
         lines += [f"Area under the {worst.replace('_', ' ')} accuracy-vs-ε curve (normalised by the ε range; "
                   "1 = never fooled): " + ", ".join(f"`{m}` {interval(r)}" for m, r in a.iterrows()) + "."]
     lines += bracket_section(tables["bracket"], tables["separations"], models)
+    lines += exact_paragraph(tables["bracket"], tables["exact_comparisons"], tables["radius_summary"], models)
     lines += ceiling_section(tables, models, {norm: "bracket" if norm == "linf" else f"bracket_{norm}"
                                               for norm in cfg.attack.threat_sections()})
     lines += smoothing_section(cfg, tables["smoothing"], tables["robustness"], models)

@@ -16,6 +16,8 @@ import torch
 from ..analysis.evaluation import (COLUMNS, LARGE_EPSILON_ATTACK, WORST_CASE, certify_models, evaluate_models,
                                    threat_columns)
 from ..analysis.masking import run_checks
+from ..analysis.radii import COLUMNS as RADIUS_COLUMNS
+from ..analysis.radii import radius_records
 from ..attacks import build_attack, predict
 from ..attacks.base import is_stochastic
 from ..config import resolve_device
@@ -76,6 +78,9 @@ def _attack_run(cfg, run: int, seed: int):
                                           worst, units=certify_unit,
                                           l2_epsilons=section.l2.epsilons if "l2" in threats else None,
                                           worst_l2=worst_l2)
+    radii = radius_records(models, x_test[keep], y_test[keep], cfg.certify, seed, units=certify_unit)
+    if radii:  # each verified point's robust radius (certify.exact.radius_points)
+        results["radii"] = radii
     if section.universal is not None:  # universal perturbations (own units; helpers/stages/universal.py)
         results.update(universal_run(cfg, run, seed, loaded, x_test[keep], y_test[keep], worst, units, shared))
     tables = {key: [{"run": run, "seed": seed, **r} for r in records] for key, records in results.items()}
@@ -88,12 +93,14 @@ def _attack_run(cfg, run: int, seed: int):
 
 def planned_units(cfg) -> int:
     """The units of one run before escalation, were every certificate to apply to every model:
-    each attack at each ε, PGD at the masking budgets, each L∞ certificate at each ε and each
-    L2 certificate once, per model (the progress bar's plan; each finished run corrects it)."""
+    each attack at each ε, PGD at the masking budgets, each L∞ certificate at each ε it runs at, each
+    L2 certificate and the radii once, per model (the progress bar's plan; each finished run corrects it)."""
     attacks = {(a, float(e)) for a in cfg.attack.methods for e in cfg.attack.epsilons}
     attacks |= {(LARGE_EPSILON_ATTACK, float(e)) for e in cfg.attack.masking_epsilons}
     linf = [c for c in cfg.certify.methods if "linf" in CERTIFICATES[c].norms]
-    certificates = len(linf) * len(cfg.attack.epsilons) + len(cfg.certify.methods) - len(linf)
+    certificates = sum(CERTIFICATES[c](cfg.certify.params[c]).runs_at(float(e))
+                       for c in linf for e in cfg.attack.epsilons) + len(cfg.certify.methods) - len(linf)
+    certificates += "radii" in stage_columns(cfg)  # one radius unit per model
     if cfg.attack.l2 is not None:
         l2 = cfg.attack.l2
         attacks |= {(a, float(e)) for a in l2.methods for e in l2.epsilons}
@@ -106,12 +113,17 @@ def stage_columns(cfg) -> dict[str, list[str]]:
     """The attack stage's tables and their columns: ``COLUMNS`` (L∞), and with ``attack.l2``
     the L2 threat model's tables, each named ``<table>_l2``, and with ``attack.universal`` the
     universal perturbations' tables (a config without either writes exactly the L∞ tables,
-    byte for byte as before)."""
+    byte for byte as before); with ``exact`` in ``certify.methods`` the certified table's
+    complete-verifier columns and, with its ``radius_points``, ``radii``."""
     columns = dict(COLUMNS)
     if cfg.attack.l2 is not None:
         columns.update({f"{key}_l2": value for key, value in threat_columns("l2").items()})
     if cfg.attack.universal is not None:
         columns.update(UNIVERSAL_COLUMNS)
+    if "exact" in cfg.certify.methods:  # a complete verifier's shares, and what its counterexamples leave
+        columns["certified"] = [*columns["certified"], "refuted", "undecided", "upper"]
+        if cfg.certify.params["exact"].radius_points:
+            columns["radii"] = RADIUS_COLUMNS
     return columns
 
 

@@ -18,6 +18,7 @@ from ..data import run_seeds, stratified_subset, subset_seed
 from ..analysis.ceiling import with_ceiling
 from ..report.ceiling import ceiling_curve, ceiling_table
 from ..report.defences import defences_table, shown_epsilon
+from ..report.exact import RADIUS_SUMMARY_COLUMNS, exact_comparisons, plot_radii, radius_summary
 from ..report.tables import hardware_table
 from ..report.summary import headline_attack, write_summary
 from ..store.files import read_arrays, read_csv, save_figure, write_csv, write_text
@@ -25,6 +26,7 @@ from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
 from . import progress
 from ..registry import CERTIFICATES
+from .attack import stage_columns
 from .inputs import load_test_split, stochastic_models
 
 FAITHFULNESS = ("infidelity_clean", "infidelity_adv", "sensitivity_clean", "sensitivity_adv")
@@ -35,7 +37,8 @@ L2_INPUTS = ("robustness_l2", "transfer_l2", "large_epsilon_l2", "convergence_l2
 L2_OUTPUTS = ("stats_l2", "auc_l2", "paired_tests_l2", "bracket_l2", "separations_l2", "masking_runs_l2", "masking_checks_l2", "minimum_norm_summary_l2")
 UNIVERSAL_OUTPUTS = ("universal_stats", "universal_tests")
 OUTPUTS = ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
-           "auc", "bracket", "ceiling", "separations", "smoothing", "hardware", "defences", "attribution_metrics", "attribution_summary")
+           "auc", "bracket", "ceiling", "separations", "exact_comparisons", "radius_summary", "smoothing", "hardware",
+           "defences", "attribution_metrics", "attribution_summary")
 
 
 def read_tables(cfg, names) -> dict[str, pd.DataFrame]:
@@ -133,7 +136,10 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
       accuracy and their gap, beside the data's ceiling (``ceiling``: per run, threat model
       and ε, what any classifier could reach on the attacked points; ``report.ceiling_seconds``);
       ``separations``: where one model's certified accuracy exceeds
-      another's attacked accuracy in every run;
+      another's attacked accuracy in every run; ``exact_comparisons``: where the complete
+      verifier ran, per pair of models and ε, the runs in which one is exactly more robust on
+      the verified points; ``radius_summary``: per model, the verified points' certified and
+      attack radii (``certify.exact.radius_points``; empty otherwise);
     - ``hardware``: where circuits have noise or shots, each circuit's settings beside its
       clean, certified and attacked accuracy per ε (empty otherwise);
     - ``defences``: where models are defended, each defended model and its undefended sibling
@@ -185,6 +191,9 @@ def compute_tables(cfg, inputs: dict[str, pd.DataFrame]) -> dict[str, pd.DataFra
         "bracket": bracket,
         "ceiling": ceiling,
         "separations": bracket_separations(linf, robustness, models),
+        "exact_comparisons": exact_comparisons(linf, models),
+        "radius_summary": radius_summary(keep(inputs["radii"]), cfg.certify.params["exact"].radius_high, ratio)
+        if "radii" in inputs else pd.DataFrame(columns=RADIUS_SUMMARY_COLUMNS),
         "smoothing": summarize_runs(certified[(certified["norm"] == "l2") & smoothed],
                                     ["model", "certificate", "epsilon"], "accuracy", ratio=ratio, bounds=ACCURACY_BOUNDS),
         "hardware": hardware_table(bracket, cfg.section("models")),
@@ -307,6 +316,8 @@ def write_figures(cfg) -> list[str]:
             boundaries, models, cfg.interpret.epsilon, list(cfg.dataset.class_names))
     if cfg.attack.universal is not None:
         drawn.update(universal_figures(cfg, models))
+    if "radii" in stage_columns(cfg):
+        drawn["radii"] = plot_radii(read_tables(cfg, ("radii",))["radii"], models, cfg.certify.params["exact"].radius_high)
     for name, fig in drawn.items():
         save_figure(fig, layout.figure(name))
         figures.plt.close(fig)
@@ -349,7 +360,7 @@ def run(cfg, log=None) -> dict[str, pd.DataFrame]:
     layout = Layout(cfg.results_dir)
     begin_stage(cfg, "report")
     with progress.StageBar("report", total=3, unit="step") as bar:
-        inputs = read_tables(cfg, INPUTS)
+        inputs = read_tables(cfg, (*INPUTS, *(["radii"] if "radii" in stage_columns(cfg) else [])))
         inputs["ceiling"] = ceiling_table(cfg, lambda run: attacked_points(cfg, run))  # from the data, not a model
         tables = compute_tables(cfg, inputs)
         for name, table in tables.items():

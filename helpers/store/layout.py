@@ -28,10 +28,13 @@ TABLES = {
                                                 "minimum_norm_summary")},
     "universal": "universal.csv",               # attack: universal perturbations per model, run, ε and target class
     "universal_transfer": "universal_transfer.csv",  # attack: each model's universal perturbation on every model
+    "radii": "radii.csv",                       # attack, with certify.exact.radius_points: each point's robust radii
     "escalation_checks": "escalation_checks.csv",  # report: each flagged check after escalation
     "bracket": "bracket.csv",                   # report: certified and attacked accuracy per model and ε (+ the ceiling)
     "ceiling": "ceiling.csv",                   # report: the data's own ceiling per run, norm and ε (analysis.ceiling)
     "separations": "separations.csv",           # report: where a certified accuracy beats an attacked one
+    "exact_comparisons": "exact_comparisons.csv",  # report: where complete verification orders two models, per run
+    "radius_summary": "radius_summary.csv",     # report: certified and attack radii per model (radii.csv)
     "smoothing": "smoothing.csv",               # report: the smoothed classifiers' certified accuracy per L2 radius
     "hardware": "hardware.csv",                 # report: each circuit's noise and shots beside its bracket
     "defences": "defences.csv",                 # report: each defended model and its baseline, per ε (trade-off)
