@@ -171,6 +171,23 @@ def shipped_studies() -> list[str]:
     return line.split(":=", 1)[1].split()
 
 
+def study_costs(study: str, top: int = 12) -> str:
+    """A shipped study's ``costs.csv``: each stage's wall time, then its costliest kinds of unit."""
+    import pandas as pd
+
+    from .report.costs import by
+
+    path = ROOT / "results" / study / "costs.csv"
+    if not path.is_file():
+        return f"Not measured yet: run `make all CONFIG=configs/{study}.yaml`, then `make docs`."
+    costs = pd.read_csv(path)
+    walls = costs[costs["kind"] == "stage"][["stage", "seconds"]].rename(columns={"seconds": "wall seconds"})
+    groups = by(costs, ["stage", "kind", "name"]).head(top)
+    groups = groups.assign(seconds=groups["seconds"].map("{:.1f}".format), share=groups["share"].map("{:.1%}".format))
+    walls = walls.assign(**{"wall seconds": walls["wall seconds"].map("{:.0f}".format)})
+    return markdown_table(walls.to_dict("records")) + "\n\n" + markdown_table(groups.to_dict("records"))
+
+
 def ceiling_cost() -> str:
     """Per shipped study, what its ``ceiling.csv`` cost: points per run, the (run, norm, ε)
     ceilings, how many are exact, the seconds they took in all and at most."""
@@ -266,6 +283,7 @@ BLOCKS = {
     "default-l2-bracket": lambda: summary_part("default", "L2 bracket", "table"),
     "default-ceiling": lambda: summary_part("default", "The ceiling in L∞"),
     "ceiling-cost": ceiling_cost,
+    "default-costs": lambda: study_costs("default"),
     "default-ceiling-l2": lambda: summary_part("default", "The ceiling in L2"),
     "moons-ceiling": lambda: summary_part("moons", "The ceiling in L∞"),
     "plus-minus-ceiling": lambda: summary_part("plus_minus_study", "The ceiling in L∞"),

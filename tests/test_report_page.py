@@ -99,6 +99,20 @@ def test_key_numbers_are_the_tables_values_at_the_reference_budget(tmp_path):
     assert older["certified"].isna().all() and older.set_index("model").loc["mlp", "attacked"] == pytest.approx(0.7)
 
 
+def test_the_index_shows_the_exact_share_where_complete_verification_ran(tmp_path):
+    layout = experiment(tmp_path, "verified", primary_epsilon=0.1)
+    bracket = pd.read_csv(layout.table("bracket"))
+    ran = bracket["epsilon"] == 0.1
+    bracket.loc[ran, ["exact", "exact_low", "exact_high", "undecided"]] = [0.6, 0.55, 0.65, 0.05]
+    bracket.to_csv(layout.table("bracket"), index=False)
+    table, _ = key_numbers(layout.root)
+    assert table["exact"].tolist() == [0.6, 0.6] and table["undecided"].tolist() == [0.05, 0.05]
+    page = index_html(tmp_path)
+    assert "exact at ε = 0.1 (verified points)" in page and "(0.050 open)" in page
+    plain = index_html(experiment(tmp_path / "other", "plain", primary_epsilon=0.1).root.parent)
+    assert "verified points" not in plain  # no column where it did not run
+
+
 def test_index_lists_every_experiment_and_links_only_files_that_exist(tmp_path):
     with_page = experiment(tmp_path, "alpha", primary_epsilon=0.3)
     with_page.report_page.write_text("<html></html>")

@@ -100,3 +100,34 @@ def test_a_changed_model_is_retrained_and_attacked_again(copy):
     copy.run("train", "attack")
     after = copy.units()
     assert {path for path in before if after[path] != before[path]} == {path for path in before if "/mlp/" in path}
+
+
+def test_every_unit_says_what_it_cost_and_a_reused_unit_keeps_its_cost(copy):
+    """attack_costs.csv lists each unit file once, with the seconds its computation took;
+    run again, every unit is reused and reports the same seconds; costs.csv sums them per
+    kind of unit and carries each stage's wall time."""
+    from helpers.report.costs import costs_table
+    from helpers.store.layout import Layout
+
+    first = pd.read_csv(copy.results / "attack_costs.csv")
+    assert len(first) == len(copy.units()) and not first["reused"].any() and (first["seconds"] > 0).all()
+    assert set(first["kind"]) == {"attack", "certificate"} and set(first["name"]) >= {"fgsm", "pgd", "square", "interval"}
+    copy.run("train", "attack")
+    again = pd.read_csv(copy.results / "attack_costs.csv")
+    assert again["reused"].all() and again["seconds"].tolist() == first["seconds"].tolist()
+    costs = costs_table(Layout(copy.results))
+    units = costs[costs["stage"] == "attack"]
+    assert units["seconds"].sum() == pytest.approx(first["seconds"].sum()) and units["units"].sum() == len(first)
+    assert {"train", "attack"} <= set(costs.loc[costs["kind"] == "stage", "stage"])
+
+
+def test_a_unit_path_reads_back_as_what_it_names(tmp_path):
+    from helpers.store.layout import Layout
+
+    layout = Layout(tmp_path)
+    assert layout.describe_unit(layout.attack_unit(3, "vqc", "apgd_ce", 0.05)) == {
+        "model": "vqc", "kind": "attack", "name": "apgd_ce", "epsilon": 0.05}
+    assert layout.describe_unit(layout.certify_unit(0, "cnn", "exact-radius", None))["name"] == "exact-radius"
+    universal = layout.describe_unit(layout.universal_unit(1, "mlp", 0.1, 2))
+    assert universal["kind"] == "universal" and universal["epsilon"] == 0.1
+    assert layout.describe_unit(layout.interpret_unit(0, "mlp", "saliency"))["kind"] == "attribution"

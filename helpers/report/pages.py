@@ -105,7 +105,9 @@ def key_numbers(results_dir: str | Path) -> tuple[pd.DataFrame, float | None]:
     bound, ``attacked``: upper bound), each a mean over runs with its interval; read from
     ``stats.csv`` and ``bracket.csv``. Returns the table (empty without ``stats.csv``) and ε.
     Where the bracket table is absent (results made before certificates), ``attacked`` comes
-    from the worst case in ``stats.csv`` and ``certified`` is missing."""
+    from the worst case in ``stats.csv`` and ``certified`` is missing. Where complete
+    verification ran at that ε, ``exact`` (the share of its verified points proved robust, with
+    its interval) and ``undecided`` (the share it left open)."""
     layout = Layout(results_dir)
     config = yaml.safe_load(layout.config.read_text()) if layout.config.is_file() else {}
     if not layout.table("stats").is_file():
@@ -124,6 +126,8 @@ def key_numbers(results_dir: str | Path) -> tuple[pd.DataFrame, float | None]:
             at = bracket[(bracket["model"] == model) & (bracket["epsilon"] == epsilon)]
             row.update(interval("certified", at, "certified", "certified_low", "certified_high"))
             row.update(interval("attacked", at, "attacked", "attacked_low", "attacked_high"))
+            if "exact" in bracket and not at.empty and pd.notna(at["exact"].iloc[0]):  # complete verification ran
+                row.update(interval("exact", at, "exact", "exact_low", "exact_high"), undecided=float(at["undecided"].iloc[0]))
         else:
             row.update(interval("certified", None, "", "", ""))
             row.update(interval("attacked", mine[mine["epsilon"] == epsilon], "mean", "ci_low", "ci_high"))
@@ -141,10 +145,12 @@ def interval(name: str, rows: pd.DataFrame | None, mean: str, low: str, high: st
 
 
 def _cell(table: pd.Series, name: str) -> str:
-    if pd.isna(table[name]):
-        return "<td class='missing'>no certificate</td>" if name == "certified" else "<td class='missing'>–</td>"
+    if pd.isna(table.get(name, float("nan"))):
+        return {"certified": "<td class='missing'>no certificate</td>",
+                "exact": "<td class='missing'>not verified</td>"}.get(name, "<td class='missing'>–</td>")
+    left = f" <span class='ci'>({table['undecided']:.3f} open)</span>" if name == "exact" and table["undecided"] > 0 else ""
     return (f"<td>{table[name]:.3f} <span class='ci'>[{max(0.0, table[f'{name}_low']):.3f}, "
-            f"{min(1.0, table[f'{name}_high']):.3f}]</span></td>")
+            f"{min(1.0, table[f'{name}_high']):.3f}]</span>{left}</td>")
 
 
 def index_html(results_root: str | Path) -> str:
@@ -170,10 +176,13 @@ def index_html(results_root: str | Path) -> str:
                          f"{html.escape(folder.name)}.yaml</code> writes them.</p>")
         else:
             at = "" if epsilon is None else f" at ε = {epsilon:g}"
+            exact = "exact" in table
             parts.append("<table><thead><tr><th>model</th><th>clean accuracy</th>"
-                         f"<th>certified{at} (lower bound)</th><th>attacked{at} (upper bound)</th></tr></thead><tbody>")
+                         f"<th>certified{at} (lower bound)</th><th>attacked{at} (upper bound)</th>"
+                         + (f"<th>exact{at} (verified points)</th>" if exact else "") + "</tr></thead><tbody>")
             parts += [f"<tr><td><code>{html.escape(str(r['model']))}</code></td>{_cell(r, 'clean')}"
-                      f"{_cell(r, 'certified')}{_cell(r, 'attacked')}</tr>" for _, r in table.iterrows()]
+                      f"{_cell(r, 'certified')}{_cell(r, 'attacked')}{_cell(r, 'exact') if exact else ''}</tr>"
+                      for _, r in table.iterrows()]
             parts.append("</tbody></table>")
         sections.append("\n".join(parts) + "</section>")
     body = "\n".join(sections) or "<p>No experiment under results/ yet: <code>make all</code> writes one.</p>"
@@ -189,7 +198,8 @@ th, td {{ border-bottom: 1px solid #ccc; padding: 0.3em 0.8em; text-align: left;
 <h1>Experiments under results/</h1>
 <p>Accuracy on held-out test points: mean over runs, with the 95% interval across runs in brackets
 (each experiment's summary says how it was computed). The robust accuracy lies between the certified lower
-bound and the attacked upper bound (the per-sample worst case over every attack).</p>
+bound and the attacked upper bound (the per-sample worst case over every attack); where complete verification
+ran, its column is the robust accuracy on the points it verified, with the share it left open.</p>
 {body}
 </body></html>
 """

@@ -12,6 +12,7 @@ from ..analysis.evaluation import WORST_CASE
 from ..analysis.masking import UNIVERSAL_QUALITY, surviving_models
 from ..analysis.statistics import ALPHA, overlap_ratio
 from .ceiling import ceiling_section
+from .costs import costs_paragraph
 from .exact import exact_paragraph
 from .defences import defences_section
 from .tables import CLIPPED, difference, interval, markdown_table, robustness_table
@@ -423,6 +424,7 @@ def write_summary(cfg, tables: dict[str, pd.DataFrame]) -> str:
     lines += attribution_section(cfg, tables["attribution_summary"], models)
     if not tables["attribution_metrics"].empty:
         lines += faithfulness_section(tables["attribution_metrics"], models)
+    lines += costs_paragraph(tables.get("costs", pd.DataFrame()))
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from ..registry import ATTACKS, CERTIFICATES
 from ..store.files import save_arrays, write_csv
 from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
-from ..store.units import Units, stage_code_hash, unit_key
+from ..store.units import COST_COLUMNS, Units, stage_code_hash, unit_costs, unit_key
 from . import progress
 from .execution import map_runs
 from .inputs import load_models, load_test_split
@@ -83,6 +83,7 @@ def _attack_run(cfg, run: int, seed: int):
         results["radii"] = radii
     if section.universal is not None:  # universal perturbations (own units; helpers/stages/universal.py)
         results.update(universal_run(cfg, run, seed, loaded, x_test[keep], y_test[keep], worst, units, shared))
+    results["attack_costs"] = unit_costs(units, layout)
     tables = {key: [{"run": run, "seed": seed, **r} for r in records] for key, records in results.items()}
     worst = [r for r in results["robustness"] if r["attack"] == WORST_CASE and r["epsilon"] == max(section.epsilons)]
     message = (f"run {run}: worst case at ε={max(section.epsilons):g}: "
@@ -115,7 +116,7 @@ def stage_columns(cfg) -> dict[str, list[str]]:
     universal perturbations' tables (a config without either writes exactly the L∞ tables,
     byte for byte as before); with ``exact`` in ``certify.methods`` the certified table's
     complete-verifier columns and, with its ``radius_points``, ``radii``."""
-    columns = dict(COLUMNS)
+    columns = {**COLUMNS, "attack_costs": COST_COLUMNS}
     if cfg.attack.l2 is not None:
         columns.update({f"{key}_l2": value for key, value in threat_columns("l2").items()})
     if cfg.attack.universal is not None:

@@ -39,18 +39,19 @@ STAGES = {
                    ("train_history", "models")),
     "attack": Stage("attack", "02_attack", ("train",), ("attack", "certify", "interpret"),
                     ("helpers/attacks", "helpers/threats", "helpers/certificates", "helpers/analysis/evaluation.py",
-                     "helpers/stages/inputs.py", "helpers/stages/attack.py", "helpers/stages/universal.py"),
+                     "helpers/analysis/radii.py", "helpers/stages/inputs.py", "helpers/stages/attack.py",
+                     "helpers/stages/universal.py"),
                     ("robustness", "transfer", "large_epsilon", "by_class", "convergence", "certified",
                      "attack_traces", "escalation", "decision_boundaries", "universal", "universal_transfer",
-                     "universal_perturbations")),
+                     "universal_perturbations", "radii", "attack_costs")),
     "interpret": Stage("interpret", "03_interpret", ("train",), ("attack", "interpret"),
                        ("helpers/explain", "helpers/attacks", "helpers/stages/inputs.py", "helpers/stages/interpret.py"),
-                       ("attribution_stability", "attribution_maps")),
+                       ("attribution_stability", "attribution_maps", "interpret_costs")),
     "report": Stage("report", "04_report", ("attack", "interpret"), ("report",),
                     ("helpers/analysis", "helpers/report", "helpers/stages/inputs.py", "helpers/stages/report.py"),
                     ("stats", "class_stats", "masking_checks", "masking_runs", "escalation_checks", "paired_tests", "power",
                      "auc", "bracket", "ceiling", "separations", "smoothing", "attribution_metrics", "attribution_summary",
-                     "universal_stats", "universal_tests")),
+                     "universal_stats", "universal_tests", "exact_comparisons", "radius_summary", "costs")),
 }
 # Code of a stage whose units put its hash into their own keys: left out of the stage's shared
 # code hash, so editing it recomputes those units only (universal perturbations), not every unit.

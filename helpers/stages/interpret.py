@@ -20,7 +20,7 @@ from ..registry import ATTACKS, ATTRIBUTIONS
 from ..store.files import save_arrays, write_csv
 from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
-from ..store.units import Units, stage_code_hash, unit_key
+from ..store.units import COST_COLUMNS, Units, stage_code_hash, unit_costs, unit_key
 from . import progress
 from .execution import map_runs
 from .inputs import load_models, load_test_split
@@ -120,7 +120,8 @@ def _interpret_run(cfg, run: int, seed: int):
         frames.append(pd.DataFrame(rows))
     message = (f"run {run}: attributions for {len(cfg.models)} models x {len(it.methods)} methods "
                f"on {len(x)} images ({units.computed} units computed, {units.reused} reused)")
-    return (pd.concat(frames, ignore_index=True), panel if run == 0 else None), message
+    costs = pd.DataFrame(unit_costs(units, layout), columns=COST_COLUMNS).assign(run=run, seed=seed)
+    return (pd.concat(frames, ignore_index=True), panel if run == 0 else None, costs), message
 
 
 def run(cfg, log=None) -> pd.DataFrame:
@@ -138,8 +139,10 @@ def run(cfg, log=None) -> pd.DataFrame:
     begin_stage(cfg, "interpret")
     results = map_runs(cfg, _interpret_run, log, stage="interpret",
                        units_per_run=len(cfg.models) * len(cfg.interpret.methods))
-    stability = pd.concat([frame for frame, _ in results], ignore_index=True)
+    stability = pd.concat([frame for frame, _, _ in results], ignore_index=True)
     write_csv(stability, layout.table("attribution_stability"))
+    costs = pd.concat([frame for _, _, frame in results], ignore_index=True)
+    write_csv(costs[["run", "seed", *COST_COLUMNS]], layout.table("interpret_costs"))
     save_arrays(layout.arrays("attribution_maps"), **results[0][1])
     finish_stage(cfg, "interpret")
     return stability

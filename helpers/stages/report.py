@@ -18,6 +18,8 @@ from ..data import run_seeds, stratified_subset, subset_seed
 from ..analysis.ceiling import with_ceiling
 from ..report.ceiling import ceiling_curve, ceiling_table
 from ..report.defences import defences_table, shown_epsilon
+from ..report.costs import COLUMNS as COST_COLUMNS
+from ..report.costs import costs_table, plot_costs
 from ..report.exact import RADIUS_SUMMARY_COLUMNS, exact_comparisons, plot_radii, radius_summary
 from ..report.tables import hardware_table
 from ..report.summary import headline_attack, write_summary
@@ -316,6 +318,9 @@ def write_figures(cfg) -> list[str]:
             boundaries, models, cfg.interpret.epsilon, list(cfg.dataset.class_names))
     if cfg.attack.universal is not None:
         drawn.update(universal_figures(cfg, models))
+    costs = layout.table("costs")
+    if costs.is_file() and not read_csv(costs).empty:
+        drawn["costs"] = plot_costs(read_csv(costs))
     if "radii" in stage_columns(cfg):
         drawn["radii"] = plot_radii(read_tables(cfg, ("radii",))["radii"], models, cfg.certify.params["exact"].radius_high)
     for name, fig in drawn.items():
@@ -347,6 +352,8 @@ def write_summary_file(cfg) -> str:
     outputs = (*OUTPUTS, *(L2_OUTPUTS if cfg.attack.l2 is not None else ()),
                *(UNIVERSAL_OUTPUTS if cfg.attack.universal is not None else ()))
     tables = read_tables(cfg, ("models", "large_epsilon", "robustness", *outputs))
+    costs = Layout(cfg.results_dir).table("costs")
+    tables["costs"] = read_csv(costs) if costs.is_file() else pd.DataFrame(columns=COST_COLUMNS)
     tables["large_epsilon"] = without_degenerate(cfg, tables["large_epsilon"], degenerate_runs(tables["models"]))
     text = write_summary(cfg, tables)
     write_text(text, Layout(cfg.results_dir).summary)
@@ -363,6 +370,7 @@ def run(cfg, log=None) -> dict[str, pd.DataFrame]:
         inputs = read_tables(cfg, (*INPUTS, *(["radii"] if "radii" in stage_columns(cfg) else [])))
         inputs["ceiling"] = ceiling_table(cfg, lambda run: attacked_points(cfg, run))  # from the data, not a model
         tables = compute_tables(cfg, inputs)
+        tables["costs"] = costs_table(layout)  # from the stages' unit times and provenance, not from inputs
         for name, table in tables.items():
             write_csv(table, layout.table(name))
         bar.update()

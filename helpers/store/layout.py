@@ -29,6 +29,9 @@ TABLES = {
     "universal": "universal.csv",               # attack: universal perturbations per model, run, ε and target class
     "universal_transfer": "universal_transfer.csv",  # attack: each model's universal perturbation on every model
     "radii": "radii.csv",                       # attack, with certify.exact.radius_points: each point's robust radii
+    "attack_costs": "attack_costs.csv",         # attack: the seconds of every unit (model, kind, name, ε, run)
+    "interpret_costs": "interpret_costs.csv",   # interpret: the same for its units
+    "costs": "costs.csv",                       # report: where the time goes, per stage, kind, name, model and ε
     "escalation_checks": "escalation_checks.csv",  # report: each flagged check after escalation
     "bracket": "bracket.csv",                   # report: certified and attacked accuracy per model and ε (+ the ceiling)
     "ceiling": "ceiling.csv",                   # report: the data's own ceiling per run, norm and ε (analysis.ceiling)
@@ -135,6 +138,19 @@ class Layout:
     def interpret_unit(self, run: int, model: str, method: str) -> Path:
         """The interpret stage's unit: one attribution method on one model of one run."""
         return self.units("interpret", run) / model / f"{method}.npz"
+
+    def describe_unit(self, path: str | Path) -> dict:
+        """What a unit path above names: ``model``, ``kind`` (attack, certificate, universal,
+        attribution), ``name`` (the attack, certificate or method; a certificate's extra threat
+        model or radius table after a dash) and ``epsilon`` (NaN for a unit of every budget)."""
+        parts = Path(path).relative_to(self.root / "units").parts  # stage, run, model, ...
+        model, rest = parts[2], parts[3:]
+        if len(rest) == 1:
+            return {"model": model, "kind": "attribution", "name": Path(rest[0]).stem, "epsilon": float("nan")}
+        folder, stem = rest[0], Path(rest[1]).stem
+        kind = "certificate" if folder.startswith("certificate-") else "universal" if folder == "universal" else "attack"
+        epsilon = float(stem[3:].split("-target")[0]) if stem.startswith("eps") else float("nan")
+        return {"model": model, "kind": kind, "name": folder.removeprefix("certificate-"), "epsilon": epsilon}
 
 
 def index_page(results_root: str | Path) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 from .files import read_arrays, save_arrays
 
 KEY = "__key__"
+SECONDS = "__seconds__"  # what computing the unit took (wall seconds), kept beside its arrays
 
 
 def unit_key(**parts) -> str:
@@ -32,23 +34,26 @@ class Units:
 
     ``on_unit(reused)`` (optional) hears of each unit the first time ``get`` finishes it (a
     progress bar); a unit asked for again (the escalation pass reuses the first pass's) is
-    counted once.
+    counted once. ``costs`` lists each unit once: its path, the seconds computing it took
+    (saved with it, so a reused unit reports what it cost when it was computed; NaN for a unit
+    saved before units were timed) and whether it was reused.
     """
 
     def __init__(self, on_unit=None):
         self.reused = self.computed = 0
         self.on_unit = on_unit
         self._seen: set[str] = set()
+        self.costs: list[dict] = []
 
-    def _read(self, path, key: str, needs: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    def _read(self, path, key: str, needs: tuple[str, ...]) -> tuple[dict[str, np.ndarray] | None, float]:
         arrays = read_arrays(path)
         if arrays is None or str(arrays.pop(KEY, "")) != key or not set(needs) <= set(arrays):
-            return None
-        return arrays
+            return None, np.nan
+        return arrays, float(arrays.pop(SECONDS, np.nan))
 
     def load(self, path: str | Path, key: str, needs: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
         """The unit at ``path`` if it was produced under ``key`` and holds the arrays ``needs``."""
-        arrays = self._read(path, key, needs)
+        arrays, _ = self._read(path, key, needs)
         if arrays is not None:
             self.reused += 1
         return arrays
@@ -59,22 +64,25 @@ class Units:
 
     def get(self, path: str | Path, key: str, compute, needs: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
         """The unit at ``path`` under ``key``, computed by ``compute()`` (a dict of arrays) and
-        saved if it is missing, stale or lacks ``needs``."""
-        arrays = self._read(path, key, needs)
+        saved (with the seconds it took) if it is missing, stale or lacks ``needs``."""
+        arrays, seconds = self._read(path, key, needs)
         reused = arrays is not None
         if not reused:
+            start = time.perf_counter()
             try:
                 arrays = compute()
             except Exception as error:  # the failed run's report names the unit (stages.execution)
                 error.add_note(f"while computing the unit {path}")
                 raise
-            save_arrays(path, **arrays, **{KEY: np.array(key)})
+            seconds = time.perf_counter() - start
+            save_arrays(path, **arrays, **{KEY: np.array(key), SECONDS: np.array(seconds)})
         # A unit asked for again in the same stage (escalation asks for the configured attacks
         # once more) and found on disk is the same unit: counted once. A computation always counts.
         seen = str(path) in self._seen
         self._seen.add(str(path))
         if reused and seen:
             return arrays
+        self.costs.append({"path": str(path), "seconds": seconds, "reused": reused})
         if reused:
             self.reused += 1
         else:
@@ -86,6 +94,16 @@ class Units:
     def merge(self, other: "Units") -> None:
         self.reused += other.reused
         self.computed += other.computed
+        self.costs += other.costs
+
+
+COST_COLUMNS = ["model", "kind", "name", "epsilon", "seconds", "reused"]
+
+
+def unit_costs(units: Units, layout) -> list[dict]:
+    """One record per unit ``units`` finished (``COST_COLUMNS``): what it is
+    (``Layout.describe_unit``), the seconds computing it took and whether this stage reused it."""
+    return [{**layout.describe_unit(c["path"]), "seconds": c["seconds"], "reused": c["reused"]} for c in units.costs]
 
 
 @lru_cache(maxsize=None)
