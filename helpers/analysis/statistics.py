@@ -312,13 +312,20 @@ def bracket_separations(certified: pd.DataFrame, robustness: pd.DataFrame, model
     upper = robustness[(robustness["attack"] == "worst_case") & (robustness["epsilon"] > 0)]
     low = lower.pivot_table(index=["epsilon", "run"], columns="model", values="accuracy")
     high = upper.pivot_table(index=["epsilon", "run"], columns="model", values="accuracy")
-    rows = []
+    rows = [{"model_a": a, "model_b": b, "epsilon": epsilon, "smallest_margin": float(margin.min()),
+             "mean_margin": float(margin.mean()), "n_runs": len(margin)}
+            for a, b, epsilon, margin in pair_margins(low, high, models) if (margin > 0).all()]
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "epsilon", "smallest_margin", "mean_margin", "n_runs"])
+
+
+def pair_margins(lower: pd.DataFrame, upper: pd.DataFrame, models):
+    """For every ordered pair (a, b) of ``models`` and ε: (a, b, ε, a's ``lower`` minus b's
+    ``upper`` per run), from two tables indexed by (epsilon, run) with a column per model;
+    runs where either is missing are left out, and a pair and ε with no run is skipped."""
     for a in models:
         for b in models:
-            if a == b or a not in low or b not in high:
+            if a == b or a not in lower or b not in upper:
                 continue
-            for epsilon, g in (low[a] - high[b]).groupby(level="epsilon"):
-                if len(g.dropna()) and (g.dropna() > 0).all():
-                    rows.append({"model_a": a, "model_b": b, "epsilon": epsilon, "smallest_margin": float(g.min()),
-                                 "mean_margin": float(g.mean()), "n_runs": int(g.notna().sum())})
-    return pd.DataFrame(rows, columns=["model_a", "model_b", "epsilon", "smallest_margin", "mean_margin", "n_runs"])
+            for epsilon, margin in (lower[a] - upper[b]).groupby(level="epsilon"):
+                if len(margin.dropna()):
+                    yield a, b, epsilon, margin.dropna()

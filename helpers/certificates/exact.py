@@ -36,6 +36,7 @@ from .bounds import AFFINE, MARGIN, bounds_apply, circuit_margin_bound, crown_ma
 from .milp import LINEAR, SHAPE_ONLY, affine64, crown_margins, decide_margins, encodable, op_inputs
 
 VERDICTS = ("robust", "not_robust", "unknown")
+ATTACK_GRID = 8  # budgets the attack radius scans before it bisects (robust_radii)
 
 
 def margins64(model64, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
@@ -283,26 +284,46 @@ def robust_radii(verifier: Exact, model, x: torch.Tensor, y: torch.Tensor, high:
         return np.where(fooled, "not_robust", "robust")
 
     wrong = margins64(model64, x, y) <= 0
-    certified, refuted = _bisect(verdicts, ~wrong, high, tolerance)
-    attacked = _bisect(broken, ~wrong, high, tolerance)[1]
+    certified, refuted = _bisect(verdicts, *_first_at(verdicts, ~wrong, [high]), tolerance)
+    # PGD is not monotone in ε (a large step can overshoot what a small one finds), so the
+    # attack first scans a grid of budgets and bisects below the smallest one it breaks.
+    grid = high * np.arange(1, ATTACK_GRID + 1) / ATTACK_GRID
+    attacked = _bisect(broken, *_first_at(broken, ~wrong, grid), tolerance)[1]
     attack_seconds = time.monotonic() - start - seconds.sum()
     return {"certified": certified, "refuted": refuted, "attacked": attacked,
             "decided": refuted - certified <= tolerance, "seconds": seconds + attack_seconds / max(len(x), 1),
             "verifications": verifications}
 
 
-def _bisect(verdicts, open_: np.ndarray, high: float, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per point: (largest ε found robust, smallest ε found not robust (inf: none up to
-    ``high``)) for points whose ``verdicts(index, budgets)`` are ``VERDICTS``; points not
-    ``open_`` (misclassified) get (0, 0). An ``unknown`` ε is an upper end to search below."""
+def _first_at(verdicts, open_: np.ndarray, budgets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per point, from ``verdicts`` at each of the increasing ``budgets`` (all open points
+    at once): (largest budget found robust below the first found not robust, that first one,
+    the smallest ε found not robust so far (inf: none)). Points not ``open_`` (misclassified)
+    get (0, 0, 0); a point never found not robust gets (last robust budget, its largest
+    budget or the first unknown one, inf)."""
     n = len(open_)
-    low, up = np.zeros(n), np.where(open_, high, 0.0)
-    refuted = np.where(open_, np.inf, 0.0)
+    low, up, refuted = np.zeros(n), np.where(open_, budgets[-1], 0.0), np.where(open_, np.inf, 0.0)
     index = np.flatnonzero(open_)
-    found = verdicts(index, up[index]) if len(index) else np.array([], dtype=str)
-    low[index[found == "robust"]] = high
-    refuted[index[found == "not_robust"]] = high
-    index = index[found != "robust"]
+    for budget in budgets:
+        if not len(index):
+            break
+        found = verdicts(index, np.full(len(index), budget))
+        low[index[found == "robust"]] = budget
+        stop = found != "robust"
+        up[index[stop]] = budget
+        refuted[index[found == "not_robust"]] = budget
+        index = index[~stop]
+    return low, up, refuted
+
+
+def _bisect(verdicts, low: np.ndarray, up: np.ndarray, refuted: np.ndarray,
+            tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, bisect between ``low`` (found robust) and ``up`` (not robust or unknown)
+    until they lie within ``tolerance``: (largest ε found robust, smallest ε found not robust
+    (inf: none)), ``verdicts(index, budgets)`` giving ``VERDICTS``. An ``unknown`` ε is an
+    upper end to search below (the proofs below it still hold)."""
+    low, up, refuted = low.copy(), up.copy(), refuted.copy()
+    index = np.flatnonzero(up - low > tolerance)
     while len(index):
         middle = (low[index] + up[index]) / 2
         found = verdicts(index, middle)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..analysis.statistics import corrected_t_interval
+from ..analysis.statistics import corrected_t_interval, pair_margins
 from .figures import model_colors
 from .tables import markdown_table
 
@@ -33,17 +33,9 @@ def exact_comparisons(certified: pd.DataFrame, models) -> pd.DataFrame:
     lower = rows.pivot_table(index=["epsilon", "run"], columns="model", values="accuracy")
     upper = (rows.assign(upper=rows["accuracy"] + rows["undecided"])
              .pivot_table(index=["epsilon", "run"], columns="model", values="upper"))
-    found = []
-    for a in models:
-        for b in models:
-            if a == b or a not in lower or b not in upper:
-                continue
-            for epsilon, margin in (lower[a] - upper[b]).groupby(level="epsilon"):
-                margin = margin.dropna()
-                if len(margin):
-                    found.append({"model_a": a, "model_b": b, "epsilon": epsilon, "n_runs": len(margin),
-                                  "runs_above": int((margin > 0).sum()), "smallest_margin": float(margin.min()),
-                                  "mean_margin": float(margin.mean())})
+    found = [{"model_a": a, "model_b": b, "epsilon": epsilon, "n_runs": len(margin), "runs_above": int((margin > 0).sum()),
+              "smallest_margin": float(margin.min()), "mean_margin": float(margin.mean())}
+             for a, b, epsilon, margin in pair_margins(lower, upper, models)]
     return pd.DataFrame(found, columns=COMPARISON_COLUMNS)
 
 
