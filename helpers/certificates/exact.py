@@ -5,7 +5,7 @@ break some and leave the rest undecided. ``exact`` decides every point it has th
 
 1. the float64 model misclassifies the clean point: ``not_robust`` (the point itself);
 2. the interval and CROWN bounds prove it: ``robust``;
-3. PGD with restarts finds an input of the ball ∩ [0, 1] that the float64 model
+3. PGD on the margin with restarts finds an input of the ball ∩ [0, 1] that the float64 model
    misclassifies: ``not_robust``, with that input;
 4. otherwise the exact search of the model's family: a ReLU network (linear layers,
    convolutions, ReLU, max pooling) as a mixed-integer program (``milp``), a circuit by branch
@@ -27,7 +27,9 @@ import numpy as np
 import torch
 
 from ..params import Integer, ListOf, Number, Optional, Params, param
-from ..registry import ATTACKS, CERTIFICATES
+from ..attacks.base import margin
+from ..attacks.pgd import pgd
+from ..registry import CERTIFICATES
 from ..models.ops import Circuit
 from .angle_search import MAX_FOURIER_ANGLES, fourier_coefficients, search, vertex_bound
 from .base import Certificate
@@ -57,7 +59,8 @@ class Exact(Certificate):
 
     name, label = "exact", "complete verification (MILP or angle-space branch and bound)"
     tags = frozenset({"complete"})  # decides a point rather than bounding it (tests/test_exact.py)
-    uses = ("helpers.certificates.bounds", "helpers.certificates.milp", "helpers.certificates.angle_search")
+    uses = ("helpers.certificates.bounds", "helpers.certificates.milp", "helpers.certificates.angle_search",
+            "helpers.attacks.pgd", "helpers.attacks.base")
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -143,8 +146,7 @@ class Exact(Certificate):
                 verdict[open_[proved]], stage[open_[proved]] = "robust", "bounds"
         open_ = np.flatnonzero(verdict == "unknown")
         if len(open_):
-            attack = ATTACKS["pgd_restarts"](steps=self.params.steps, restarts=self.params.restarts, seed=self.seed)
-            x_adv = attack.perturb(model, x[open_], y[open_], radius[open_])
+            x_adv = self.attack(model, x[open_], y[open_], radius[open_])
             broken = in_ball(x_adv, x[open_], budgets[open_]) & (margins64(model64, x_adv, y[open_]) <= 0)
             verdict[open_[broken]], stage[open_[broken]] = "not_robust", "attack"
             counterexample[open_[broken]] = x_adv[broken].double().numpy()
@@ -157,6 +159,14 @@ class Exact(Certificate):
                 counterexample[i] = found.reshape(x.shape[1:])
         return {"verdict": verdict.astype(str), "counterexample": counterexample, "seconds": seconds,
                 "stage": stage.astype(str)}
+
+    def attack(self, model, x: torch.Tensor, y: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+        """PGD from ``restarts`` random starts of ``steps`` steps (a quarter of ε each) on the
+        margin, not the cross-entropy, which saturates on confidently classified points (its
+        gradient rounds to zero) and then misses counterexamples that the search finds;
+        ``radius`` one budget per point (B, 1, ...)."""
+        return pgd(model, x, y, radius, steps=self.params.steps, step_ratio=0.25, random_start=True, seed=self.seed,
+                   restarts=self.params.restarts, loss=lambda logits, labels: -margin(logits, labels))
 
     @staticmethod
     def _bounds(ops, x, y, epsilon, n_classes: int) -> torch.Tensor:
@@ -266,8 +276,6 @@ def robust_radii(verifier: Exact, model, x: torch.Tensor, y: torch.Tensor, high:
     batched call at every open point's own ε. A misclassified point has every radius 0."""
     start = time.monotonic()
     x, y = x.detach().cpu(), y.detach().cpu()
-    attack = ATTACKS["pgd_restarts"](steps=verifier.params.steps, restarts=verifier.params.restarts,
-                                     seed=verifier.seed)
     model64 = copy.deepcopy(model).double().eval()
     seconds, verifications = np.zeros(len(x)), np.zeros(len(x), dtype=int)
 
@@ -279,7 +287,7 @@ def robust_radii(verifier: Exact, model, x: torch.Tensor, y: torch.Tensor, high:
 
     def broken(index, budgets):
         radius = torch.as_tensor(budgets, dtype=x.dtype).reshape(len(index), *([1] * (x.dim() - 1)))
-        x_adv = attack.perturb(model, x[index], y[index], radius)
+        x_adv = verifier.attack(model, x[index], y[index], radius)
         fooled = in_ball(x_adv, x[index], budgets) & (margins64(model64, x_adv, y[index]) <= 0)
         return np.where(fooled, "not_robust", "robust")
 
