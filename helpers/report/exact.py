@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..analysis.statistics import corrected_t_interval, pair_margins
 from .figures import model_colors
-from .tables import markdown_table
+from .tables import CLIPPED, markdown_table
 
 COMPARISON_COLUMNS = ["model_a", "model_b", "epsilon", "n_runs", "runs_above", "smallest_margin", "mean_margin"]
 RADIUS_SUMMARY_COLUMNS = ["model", "points", "certified", "certified_low", "certified_high", "attacked",
@@ -85,6 +85,13 @@ def plot_radii(radii: pd.DataFrame, models, high: float) -> plt.Figure:
     return fig
 
 
+def _exact_cell(row) -> str:
+    """"proved [interval]" (``CLIPPED`` where the interval reaches past [0, 1]) and the open share."""
+    clipped = CLIPPED if row["exact_low"] < 0 or row["exact_high"] > 1 else ""
+    left = f", {row['undecided']:.3f} open" if row["undecided"] > 0 else " (exact)"
+    return f"{row['exact']:.3f} [{row['exact_low']:.3f}, {row['exact_high']:.3f}]{clipped}{left}"
+
+
 def exact_paragraph(bracket: pd.DataFrame, comparisons: pd.DataFrame, radii: pd.DataFrame, models) -> list[str]:
     """The summary's paragraph on complete verification: its robust share per model and ε on
     the verified points (with what it left open), the comparisons it decides, and the radii."""
@@ -96,16 +103,13 @@ def exact_paragraph(bracket: pd.DataFrame, comparisons: pd.DataFrame, radii: pd.
     for m in models:
         b = ran[ran["model"] == m].set_index("epsilon")
         if not b.empty:
-            table.append({"model": m, **{f"ε={e:g}": (f"{b.loc[e, 'exact']:.3f} [{b.loc[e, 'exact_low']:.3f}, "
-                                                      f"{b.loc[e, 'exact_high']:.3f}]"
-                                                      + (f", {b.loc[e, 'undecided']:.3f} open" if b.loc[e, "undecided"] > 0
-                                                         else " (exact)")) if e in b.index else "—"
-                                         for e in epsilons}})
+            table.append({"model": m, **{f"ε={e:g}": _exact_cell(b.loc[e]) if e in b.index else "—" for e in epsilons}})
     points = int(round(ran["verified"].mean()))
     lines = ["", "### Complete verification", "",
              f"The complete verifier (`exact`) decided each of {points} test points per run (the same points for every "
              "model) as robust, not robust (a re-checked counterexample) or open (its budget ran out). Robust share of "
-             "those points, mean over runs with its corrected interval, and the share left open (its proofs count "
+             f"those points, mean over runs with its corrected interval ({CLIPPED}: it reaches past [0, 1]), and the "
+             "share left open (its proofs count "
              "in the certified side of the bracket, its counterexamples in the attacked side):", "",
              markdown_table(pd.DataFrame(table)), ""]
     closed = [m for m in models if m in set(ran["model"]) and (ran.loc[ran["model"] == m, "undecided"] == 0).all()]
