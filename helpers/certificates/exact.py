@@ -129,7 +129,6 @@ class Exact(Certificate):
         x, y = x.detach().cpu(), y.detach().cpu()
         n = len(x)
         budgets = np.broadcast_to(np.asarray(epsilon, dtype=float), (n,)).copy()
-        radius = torch.as_tensor(budgets, dtype=x.dtype).reshape(n, *([1] * (x.dim() - 1)))
         verdict = np.full(n, "unknown", dtype=object)
         stage = np.full(n, "search", dtype=object)
         counterexample = np.full((n, *x.shape[1:]), np.nan)
@@ -143,12 +142,12 @@ class Exact(Certificate):
         with torch.no_grad():
             n_classes = int(model64(x[:1].double()).shape[1])
             if len(open_):
-                proved = (self._bounds(ops, x[open_], y[open_], radius[open_], n_classes) > MARGIN).numpy()
+                bound = self._bounds(ops, x[open_], y[open_], per_point(budgets[open_], x), n_classes)
+                proved = (bound > MARGIN).numpy()
                 verdict[open_[proved]], stage[open_[proved]] = "robust", "bounds"
         open_ = np.flatnonzero(verdict == "unknown")
         if len(open_):
-            x_adv = self.attack(model, x[open_], y[open_], radius[open_])
-            broken = in_ball(x_adv, x[open_], budgets[open_]) & (margins64(model64, x_adv, y[open_]) <= 0)
+            x_adv, broken = self.counterexamples(model, model64, x[open_], y[open_], budgets[open_])
             verdict[open_[broken]], stage[open_[broken]] = "not_robust", "attack"
             counterexample[open_[broken]] = x_adv[broken].double().numpy()
         seconds += (time.monotonic() - start) / max(n, 1)
@@ -161,13 +160,16 @@ class Exact(Certificate):
         return {"verdict": verdict.astype(str), "counterexample": counterexample, "seconds": seconds,
                 "stage": stage.astype(str)}
 
-    def attack(self, model, x: torch.Tensor, y: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
-        """PGD from ``restarts`` random starts of ``steps`` steps (a quarter of ε each) on the
-        margin, not the cross-entropy, which saturates on confidently classified points (its
-        gradient rounds to zero) and then misses counterexamples that the search finds;
-        ``radius`` one budget per point (B, 1, ...)."""
-        return pgd(model, x, y, radius, steps=self.params.steps, step_ratio=0.25, random_start=True, seed=self.seed,
-                   restarts=self.params.restarts, loss=lambda logits, labels: -margin(logits, labels))
+    def counterexamples(self, model, model64, x: torch.Tensor, y: torch.Tensor,
+                        budgets: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """PGD from ``restarts`` random starts of ``steps`` steps (a quarter of ε each) at each
+        point's own budget (``budgets`` (B,)) on the margin, not the cross-entropy, which
+        saturates on confidently classified points (its gradient rounds to zero) and then misses
+        counterexamples that the search finds. Returns its inputs and which of them (B,) lie in
+        ball and box and are misclassified by the float64 model ``model64``."""
+        x_adv = pgd(model, x, y, per_point(budgets, x), steps=self.params.steps, step_ratio=0.25, random_start=True,
+                    seed=self.seed, restarts=self.params.restarts, loss=lambda logits, labels: -margin(logits, labels))
+        return x_adv, in_ball(x_adv, x, budgets) & (margins64(model64, x_adv, y) <= 0)
 
     @staticmethod
     def _bounds(ops, x, y, epsilon, n_classes: int) -> torch.Tensor:
@@ -255,6 +257,11 @@ def fourier_applies(circuit: Circuit, after, n_angles: int) -> bool:
             and all(isinstance(op, AFFINE) for op in after))
 
 
+def per_point(budgets: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+    """One budget per input (B,) shaped (B, 1, ...) to broadcast against ``x``."""
+    return torch.as_tensor(budgets, dtype=x.dtype).reshape(len(budgets), *([1] * (x.dim() - 1)))
+
+
 def in_ball(x_adv: torch.Tensor, x: torch.Tensor, epsilon) -> np.ndarray:
     """Which inputs (B,) lie in the L∞ ball of radius ``epsilon`` (a float or one per input) around
     ``x`` and in [0, 1]."""
@@ -287,9 +294,7 @@ def robust_radii(verifier: Exact, model, x: torch.Tensor, y: torch.Tensor, high:
         return found["verdict"]
 
     def broken(index, budgets):
-        radius = torch.as_tensor(budgets, dtype=x.dtype).reshape(len(index), *([1] * (x.dim() - 1)))
-        x_adv = verifier.attack(model, x[index], y[index], radius)
-        fooled = in_ball(x_adv, x[index], budgets) & (margins64(model64, x_adv, y[index]) <= 0)
+        fooled = verifier.counterexamples(model, model64, x[index], y[index], budgets)[1]
         return np.where(fooled, "not_robust", "robust")
 
     wrong = margins64(model64, x, y) <= 0
