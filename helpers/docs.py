@@ -175,7 +175,7 @@ def study_costs(study: str, top: int = 12) -> str:
     """A shipped study's ``costs.csv``: each stage's wall time, then its costliest kinds of unit."""
     import pandas as pd
 
-    from .report.costs import by
+    from .report.sections.costs import by
 
     path = ROOT / "results" / study / "costs.csv"
     if not path.is_file():

@@ -21,12 +21,11 @@ from torch import nn
 
 from .analysis.ceiling import ceiling_rows
 from .analysis.evaluation import COLUMNS, certify_models, evaluate_models, threat_columns
-from .analysis.masking import run_checks
 from .attacks.base import is_stochastic
 from .config import AttackSection, CertifySection
 from .models import Model
 from .models.own import Wrapped
-from .stages.report import escalation_checks
+from .analysis.masking import escalation_checks, run_checks
 
 
 def _inputs(x, y) -> tuple[torch.Tensor, torch.Tensor]:

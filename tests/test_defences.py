@@ -166,7 +166,7 @@ def synthetic_tables(models, gains, n_runs=5):
 
 
 def test_the_tradeoff_table_pairs_each_defended_model_with_its_undefended_sibling(tmp_path):
-    from helpers.report.defences import defences_section, defences_table
+    from helpers.report.sections.defences import defences_section, defences_table
 
     cfg = load_config(write(tmp_path, {
         "mlp": {"type": "mlp", "hidden": [8]},

@@ -66,6 +66,25 @@ for epsilon in (0.02, 0.05, 0.1):
         fooled = (predict(logistic, PGD(steps=20, seed=seed)(logistic, x, y, epsilon)) != y).numpy()
         assert not (certified & fooled).any(), epsilon
 assert certificate.certify(logistic, x, y, 0.02).mean() > 0.3
+
+# The report section: it applies, computes its table from the robustness section's, and its text
+# joins the summary after the robustness table.
+import pandas as pd
+
+from helpers.report.section import SECTIONS, Report, Tables, applicable
+from helpers.store.layout import Layout
+
+section = SECTIONS["half_clean"]
+assert section in applicable(cfg) and Layout("r").table("half_clean").name == "half_clean.csv"
+stats = pd.DataFrame([{"model": m, "attack": "worst_case", "epsilon": e, "mean": v, "ci_low": v, "ci_high": v,
+                       "n_runs": 1} for m, curve in (("m", (0.9, 0.5, 0.4)), ("q", (0.8, 0.7, 0.6)), ("p", (1, 1, 1)))
+                      for e, v in zip((0.0, 0.1, 0.2), curve)])
+trained = pd.DataFrame([{"model": m, "run": 0, "parameters": 4, "n_train": 150, "n_test": 50, "clean_accuracy": 0.9,
+                         "degenerate": False} for m in "mqp"])
+table = section.tables(Report(cfg, Tables("absent", {"stats": stats, "models": trained})))["half_clean"]
+assert table.set_index("model")["epsilon"].fillna(-1).to_dict() == {"m": 0.2, "q": -1, "p": -1}
+text = "\n".join(section.text(Report(cfg, Tables("absent", {"models": trained, "half_clean": table}))))
+assert "`m` at ε=0.2" in text and "`q` at no budget tried" in text
 print("examples work")
 '''
 
@@ -85,7 +104,7 @@ def test_generated_docs_are_up_to_date():
 
 def test_the_worked_examples_work_where_the_docs_put_them(tmp_path):
     examples = EXAMPLE.findall((ROOT / "docs" / "architecture.md").read_text())
-    assert {path.split("/")[1] for path, _ in examples} == {"data", "models", "explain", "certificates"}
+    assert {path.split("/")[1] for path, _ in examples} == {"data", "models", "explain", "certificates", "report"}
     shutil.copytree(ROOT / "helpers", tmp_path / "helpers", ignore=shutil.ignore_patterns("__pycache__"))
     for path, code in examples:
         assert not (tmp_path / path).exists(), path

@@ -207,7 +207,7 @@ def test_the_certify_stage_counts_every_verdict_and_the_counterexamples_close_th
 
 def test_the_summary_says_what_the_verifier_left_open_and_which_comparisons_it_decides():
     from helpers.analysis.statistics import bracket_table
-    from helpers.report.exact import exact_comparisons, exact_paragraph
+    from helpers.report.sections.exact import exact_comparisons, exact_paragraph
 
     # Two runs; at ε=0.1 vqc proves 0.8 and leaves nothing open, cnn proves 0.5 and leaves 0.1
     # open: vqc is exactly more robust in both runs; at ε=0.05 cnn's open share overlaps.
@@ -244,7 +244,7 @@ def test_a_declared_subset_of_points_and_budgets_is_what_runs_and_the_radii_brac
     from helpers.analysis.evaluation import certify_models, evaluate_models
     from helpers.analysis.radii import radius_records
     from helpers.config import AttackSection, CertifySection
-    from helpers.report.exact import radius_summary
+    from helpers.report.sections.exact import radius_summary
 
     x, y = moons
     models = {"a": trained({"type": "mlp", "hidden": [16, 16]}, x, y, 2),

@@ -3,9 +3,8 @@ its bracket, and nothing for an experiment without them."""
 import numpy as np
 import pandas as pd
 
-from helpers.report.figures import plot_hardware
-from helpers.report.summary import hardware_section
-from helpers.report.tables import hardware_label, hardware_settings, hardware_table
+from helpers.report.sections.hardware import (hardware_label, hardware_section, hardware_settings, hardware_table,
+                                              plot_hardware)
 
 
 def bracket(models):

@@ -132,7 +132,7 @@ def test_a_collapsed_run_is_never_checked_as_if_it_passed():
 def test_a_flag_is_resolved_only_when_escalation_converged():
     """large_epsilon: resolved when the escalated attacks reach the ceiling at the largest
     masking budget; any other check: when escalation finds no more than noise at every budget."""
-    from helpers.stages.report import escalation_checks
+    from helpers.analysis.masking import escalation_checks
 
     runs = pd.DataFrame([{"model": m, "run": 0, "check": c, "status": "FLAG"}
                          for m, c in (("a", "large_epsilon"), ("a", "gradient_free_not_stronger"),

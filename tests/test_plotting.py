@@ -9,7 +9,8 @@ from helpers.attacks import PGD
 from helpers.data import load_dataset
 from helpers.models import build_model
 from helpers.models import predict
-from helpers.report.figures import plot_attribution_panel, plot_decision_boundaries
+from helpers.report.sections.attribution import plot_attribution_panel
+from helpers.report.sections.boundaries import plot_decision_boundaries
 from helpers.training import train_model
 
 

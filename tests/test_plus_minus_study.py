@@ -113,7 +113,7 @@ def test_plus_minus_config_loads_and_bad_variants_name_the_key(tmp_path):
 def test_reference_section_quotes_the_published_numbers_and_computes_the_verdict():
     from helpers.analysis.statistics import ACCURACY_BOUNDS, comparisons, robust_auc, summarize_runs
     from helpers.config import Reference
-    from helpers.report.summary import reference_section
+    from helpers.report.sections.reference import reference_section
 
     # hybrid beats cnn under PGD in every run, but not under the worst case
     acc = {("hybrid", "pgd"): 0.55, ("cnn", "pgd"): 0.35, ("hybrid", "worst_case"): 0.10, ("cnn", "worst_case"): 0.12}
@@ -140,7 +140,7 @@ def test_a_published_best_run_is_set_beside_our_best_run():
     """``report.reference.statistic``: a paper that reports its best seed is compared with our best
     run, computed from the per-run accuracies, and the text says which statistic it is."""
     from helpers.analysis.statistics import ACCURACY_BOUNDS, summarize_runs
-    from helpers.report.summary import reference_section
+    from helpers.report.sections.reference import reference_section
 
     cfg = ReportSection.parse({"reference": {"source": "a paper", "attack": "pgd", "epsilon": 0.25, "statistic": "max",
                                              "accuracy": {"hybrid": 0.9}}}, "report")

@@ -9,7 +9,7 @@ from scipy import stats
 from helpers.config import parse_config
 from helpers.report.summary import write_summary
 from helpers.analysis.evaluation import COLUMNS
-from helpers.report.ceiling import TABLE_COLUMNS
+from helpers.report.sections.ceiling import TABLE_COLUMNS
 from helpers.stages.report import compute_tables
 
 RUNS = 10

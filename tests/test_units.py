@@ -106,7 +106,7 @@ def test_every_unit_says_what_it_cost_and_a_reused_unit_keeps_its_cost(copy):
     """attack_costs.csv lists each unit file once, with the seconds its computation took;
     run again, every unit is reused and reports the same seconds; costs.csv sums them per
     kind of unit and carries each stage's wall time."""
-    from helpers.report.costs import costs_table
+    from helpers.report.sections.costs import costs_table
     from helpers.store.layout import Layout
 
     first = pd.read_csv(copy.results / "attack_costs.csv")

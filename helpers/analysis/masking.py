@@ -247,7 +247,7 @@ def masking_checks(runs: pd.DataFrame) -> pd.DataFrame:
                      "value": worst["value"] if not checked.empty else np.nan,
                      "threshold": worst["threshold"], "runs_flagged": len(flagged), "runs_checked": len(checked),
                      "runs_degenerate": int((group["status"] == "DEGENERATE").sum()),
-                     "description": {**CHECKS, **UNIVERSAL_CHECKS}[check],
+                     "description": group["description"].iloc[0],
                      "detail": f"run {worst['run']}: {worst['detail']}" if not checked.empty else worst["detail"]})
     return pd.DataFrame(rows)
 
@@ -258,3 +258,46 @@ def surviving_models(checks: pd.DataFrame) -> list[str]:
     explained by masking."""
     flagged = set(checks.loc[(checks["status"] == "FLAG") & ~checks["check"].isin(UNIVERSAL_QUALITY), "model"])
     return [m for m in dict.fromkeys(checks["model"]) if m not in flagged]
+
+
+def base_suite(robustness: pd.DataFrame, escalation: pd.DataFrame, methods) -> pd.DataFrame:
+    """The robustness table as the configured attacks left it: without the escalation attacks,
+    and with the worst case before escalation (what the masking checks diagnose)."""
+    base = robustness[robustness["attack"].isin([*methods, "worst_case"])].copy()
+    before = escalation[escalation["kind"] == "budget"].set_index(["model", "run", "epsilon"])["before"]
+    if before.empty:
+        return base
+    rows = base["attack"] == "worst_case"
+    keys = list(zip(base.loc[rows, "model"], base.loc[rows, "run"], base.loc[rows, "epsilon"]))
+    base.loc[rows, "accuracy"] = [before.get(key, value) for key, value in zip(keys, base.loc[rows, "accuracy"])]
+    return base
+
+
+def escalation_checks(runs: pd.DataFrame, escalation: pd.DataFrame) -> pd.DataFrame:
+    """For every check that flagged a run: whether escalation resolved it. Escalation answers
+    the question every flag asks (do the attacks underestimate what can be done?) by attacking
+    harder; a flag is resolved when that converged: for ``large_epsilon``, the escalation
+    attacks drive accuracy at the largest masking budget to the ceiling; for the other checks,
+    the escalation attacks and transfer from every other model lower the worst case at no
+    budget by more than two binomial standard errors (the configured suite had found what they
+    find). Also: how far escalation lowered the worst case, and the attack that fooled the
+    most points alone."""
+    rows = []
+    for r in runs[runs["status"] == "FLAG"].itertuples():
+        e = escalation[(escalation["model"] == r.model) & (escalation["run"] == r.run)]
+        budget, masking = e[e["kind"] == "budget"], e[e["kind"] == "masking"]
+        drop = float((budget["before"] - budget["after"]).max()) if not budget.empty else np.nan
+        deciding = budget.sort_values("after").iloc[0]["deciding"] if not budget.empty else ""
+        if e.empty or (r.check != "large_epsilon" and budget.empty):
+            resolved = False  # not escalated (at the budgets): no evidence either way
+        elif r.check == "large_epsilon":
+            last = masking.sort_values("epsilon").iloc[-1] if not masking.empty else None
+            resolved = last is not None and last["after"] <= LARGE_EPSILON_MAX_ACCURACY
+        else:
+            allowed = tolerance(budget["before"], budget["after"], budget["n"])
+            resolved = not ((budget["before"] - budget["after"]) > allowed).any()
+        rows.append({"model": r.model, "run": r.run, "check": r.check, "escalated": not e.empty,
+                     "status_after": "PASS" if resolved else "FLAG", "resolved": resolved,
+                     "worst_case_drop": drop, "deciding_attack": deciding})
+    return pd.DataFrame(rows, columns=["model", "run", "check", "escalated", "status_after", "resolved",
+                                       "worst_case_drop", "deciding_attack"])

@@ -18,12 +18,11 @@ from ..attacks.base import derived_seed, reseed
 from ..attacks.universal import fooling, fooling_rate, random_perturbation, targeted_success, universal_perturbation
 from ..registry import source_hash
 from ..store.files import save_arrays
-from ..store.layout import Layout
+from ..store.layout import UNTARGETED, Layout, delta_name
 from ..store.units import unit_key
 from .graph import KEYED_APART, files
 from .inputs import load_train_split
 
-NONE = "none"  # the target of an untargeted perturbation, in tables and file names
 COLUMNS = {
     "universal": ["model", "epsilon", "target", "fooling_rate", "accuracy", "clean_accuracy", "success_rate",
                   "baseline_fooling_rate", "baseline_accuracy", "baseline_success_rate", "worst_case_accuracy",
@@ -43,11 +42,6 @@ def planned_units(cfg) -> int:
     """Universal perturbations per run (the progress bar's plan)."""
     section = cfg.attack.universal
     return 0 if section is None else len(cfg.models) * len(section.epsilons) * len(targets_of(section, cfg.n_classes))
-
-
-def delta_name(model: str, epsilon: float, target) -> str:
-    """The array name of a perturbation in ``universal_perturbations.npz``."""
-    return f"{model}__eps{epsilon:g}__{NONE if target is None else int(target)}"
 
 
 def universal_run(cfg, run: int, seed: int, loaded: dict, x_test: torch.Tensor, y_test: torch.Tensor, worst: dict,
@@ -77,7 +71,7 @@ def universal_run(cfg, run: int, seed: int, loaded: dict, x_test: torch.Tensor, 
                                                    samples=section.eot_samples)
                     return {"delta": delta.cpu().numpy()}
 
-                path = layout.universal_unit(run, name, epsilon, NONE if target is None else target)
+                path = layout.universal_unit(run, name, epsilon, UNTARGETED if target is None else target)
                 deltas[(name, epsilon, target)] = torch.as_tensor(units.get(path, key, craft)["delta"])
     for name, (model, _, _) in loaded.items():
         reseed(model, seed, 5)
@@ -89,7 +83,7 @@ def universal_run(cfg, run: int, seed: int, loaded: dict, x_test: torch.Tensor, 
             for target in targets_of(section, cfg.n_classes):
                 delta = deltas[(name, epsilon, target)]
                 result = fooling(model, x_test, y_test, delta, samples, clean=clean)
-                row = {"model": name, "epsilon": epsilon, "target": NONE if target is None else str(target),
+                row = {"model": name, "epsilon": epsilon, "target": UNTARGETED if target is None else str(target),
                        "fooling_rate": fooling_rate(result), "accuracy": float(np.mean(result["perturbed"])),
                        "clean_accuracy": float(np.mean(clean)), "success_rate": np.nan,
                        "baseline_fooling_rate": fooling_rate(baseline),

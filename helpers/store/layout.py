@@ -68,6 +68,20 @@ SCREENSHOT = "report.png"          # the report page as headless Chromium draws 
 INDEX_PAGE = "index.html"          # results/index.html: every experiment under results/ and its key numbers
 FIGURES = "figures"
 NOTEBOOK = "{notebook}.ipynb"
+UNTARGETED = "none"  # the target of an untargeted universal perturbation, in tables and file names
+
+
+def delta_name(model: str, epsilon: float, target) -> str:
+    """The array name of a universal perturbation in ``universal_perturbations.npz``."""
+    return f"{model}__eps{epsilon:g}__{UNTARGETED if target is None else int(target)}"
+
+
+def declare_tables(names, by: str) -> None:
+    """Add tables a component names for itself (a report section's ``outputs``): each is
+    ``<name>.csv``; a name already taken by another file is refused."""
+    for name in names:
+        if TABLES.setdefault(name, f"{name}.csv") != f"{name}.csv":
+            raise ValueError(f"{by} declares table {name!r}, which is {TABLES[name]} already")
 
 
 class Layout:

@@ -19,7 +19,7 @@ from scipy import stats
 
 from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_table, compare, corrected_t_interval, holm,
                                    overlap_ratio, robust_auc, summarize_runs)
-from ..stages.report import degenerate_runs, without_degenerate
+from ..report.section import degenerate_runs, without_degenerate
 from ..store.files import read_csv, write_csv
 from ..store.layout import Layout
 from .expansion import Point, Sweep

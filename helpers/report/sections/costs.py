@@ -17,8 +17,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..store.files import read_csv
-from ..store.layout import Layout
+from ...store.files import read_csv
+from ...store.layout import Layout
+from ..section import SECTIONS, Section
 
 COLUMNS = ["stage", "kind", "name", "model", "epsilon", "units", "computed", "seconds"]
 UNIT_TABLES = {"attack": "attack_costs", "interpret": "interpret_costs"}
@@ -98,3 +99,33 @@ def costs_paragraph(costs: pd.DataFrame, top: int = 5) -> list[str]:
             + ". The costliest kinds of unit (seconds summed over models, budgets and runs; share of all unit "
               "seconds): " + ", ".join(f"{r.stage} {r.name} ({r.kind}) {r.seconds:.0f} s ({r.share:.0%})"
                                        for r in groups.itertuples()) + " (`costs.csv`, `figures/costs.png`)."]
+
+
+@SECTIONS.register
+class Costs(Section):
+    name = "costs"
+    order = 140
+    title = "Where the time goes"
+    about = """Each stage's wall time (start to finish) and the seconds of every unit of work, summed over
+models, budgets and runs (`costs.csv`; a reused unit reports what it cost when it was computed).
+What the stage's wall time times its workers leaves beyond its units went to start-up, loading,
+hashing, writing and waiting for the slowest run ([performance](../docs/performance.md))."""
+    outputs = ("costs",)
+    drawn = ("costs",)
+
+    @classmethod
+    def tables(cls, report):
+        return {"costs": costs_table(report.layout)}  # from the stages' unit times and provenance
+
+    @classmethod
+    def figures(cls, report):
+        costs = report.tables["costs"]
+        return {} if costs.empty else {"costs": plot_costs(costs)}
+
+    @classmethod
+    def text(cls, report):
+        return costs_paragraph(report.tables["costs"])
+
+    @classmethod
+    def show(cls, report):
+        return [*cls.images(report), by(report.tables["costs"], ["stage", "kind", "name"]).head(10).round(3)]

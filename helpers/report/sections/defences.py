@@ -8,12 +8,15 @@ runs. A defended model with no such sibling has no baseline (its gains are left 
 """
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..analysis.statistics import ALPHA, compare, corrected_t_interval, holm
-from ..registry import DEFENCES
-from .tables import markdown_table
+from ...analysis.statistics import ALPHA, compare, corrected_t_interval, holm
+from ...registry import DEFENCES
+from ..tables import markdown_table
+from ..figures import model_colors
+from ..section import SECTIONS, Section
 
 NONE = "none"  # the defence column of an undefended model
 MEASURES = ("clean", "robust", "certified")  # the trade-off's three accuracies
@@ -179,3 +182,81 @@ def defences_section(table: pd.DataFrame, primary=None) -> list[str]:
             "resampled t-test, Holm-adjusted over every defended model and budget per measure; * p < "
             f"{ALPHA:g}); training seconds per run.", "",
             markdown_table(pd.DataFrame(rows)), "", *sentences]
+
+
+DEFENCE_MARKERS = {"none": "o", "pgd": "s", "trades": "D", "lipschitz": "^"}
+
+
+def plot_defences(table: pd.DataFrame, models, epsilon: float) -> plt.Figure:
+    """The defences' trade-off at one budget (``defences_table``): clean
+    accuracy (x) against the worst case over every attack (left) and the certified accuracy
+    (right), one marker per model (its colour as in every figure, its shape the defence),
+    means over runs with 95% intervals on both axes; a model no certificate applies to has no
+    mark on the right."""
+    colors = model_colors(models)
+    t = table[table["epsilon"] == epsilon]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True, sharey=True)
+    for ax, measure, title, ylabel in ((axes[0], "robust", "worst case over every attack (upper bound)",
+                                        "worst-case accuracy under attack"),
+                                       (axes[1], "certified", "certified (lower bound)", "certified accuracy")):
+        for r in t.itertuples(index=False):
+            if pd.isna(getattr(r, measure)):
+                continue
+            x, y = r.clean, getattr(r, measure)
+            # intervals drawn inside [0, 1] (the tables keep them unclipped)
+            xerr = [[max(x - max(r.clean_low, 0), 0)], [max(min(r.clean_high, 1) - x, 0)]]
+            low, high = max(getattr(r, f"{measure}_low"), 0), min(getattr(r, f"{measure}_high"), 1)
+            yerr = [[max(y - low, 0)], [max(high - y, 0)]]
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=DEFENCE_MARKERS.get(r.defence, "P"), color=colors[r.model],
+                        ms=7, capsize=2, mec="black" if r.defence == "none" else colors[r.model])
+            ax.annotate(r.model, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.plot([0, 1], [0, 1], ":", color="0.6", lw=1)
+        ax.set(title=f"{title}, ε = {epsilon:g}", xlabel="clean accuracy (ε = 0)", ylabel=ylabel,
+               xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+        ax.yaxis.set_tick_params(labelleft=True)
+    handles = [plt.Line2D([], [], marker=m, ls="", color="0.3", label=d) for d, m in DEFENCE_MARKERS.items()
+               if d in set(t["defence"])]
+    axes[1].legend(handles=handles, title="defence (colour: model)", fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+@SECTIONS.register
+class Defences(Section):
+    name = "defences"
+    order = 90
+    title = "Defences"
+    about = """Where the config trains models with a `defence` (docs/defences.md): each defended model beside
+its undefended sibling, clean accuracy (x) against the worst case over every attack (left) and
+the certified accuracy (right), with 95% intervals across runs on both axes. A defence that
+buys robustness moves its marker up from its sibling's circle; one that costs clean accuracy,
+to the left. The table has every budget and the paired gains (`defences.csv`); empty when no model
+has a defence."""
+    outputs = ("defences",)
+    drawn = ("defences",)
+
+    @classmethod
+    def tables(cls, report):
+        t = report.tables
+        return {"defences": defences_table(report.cfg.models, report.keep(t["robustness"]), report.keep(t["certified"]),
+                                           t["models"], report.ratio)}
+
+    @classmethod
+    def figures(cls, report):
+        table = report.tables["defences"]
+        if table.empty:
+            return {}
+        return {"defences": plot_defences(table, report.models, shown_epsilon(table, report.cfg.report.primary))}
+
+    @classmethod
+    def text(cls, report):
+        return defences_section(report.tables["defences"], report.cfg.report.primary)
+
+    @classmethod
+    def show(cls, report):
+        defences = report.tables["defences"]
+        if defences.empty:
+            return ["no model of this config has a defence"]
+        return [*cls.images(report), defences[["family", "model", "defence", "strength_value", "epsilon", "clean",
+                                               "robust", "certified", "robust_gain", "robust_p_adjusted",
+                                               "certified_gain", "clean_gain", "train_seconds"]].round(3)]

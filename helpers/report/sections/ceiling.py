@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..analysis.ceiling import COLUMNS, ceiling_rows
-from ..analysis.true_boundary import true_boundary_accuracy
-from ..registry import THREAT_MODELS
-from .tables import markdown_table
+from ...analysis.ceiling import COLUMNS, ceiling_rows
+from ...analysis.true_boundary import true_boundary_accuracy
+from ...registry import THREAT_MODELS
+from ..tables import markdown_table
+from ..section import SECTIONS, Section
 
 TABLE_COLUMNS = [*COLUMNS, "true_boundary"]
 
@@ -95,7 +96,7 @@ def ceiling_paragraph(bracket: pd.DataFrame, ceiling: pd.DataFrame, norm: str, m
 def ceiling_section(tables: dict[str, pd.DataFrame], models, threats: dict[str, str]) -> list[str]:
     """The summary's section on the data's ceiling, one paragraph per threat model
     (``threats``: norm -> its bracket table's name)."""
-    ceiling = tables.get("ceiling", pd.DataFrame())
+    ceiling = tables["ceiling"]
     if ceiling.empty:
         return []
     body = [line for norm, name in threats.items() for line in ceiling_paragraph(tables[name], ceiling, norm, models)]
@@ -110,3 +111,37 @@ def ceiling_section(tables: dict[str, pd.DataFrame], models, threats: dict[str, 
             + ("Every ceiling here is exact." if exact else
                f"{int((~ceiling['exact']).sum())} of {len(ceiling)} ceilings hit the time limit and are the solver's "
                "upper bound."), *body]
+
+
+@SECTIONS.register
+class Ceiling(Section):
+    name = "ceiling"
+    order = 50
+    title = "The data's ceiling"
+    about = """No model can be robust and correct on two test points of different classes whose ε-balls
+meet: some input lies in both. The ceiling is the largest share of the attacked points that
+one classifier could keep correct and robust (a maximum set of points with no such pair,
+found exactly per run), so it bounds every model's robust accuracy from above whatever the
+architecture: the dotted line in the robustness and bracket figures. A model whose certified
+accuracy reaches it is provably as robust as anything can be on these points; a worst case
+*above* it means the attacks missed something. The first table is the ceiling per threat model and
+ε (mean over runs; `true_boundary` where the data set has a known one), the second each model's worst
+case beside it (`attacked_share`: the worst case over the ceiling)."""
+    outputs = ("ceiling",)
+
+    @classmethod
+    def tables(cls, report):
+        return {"ceiling": report.tables["ceiling"]}  # the report stage computes it from the attacked points
+
+    @classmethod
+    def text(cls, report):
+        return ceiling_section(report.tables, report.models,
+                               {norm: "bracket" if norm == "linf" else f"bracket_{norm}"
+                                for norm in report.cfg.attack.threat_sections()})
+
+    @classmethod
+    def show(cls, report):
+        ceiling, bracket = report.tables["ceiling"], report.tables["bracket"]
+        return [ceiling.groupby(["norm", "epsilon"])[["ceiling", "true_boundary", "conflicts", "seconds"]].mean()
+                .round(3), bracket.pivot(index="model", columns="epsilon", values=["attacked", "ceiling", "attacked_share"])
+                .reindex(report.models).round(3)]

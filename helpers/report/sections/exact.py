@@ -12,9 +12,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..analysis.statistics import corrected_t_interval, pair_margins
-from .figures import model_colors
-from .tables import CLIPPED, markdown_table
+from ...analysis.statistics import corrected_t_interval, pair_margins
+from ..figures import model_colors
+from ..tables import CLIPPED, markdown_table
+from ..section import SECTIONS, Section
+from .bracket import linf_certified
 
 COMPARISON_COLUMNS = ["model_a", "model_b", "epsilon", "n_runs", "runs_above", "smallest_margin", "mean_margin"]
 RADIUS_SUMMARY_COLUMNS = ["model", "points", "certified", "certified_low", "certified_high", "attacked",
@@ -140,3 +142,55 @@ def exact_paragraph(bracket: pd.DataFrame, comparisons: pd.DataFrame, radii: pd.
                       "seconds": radii["seconds_per_point"].map("{:.2f}".format)})[
                       ["model", "certified radius", "attack radius", "tightness", "decided", "seconds"]])]
     return lines
+
+
+def has_radii(cfg) -> bool:
+    """Whether the attack stage wrote ``radii.csv`` (``certify.exact.radius_points``)."""
+    return "exact" in cfg.certify.methods and bool(cfg.certify.params["exact"].radius_points)
+
+
+@SECTIONS.register
+class Exact(Section):
+    name = "exact"
+    order = 40
+    title = "Complete verification"
+    about = """Only with `exact` in `certify.methods` ([verification](../docs/verification.md)): on the points it
+verifies (`certify.exact.points` per run, the same for every model) each (point, ε) is proved
+robust, broken by a counterexample the float64 model misclassifies, or left open when its budget
+ran out. `exact` is the proved share, `undecided` the open one; a model whose open share is zero
+has its robust accuracy on these points exactly. The comparisons count the runs in which
+one model's proved share exceeds the other's proved-or-open share: in those runs it is exactly
+more robust on those points. Then each point's robust radius (`certify.exact.radius_points` per run):
+the largest ε proved (dashed) and the smallest ε the verifier's PGD breaks (solid), as the share of
+points whose radius exceeds ε; `tightness` is the mean certified radius over the mean attack radius."""
+    outputs = ("exact_comparisons", "radius_summary")
+    drawn = ("radii",)
+
+    @classmethod
+    def tables(cls, report):
+        cfg = report.cfg
+        radii = (radius_summary(report.keep(report.tables["radii"]), cfg.certify.params["exact"].radius_high,
+                                report.ratio)
+                 if has_radii(cfg) else pd.DataFrame(columns=RADIUS_SUMMARY_COLUMNS))
+        return {"exact_comparisons": exact_comparisons(linf_certified(report), report.models), "radius_summary": radii}
+
+    @classmethod
+    def figures(cls, report):
+        if not has_radii(report.cfg):
+            return {}
+        return {"radii": plot_radii(report.tables["radii"], report.models,
+                                    report.cfg.certify.params["exact"].radius_high)}
+
+    @classmethod
+    def text(cls, report):
+        t = report.tables
+        return exact_paragraph(t["bracket"], t["exact_comparisons"], t["radius_summary"], report.models)
+
+    @classmethod
+    def show(cls, report):
+        if "exact" not in report.cfg.certify.methods:
+            return ["exact is not in certify.methods"]
+        bracket = report.tables["bracket"]
+        return [bracket.dropna(subset=["exact"]).pivot(index="model", columns="epsilon", values=["exact", "undecided"])
+                .round(3), report.tables["exact_comparisons"].round(3), *cls.images(report),
+                report.tables["radius_summary"].round(4)]

@@ -1,0 +1,159 @@
+"""A report section, and the registry the report iterates.
+
+A section is one module of ``helpers/report/sections/`` with one ``Section`` subclass
+registered in ``SECTIONS``: it says when it applies (``applies``), which tables it computes
+from the stages' tables (``tables``), which figures it draws (``figures``), which part of
+``summary.md`` it writes (``text``) and what notebook 04 shows of it (``about``, ``show``).
+The report stage, the summary and notebook 04 (and with it the report page) loop over the
+sections that apply, in ``order``; nothing outside a section asks whether its feature is
+on. Adding a section is one module plus its test.
+
+Every method reads a ``Report``: the config, the tables by ``store.layout`` name (the
+stages' tables and the report's own, read from the results folder on first use unless they
+were given) and the models to report.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pandas as pd
+
+from ..registry import Component, Registry
+from ..store.files import read_csv
+from ..store.layout import Layout, declare_tables
+
+
+class Tables(dict):
+    """Tables by layout name; a name not given is read from ``results_dir`` on first use."""
+
+    def __init__(self, results_dir, given=None):
+        super().__init__(given or {})
+        self.layout = Layout(results_dir)
+
+    def __missing__(self, name: str) -> pd.DataFrame:
+        self[name] = read_csv(self.layout.table(name))
+        return self[name]
+
+
+def degenerate_runs(trained: pd.DataFrame) -> set[tuple[str, int]]:
+    """The (model, run) pairs ``models.csv`` marks degenerate."""
+    return set(zip(trained.loc[trained["degenerate"], "model"], trained.loc[trained["degenerate"], "run"]))
+
+
+def reported_models(cfg, trained: pd.DataFrame) -> list[str]:
+    """The config's models that have a run to report: all of them, less those degenerate in
+    every run when the config leaves degenerate runs out (``report.exclude_degenerate``)."""
+    always = trained.groupby("model")["degenerate"].all()
+    return [m for m in cfg.models if not (cfg.report.exclude_degenerate and always.get(m, False))]
+
+
+def without_degenerate(cfg, table: pd.DataFrame, degenerate: set) -> pd.DataFrame:
+    """``table`` (with model and run columns) without the ``degenerate`` (model, run) pairs,
+    when the config leaves them out (``report.exclude_degenerate``)."""
+    if not cfg.report.exclude_degenerate or table.empty or not degenerate:
+        return table
+    return table[[(m, r) not in degenerate for m, r in zip(table["model"], table["run"])]]
+
+
+class Report:
+    """What a section reads: ``cfg``, ``tables`` (a ``Tables``), ``models`` (those with a run
+    to report, in config order), the runs' data overlap ``ratio`` (``n_test/n_train``), the
+    degenerate (model, run) pairs, which ``keep`` leaves out of a table when the config says so
+    (``report.exclude_degenerate``), and the randomised models (``stochastic``: the masking
+    checks' EOT check; the report stage says which, from the models as the config builds them)."""
+
+    def __init__(self, cfg, tables: Tables, models=None, stochastic=None):
+        from ..analysis.statistics import overlap_ratio
+
+        self.cfg, self.tables, self.layout = cfg, tables, tables.layout
+        trained = tables["models"]
+        self.models = reported_models(cfg, trained) if models is None else list(models)
+        self.ratio = overlap_ratio(cfg.dataset.split, trained)
+        self.degenerate = degenerate_runs(trained)
+        self._stochastic = stochastic
+
+    @property
+    def stochastic(self) -> set[str]:
+        if self._stochastic is None:
+            raise ValueError("the masking checks need the randomised models: pass Report(..., stochastic=...)")
+        return self._stochastic
+
+    def keep(self, table: pd.DataFrame) -> pd.DataFrame:
+        """``table`` without the degenerate runs, when the config leaves them out."""
+        return without_degenerate(self.cfg, table, self.degenerate)
+
+    def image(self, name: str):
+        """Figure ``name`` for a notebook (an ``IPython.display.Image``), None when not drawn."""
+        from IPython.display import Image
+
+        path = self.layout.figure(name)
+        return Image(filename=str(path)) if path.exists() else None
+
+
+class Section(Component):
+    """Base of every report section (see the module docstring)."""
+
+    order: ClassVar[float]          # place in the summary and the notebook (ascending)
+    title: ClassVar[str]            # the notebook's heading
+    about: ClassVar[str] = ""       # what the reader is looking at (the notebook's prose, Markdown)
+    outputs: ClassVar[tuple[str, ...]] = ()  # the report tables ``tables`` returns (layout names)
+    drawn: ClassVar[tuple[str, ...]] = ()    # the figures ``figures`` may draw (names)
+
+    @classmethod
+    def applies(cls, cfg) -> bool:
+        return True
+
+    @classmethod
+    def tables(cls, report: Report) -> dict[str, pd.DataFrame]:
+        """Its tables (``outputs``), from the stages' tables and those of the sections before it."""
+        return {}
+
+    @classmethod
+    def checks(cls, report: Report) -> pd.DataFrame | None:
+        """Masking-check rows (``analysis.masking`` columns) it adds to every run's checks."""
+        return None
+
+    @classmethod
+    def figures(cls, report: Report) -> dict:
+        """Its figures by name (matplotlib figures), from the tables on disk."""
+        return {}
+
+    @classmethod
+    def text(cls, report: Report) -> list[str]:
+        """Its lines of ``summary.md``."""
+        return []
+
+    @classmethod
+    def show(cls, report: Report) -> list:
+        """What notebook 04 displays under its heading (default: the figures it drew)."""
+        return cls.images(report) or ["(nothing to show for this config)"]
+
+    @classmethod
+    def images(cls, report: Report) -> list:
+        """Its figures on disk, for a notebook (``drawn``, or ``figure_names`` where they vary)."""
+        return [image for name in cls.figure_names(report) if (image := report.image(name)) is not None]
+
+    @classmethod
+    def figure_names(cls, report: Report) -> list[str]:
+        return list(cls.drawn)
+
+
+class SectionRegistry(Registry):
+    """The sections by name; registering one declares its tables in the results layout."""
+
+    def register(self, cls):
+        declare_tables(cls.outputs, f"report section {cls.name!r}")
+        return super().register(cls)
+
+
+SECTIONS = SectionRegistry("report section", "helpers.report.sections")
+
+
+def applicable(cfg) -> list[type[Section]]:
+    """The sections that apply to ``cfg``, in order."""
+    return sorted((s for s in SECTIONS.entries() if s.applies(cfg)), key=lambda s: s.order)
+
+
+def outputs(cfg) -> list[str]:
+    """Every table the report writes for ``cfg``."""
+    return [name for section in applicable(cfg) for name in section.outputs]
