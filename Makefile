@@ -1,7 +1,7 @@
 # qml-robustness: `make all` regenerates every result, `make test` proves it still works.
 # CONFIG=configs/<experiment>.yaml selects an experiment; results go to results/<experiment>/.
 # Each stage is an executed notebook. The stage graph (which notebook, which stages before
-# it, which code) is declared once, in helpers/stages/graph.py; .stages.mk is generated from
+# it, which code) is declared once, in helpers/store/graph.py; .stages.mk is generated from
 # it. make reruns a stage when its notebook, the config, its code or a stage before it
 # changed; inside a stage, only the units of work whose config values or code changed are
 # recomputed (docs/architecture.md).
@@ -45,8 +45,8 @@ $(INSTALLED): requirements.txt pyproject.toml
 	touch $@
 
 # The stage rules: train, attack, interpret, report and their notebooks under $(OUT).
-.stages.mk: helpers/stages/graph.py helpers/store/layout.py
-	python3 -m helpers.stages.graph make > $@
+.stages.mk: helpers/store/graph.py helpers/store/layout.py
+	python3 -m helpers.store.graph make > $@
 include .stages.mk
 
 # Every stage, through the last one, and the report page (results/<experiment>/report.html,

@@ -207,26 +207,6 @@ def ceiling_cost() -> str:
     return markdown_table(rows)
 
 
-def executor_bench() -> str:
-    """``results/bench/executor.csv`` (``benchmarks/executor.py``) as a table, with its settings
-    and the Dask/pool ratios of the medians."""
-    import pandas as pd
-
-    path = ROOT / "results" / "bench" / "executor.csv"
-    if not path.is_file():
-        return "Not measured yet: run `python benchmarks/executor.py`, then `make docs`."
-    frame = pd.read_csv(path)
-    first = frame.iloc[0]
-    total = frame[frame.stage.str.startswith("process")].iloc[0]
-    rows = frame[["executor", "repeat", "stage", "seconds", "cpu_seconds", "load_1min"]].astype(object)
-    rows["cpu_seconds"] = rows["cpu_seconds"].map(lambda v: "" if pd.isna(v) else v)
-    rows["load_1min"] = rows["load_1min"].map(lambda v: f"{v:.1f}")
-    return (f"The default study's models, {first.runs} runs, {first.epochs} epochs, attacks {first.methods}, "
-            f"{first.workers} workers on {first.cpus} CPU cores (the load average says how busy the machine was). "
-            f"Dask over pool, medians: wall time {total.dask_over_pool:g}, CPU time {total.cpu_dask_over_pool:g} "
-            "(whole process); per stage in the table.\n\n" + markdown_table(rows.to_dict("records")))
-
-
 def sweep_workers_bench() -> str:
     """``results/bench/sweep_workers.csv`` (``benchmarks/sweep_workers.py``) as a table, with
     the speed-up of two local workers over one."""
@@ -303,7 +283,6 @@ BLOCKS = {
     "threat-models": threat_models_table,
     "masking-checks": masking_checks_table,
     "bench": bench_tables,
-    "executor-bench": executor_bench,
     "sweep-workers-bench": sweep_workers_bench,
     "inference-constants": inference_constants,
     "attributions": lambda: entries_table(ATTRIBUTIONS),

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from helpers.stages.graph import ROOT, STAGES
+from helpers.store.graph import ROOT, STAGES
 
 DEFAULT, SMOKE = '"configs/default.yaml"', '"configs/smoke.yaml"'
 

@@ -194,7 +194,7 @@ def test_the_attacks_shared_code_stays_in_every_stage_key():
     certificate and attribution unit runs: a registry entry that claims it (``uses``) would take
     it out of the stages' shared hash, and an edit to it would then reuse stale units."""
     from helpers.registry import REGISTRIES
-    from helpers.stages import graph
+    from helpers.store import graph
 
     claimed = {str(f).replace("\\", "/") for registry in REGISTRIES for f in registry.claimed_files()}
     assert not any(f.endswith("helpers/attacks/base.py") for f in claimed)

@@ -119,7 +119,7 @@ def test_the_stage_graph_names_every_module_a_stage_runs():
     stage's notebook, whose code is declared), which compute no result, the sweeps, which
     run the stages on many configs and gather the tables they wrote, and ``helpers.evaluate``
     (``suite``), which runs the stages' code on a model object outside any stage."""
-    from helpers.stages import graph
+    from helpers.store import graph
 
     declared = {path for stage in graph.STAGES for path in graph.code_files(stage)}
     unused = {path.relative_to(ROOT).as_posix() for path in graph.files(["helpers"])} - \

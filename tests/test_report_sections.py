@@ -7,7 +7,7 @@ import pytest
 from helpers.analysis.masking import masking_checks
 from helpers.report.section import SECTIONS, Section, applicable, outputs
 from helpers.report.summary import write_summary
-from helpers.stages import graph
+from helpers.store import graph
 from helpers.stages.report import compute_tables
 from helpers.store.layout import TABLES
 from test_summary import config, inputs

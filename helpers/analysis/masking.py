@@ -85,76 +85,90 @@ def run_checks(robustness: pd.DataFrame, transfer: pd.DataFrame, large_epsilon: 
     r = robustness[robustness["epsilon"] > 0]
     acc = r.pivot_table(index=["model", "run", "epsilon"], columns="attack", values="accuracy")
     n = r.groupby(["model", "run", "epsilon"])["n"].first()
-    has = set(acc.columns)
-    gradient = [a for a in ATTACKS.with_tag("gradient") if a in has]
-    free = [a for a in ATTACKS.names() if a in has and a not in gradient]
-    refined = [e.name for e in ATTACKS.entries() if e.refines == "pgd" and e.name in has]
     base = (convergence[convergence["epsilon"] > 0].set_index(["model", "run", "epsilon"])["accuracy"].sort_index()
             if convergence is not None and not convergence.empty else None)
     rows = []
-
-    def row(model, run, check, value=None, threshold=None, status=None, detail=""):
-        rows.append({"model": model, "run": run, "check": check, "status": status, "value": value,
-                     "threshold": threshold, "description": CHECKS[check], "detail": detail})
-
-    def gap_row(model, run, check, stronger, weaker, counts, label=""):
-        value, eps, allowed, flagged = _gap(stronger, weaker, counts)
-        row(model, run, check, value, allowed, "FLAG" if flagged else "PASS", f"at ε={eps:g}{label}")
-
     for model, run in dict.fromkeys(zip(robustness["model"], robustness["run"])):
-        if (model, run) in degenerate:
-            for check in CHECKS:
-                if check != "eot_convergence" or stochastic:  # the EOT check exists only with randomised models
-                    row(model, run, check, status="DEGENERATE", detail="degenerate run: not checked")
+        if (model, run) in degenerate:  # the EOT check exists only with randomised models
+            rows += [_row(model, run, check, status="DEGENERATE", detail="degenerate run: not checked")
+                     for check in CHECKS if check != "eot_convergence" or stochastic]
             continue
         c, counts = acc.loc[(model, run)], n.loc[(model, run)]
-        large = large_epsilon[(large_epsilon["model"] == model) & (large_epsilon["run"] == run)] \
-            if not large_epsilon.empty else large_epsilon
-        if large.empty:
-            row(model, run, "large_epsilon", None, LARGE_EPSILON_MAX_ACCURACY, "SKIP", "no masking_epsilons")
-        else:
-            last = large.sort_values("epsilon").iloc[-1]
-            row(model, run, "large_epsilon", float(last["accuracy"]), LARGE_EPSILON_MAX_ACCURACY,
-                "FLAG" if last["accuracy"] > LARGE_EPSILON_MAX_ACCURACY else "PASS", f"PGD at ε={last['epsilon']:g}")
-        if {"pgd", "fgsm"} <= has:
-            gap_row(model, run, "pgd_not_weaker_than_fgsm", c["pgd"], c["fgsm"], counts)
-        else:
-            row(model, run, "pgd_not_weaker_than_fgsm", status="SKIP", detail="needs fgsm and pgd")
-        if refined and base is not None and "worst_case" in has:
-            gap_row(model, run, "pgd_converged", base.loc[(model, run)].reindex(c.index), c["worst_case"], counts,
-                    ", worst case without the stronger runs of PGD against with them")
-        else:
-            row(model, run, "pgd_converged", status="SKIP", detail="needs a stronger run of PGD (pgd_restarts, pgd_long)")
-        if refined and "pgd" in has:
-            gap_row(model, run, "more_iterations_do_not_help_the_model", c[refined].max(axis=1), c["pgd"], counts)
-        else:
-            row(model, run, "more_iterations_do_not_help_the_model", status="SKIP",
-                detail="needs pgd and a stronger run of it")
-        if free and gradient:
-            gap_row(model, run, "gradient_free_not_stronger", c[gradient].min(axis=1), c[free].min(axis=1), counts)
-        else:
-            row(model, run, "gradient_free_not_stronger", status="SKIP", detail="needs a gradient-free and a gradient attack")
-        t = transfer[(transfer["epsilon"] > 0) & (transfer["target"] == model) & (transfer["run"] == run)] \
-            if not transfer.empty else transfer
-        if t.empty or t["source"].nunique() < 2:
-            row(model, run, "transfer_not_stronger", status="SKIP", detail="needs transfer_from and 2+ models")
-        else:
-            wide = t.pivot_table(index="epsilon", columns="source", values="accuracy")
-            others = wide.drop(columns=model)
-            sizes = t.groupby("epsilon")["n"].first()
-            value, eps, allowed, flagged = _gap(wide[model], others.min(axis=1), sizes)
-            row(model, run, "transfer_not_stronger", value, allowed, "FLAG" if flagged else "PASS",
-                f"at ε={eps:g}, from {others.loc[eps].idxmin()}")
-        if not stochastic:
-            continue  # an experiment without randomised models has no EOT check at all
-        if model not in stochastic:
-            row(model, run, "eot_convergence", status="SKIP", detail="deterministic model: EOT does not apply")
-        elif {"pgd", "pgd_eot"} <= has:
-            gap_row(model, run, "eot_convergence", c["pgd"], c["pgd_eot"], counts,
-                    ", pgd against pgd_eot (4× the passes per gradient)")
-        else:
-            row(model, run, "eot_convergence", status="SKIP", detail="needs pgd and pgd_eot in attack.methods")
+        rows.append(_large_epsilon_row(model, run, large_epsilon))
+        rows += _attack_order_rows(model, run, c, counts, base.loc[(model, run)] if base is not None else None)
+        rows.append(_transfer_row(model, run, transfer))
+        if stochastic:  # an experiment without randomised models has no EOT check at all
+            rows.append(_eot_row(model, run, c, counts, model in stochastic))
     return pd.DataFrame(rows)
+
+
+def _row(model, run, check, value=None, threshold=None, status=None, detail="") -> dict:
+    return {"model": model, "run": run, "check": check, "status": status, "value": value, "threshold": threshold,
+            "description": {**CHECKS, **UNIVERSAL_CHECKS}[check], "detail": detail}
+
+
+def _gap_row(model, run, check, stronger, weaker, counts, label="") -> dict:
+    value, eps, allowed, flagged = _gap(stronger, weaker, counts)
+    return _row(model, run, check, value, allowed, "FLAG" if flagged else "PASS", f"at ε={eps:g}{label}")
+
+
+def _large_epsilon_row(model, run, large_epsilon: pd.DataFrame) -> dict:
+    """PGD's accuracy at the largest masking budget against its ceiling."""
+    large = large_epsilon[(large_epsilon["model"] == model) & (large_epsilon["run"] == run)] \
+        if not large_epsilon.empty else large_epsilon
+    if large.empty:
+        return _row(model, run, "large_epsilon", None, LARGE_EPSILON_MAX_ACCURACY, "SKIP", "no masking_epsilons")
+    last = large.sort_values("epsilon").iloc[-1]
+    return _row(model, run, "large_epsilon", float(last["accuracy"]), LARGE_EPSILON_MAX_ACCURACY,
+                "FLAG" if last["accuracy"] > LARGE_EPSILON_MAX_ACCURACY else "PASS", f"PGD at ε={last['epsilon']:g}")
+
+
+def _attack_order_rows(model, run, c: pd.DataFrame, counts, base: pd.Series | None) -> list[dict]:
+    """The checks between one run's attacks (``c``: accuracy per ε and attack; ``base``: the
+    worst case without the stronger runs of PGD): PGD against FGSM, PGD converged, more
+    iterations, gradient-free against gradient attacks."""
+    has = set(c.columns)
+    gradient = [a for a in ATTACKS.with_tag("gradient") if a in has]
+    free = [a for a in ATTACKS.names() if a in has and a not in gradient]
+    refined = [e.name for e in ATTACKS.entries() if e.refines == "pgd" and e.name in has]
+    return [
+        _gap_row(model, run, "pgd_not_weaker_than_fgsm", c["pgd"], c["fgsm"], counts) if {"pgd", "fgsm"} <= has
+        else _row(model, run, "pgd_not_weaker_than_fgsm", status="SKIP", detail="needs fgsm and pgd"),
+        _gap_row(model, run, "pgd_converged", base.reindex(c.index), c["worst_case"], counts,
+                 ", worst case without the stronger runs of PGD against with them")
+        if refined and base is not None and "worst_case" in has
+        else _row(model, run, "pgd_converged", status="SKIP", detail="needs a stronger run of PGD (pgd_restarts, pgd_long)"),
+        _gap_row(model, run, "more_iterations_do_not_help_the_model", c[refined].max(axis=1), c["pgd"], counts)
+        if refined and "pgd" in has
+        else _row(model, run, "more_iterations_do_not_help_the_model", status="SKIP",
+                  detail="needs pgd and a stronger run of it"),
+        _gap_row(model, run, "gradient_free_not_stronger", c[gradient].min(axis=1), c[free].min(axis=1), counts)
+        if free and gradient
+        else _row(model, run, "gradient_free_not_stronger", status="SKIP",
+                  detail="needs a gradient-free and a gradient attack")]
+
+
+def _transfer_row(model, run, transfer: pd.DataFrame) -> dict:
+    """The model's white-box accuracy against the best transfer from another model."""
+    t = transfer[(transfer["epsilon"] > 0) & (transfer["target"] == model) & (transfer["run"] == run)] \
+        if not transfer.empty else transfer
+    if t.empty or t["source"].nunique() < 2:
+        return _row(model, run, "transfer_not_stronger", status="SKIP", detail="needs transfer_from and 2+ models")
+    wide = t.pivot_table(index="epsilon", columns="source", values="accuracy")
+    others = wide.drop(columns=model)
+    value, eps, allowed, flagged = _gap(wide[model], others.min(axis=1), t.groupby("epsilon")["n"].first())
+    return _row(model, run, "transfer_not_stronger", value, allowed, "FLAG" if flagged else "PASS",
+                f"at ε={eps:g}, from {others.loc[eps].idxmin()}")
+
+
+def _eot_row(model, run, c: pd.DataFrame, counts, stochastic: bool) -> dict:
+    """PGD against PGD with expectation over transformation, for a randomised model."""
+    if not stochastic:
+        return _row(model, run, "eot_convergence", status="SKIP", detail="deterministic model: EOT does not apply")
+    if {"pgd", "pgd_eot"} <= set(c.columns):
+        return _gap_row(model, run, "eot_convergence", c["pgd"], c["pgd_eot"], counts,
+                        ", pgd against pgd_eot (4× the passes per gradient)")
+    return _row(model, run, "eot_convergence", status="SKIP", detail="needs pgd and pgd_eot in attack.methods")
 
 
 def universal_checks(universal: pd.DataFrame, degenerate=(), transfer: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -178,54 +192,58 @@ def universal_checks(universal: pd.DataFrame, degenerate=(), transfer: pd.DataFr
     degenerate = set(map(tuple, degenerate))
     u = universal[universal["target"].astype(str) == "none"] if not universal.empty else universal
     rows = []
-
-    def row(model, run, check, value=None, threshold=None, status=None, detail=""):
-        rows.append({"model": model, "run": run, "check": check, "status": status, "value": value,
-                     "threshold": threshold, "description": UNIVERSAL_CHECKS[check], "detail": detail})
-
     for (model, run), group in u.groupby(["model", "run"], sort=False):
         if (model, run) in degenerate:
-            for check in UNIVERSAL_CHECKS:
-                row(model, run, check, status="DEGENERATE", detail="degenerate run: not checked")
+            rows += [_row(model, run, check, status="DEGENERATE", detail="degenerate run: not checked")
+                     for check in UNIVERSAL_CHECKS]
             continue
-        g = group.sort_values("epsilon").reset_index(drop=True)
-        known = g.dropna(subset=["worst_case_accuracy"])
-        if known.empty:
-            row(model, run, "universal_within_worst_case", status="SKIP", detail="no per-input worst case at these ε")
-        else:
-            share = known["beyond_worst_case"] / known["n"]
-            allowed = pd.Series(tolerance(known["accuracy"], known["worst_case_accuracy"], known["n"]), index=known.index)
-            at = (share - allowed).idxmax()
-            row(model, run, "universal_within_worst_case", float(share[at]), float(allowed[at]),
+        known = group.sort_values("epsilon").reset_index(drop=True).dropna(subset=["worst_case_accuracy"])
+        rows += [_within_worst_case_row(model, run, known), _beats_noise_row(model, run, known)]
+        if transfer is not None:
+            rows.append(_universal_transfer_row(model, run, transfer))
+    return pd.DataFrame(rows, columns=["model", "run", "check", "status", "value", "threshold", "description", "detail"])
+
+
+def _within_worst_case_row(model, run, known: pd.DataFrame) -> dict:
+    """The share of points one δ fools that survived every per-input attack (``known``: the
+    budgets with a per-input worst case)."""
+    if known.empty:
+        return _row(model, run, "universal_within_worst_case", status="SKIP", detail="no per-input worst case at these ε")
+    share = known["beyond_worst_case"] / known["n"]
+    allowed = pd.Series(tolerance(known["accuracy"], known["worst_case_accuracy"], known["n"]), index=known.index)
+    at = (share - allowed).idxmax()
+    return _row(model, run, "universal_within_worst_case", float(share[at]), float(allowed[at]),
                 "FLAG" if (share > allowed).any() else "PASS",
                 f"at ε={known.loc[at, 'epsilon']:g}: {int(known.loc[at, 'beyond_worst_case'])} points fooled by δ "
                 "survived every per-input attack")
-        strong = known[known["worst_case_accuracy"] <= STRONG_PER_INPUT]
-        if strong.empty:
-            row(model, run, "universal_beats_noise", status="SKIP",
-                detail=f"the per-input worst case stays above {STRONG_PER_INPUT:g} at every universal ε")
-        else:
-            last = strong.iloc[-1]
-            counted = last["n_clean_correct"] if "n_clean_correct" in last and pd.notna(last["n_clean_correct"]) \
-                else last["n"]
-            gain = float(last["fooling_rate"] - last["baseline_fooling_rate"])
-            allowed = float(tolerance(last["fooling_rate"], last["baseline_fooling_rate"], max(counted, 1)))
-            row(model, run, "universal_beats_noise", gain, allowed, "PASS" if gain > allowed else "FLAG",
+
+
+def _beats_noise_row(model, run, known: pd.DataFrame) -> dict:
+    """The universal fooling rate against a random δ's at the largest ε where the per-input
+    attacks are strong."""
+    strong = known[known["worst_case_accuracy"] <= STRONG_PER_INPUT]
+    if strong.empty:
+        return _row(model, run, "universal_beats_noise", status="SKIP",
+                    detail=f"the per-input worst case stays above {STRONG_PER_INPUT:g} at every universal ε")
+    last = strong.iloc[-1]
+    counted = last["n_clean_correct"] if "n_clean_correct" in last and pd.notna(last["n_clean_correct"]) else last["n"]
+    gain = float(last["fooling_rate"] - last["baseline_fooling_rate"])
+    allowed = float(tolerance(last["fooling_rate"], last["baseline_fooling_rate"], max(counted, 1)))
+    return _row(model, run, "universal_beats_noise", gain, allowed, "PASS" if gain > allowed else "FLAG",
                 f"at ε={last['epsilon']:g}: fooling rate {last['fooling_rate']:.2f}, random δ "
                 f"{last['baseline_fooling_rate']:.2f}")
-        if transfer is None:
-            continue
-        t = transfer[(transfer["target_model"] == model) & (transfer["run"] == run)] if not transfer.empty else transfer
-        if t.empty or t["source"].nunique() < 2:
-            row(model, run, "universal_transfer_not_stronger", status="SKIP", detail="needs two or more models")
-            continue
-        wide = t.pivot_table(index="epsilon", columns="source", values="fooling_rate")
-        others = wide.drop(columns=model)
-        best = others.max(axis=1)
-        value, eps, allowed, flagged = _gap(best, wide[model], t.groupby("epsilon")["n"].first())
-        row(model, run, "universal_transfer_not_stronger", value, allowed, "FLAG" if flagged else "PASS",
-            f"at ε={eps:g}, the δ of {others.loc[eps].idxmax()} against its own")
-    return pd.DataFrame(rows, columns=["model", "run", "check", "status", "value", "threshold", "description", "detail"])
+
+
+def _universal_transfer_row(model, run, transfer: pd.DataFrame) -> dict:
+    """The best other model's δ on this model against its own δ."""
+    t = transfer[(transfer["target_model"] == model) & (transfer["run"] == run)] if not transfer.empty else transfer
+    if t.empty or t["source"].nunique() < 2:
+        return _row(model, run, "universal_transfer_not_stronger", status="SKIP", detail="needs two or more models")
+    wide = t.pivot_table(index="epsilon", columns="source", values="fooling_rate")
+    others = wide.drop(columns=model)
+    value, eps, allowed, flagged = _gap(others.max(axis=1), wide[model], t.groupby("epsilon")["n"].first())
+    return _row(model, run, "universal_transfer_not_stronger", value, allowed, "FLAG" if flagged else "PASS",
+                f"at ε={eps:g}, the δ of {others.loc[eps].idxmax()} against its own")
 
 
 def masking_checks(runs: pd.DataFrame) -> pd.DataFrame:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..models.ops import Cast, Circuit, Scale, run_ops
-from ..models.quantum import statevector_outputs
+from ..models.simulation import statevector_outputs
 from ..registry import CERTIFICATES, ENCODINGS, READOUTS
 from .base import Certificate
 from .bounds import input_box, interval_trace

@@ -80,8 +80,8 @@ class PlusMinusHybrid(PlusMinusModel):
 
     name, label = "plus_minus_hybrid", "the earlier study's hybrid"
     tags = frozenset({"image", "quantum"})
-    uses = ("helpers.models.quantum", "helpers.models.encodings", "helpers.models.ansatzes",
-            "helpers.models.readouts")
+    uses = ("helpers.models.quantum", "helpers.models.simulation", "helpers.models.encodings",
+            "helpers.models.ansatzes", "helpers.models.readouts")
 
     @dataclass(frozen=True)
     class Params(Params):

@@ -15,7 +15,8 @@ from ..registry import ANSATZES, ENCODINGS, MODELS, READOUTS
 from . import Model
 from .ops import Cast, Circuit, Scale
 from .noise import Noise, check_noise, density_bytes
-from .quantum import SIMULATORS, QuantumLayer, check_simulator, count_parametrised_gates
+from .quantum import SIMULATORS, QuantumLayer, check_simulator
+from .simulation import count_parametrised_gates
 
 # A statevector of n qubits holds 2**n complex amplitudes per sample; 20 qubits at batch 32
 # in complex128 is already 0.5 GiB before autograd keeps intermediate states.
@@ -79,8 +80,8 @@ class VQC(Model):
 
     name, label = "vqc", "variational quantum circuit"
     tags = frozenset({"quantum"})
-    uses = ("helpers.models.quantum", "helpers.models.encodings", "helpers.models.ansatzes",
-            "helpers.models.readouts", "helpers.models.features", "helpers.models.noise")
+    uses = ("helpers.models.quantum", "helpers.models.simulation", "helpers.models.encodings",
+            "helpers.models.ansatzes", "helpers.models.readouts", "helpers.models.features", "helpers.models.noise")
 
     @dataclass(frozen=True)
     class Params(Params):

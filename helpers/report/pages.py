@@ -24,7 +24,7 @@ from jinja2 import DictLoader
 from nbconvert import HTMLExporter
 from PIL import Image
 
-from ..stages.graph import STAGES
+from ..store.graph import STAGES
 from ..store.files import read_csv, write_text
 from ..store.layout import CONFIG, SUMMARY, TABLES, Layout, index_page
 

@@ -18,9 +18,7 @@ Where the runs go (``cfg.executor``, ``cfg.workers``):
 - otherwise a ``LocalCluster`` for the stage: ``workers`` single-threaded worker processes
   (``auto``: one per CPU core, at most one per run; one on a GPU), torch set to one thread in
   each. Its worker processes exit when this process dies, even by SIGKILL (Dask's nanny
-  holds a pipe to each; the worker leaves when it closes);
-- ``executor.kind: processes``: the earlier spawn process pool (kept for the executor
-  benchmark, ``benchmarks/executor.py``).
+  holds a pipe to each; the worker leaves when it closes).
 
 ``executor.resources`` (e.g. ``{GPU: 1}``) is asked for by every task of a config that has a
 circuit (a model tagged ``quantum``): such tasks go only to workers started with
@@ -59,7 +57,6 @@ import os
 import threading
 import uuid
 from collections import defaultdict
-from functools import partial
 
 import torch
 
@@ -69,7 +66,6 @@ from . import progress
 
 EVENT_WAIT_SECONDS = 10.0  # how long a finished run waits for its unit events (they arrive before its result)
 
-_queue = None  # in a worker of the process pool: where its finished units are reported
 _client = None  # the client of the innermost ``cluster`` context, shared by every thread
 _client_lock = threading.Lock()
 
@@ -123,7 +119,7 @@ def start_client(scheduler: str | None = None, workers: int = 1):
         import dask
 
         # Dask's statistical profiler samples every worker thread's stack every 10 ms: about
-        # a third more CPU time on our runs (benchmarks/executor.py), for a dashboard we do not open.
+        # a third more CPU time on our runs (measured against a process pool), for a dashboard we do not open.
         with dask.config.set({"distributed.worker.profile.enabled": False}):
             # No dashboard; the scheduler's small HTTP server (health, metrics) on a free port,
             # not 8787, which another cluster on the machine may hold.
@@ -170,10 +166,9 @@ def current_client():
 
 # ---- tasks ---------------------------------------------------------------------------------
 
-def _counted(run_fn, cfg, run: int, seed: int, sink=None):
-    """``run_fn(cfg, run, seed)`` with each finished unit reported to ``sink(reused)`` (in a
-    pool worker: the queue); returns (result, message, units reported)."""
-    sink = sink or (lambda reused: _queue.put(reused))
+def _counted(run_fn, cfg, run: int, seed: int, sink):
+    """``run_fn(cfg, run, seed)`` with each finished unit reported to ``sink(reused)``;
+    returns (result, message, units reported)."""
     count = 0
 
     def report(reused: bool) -> None:
@@ -225,8 +220,6 @@ def map_runs(cfg, run_fn, log=None, stage: str = "runs", units_per_run: int = 0)
             return _on_dask(client, cfg, run_fn, runs, bar, log, stage, units_per_run)
         if options.scheduler is None and local_workers(cfg, len(runs)) == 1:
             return _in_process(cfg, run_fn, runs, bar, log, stage, units_per_run)
-        if options.kind == "processes":
-            return _on_pool(cfg, run_fn, runs, bar, log, units_per_run, local_workers(cfg, len(runs)))
         own = start_client(options.scheduler, local_workers(cfg, len(runs)))
         try:
             return _on_dask(own, cfg, run_fn, runs, bar, log, stage, units_per_run)
@@ -313,39 +306,3 @@ def _on_dask(client, cfg, run_fn, runs, bar, log, stage, units_per_run) -> list:
         failures.sort(key=lambda f: f[0])
         raise _failure(cfg, stage, failures) from failures[0][2]
     return [done[run][0] for run, _ in runs]
-
-
-# ---- the earlier process pool (executor.kind: processes) ---------------------------------
-
-def _worker_init(queue) -> None:
-    global _queue
-    _queue = queue
-    _set_torch_threads()
-
-
-def _drain(queue, bar: progress.StageBar) -> None:
-    """Move the units the workers report onto the bar until the stop sentinel (None)."""
-    while (reused := queue.get()) is not None:
-        bar.update(reused)
-
-
-def _on_pool(cfg, run_fn, runs, bar, log, units_per_run, workers) -> list:
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    context = get_context("spawn")
-    queue = context.Queue()
-    drain = threading.Thread(target=_drain, args=(queue, bar), daemon=True)
-    drain.start()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(queue,))
-    results = []
-    try:
-        for result, message, count in pool.map(partial(_counted, run_fn), *zip(*[(cfg, r, s) for r, s in runs])):
-            results.append(result)
-            bar.expect(count - units_per_run)
-            log(message)
-    finally:
-        pool.shutdown(cancel_futures=True)
-        queue.put(None)  # every worker has exited: what they reported is in the queue before it
-        drain.join()
-    return results

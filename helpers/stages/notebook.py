@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .graph import ROOT
+from ..store.graph import ROOT
 
 KERNEL = "qml-robustness"  # the kernel `make env` installs into the environment
 

@@ -20,7 +20,7 @@ from ..registry import source_hash
 from ..store.files import save_arrays
 from ..store.layout import UNTARGETED, Layout, delta_name
 from ..store.units import unit_key
-from .graph import KEYED_APART, files
+from ..store.graph import KEYED_APART, files
 from .inputs import load_train_split
 
 COLUMNS = {

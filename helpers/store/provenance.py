@@ -4,7 +4,7 @@ results of the stages before it.
 ``results/<experiment>/provenance.json`` records the resolved config, the git commit (and
 whether the tree was dirty), package versions, the device and the seeds, and for every stage
 that ran: the hash of the config sections its results depend on, the hash of the source of
-the code it runs (``stages.graph``), the commit, and its start and finish times.
+the code it runs (``store.graph``), the commit, and its start and finish times.
 
 Within a stage, units of work are reused only while their own keys match (``store.units``);
 between stages, ``begin_stage`` refuses to start when a stage before it has not finished
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..data.splits import run_seeds
 from ..registry import source_hash
-from ..stages import graph
+from . import graph
 from .files import project_root, write_text
 from .layout import Layout
 
@@ -85,7 +85,7 @@ def package_versions() -> dict:
 def device_description(cfg) -> str:
     import torch
 
-    from ..config import resolve_device
+    from ..device import resolve_device
 
     device = resolve_device(cfg)
     if device.type == "cuda":

@@ -108,12 +108,12 @@ def unit_costs(units: Units, layout) -> list[dict]:
 
 @lru_cache(maxsize=None)
 def stage_code_hash(stage: str) -> str:
-    """Hash of the code a stage's units share: the stage's own files (``stages.graph``)
+    """Hash of the code a stage's units share: the stage's own files (``store.graph``)
     without those of any registry entry; each unit's key adds the ``code_hash`` of the
     entries it runs (its model, attack, attribution method, ...), so a change to one entry's
     module recomputes that entry's units and no others."""
     from ..registry import REGISTRIES, source_hash
-    from ..stages import graph
+    from . import graph
 
     claimed = set().union(*(registry.claimed_files() for registry in REGISTRIES))
     claimed |= set(graph.files(graph.KEYED_APART.get(stage, ())))

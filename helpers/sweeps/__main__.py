@@ -23,7 +23,7 @@ def execute_report(sweep) -> int:
     """Run the sweep's notebook with papermill; a failure keeps ``sweep_report.failed.ipynb``."""
     from papermill.exceptions import PapermillExecutionError
 
-    from ..stages.graph import ROOT
+    from ..store.graph import ROOT
     from ..stages.notebook import execute
 
     target = sweep.results_dir / f"{NOTEBOOK}.ipynb"

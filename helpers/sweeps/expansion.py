@@ -36,7 +36,7 @@ import yaml
 
 from ..config import ROOT, Config, parse_config
 from ..params import ConfigError
-from ..stages.graph import STAGES, upstream
+from ..store.graph import STAGES, upstream
 
 SWEEP_KEYS = ("base", "set", "blocks", "exclude", "stages", "report")
 BLOCK_KEYS = ("set", "grid", "zip")
