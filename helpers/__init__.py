@@ -1,10 +1,11 @@
 """Reusable pieces of the qml-robustness study (see docs/architecture.md).
 
-One subpackage per kind of component, each with a registry (``data``, ``models``,
-``attacks``, ``explain``, ``certificates``), the analysis of result tables (``analysis``),
-what a reader sees (``report``), one module per notebook stage (``stages``) and where
-results live (``store``); ``config``, ``params`` and ``registry`` hold typed configs,
-parameter rules and the registries; ``helpers.evaluate`` (``suite``) runs the whole evaluation
+One subpackage per kind of component, each with a registry (``data``; ``models`` with the
+circuit's encodings, ansatzes and readouts; ``attacks``; ``threats``; ``explain``;
+``certificates``; ``defences``; the report's ``sections``), the analysis of result tables
+(``analysis``), what a reader sees (``report``), one module per notebook stage (``stages``)
+and where results live (``store``, with the stage graph); ``config`` (one module per section),
+``params`` and ``registry`` hold typed configs, parameter rules and the registries; ``helpers.evaluate`` (``suite``) runs the whole evaluation
 on a model object of your own. This package imports nothing on its own: the Makefile reads the
 stage graph with a bare Python.
 """

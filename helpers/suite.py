@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from .analysis.ceiling import ceiling_rows
-from .analysis.evaluation import COLUMNS, certify_models, evaluate_models, threat_columns
+from .analysis.certification import certify_models
+from .analysis.evaluation import COLUMNS, evaluate_models, table_name, threat_columns
 from .attacks.base import is_stochastic
 from .config import AttackSection, CertifySection
 from .models import Model
@@ -49,9 +50,9 @@ def evaluate(model: nn.Module | Mapping[str, nn.Module], x_test, y_test, attack:
     """Attack, certify and check ``model`` (or each model of a mapping) on ``x_test`` (N, ...)
     in [0, 1] with labels ``y_test`` (N,); returns the tables by name: ``robustness``,
     ``transfer``, ``large_epsilon``, ``by_class``, ``convergence``, ``escalation``,
-    ``attack_traces`` (and ``<table>_l2`` with an ``l2`` block), ``certified``, ``masking``
-    (every gradient-masking check of the configured attacks), ``escalation_checks`` (each
-    flag after the escalation attacks ran) and ``ceiling``."""
+    ``attack_traces``, ``masking`` (every gradient-masking check of the configured attacks),
+    ``escalation_checks`` (each flag after the escalation attacks ran), each of them but the
+    last two also as ``<table>_l2`` with an ``l2`` block, ``certified`` and ``ceiling``."""
     models = dict(model) if isinstance(model, Mapping) else {"model": model}
     for name, m in models.items():
         if not isinstance(m, nn.Module):
@@ -61,23 +62,23 @@ def evaluate(model: nn.Module | Mapping[str, nn.Module], x_test, y_test, attack:
     x, y = _inputs(x_test, y_test)
     section, certify_section = AttackSection.parse(attack, "attack"), CertifySection.parse(certify, "certify")
     stochastic = {name for name, m in models.items() if is_stochastic(m)}
-    worst, worst_l2, units = {}, {}, _memory()
-    results = evaluate_models(models, x, y, section, seed, units=units, worst=worst)
-    checks = _checks(_frames(results, COLUMNS), stochastic)
-    flagged = set(checks.loc[checks["status"] == "FLAG", "model"])
-    if flagged and section.escalation:  # the stronger attacks, where a check flags a model (the first pass reused)
-        results = evaluate_models(models, x, y, section, seed, units=units, worst=worst, escalate=flagged)
-    tables = _frames(results, COLUMNS)
-    threats = section.threat_sections()
-    if "l2" in threats:
-        l2 = evaluate_models(models, x, y, threats["l2"], seed, worst=worst_l2)
-        tables.update({f"{key}_l2": frame for key, frame in _frames(l2, threat_columns("l2")).items()})
-    certified = certify_models(models, x, y, section.epsilons, certify_section, seed, worst,
-                               l2_epsilons=threats["l2"].epsilons if "l2" in threats else None, worst_l2=worst_l2)
+    threats, units = section.threat_sections(), _memory()
+    worst, tables = {norm: {} for norm in threats}, {}
+    for norm, threat in threats.items():
+        results = evaluate_models(models, x, y, threat, seed, units=units, worst=worst[norm])
+        checks = _checks(_frames(results, threat_columns(norm)), stochastic)
+        flagged = set(checks.loc[checks["status"] == "FLAG", "model"])
+        if flagged and threat.escalation:  # the stronger attacks, where a check flags a model (the first pass reused)
+            results = evaluate_models(models, x, y, threat, seed, units=units, worst=worst[norm], escalate=flagged)
+        frames = _frames(results, threat_columns(norm))
+        # The checks diagnose the configured suite (the first pass); what escalation made of a flag is its own table.
+        frames["masking"] = checks
+        if "escalation" in frames:
+            frames["escalation_checks"] = escalation_checks(checks, frames["escalation"])
+        tables.update({table_name(key, norm): frame for key, frame in frames.items()})
+    certified = certify_models(models, x, y, section.epsilons, certify_section, seed, worst["linf"],
+                               threats={norm: (t.epsilons, worst[norm]) for norm, t in threats.items()})
     tables["certified"] = pd.DataFrame([{"run": 0, **r} for r in certified], columns=["run", *COLUMNS["certified"]])
-    # The checks diagnose the configured suite (the first pass); what escalation made of a flag is its own table.
-    tables["masking"] = checks
-    tables["escalation_checks"] = escalation_checks(checks, tables["escalation"])
     tables["ceiling"] = pd.DataFrame([{"run": 0, **row} for norm, t in threats.items()
                                       for row in ceiling_rows(x.numpy(), y.numpy(), t.epsilons, norm)])
     return tables

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.analysis.evaluation import certify_models
+from helpers.analysis.certification import certify_models
 from helpers.attacks import ATTACKS, PGD, evaluate_attack
 from helpers.config import CertifySection, load_config, resolve_device
 from helpers.registry import CERTIFICATES

@@ -179,7 +179,8 @@ def test_the_certify_stage_counts_every_verdict_and_the_counterexamples_close_th
     """Through ``certify_models``: the exact rows' robust, refuted and undecided shares sum to 1,
     ``best`` takes its proofs, and its ``upper`` (the attacked accuracy with every refuted point
     counted as fooled) is what the bracket's attacked side becomes, never above the attacks'."""
-    from helpers.analysis.evaluation import certify_models, evaluate_models
+    from helpers.analysis.certification import certify_models
+    from helpers.analysis.evaluation import evaluate_models
     from helpers.analysis.statistics import bracket_table
     from helpers.config import AttackSection, CertifySection
 
@@ -241,7 +242,8 @@ def test_a_declared_subset_of_points_and_budgets_is_what_runs_and_the_radii_brac
     the same drawn points for every model, and their shares sum to 1; best stays sound. The
     radius table brackets each of the first ``radius_points`` of them: certified <= refuted,
     certified <= attack radius, so every run's tightness is at most 1."""
-    from helpers.analysis.evaluation import certify_models, evaluate_models
+    from helpers.analysis.certification import certify_models
+    from helpers.analysis.evaluation import evaluate_models
     from helpers.analysis.radii import radius_records
     from helpers.config import AttackSection, CertifySection
     from helpers.report.sections.exact import radius_summary

@@ -1,7 +1,9 @@
-"""L-infinity attacks in input space, and robust accuracy under them.
+"""Attacks in input space, in every threat model (``helpers/threats``: L∞, L2), and robust
+accuracy under them.
 
 Every attack is one ``Attack`` entry of the ``ATTACKS`` registry, in a module of this
-package (see ``base.Attack``): ``ATTACKS[name](params, seed=seed).attack(model, x, y, epsilon)``.
+package (see ``base.Attack``; its ``norms`` say which threat models it runs in):
+``ATTACKS[name](params, seed=seed).attack(model, x, y, epsilon)``.
 A config's ``attack.<name>`` mapping holds its parameters; ``attack.methods`` picks the
 attacks that run.
 """
@@ -9,7 +11,8 @@ from __future__ import annotations
 
 from ..models import predict
 from ..registry import ATTACKS
-from .base import PIXEL_MAX, PIXEL_MIN, Attack, check_epsilon, evaluate_attack, input_gradient, margin, project
+from ..threats.base import PIXEL_MAX, PIXEL_MIN
+from .base import Attack, check_epsilon, evaluate_attack, input_gradient, margin, project
 from .fgsm import FGSM
 from .pgd import PGD, pgd
 from .square import Square, UniformNoise

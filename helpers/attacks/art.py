@@ -5,7 +5,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import PIXEL_MAX, PIXEL_MIN, project
+from ..threats.base import PIXEL_MAX, PIXEL_MIN
+from .base import project
 
 
 def art_classifier(model: nn.Module, x: torch.Tensor):

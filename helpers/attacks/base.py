@@ -13,8 +13,9 @@ from torch import nn
 from ..models import EVALUATION_BATCH, predict
 from ..params import Integer, param
 from ..registry import Component
+from ..threats.linf import LInf
 
-PIXEL_MIN, PIXEL_MAX = 0.0, 1.0
+LINF = LInf()  # the L∞ threat model: the projection of every L∞ attack
 EOT_SAMPLES = 8  # default forward passes per gradient or loss on a randomised model
 
 
@@ -137,8 +138,8 @@ def integers(low: int, high: int, shape, gen: torch.Generator, device) -> torch.
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """Project onto the L-infinity epsilon-ball around ``x``, then clip to [0, 1]."""
-    return torch.clamp(torch.minimum(torch.maximum(x_adv, x - epsilon), x + epsilon), PIXEL_MIN, PIXEL_MAX)
+    """Project onto the L∞ ε-ball around ``x``, then clip to [0, 1] (``threats.linf``)."""
+    return LINF.project(x_adv, x, epsilon)
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

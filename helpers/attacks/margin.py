@@ -7,22 +7,15 @@ with large logit scales). The margin (true logit minus the largest other) keeps 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
-from ..params import Boolean, Integer, Number, Params, param
 from ..registry import ATTACKS
-from .base import Attack, eot_samples_param, expected_fooled, margin, mean_over_passes
-from .pgd import pgd
+from .base import Attack, expected_fooled, margin, mean_over_passes
+from .pgd import pgd, pgd_params
 
 
-@dataclass(frozen=True)
-class MarginParams(Params):
-    steps: int = param(20, Integer(1), "iterations (per target for the targeted attack)")
-    step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
-    random_start: bool = param(True, Boolean(), "start from a uniform random point of the ε-ball")
-    eot_samples: int = eot_samples_param()
+MarginParams = pgd_params(20, 0.25, steps_doc="iterations (per target for the targeted attack)")
 
 
 @ATTACKS.register

@@ -1,7 +1,7 @@
 """Projected gradient descent, and the two stronger runs of it that check its convergence."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import make_dataclass
 
 import numpy as np
 import torch
@@ -11,6 +11,20 @@ from ..registry import ATTACKS
 from .base import EOT_SAMPLES, Attack, eot_samples_param, expected_fooled, generator, input_gradient, project, uniform
 
 EOT_FACTOR = 4  # pgd_eot's passes per gradient, in multiples of pgd's default
+
+
+def pgd_params(steps: int, step_ratio: float, restarts: int | None = None, eot_samples: int = EOT_SAMPLES,
+               steps_doc: str = "iterations", ball: str = "ε-ball") -> type[Params]:
+    """The ``Params`` of a PGD attack with these defaults: its steps, its step size and a random
+    start in the ``ball`` (``restarts``: that many random starts instead), and its passes per
+    gradient on a randomised model."""
+    start = (("restarts", int, param(restarts, Integer(1), "random starts (the first included)")) if restarts
+             else ("random_start", bool, param(True, Boolean(), f"start from a uniform random point of the {ball}")))
+    return make_dataclass("Params", [("steps", int, param(steps, Integer(1), steps_doc)),
+                                     ("step_ratio", float, param(step_ratio, Number(0, open="low"),
+                                                                 "step size as a fraction of ε")),
+                                     start, ("eot_samples", int, eot_samples_param(eot_samples))],
+                          bases=(Params,), frozen=True)
 
 
 def pgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, *, steps: int, step_ratio: float,
@@ -61,12 +75,7 @@ class PGD(Attack):
     name, label = "pgd", "PGD"
     tags = frozenset({"gradient"})
 
-    @dataclass(frozen=True)
-    class Params(Params):
-        steps: int = param(20, Integer(1), "iterations")
-        step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
-        random_start: bool = param(True, Boolean(), "start from a uniform random point of the ε-ball")
-        eot_samples: int = eot_samples_param()
+    Params = pgd_params(20, 0.25)
 
     def perturb(self, model, x, y, epsilon):
         p = self.params
@@ -81,12 +90,7 @@ class PGDRestarts(Attack):
     name, label, refines = "pgd_restarts", "PGD, restarts", "pgd"
     tags = frozenset({"gradient"})
 
-    @dataclass(frozen=True)
-    class Params(Params):
-        steps: int = param(20, Integer(1), "iterations per start")
-        step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
-        restarts: int = param(5, Integer(1), "random starts (the first included)")
-        eot_samples: int = eot_samples_param()
+    Params = pgd_params(20, 0.25, restarts=5, steps_doc="iterations per start")
 
     @property
     def start_seed(self) -> int:
@@ -108,12 +112,7 @@ class PGDEscalated(PGDRestarts):
 
     name, label, refines = "pgd_escalated", "PGD, escalated", "pgd"
 
-    @dataclass(frozen=True)
-    class Params(Params):
-        steps: int = param(100, Integer(1), "iterations per start")
-        step_ratio: float = param(0.1, Number(0, open="low"), "step size as a fraction of ε")
-        restarts: int = param(10, Integer(1), "random starts (the first included)")
-        eot_samples: int = eot_samples_param()
+    Params = pgd_params(100, 0.1, restarts=10, steps_doc="iterations per start")
 
 
 @ATTACKS.register
@@ -123,12 +122,7 @@ class PGDLong(PGD):
 
     name, label, refines = "pgd_long", "PGD, long", "pgd"
 
-    @dataclass(frozen=True)
-    class Params(Params):
-        steps: int = param(60, Integer(1), "iterations")
-        step_ratio: float = param(0.1, Number(0, open="low"), "step size as a fraction of ε")
-        random_start: bool = param(True, Boolean(), "start from a uniform random point of the ε-ball")
-        eot_samples: int = eot_samples_param()
+    Params = pgd_params(60, 0.1)
 
 
 @ATTACKS.register
@@ -139,9 +133,4 @@ class PGDEOT(PGD):
 
     name, label, refines = "pgd_eot", "PGD, 4× EOT passes", "pgd"
 
-    @dataclass(frozen=True)
-    class Params(Params):
-        steps: int = param(20, Integer(1), "iterations")
-        step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
-        random_start: bool = param(True, Boolean(), "start from a uniform random point of the ε-ball")
-        eot_samples: int = eot_samples_param(EOT_FACTOR * EOT_SAMPLES)
+    Params = pgd_params(20, 0.25, eot_samples=EOT_FACTOR * EOT_SAMPLES)

@@ -1,14 +1,13 @@
 """Projected gradient descent in the L2 threat model."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
-from ..params import Boolean, Integer, Number, Params, param
 from ..registry import ATTACKS
 from ..threats import threat_model
-from .base import Attack, eot_samples_param, generator, input_gradient
+from .base import Attack, generator, input_gradient
+from .pgd import pgd_params
 
 
 def pgd_l2(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, *, steps: int, step_ratio: float,
@@ -35,14 +34,9 @@ class PGDL2(Attack):
     name, label = "pgd_l2", "PGD-L2"
     tags = frozenset({"gradient"})
     norms = ("l2",)
-    uses = ("helpers.threats.l2", "helpers.threats.base")
+    uses = ("helpers.attacks.pgd", "helpers.threats.l2", "helpers.threats.base")
 
-    @dataclass(frozen=True)
-    class Params(Params):
-        steps: int = param(20, Integer(1), "iterations")
-        step_ratio: float = param(0.25, Number(0, open="low"), "step size as a fraction of ε")
-        random_start: bool = param(True, Boolean(), "start from a uniform random point of the L2 ε-ball")
-        eot_samples: int = eot_samples_param()
+    Params = pgd_params(20, 0.25, ball="L2 ε-ball")
 
     def perturb(self, model, x, y, epsilon):
         p = self.params

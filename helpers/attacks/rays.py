@@ -7,7 +7,8 @@ import torch
 
 from ..params import Integer, Params, param
 from ..registry import ATTACKS
-from .base import PIXEL_MAX, PIXEL_MIN, Attack, eot_samples_param, expected_fooled, project
+from ..threats.base import PIXEL_MAX, PIXEL_MIN
+from .base import Attack, eot_samples_param, expected_fooled, project
 
 BISECTIONS = 12  # halvings of the radius interval per search (precision 2^-12 of the input range)
 

@@ -6,15 +6,16 @@ never moved after the initial stripes; here every position, the last included, i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 
 import numpy as np
 import torch
 
 from ..params import Choice, Integer, Number, Params, param
 from ..registry import ATTACKS
-from .base import (PIXEL_MAX, PIXEL_MIN, Attack, eot_samples_param, expected_correct, expected_fooled, generator,
-                   integers, margin, mean_over_passes, project, uniform)
+from ..threats.base import PIXEL_MAX, PIXEL_MIN
+from .base import (Attack, eot_samples_param, expected_correct, expected_fooled, generator, integers, margin,
+                   mean_over_passes, project, uniform)
 
 # What the noise baseline's accuracy is (``UniformNoise``).
 STATISTICS = ("any", "mean", "min")
@@ -61,13 +62,8 @@ def square_search(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, queri
         best = (x + epsilon * signs(n, channels, 1, width)).clamp(PIXEL_MIN, PIXEL_MAX)
     else:
         best = (x + epsilon * signs(*x.shape)).clamp(PIXEL_MIN, PIXEL_MAX)
-    best_margin = expected_margin(best, y)
-    trace = [(best_margin > 0).double().mean().item()]
-    for iteration in range(1, queries):
-        active = (best_margin > 0).nonzero().squeeze(1)
-        if len(active) == 0:
-            trace += [0.0] * (queries - iteration)
-            break
+
+    def propose(active, iteration):
         xa, candidate = x[active], best[active].clone()
         fraction = window_fraction(p_init, iteration, queries)
         if image:
@@ -86,13 +82,40 @@ def square_search(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, queri
             features = torch.arange(d, device=x.device)
             window = (features >= start) & (features < start + size)
             moved = (xa + epsilon * signs(len(active), 1)).clamp(PIXEL_MIN, PIXEL_MAX)
-        candidate = torch.where(window, moved, candidate)
+        return torch.where(window, moved, candidate)
+
+    best, trace = margin_search(expected_margin, best, y, queries, propose)
+    return project(best, x, epsilon), trace
+
+
+def square_params(p_init: float) -> type[Params]:
+    """The ``Params`` of a Square attack whose windows first cover ``p_init`` of the input."""
+    return make_dataclass("Params", [
+        ("queries", int, param(1000, Integer(1), "model queries per sample (the paper's standard budget: 5000)")),
+        ("p_init", float, param(p_init, Number(0, 1, open="low"), "initial share of the input a window covers")),
+        ("eot_samples", int, eot_samples_param())], bases=(Params,), frozen=True)
+
+
+def margin_search(expected_margin, best: torch.Tensor, y: torch.Tensor, queries: int,
+                  propose) -> tuple[torch.Tensor, np.ndarray]:
+    """The random search both Square attacks run: from ``best`` (B, ...), at each query the
+    samples still classified correctly (``active``) get a candidate each
+    (``propose(active, query)``), kept where ``expected_margin(candidate, labels)`` drops.
+    Updates ``best`` in place; returns it and the robust accuracy after every query (queries,)."""
+    best_margin = expected_margin(best, y)
+    trace = [(best_margin > 0).double().mean().item()]
+    for iteration in range(1, queries):
+        active = (best_margin > 0).nonzero().squeeze(1)
+        if len(active) == 0:
+            trace += [0.0] * (queries - iteration)
+            break
+        candidate = propose(active, iteration)
         candidate_margin = expected_margin(candidate, y[active])
         better = candidate_margin < best_margin[active]
         best[active[better]] = candidate[better]
         best_margin[active[better]] = candidate_margin[better]
         trace.append((best_margin > 0).double().mean().item())
-    return project(best, x, epsilon), np.array(trace)
+    return best, np.array(trace)
 
 
 @ATTACKS.register
@@ -102,11 +125,7 @@ class Square(Attack):
 
     name, label = "square", "Square (gradient-free)"
 
-    @dataclass(frozen=True)
-    class Params(Params):
-        queries: int = param(1000, Integer(1), "model queries per sample (the paper's standard budget: 5000)")
-        p_init: float = param(0.8, Number(0, 1, open="low"), "initial share of the input a window covers")
-        eot_samples: int = eot_samples_param()
+    Params = square_params(p_init=0.8)
 
     def perturb(self, model, x, y, epsilon):
         adversarial, self.trace = square_search(model, x, y, epsilon, self.params.queries, self.seed, self.params.p_init,

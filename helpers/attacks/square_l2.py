@@ -8,18 +8,16 @@ random sign, so the perturbation keeps its norm ε while its energy wanders over
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..params import Integer, Number, Params, param
 from ..registry import ATTACKS
 from ..threats import threat_model
 from ..threats.base import flat, per_sample
-from .base import (PIXEL_MAX, PIXEL_MIN, Attack, eot_samples_param, generator, integers, margin, mean_over_passes,
-                   never_worse)
-from .square import window_fraction
+from ..threats.base import PIXEL_MAX, PIXEL_MIN
+from .base import Attack, generator, integers, margin, mean_over_passes, never_worse
+from .square import margin_search, square_params, window_fraction
 
 TINY = 1e-12
 
@@ -86,13 +84,8 @@ def square_l2_search(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, qu
             k = min(size, d - start)
             delta[:, start:start + k] = bump_1d(size, x.dtype, x.device)[:k] * signs(n)[:, None]
     best = threat.project((x + normalise(delta, epsilon)).clamp(PIXEL_MIN, PIXEL_MAX), x, epsilon)
-    best_margin = expected_margin(best, y)
-    trace = [(best_margin > 0).double().mean().item()]
-    for iteration in range(1, queries):
-        active = (best_margin > 0).nonzero().squeeze(1)
-        if len(active) == 0:
-            trace += [0.0] * (queries - iteration)
-            break
+
+    def propose(active, iteration):
         m, xa = len(active), x[active]
         current = best[active] - xa
         fraction = window_fraction(p_init, iteration, queries)
@@ -128,14 +121,9 @@ def square_l2_search(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, qu
         mass = (flat(current * union).norm(dim=1) ** 2 + unused).sqrt()
         fresh = normalise(fresh, torch.clamp(mass, min=TINY)) * per_sample(signs(m), fresh)
         moved = normalise((current + fresh) * first, mass)
-        candidate_delta = current * ~union + moved
-        candidate = threat.project((xa + candidate_delta).clamp(PIXEL_MIN, PIXEL_MAX), xa, epsilon)
-        candidate_margin = expected_margin(candidate, y[active])
-        better = candidate_margin < best_margin[active]
-        best[active[better]] = candidate[better]
-        best_margin[active[better]] = candidate_margin[better]
-        trace.append((best_margin > 0).double().mean().item())
-    return best, np.array(trace)
+        return threat.project((xa + current * ~union + moved).clamp(PIXEL_MIN, PIXEL_MAX), xa, epsilon)
+
+    return margin_search(expected_margin, best, y, queries, propose)
 
 
 @ATTACKS.register
@@ -148,11 +136,7 @@ class SquareL2(Attack):
     norms = ("l2",)
     uses = ("helpers.attacks.square", "helpers.threats.l2", "helpers.threats.base")
 
-    @dataclass(frozen=True)
-    class Params(Params):
-        queries: int = param(1000, Integer(1), "model queries per sample (the paper's standard budget: 5000)")
-        p_init: float = param(0.3, Number(0, 1, open="low"), "initial share of the input a window covers")
-        eot_samples: int = eot_samples_param()
+    Params = square_params(p_init=0.3)
 
     def perturb(self, model, x, y, epsilon):
         adversarial, self.trace = square_l2_search(model, x, y, epsilon, self.params.queries, self.seed,

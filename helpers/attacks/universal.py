@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import PIXEL_MAX, PIXEL_MIN, expected_correct, generator, passes, reseed
+from ..threats.base import PIXEL_MAX, PIXEL_MIN
+from .base import expected_correct, generator, passes, reseed
 
 
 class Norm(NamedTuple):

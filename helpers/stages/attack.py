@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..analysis.evaluation import (COLUMNS, LARGE_EPSILON_ATTACK, WORST_CASE, certify_models, evaluate_models,
-                                   threat_columns)
+from ..analysis.certification import certify_models
+from ..analysis.evaluation import COLUMNS, WORST_CASE, evaluate_models, table_name, threat_columns
 from ..analysis.masking import run_checks
 from ..analysis.radii import COLUMNS as RADIUS_COLUMNS
 from ..analysis.radii import radius_records
@@ -62,27 +62,27 @@ def _attack_run(cfg, run: int, seed: int):
 
     start = time.perf_counter()
     models = {name: loaded[name].model for name in loaded}
-    worst = {}
-    results = evaluate_models(models, x_test[keep], y_test[keep], section, seed, units=unit, worst=worst)
-    flagged = flagged_models(results, {name for name in loaded if loaded[name].degenerate}, run,
-                             {name for name in loaded if is_stochastic(loaded[name].model)})
-    if flagged and section.escalation:  # the first pass's units are reused
-        results = evaluate_models(models, x_test[keep], y_test[keep], section, seed, units=unit, worst=worst,
-                                  escalate=flagged)
     threats = section.threat_sections()
-    worst_l2 = {}
-    if "l2" in threats:  # the L2 threat model: its own attacks, budgets and tables (<table>_l2)
-        l2 = evaluate_models(models, x_test[keep], y_test[keep], threats["l2"], seed, units=unit, worst=worst_l2)
-        results.update({f"{key}_l2": records for key, records in l2.items() if key in threat_columns("l2")})
+    worst = {norm: {} for norm in threats}  # per threat model: the per-sample worst case per (model, ε)
+    results = {}
+    for norm, threat in threats.items():  # each threat model's attacks, budgets and tables
+        tables = evaluate_models(models, x_test[keep], y_test[keep], threat, seed, units=unit, worst=worst[norm])
+        flagged = flagged_models(tables, {name for name in loaded if loaded[name].degenerate}, run,
+                                 {name for name in loaded if is_stochastic(loaded[name].model)}) \
+            if threat.escalation else set()
+        if flagged:  # the first pass's units are reused
+            tables = evaluate_models(models, x_test[keep], y_test[keep], threat, seed, units=unit, worst=worst[norm],
+                                     escalate=flagged)
+        results.update({table_name(key, norm): records for key, records in tables.items()})
     results["certified"] = certify_models(models, x_test[keep], y_test[keep], section.epsilons, cfg.certify, seed,
-                                          worst, units=certify_unit,
-                                          l2_epsilons=section.l2.epsilons if "l2" in threats else None,
-                                          worst_l2=worst_l2)
+                                          worst["linf"], units=certify_unit,
+                                          threats={norm: (t.epsilons, worst[norm]) for norm, t in threats.items()})
     radii = radius_records(models, x_test[keep], y_test[keep], cfg.certify, seed, units=certify_unit)
     if radii:  # each verified point's robust radius (certify.exact.radius_points)
         results["radii"] = radii
     if section.universal is not None:  # universal perturbations (own units; helpers/stages/universal.py)
-        results.update(universal_run(cfg, run, seed, loaded, x_test[keep], y_test[keep], worst, units, shared))
+        results.update(universal_run(cfg, run, seed, loaded, x_test[keep], y_test[keep], worst["linf"], units,
+                                    shared))
     results["attack_costs"] = unit_costs(units, layout)
     tables = {key: [{"run": run, "seed": seed, **r} for r in records] for key, records in results.items()}
     worst = [r for r in results["robustness"] if r["attack"] == WORST_CASE and r["epsilon"] == max(section.epsilons)]
@@ -94,31 +94,30 @@ def _attack_run(cfg, run: int, seed: int):
 
 def planned_units(cfg) -> int:
     """The units of one run before escalation, were every certificate to apply to every model:
-    each attack at each ε, PGD at the masking budgets, each L∞ certificate at each ε it runs at, each
-    L2 certificate and the radii once, per model (the progress bar's plan; each finished run corrects it)."""
-    attacks = {(a, float(e)) for a in cfg.attack.methods for e in cfg.attack.epsilons}
-    attacks |= {(LARGE_EPSILON_ATTACK, float(e)) for e in cfg.attack.masking_epsilons}
-    linf = [c for c in cfg.certify.methods if "linf" in CERTIFICATES[c].norms]
-    certificates = sum(CERTIFICATES[c](cfg.certify.params[c]).runs_at(float(e))
-                       for c in linf for e in cfg.attack.epsilons) + len(cfg.certify.methods) - len(linf)
+    in each threat model each attack at each ε, its masking attack at the masking budgets and
+    each certificate at each ε it runs at; each smoothed certificate and the radii once, per model
+    (the progress bar's plan; each finished run corrects it)."""
+    attacks, certificates = set(), 0
+    for norm, threat in cfg.attack.threat_sections().items():
+        attacks |= {(a, float(e)) for a in threat.methods for e in threat.epsilons}
+        attacks |= {(threat.large_attack, float(e)) for e in threat.masking_epsilons}
+        certificates += sum(CERTIFICATES[c](cfg.certify.params[c]).runs_at(float(e)) for c in cfg.certify.methods
+                            if "smoothed" not in CERTIFICATES[c].tags and norm in CERTIFICATES[c].norms
+                            for e in threat.epsilons)
+    certificates += sum("smoothed" in CERTIFICATES[c].tags for c in cfg.certify.methods)
     certificates += "radii" in stage_columns(cfg)  # one radius unit per model
-    if cfg.attack.l2 is not None:
-        l2 = cfg.attack.l2
-        attacks |= {(a, float(e)) for a in l2.methods for e in l2.epsilons}
-        attacks |= {("pgd_l2", float(e)) for e in l2.masking_epsilons}
-        certificates += len([c for c in linf if "l2" in CERTIFICATES[c].norms]) * len(l2.epsilons)
     return len(cfg.models) * (len(attacks) + certificates) + planned_universal(cfg)
 
 
 def stage_columns(cfg) -> dict[str, list[str]]:
-    """The attack stage's tables and their columns: ``COLUMNS`` (L∞), and with ``attack.l2``
-    the L2 threat model's tables, each named ``<table>_l2``, and with ``attack.universal`` the
+    """The attack stage's tables and their columns: each threat model's (``threat_columns``,
+    named by ``table_name``: L∞'s as ``COLUMNS``, L2's ``<table>_l2``), and with ``attack.universal`` the
     universal perturbations' tables (a config without either writes exactly the L∞ tables,
     byte for byte as before); with ``exact`` in ``certify.methods`` the certified table's
     complete-verifier columns and, with its ``radius_points``, ``radii``."""
-    columns = {**COLUMNS, "attack_costs": COST_COLUMNS}
-    if cfg.attack.l2 is not None:
-        columns.update({f"{key}_l2": value for key, value in threat_columns("l2").items()})
+    columns = {table_name(key, norm): value for norm in cfg.attack.threat_sections()
+               for key, value in threat_columns(norm).items()}
+    columns["attack_costs"] = COST_COLUMNS
     if cfg.attack.universal is not None:
         columns.update(UNIVERSAL_COLUMNS)
     if "exact" in cfg.certify.methods:  # a complete verifier's shares, and what its counterexamples leave
