@@ -1,18 +1,19 @@
 """The report stage (``04_report.ipynb``): statistics, masking checks, figures and the summary.
 
-A pure function of the tables the stages before it wrote: ``run`` first writes every table
-of the report (``write_tables``), then the figures (``write_figures``) and ``summary.md``
-(``write_summary_file``) from the tables on disk. Nothing here loads a model.
+A pure function of the tables the stages before it wrote: ``run`` first writes the tables of
+every report section that applies (``compute_tables``, ``report.section``), then their
+figures (``write_figures``) and ``summary.md`` (``report.summary``) from the tables on disk.
+Nothing here loads a model.
 """
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from ..data import run_seeds, stratified_subset, subset_seed
-from ..report.section import Report, Tables, applicable, reported_models
+from ..report.section import Report, Tables, applicable
 from ..report.sections.ceiling import ceiling_table
-from ..report.figures import plt
 from ..report.summary import write_summary
 from ..store.files import save_figure, write_csv, write_text
 from ..store.layout import Layout
@@ -49,8 +50,7 @@ def compute_tables(cfg, inputs) -> dict[str, pd.DataFrame]:
 def write_figures(cfg) -> list[str]:
     """Every figure of the report, from the tables on disk; returns their names."""
     layout = Layout(cfg.results_dir)
-    tables = Tables(cfg.results_dir)
-    report = Report(cfg, tables, reported_models(cfg, tables["models"]))
+    report = Report(cfg, Tables(cfg.results_dir))
     names = []
     for section in applicable(cfg):
         for name, fig in section.figures(report).items():
