@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.stats import norm
 from torch import nn
 
 from helpers.attacks import predict
-from helpers.attacks.base import expected_correct, expected_fooled
+from helpers.attacks.base import expected_correct
 from helpers.attacks.cw_l2 import carlini_wagner_l2
 from helpers.registry import ATTACKS, CERTIFICATES
 from helpers.threats import threat_model

@@ -10,7 +10,7 @@ from torch import nn
 
 from helpers.analysis.evaluation import evaluate_models
 from helpers.analysis.masking import run_checks
-from helpers.attacks import PGD, Square, predict
+from helpers.attacks import Square, predict
 from helpers.attacks import ATTACKS
 from helpers.attacks.apgd import APGDCE, apgd, dlr_loss
 from helpers.attacks.art import run_art

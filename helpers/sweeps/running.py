@@ -18,7 +18,7 @@ import pandas as pd
 from ..stages import execution
 from ..store.files import write_csv, write_text
 from ..store.provenance import StaleResultsError, require_current
-from .expansion import Point, Sweep, SweepError, get_key
+from .expansion import Point, Sweep, get_key
 
 POINTS_TABLE = "sweep_points.csv"
 FAILURES = "sweep_failures.txt"
