@@ -48,6 +48,7 @@ UNIVERSAL_CHECKS = {
     "universal_transfer_not_stronger": "another model's universal perturbation never fools a model much more "
                                        "than its own",
 }
+DESCRIPTIONS = {**CHECKS, **UNIVERSAL_CHECKS}  # every check's description, by name
 # Universal checks about the universal numbers themselves, not the per-input ones: a FLAG makes
 # the model's universal fooling rates lower bounds and leaves its robust accuracy alone.
 UNIVERSAL_QUALITY = ("universal_beats_noise", "universal_transfer_not_stronger")
@@ -104,7 +105,7 @@ def run_checks(robustness: pd.DataFrame, transfer: pd.DataFrame, large_epsilon: 
 
 def _row(model, run, check, value=None, threshold=None, status=None, detail="") -> dict:
     return {"model": model, "run": run, "check": check, "status": status, "value": value, "threshold": threshold,
-            "description": {**CHECKS, **UNIVERSAL_CHECKS}[check], "detail": detail}
+            "description": DESCRIPTIONS[check], "detail": detail}
 
 
 def _gap_row(model, run, check, stronger, weaker, counts, label="") -> dict:

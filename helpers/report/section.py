@@ -34,6 +34,10 @@ class Tables(dict):
         self[name] = read_csv(self.layout.table(name))
         return self[name]
 
+    def get(self, name: str, default=None):
+        """As ``[]`` (``dict.get`` would skip ``__missing__``), ``default`` where no file exists."""
+        return self[name] if name in self or self.layout.table(name).is_file() else default
+
 
 def degenerate_runs(trained: pd.DataFrame) -> set[tuple[str, int]]:
     """The (model, run) pairs ``models.csv`` marks degenerate."""

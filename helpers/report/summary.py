@@ -7,7 +7,6 @@ no budget is picked after looking at the results.
 from __future__ import annotations
 
 
-from ..analysis.statistics import overlap_ratio
 from .section import Report, Tables, applicable
 from .tables import CLIPPED, markdown_table
 
@@ -39,7 +38,7 @@ def write_summary(cfg, tables) -> str:
     curves, trained = tables["stats"], tables["models"]
     every = list(cfg.models)
     models = [m for m in every if m in set(curves["model"])]  # those with a run to report
-    ratio = overlap_ratio(cfg.dataset.split, trained)
+    report = Report(cfg, tables, models)
     split = cfg.dataset
     repetitions = cfg.n_runs // split.folds
     if split.split == "fixed":
@@ -55,7 +54,7 @@ def write_summary(cfg, tables) -> str:
                 else f"{cfg.n_runs} Monte Carlo runs (a stratified split re-drawn per run)")
         inference = ("The runs share training data (and, across repetitions, test points), so intervals are 95% "
                      "t-intervals with the variance corrected for that overlap (Nadeau & Bengio 2003: (1/k + "
-                     f"n_test/n_train) s², n_test/n_train = {ratio:.3g}), and comparisons use the corrected resampled "
+                     f"n_test/n_train) s², n_test/n_train = {report.ratio:.3g}), and comparisons use the corrected resampled "
                      "t-test")
     names = cfg.dataset.class_names
     classes = (list(cfg.dataset.classes) if names == tuple(map(str, cfg.dataset.classes))
@@ -78,7 +77,6 @@ def write_summary(cfg, tables) -> str:
     if silent:
         lines += [", ".join(f"`{m}`" for m in silent) + f" {'is' if len(silent) == 1 else 'are'} degenerate in every "
                   "run: nothing below reports or compares it (its runs collapsed; models.csv says how).", ""]
-    report = Report(cfg, tables, models)
     for section in applicable(cfg):
         lines += section.text(report)
     return "\n".join(lines)
