@@ -137,24 +137,19 @@ def threat_models_table() -> str:
 
 
 def masking_checks_table() -> str:
-    """The gradient-masking checks, each with what flags it and its tolerance (from the code)."""
+    """The gradient-masking checks, each with what flags it (from the code)."""
     from .analysis import masking
 
-    tolerance = {"large_epsilon": f"accuracy > {masking.LARGE_EPSILON_MAX_ACCURACY:g} in any run"}
-    universal = {  # only with attack.universal (docs/universal.md)
-        "universal_within_worst_case": "in any run, the share of points fooled by δ but by no per-input attack exceeds "
-                                       "two binomial standard errors (at least one point)",
-        "universal_beats_noise": "in any run, at the largest ε where the per-input worst case is at most "
-                                 f"{masking.STRONG_PER_INPUT:g}, δ's fooling rate exceeds the random δ's by no more "
-                                 "than two binomial standard errors",
-        "universal_transfer_not_stronger": "in any run, another model's δ fools the model more than its own by "
-                                           "more than two binomial standard errors"}
-    return markdown_table([{"check": f"`{name}`", "holds when": description,
-                            "FLAG when": tolerance.get(name, "in any run, the violation exceeds two binomial standard "
-                                                             "errors of the accuracies compared")}
-                           for name, description in masking.CHECKS.items()]
-                          + [{"check": f"`{name}`", "holds when": description, "FLAG when": universal[name]}
-                             for name, description in masking.UNIVERSAL_CHECKS.items()])
+    paired = (f"in any run, an exact paired (McNemar) test on the points the two disagree on rejects the order, "
+              f"adjusted p ≤ {masking.ALPHA:g}")
+    flags = {"large_epsilon": f"in any run, PGD's accuracy is significantly above {masking.LARGE_EPSILON_MAX_ACCURACY:g} "
+                              f"(exact binomial, adjusted p ≤ {masking.ALPHA:g})",
+             "universal_within_worst_case": "in any run, any point fooled by δ survived every per-input attack",
+             "universal_beats_noise": f"in any run, at the largest ε where the per-input worst case is at most "
+                                      f"{masking.STRONG_PER_INPUT:g}, the random δ fools significantly more points "
+                                      f"(paired test, adjusted p ≤ {masking.ALPHA:g})"}
+    return markdown_table([{"check": f"`{name}`", "holds when": description, "FLAG when": flags.get(name, paired)}
+                           for name, description in masking.DESCRIPTIONS.items()])
 
 
 def bench_tables() -> str:

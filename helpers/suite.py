@@ -66,7 +66,8 @@ def evaluate(model: nn.Module | Mapping[str, nn.Module], x_test, y_test, attack:
     worst, tables = {norm: {} for norm in threats}, {}
     for norm, threat in threats.items():
         results = evaluate_models(models, x, y, threat, seed, units=units, worst=worst[norm])
-        checks = _checks(_frames(results, threat_columns(norm)), stochastic)
+        first = _frames(results, threat_columns(norm))
+        checks = run_checks(first["outcomes"], None, (), stochastic)
         flagged = set(checks.loc[checks["status"] == "FLAG", "model"])
         if flagged and threat.escalation:  # the stronger attacks, where a check flags a model (the first pass reused)
             results = evaluate_models(models, x, y, threat, seed, units=units, worst=worst[norm], escalate=flagged)
@@ -74,7 +75,8 @@ def evaluate(model: nn.Module | Mapping[str, nn.Module], x_test, y_test, attack:
         # The checks diagnose the configured suite (the first pass); what escalation made of a flag is its own table.
         frames["masking"] = checks
         if "escalation" in frames:
-            frames["escalation_checks"] = escalation_checks(checks, frames["escalation"])
+            frames["escalation_checks"] = escalation_checks(checks, frames["escalation"], frames["outcomes"],
+                                                            threat.methods, (), stochastic)
         tables.update({table_name(key, norm): frame for key, frame in frames.items()})
     certified = certify_models(models, x, y, section.epsilons, certify_section, seed, worst["linf"],
                                threats={norm: (t.epsilons, worst[norm]) for norm, t in threats.items()})
@@ -97,9 +99,3 @@ def _memory():
         return done[key]
 
     return units
-
-
-def _checks(tables: dict[str, pd.DataFrame], stochastic) -> pd.DataFrame:
-    return run_checks(tables["robustness"], tables["transfer"], tables["large_epsilon"], tables["convergence"],
-                      (), stochastic)
-

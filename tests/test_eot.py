@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.analysis.evaluation import survived
+from helpers.analysis.evaluation import encode, survived
 from helpers.analysis.masking import run_checks
 from helpers.attacks import ATTACKS, evaluate_attack, predict
 from helpers.attacks.base import expected_correct, sampling_error
@@ -126,20 +126,18 @@ def test_more_passes_do_not_lower_accuracy_once_converged(toy):
     assert converged - more <= tolerance(converged, k=2), (converged, more)
 
 
-def check_rows(accuracies: dict[str, float], stochastic, degenerate=()) -> pd.DataFrame:
-    robustness = pd.DataFrame([{"model": "m", "run": 0, "epsilon": EPSILON, "attack": a, "accuracy": acc,
-                                "n": N_POINTS} for a, acc in accuracies.items()])
-    empty = pd.DataFrame(columns=["model", "run", "epsilon", "accuracy", "n"])
-    transfer = pd.DataFrame(columns=["source", "target", "run", "epsilon", "accuracy", "n"])
-    checks = run_checks(robustness, transfer, empty, degenerate=degenerate, stochastic=stochastic)
-    return checks.set_index("check")
+def check_rows(results: dict[str, dict], stochastic, degenerate=()) -> pd.DataFrame:
+    """The checks of one run whose attacks gave ``results`` (``evaluate_attack``'s, by attack)."""
+    outcomes = pd.DataFrame([{"run": 0, "table": "robustness", "model": "m", "attack": a, "epsilon": EPSILON,
+                              "n": N_POINTS, "correct": encode(r["correct"])} for a, r in results.items()])
+    return run_checks(outcomes, degenerate=degenerate, stochastic=stochastic).set_index("check")
 
 
 def test_eot_convergence_check_flags_too_few_passes_and_passes_enough(toy):
     x, y, _, randomised = toy
-    few = robust_accuracy(randomised, "pgd", x, y, eot_samples=1)["accuracy"]
-    enough = robust_accuracy(randomised, "pgd", x, y, eot_samples=CONVERGED)["accuracy"]
-    stronger = robust_accuracy(randomised, "pgd_eot", x, y, eot_samples=MORE)["accuracy"]
+    few = robust_accuracy(randomised, "pgd", x, y, eot_samples=1)
+    enough = robust_accuracy(randomised, "pgd", x, y, eot_samples=CONVERGED)
+    stronger = robust_accuracy(randomised, "pgd_eot", x, y, eot_samples=MORE)
     assert check_rows({"pgd": few, "pgd_eot": stronger}, {"m"}).loc["eot_convergence", "status"] == "FLAG"
     assert check_rows({"pgd": enough, "pgd_eot": stronger}, {"m"}).loc["eot_convergence", "status"] == "PASS"
     deterministic = check_rows({"pgd": few, "pgd_eot": stronger}, {"another model"}).loc["eot_convergence"]
@@ -155,9 +153,9 @@ def test_gradient_free_is_not_stronger_than_eot_gradients(toy):
     """The masking check that one-pass gradients fail on a randomised model: Square on the
     expected margin beats one-pass PGD, not EOT-PGD."""
     x, y, _, randomised = toy
-    square = robust_accuracy(randomised, "square", x, y, queries=200, eot_samples=8)["accuracy"]
-    single = robust_accuracy(randomised, "pgd", x, y, eot_samples=1)["accuracy"]
-    eot = robust_accuracy(randomised, "pgd", x, y, eot_samples=CONVERGED)["accuracy"]
+    square = robust_accuracy(randomised, "square", x, y, queries=200, eot_samples=8)
+    single = robust_accuracy(randomised, "pgd", x, y, eot_samples=1)
+    eot = robust_accuracy(randomised, "pgd", x, y, eot_samples=CONVERGED)
     flags = {k: check_rows({"pgd": pgd, "square": square}, {"m"}).loc["gradient_free_not_stronger", "status"]
              for k, pgd in (("single", single), ("eot", eot))}
     assert flags == {"single": "FLAG", "eot": "PASS"}, (single, eot, square)

@@ -124,8 +124,7 @@ def test_escalation_lowers_the_worst_case_of_a_masked_model(trained_models, digi
     models = {"normal": trained_models["mlp"], "masked": wrapper(trained_models["mlp"]).eval()}
     x, y = digits_split[2][:80], digits_split[3][:80]
     first = evaluate_models(models, x, y, section, seed=0)
-    frames = {k: pd.DataFrame([{"run": 0, **r} for r in v]) for k, v in first.items()}
-    flagged = run_checks(frames["robustness"], frames["transfer"], frames["large_epsilon"], frames["convergence"])
+    flagged = run_checks(pd.DataFrame([{"run": 0, **r} for r in first["outcomes"]]))
     assert set(flagged.loc[flagged["status"] == "FLAG", "model"]) == {"masked"}
     second = evaluate_models(models, x, y, section, seed=0, escalate={"masked"})
     escalation = pd.DataFrame(second["escalation"])

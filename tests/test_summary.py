@@ -8,7 +8,7 @@ from scipy import stats
 
 from helpers.config import parse_config
 from helpers.report.summary import write_summary
-from helpers.analysis.evaluation import COLUMNS
+from helpers.analysis.evaluation import COLUMNS, encode
 from helpers.report.sections.ceiling import TABLE_COLUMNS
 from helpers.stages.report import compute_tables
 
@@ -48,7 +48,12 @@ def inputs(gap=0.2, degenerate_b=()):
                                                    "sensitivity_adv")}}
                               for m in "abc" for r in range(RUNS) for i in range(2)])
     empty = pd.DataFrame(columns=["model", "run", "attack", "epsilon", "accuracy", "n", "label", "source", "target"])
+    # Each row's per-point outcome: its first round(accuracy · n) points correct.
+    outcomes = pd.DataFrame([{"run": r["run"], "table": "robustness", "model": r["model"], "attack": r["attack"],
+                              "epsilon": r["epsilon"], "n": r["n"],
+                              "correct": encode(np.arange(r["n"]) < round(r["accuracy"] * r["n"]))} for r in rows])
     return {"models": models, "robustness": pd.DataFrame(rows), "transfer": empty, "large_epsilon": empty,
+            "outcomes": outcomes,
             "by_class": empty.assign(label=0), "convergence": empty, "attribution_stability": stability,
             "certified": pd.DataFrame(columns=["run", *COLUMNS["certified"]]),
             "escalation": pd.DataFrame(columns=["run", *COLUMNS["escalation"]]),

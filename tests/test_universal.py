@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.analysis.masking import universal_checks
+from helpers.analysis.masking import ALPHA
+from helpers.analysis.universal import universal_checks
 from helpers.attacks import pgd, predict
 from helpers.attacks.universal import (apply, fooling, fooling_rate, random_perturbation, targeted_success,
                                        universal_perturbation)
@@ -87,34 +88,56 @@ def test_universal_never_beats_per_input_pgd_on_a_small_mlp():
         assert fooling_rate(result) > fooling_rate(baseline)
 
 
-def _rows(beyond, universal_acc, worst_acc, baseline, fooling_rate_, n=100):
+def _rows(beyond, universal_acc, worst_acc, baseline, fooling_rate_, only_universal=20, only_random=2, n=100):
     return pd.DataFrame([{"run": 0, "seed": 1, "model": "m", "epsilon": 0.1, "target": "none",
                           "fooling_rate": fooling_rate_, "accuracy": universal_acc, "baseline_fooling_rate": baseline,
-                          "worst_case_accuracy": worst_acc, "beyond_worst_case": beyond, "n": n}])
+                          "worst_case_accuracy": worst_acc, "beyond_worst_case": beyond, "n": n, "n_clean_correct": n,
+                          "only_universal": only_universal, "only_random": only_random}])
 
 
 def test_universal_masking_check_logic():
     ok = universal_checks(_rows(0, 0.6, 0.2, 0.01, 0.35))
     assert set(ok["status"]) == {"PASS"} and len(ok) == 2
-    weak = universal_checks(_rows(12, 0.3, 0.35, 0.01, 0.6))  # δ fools 12 points every per-input attack missed
-    assert weak.set_index("check").loc["universal_within_worst_case", "status"] == "FLAG"
-    one = universal_checks(_rows(1, 0.6, 0.2, 0.01, 0.35))  # one point: within the noise of 100 points
-    assert one.set_index("check").loc["universal_within_worst_case", "status"] == "PASS"
-    blind = universal_checks(_rows(0, 0.97, 0.1, 0.02, 0.02))  # per-input attack strong, δ no better than noise
+    # A containment whose true count is zero: any point δ fools that every per-input attack missed flags.
+    for beyond in (12, 1):
+        weak = universal_checks(_rows(beyond, 0.3, 0.35, 0.01, 0.6)).set_index("check")
+        assert weak.loc["universal_within_worst_case", "status"] == "FLAG"
+        assert weak.loc["universal_within_worst_case", "violating"] == beyond
+    # Per-input attack strong, the random δ fools significantly more points than δ: δ was not found.
+    blind = universal_checks(_rows(0, 0.97, 0.1, 0.2, 0.02, only_universal=1, only_random=19))
     assert blind.set_index("check").loc["universal_beats_noise", "status"] == "FLAG"
+    even = universal_checks(_rows(0, 0.97, 0.1, 0.02, 0.02, only_universal=3, only_random=4))  # noise, not evidence
+    assert even.set_index("check").loc["universal_beats_noise", "status"] == "PASS"
     robust = universal_checks(_rows(0, 0.97, 0.95, 0.02, 0.02))  # per-input attack weak too: nothing to ask
     assert robust.set_index("check").loc["universal_beats_noise", "status"] == "SKIP"
 
-    def transfer(own, other):
-        return pd.DataFrame([{"run": 0, "source": s, "target_model": "m", "epsilon": 0.1, "fooling_rate": f, "n": 100}
-                             for s, f in (("m", own), ("other", other))])
+    def transfer(only_source, only_own):
+        return pd.DataFrame([{"run": 0, "source": s, "target_model": "m", "epsilon": 0.1, "fooling_rate": 0.3,
+                              "n": 100, "only_source": a, "only_own": b}
+                             for s, a, b in (("m", 0, 0), ("other", only_source, only_own))])
 
-    def status(own, other):
-        checks = universal_checks(_rows(0, 0.6, 0.2, 0.01, own), transfer=transfer(own, other)).set_index("check")
-        return checks.loc["universal_transfer_not_stronger", "status"]
+    def status(only_source, only_own):
+        checks = universal_checks(_rows(0, 0.6, 0.2, 0.01, 0.3), transfer=transfer(only_source, only_own))
+        return checks.set_index("check").loc["universal_transfer_not_stronger", "status"]
 
-    assert status(0.35, 0.30) == "PASS" and status(0.35, 0.38) == "PASS"  # within the noise of 100 points
-    assert status(0.10, 0.40) == "FLAG"  # another model's δ fools it far more: its own δ was not found
+    assert status(5, 2) == "PASS" and status(8, 3) == "PASS"  # the disagreements are what noise gives
+    assert status(30, 0) == "FLAG"  # another model's δ fools far more of its points: its own δ was not found
+
+
+def test_universal_checks_tests_are_calibrated():
+    """Two δs of equal strength on an honest model, 10 runs × 4 budgets × 3 other models: the
+    transfer check flags in at most α of simulated studies."""
+    rng = np.random.default_rng(0)
+    flagged = []
+    for _ in range(200):
+        rows = [{"run": run, "source": s, "target_model": "m", "epsilon": e, "fooling_rate": 0.3, "n": 100,
+                 "only_source": int(d[0]), "only_own": int(d[1])}
+                for run in range(10) for e in (0.05, 0.1, 0.2, 0.3) for s in ("m", "a", "b", "c")
+                for d in [rng.multinomial(100, [0.1, 0.1, 0.8])[:2] if s != "m" else (0, 0)]]
+        universal = pd.concat([_rows(0, 0.6, 0.2, 0.01, 0.3).assign(run=run) for run in range(10)])
+        checks = universal_checks(universal, transfer=pd.DataFrame(rows), runs=10)
+        flagged.append((checks["status"] == "FLAG").any())
+    assert np.mean(flagged) <= ALPHA
 
 
 def _config(universal, **attack):

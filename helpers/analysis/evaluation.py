@@ -33,6 +33,7 @@ COLUMNS = {
     "certified": ["model", "certificate", "norm", "epsilon", "accuracy", "n", "applicable", "violations"],
     "attack_traces": ["model", "attack", "epsilon", "iteration", "accuracy"],
     "escalation": ["model", "epsilon", "kind", "before", "after", "deciding", "n"],
+    "outcomes": ["table", "model", "attack", "epsilon", "n", "correct"],
 }
 # The tables of a threat model other than L∞ (``threat_columns``): the same, the distance column
 # named after the norm, no escalation, and each point's minimal distance under a minimum-norm attack.
@@ -54,6 +55,19 @@ def table_name(key: str, norm: str) -> str:
 
 
 TRACE_POINTS = 40  # points of an attack's convergence curve kept in the table
+
+
+def encode(correct) -> str:
+    """One per-point outcome as text for the ``outcomes`` table: the bits (True: classified
+    correctly) packed and written in hex. A randomised model's share of correct passes counts
+    as correct when it is at least one half."""
+    correct = np.asarray(correct)
+    return np.packbits(correct if correct.dtype == bool else correct >= 0.5).tobytes().hex()
+
+
+def decode(text: str, n: int) -> np.ndarray:
+    """The (n,) bool outcome ``encode`` wrote."""
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
 
 
 def survived(correct) -> np.ndarray:
@@ -119,7 +133,11 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
       the worst case (``kind`` "masking": at a masking budget, PGD) before and after escalation, and the attack
       (or ``transfer:<source>``) that fooled the most points alone;
     - ``attack_traces``: model, attack, epsilon, iteration, accuracy — the convergence curves
-      of the attacks that record one.
+      of the attacks that record one;
+    - ``outcomes``: table, model, attack, epsilon, n, correct — the per-point outcome behind
+      each row of ``robustness``, ``transfer`` (model: the target, attack:
+      ``transfer:<source>``) and ``large_epsilon`` (``encode``): what the masking checks'
+      paired tests count.
     """
     run = _Pass(models, x, y, section, seed, units)
     for name in models:
@@ -146,7 +164,7 @@ class _Pass:
         self.counted = [a for a in section.methods if build_attack(a, section).per_point]
         self.base = [a for a in self.counted if ATTACKS[a].refines not in section.methods]
         self.tables = {key: [] for key in ("robustness", "transfer", "large_epsilon", "by_class", "convergence",
-                                           "escalation", "attack_traces", "minimum_norm")}
+                                           "escalation", "attack_traces", "minimum_norm", "outcomes")}
         self.finished, self.crafted, self.hits = {}, {}, {}
 
     def outcome(self, name, attack_name, epsilon, keep=False) -> dict[str, np.ndarray]:
@@ -158,8 +176,13 @@ class _Pass:
             return compute()
         return self.units(name, attack_name, epsilon, compute, ("x_adv",) if keep else ())
 
+    def outcome_row(self, table, name, attack_name, epsilon, correct) -> None:
+        self.tables["outcomes"].append({"table": table, "model": name, "attack": attack_name, "epsilon": epsilon,
+                                        "n": len(correct), "correct": encode(correct)})
+
     def record(self, name, attack_name, epsilon, correct, distance) -> None:
-        """A robustness row and its per-class rows."""
+        """A robustness row, its per-class rows and its per-point outcome."""
+        self.outcome_row("robustness", name, attack_name, epsilon, correct)
         self.tables["robustness"].append({"model": name, "attack": attack_name, "epsilon": epsilon,
                                           "accuracy": float(correct.mean()), "n": len(correct),
                                           "n_correct": int(correct.sum()) if correct.dtype == bool
@@ -202,6 +225,7 @@ class _Pass:
             correct = self.outcome(name, self.large_attack, epsilon)["correct"]
             self.tables["large_epsilon"].append({"model": name, "epsilon": epsilon, "accuracy": float(correct.mean()),
                                                  "n": len(correct)})
+            self.outcome_row("large_epsilon", name, self.large_attack, epsilon, correct)
 
     def transfer(self) -> None:
         """Every model on every source's adversarial examples."""
@@ -213,6 +237,7 @@ class _Pass:
                 self.hits[(source, target, epsilon)] = hits
                 self.tables["transfer"].append({"source": source, "target": target, "epsilon": epsilon,
                                                 "accuracy": float(hits.mean()), "n": len(hits)})
+                self.outcome_row("transfer", target, f"transfer:{source}", epsilon, hits)
 
     def escalated(self, name) -> dict[str, list[np.ndarray]]:
         """Per escalation attack (and ``transfer:<source>``) the per-sample correctness at each

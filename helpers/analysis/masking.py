@@ -1,51 +1,68 @@
 """Gradient-masking checks (Carlini et al. 2019; Athalye et al. 2018), per model and run.
 
 A model whose gradients vanish, shatter or are random looks robust to gradient attacks while
-staying fragile. Each check compares attacks whose order of strength is known; a run FLAGs
-when its evaluation contradicts that order by more than the noise of its own test points, and
-a model FLAGs when any of its runs does (a mean over runs would hide one masked run of ten).
-Which attacks follow gradients, and which are stronger runs of PGD, the attack registry's
-tags (``gradient``) and ``refines`` say: a new attack enters the checks by declaring them.
+staying fragile. Each check compares attacks whose order of strength is known: attack A should
+break at least the points attack B breaks. In one run both ran on the same points, so the check
+is an exact paired test (McNemar's, one-sided): of the points where the two disagree, B alone
+broke ``violating`` and A alone ``agreeing``; if A is at least as strong, a disagreement goes
+B's way with probability at most one half, and the p-value is P(Binomial(violating + agreeing,
+1/2) ≥ violating). ``large_epsilon`` has no second attack: an exact binomial test that PGD's
+accuracy at the largest masking budget exceeds ``LARGE_EPSILON_MAX_ACCURACY``.
 
-The tolerance of a comparison between two accuracies p_a and p_b on the same n test points
-is two binomial standard errors of their mean, 2·sqrt(p(1 − p)/n), and at least one point
-(1/n): a smaller violation is what the attacks' own randomness produces on n points. The
-large-budget check has a fixed ceiling instead. Degenerate runs (``models.csv``) are not
-checked: they sit at the class prior at every budget, which would fail or pass a check for the
-wrong reason; they are counted instead.
+Every test of one model is one family: its p-values in a run (checks × budgets × attack pairs)
+are Holm-adjusted within the run and multiplied by the number of runs (Bonferroni across
+runs), so a model is flagged by chance, over the whole study, with probability at most
+``ALPHA``. A run FLAGs a check when one of its tests' adjusted p is at most ``ALPHA``; the row
+shows that test: its budget, its counts, the accuracy by which B beat A (``value``) and the
+value the test holds it to (``threshold``: 0; ``large_epsilon``: the ceiling). A model FLAGs
+when any of its runs does (a mean over runs would hide one masked run of ten). Which attacks
+follow gradients, and which are stronger runs of PGD, the attack registry's tags
+(``gradient``) and ``refines`` say: a new attack enters the checks by declaring them.
+Degenerate runs (``models.csv``) are not checked: they sit at the class prior at every budget,
+which would fail or pass a check for the wrong reason; they are counted instead.
 
 A randomised model (finite shots, noise) has noisy gradients by construction, the textbook
 false robustness (Athalye et al. 2018): every attack averages its gradients and losses over
 ``eot_samples`` passes (EOT), and ``eot_convergence`` asks whether four times as many passes
-(``pgd_eot``) lower the accuracy further. The other checks read the same EOT attacks, so
-"gradient-free beats gradient" on such a model means EOT has not converged, not that its
-gradients are noisy. The check does not apply to deterministic models (SKIP).
+(``pgd_eot``) break more points. Its per-point outcome is correct when at least half its passes
+are. The check does not apply to deterministic models (SKIP).
+
+A flag asks whether the attacks underestimate what can be done; escalation answers it by
+attacking harder (``attack.escalation``, transfer from every other model), and
+``escalation_checks`` re-runs each flagged check with those attacks counted (``recheck``):
+a flag is resolved only when the re-run passes.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ..registry import ATTACKS
+from .evaluation import WORST_CASE, decode
+from .statistics import holm
 
-LARGE_EPSILON_MAX_ACCURACY = 0.10   # PGD accuracy above this at the largest masking budget FLAGs
+ALPHA = 0.05                        # per model: the chance of a flag in an honest study, over all its tests
+LARGE_EPSILON_MAX_ACCURACY = 0.10   # PGD accuracy significantly above this at the largest masking budget FLAGs
 
 CHECKS = {
     "large_epsilon": "PGD accuracy at the largest masking budget is near zero",
     "pgd_not_weaker_than_fgsm": "PGD is never weaker than FGSM",
-    "pgd_converged": "the stronger runs of PGD (restarts, more steps) do not lower the worst case materially",
-    "more_iterations_do_not_help_the_model": "more PGD steps or restarts never raise accuracy materially",
-    "gradient_free_not_stronger": "the gradient-free attack is never much stronger than the gradient attacks",
-    "transfer_not_stronger": "transfer from another model is never stronger than the white-box attack",
-    "eot_convergence": "on a randomised model, PGD with 4× the EOT passes (pgd_eot) does not lower accuracy materially",
+    "pgd_converged": "the stronger runs of PGD (restarts, more steps) do not break more points than PGD",
+    "more_iterations_do_not_help_the_model": "more PGD steps or restarts never break fewer points than PGD",
+    "gradient_free_not_stronger": "the gradient-free attacks never break more points than the gradient attacks",
+    "transfer_not_stronger": "transfer from another model never breaks more points than the white-box attack",
+    "eot_convergence": "on a randomised model, PGD with 4× the EOT passes (pgd_eot) does not break more points",
 }
 # The checks of universal perturbations (``universal_checks``), only where a config has them.
 UNIVERSAL_CHECKS = {
-    "universal_within_worst_case": "a universal perturbation fools no more points than the per-input worst case "
+    "universal_within_worst_case": "a universal perturbation fools no point that survived the per-input worst case "
                                    "(else the per-input attacks are weak)",
-    "universal_beats_noise": "where the per-input attacks are strong, the universal perturbation fools more "
-                             "than a random one of the same norm",
-    "universal_transfer_not_stronger": "another model's universal perturbation never fools a model much more "
+    "universal_beats_noise": "where the per-input attacks are strong, a random perturbation of the same norm never "
+                             "fools more points than the universal one",
+    "universal_transfer_not_stronger": "another model's universal perturbation never fools more of a model's points "
                                        "than its own",
 }
 DESCRIPTIONS = {**CHECKS, **UNIVERSAL_CHECKS}  # every check's description, by name
@@ -54,204 +71,187 @@ DESCRIPTIONS = {**CHECKS, **UNIVERSAL_CHECKS}  # every check's description, by n
 UNIVERSAL_QUALITY = ("universal_beats_noise", "universal_transfer_not_stronger")
 STRONG_PER_INPUT = 0.5  # per-input worst-case accuracy at or below this: the gradient attacks find their way
 STATUSES = ("PASS", "FLAG", "SKIP", "DEGENERATE")
+RUN_COLUMNS = ["model", "run", "check", "status", "value", "threshold", "violating", "agreeing", "p_value",
+               "p_adjusted", "description", "detail"]
 
 
-def tolerance(p_a, p_b, n) -> np.ndarray:
-    """Two binomial standard errors of the mean of accuracies ``p_a`` and ``p_b`` on ``n``
-    points, at least one point (1/n)."""
-    p = (np.asarray(p_a, dtype=float) + np.asarray(p_b, dtype=float)) / 2
-    n = np.asarray(n, dtype=float)
-    return np.maximum(1 / n, 2 * np.sqrt(p * (1 - p) / n))
+def mcnemar(violating: int, agreeing: int) -> float:
+    """One-sided exact McNemar p-value: P(Binomial(violating + agreeing, 1/2) ≥ violating), 1
+    when the two attacks never disagree."""
+    return float(stats.binom.sf(violating - 1, violating + agreeing, 0.5)) if violating + agreeing else 1.0
 
 
-def _gap(stronger: pd.Series, weaker: pd.Series, n: pd.Series) -> tuple[float, float, float, bool]:
-    """(largest excess of the supposedly stronger attack's accuracy over the weaker's, the ε
-    where it is largest relative to its tolerance, that tolerance, whether any ε exceeds it)."""
-    excess = stronger - weaker
-    allowed = pd.Series(tolerance(stronger, weaker, n), index=excess.index)
-    margin = excess - allowed
-    eps = margin.idxmax()
-    return float(excess.max()), float(eps), float(allowed[eps]), bool((margin > 0).any())
+@dataclass
+class Test:
+    """One paired comparison of a run at one budget: ``a`` (should be the stronger) and ``b``
+    per point, True where the point survived; or, with ``p`` given, a test of its own."""
+    check: str
+    epsilon: float
+    label: str
+    a: np.ndarray | None = None
+    b: np.ndarray | None = None
+    p: float | None = None
+    value: float = np.nan
+    threshold: float = 0.0
+    violating: int = 0
+    agreeing: int = 0
+
+    def __post_init__(self):
+        if self.p is None:
+            self.violating, self.agreeing = int((self.a & ~self.b).sum()), int((~self.a & self.b).sum())
+            self.value = (self.violating - self.agreeing) / len(self.a)
+            self.p = mcnemar(self.violating, self.agreeing)
 
 
-def run_checks(robustness: pd.DataFrame, transfer: pd.DataFrame, large_epsilon: pd.DataFrame,
-               convergence: pd.DataFrame | None = None, degenerate=(), stochastic=()) -> pd.DataFrame:
-    """One row per model, run and check: status PASS / FLAG / SKIP (attacks not run, or the
-    check does not apply to the model) / DEGENERATE (the run is degenerate: not checked), the
-    measured violation ``value``, the ``threshold`` it was held to and ``detail`` (where).
-    ``degenerate``: (model, run) pairs; ``stochastic``: the names of the randomised models
-    (``attacks.is_stochastic``), the only ones ``eot_convergence`` applies to (an experiment
-    without any has no ``eot_convergence`` rows)."""
-    degenerate, stochastic = set(map(tuple, degenerate)), set(stochastic)
-    r = robustness[robustness["epsilon"] > 0]
-    acc = r.pivot_table(index=["model", "run", "epsilon"], columns="attack", values="accuracy")
-    n = r.groupby(["model", "run", "epsilon"])["n"].first()
-    base = (convergence[convergence["epsilon"] > 0].set_index(["model", "run", "epsilon"])["accuracy"].sort_index()
-            if convergence is not None and not convergence.empty else None)
-    rows = []
-    for model, run in dict.fromkeys(zip(robustness["model"], robustness["run"])):
-        if (model, run) in degenerate:  # the EOT check exists only with randomised models
-            rows += [_row(model, run, check, status="DEGENERATE", detail="degenerate run: not checked")
-                     for check in CHECKS if check != "eot_convergence" or stochastic]
-            continue
-        c, counts = acc.loc[(model, run)], n.loc[(model, run)]
-        rows.append(_large_epsilon_row(model, run, large_epsilon))
-        rows += _attack_order_rows(model, run, c, counts, base.loc[(model, run)] if base is not None else None)
-        rows.append(_transfer_row(model, run, transfer))
-        if stochastic:  # an experiment without randomised models has no EOT check at all
-            rows.append(_eot_row(model, run, c, counts, model in stochastic))
-    return pd.DataFrame(rows)
+def outcome_index(outcomes: pd.DataFrame) -> dict[tuple, dict[tuple, np.ndarray]]:
+    """The ``outcomes`` table decoded: per (model, run), {(table, attack, ε): (N,) bool}."""
+    index: dict[tuple, dict[tuple, np.ndarray]] = {}
+    for r in outcomes.itertuples(index=False):
+        index.setdefault((r.model, r.run), {})[(r.table, r.attack, float(r.epsilon))] = decode(r.correct, int(r.n))
+    return index
 
 
-def _row(model, run, check, value=None, threshold=None, status=None, detail="") -> dict:
-    return {"model": model, "run": run, "check": check, "status": status, "value": value, "threshold": threshold,
-            "description": DESCRIPTIONS[check], "detail": detail}
+class _Run:
+    """The per-point outcomes of one model in one run, and the attacks the checks read: the
+    configured ones (``methods``), or with ``recheck`` every one that ran, escalation included."""
+
+    def __init__(self, model: str, outcomes: dict[tuple, np.ndarray], methods=None, recheck: bool = False):
+        self.model, self.o, self.recheck = model, outcomes, recheck
+        ran = dict.fromkeys(a for (t, a, _) in outcomes if t == "robustness" and a != WORST_CASE)
+        self.has = [a for a in ran if recheck or methods is None or a in methods]
+        self.extra = [a for a in ran if methods is not None and a not in methods]  # escalation's, in a re-check
+        self.epsilons = sorted({e for (t, _, e) in outcomes if t == "robustness" and e > 0})
+
+    def survived(self, attacks, epsilon) -> np.ndarray:
+        return np.logical_and.reduce([self.o[("robustness", a, epsilon)] for a in attacks])
+
+    def pairs(self, check, a_names, b_names, label="") -> list[Test]:
+        """At every budget: A = surviving every attack of ``a_names``, B = every one of ``b_names``."""
+        return [Test(check, e, label, self.survived(a_names, e), self.survived(b_names, e)) for e in self.epsilons]
 
 
-def _gap_row(model, run, check, stronger, weaker, counts, label="") -> dict:
-    value, eps, allowed, flagged = _gap(stronger, weaker, counts)
-    return _row(model, run, check, value, allowed, "FLAG" if flagged else "PASS", f"at ε={eps:g}{label}")
+def _refined(has) -> list[str]:
+    return [e.name for e in ATTACKS.entries() if e.refines == "pgd" and e.name in has and e.name != "pgd_eot"]
 
 
-def _large_epsilon_row(model, run, large_epsilon: pd.DataFrame) -> dict:
-    """PGD's accuracy at the largest masking budget against its ceiling."""
-    large = large_epsilon[(large_epsilon["model"] == model) & (large_epsilon["run"] == run)] \
-        if not large_epsilon.empty else large_epsilon
-    if large.empty:
-        return _row(model, run, "large_epsilon", None, LARGE_EPSILON_MAX_ACCURACY, "SKIP", "no masking_epsilons")
-    last = large.sort_values("epsilon").iloc[-1]
-    return _row(model, run, "large_epsilon", float(last["accuracy"]), LARGE_EPSILON_MAX_ACCURACY,
-                "FLAG" if last["accuracy"] > LARGE_EPSILON_MAX_ACCURACY else "PASS", f"PGD at ε={last['epsilon']:g}")
+def _pgd_tests(r: _Run) -> dict[str, list[Test] | str]:
+    """PGD against FGSM, and PGD against its stronger runs both ways; in the re-check PGD's side
+    is PGD with every stronger run of it, and convergence asks whether the escalated runs break
+    more than the configured ones."""
+    has, refined = r.has, _refined(r.has)
+    configured = [a for a in refined if a not in r.extra]
+    pgd_side = ["pgd", *refined] if r.recheck else ["pgd"]
+    tests: dict[str, list[Test] | str] = {
+        "pgd_not_weaker_than_fgsm": r.pairs("pgd_not_weaker_than_fgsm", pgd_side, ["fgsm"])
+        if {"pgd", "fgsm"} <= set(has) else "needs fgsm and pgd"}
+    converged_b = [a for a in refined if a in r.extra] if r.recheck else configured
+    converged_a = ["pgd", *configured] if r.recheck else ["pgd"]
+    tests["pgd_converged"] = [t for b in converged_b for t in r.pairs("pgd_converged", converged_a, [b], f", {b}")] \
+        if "pgd" in has and converged_b else "needs pgd and a stronger run of it (pgd_restarts, pgd_long)"
+    tests["more_iterations_do_not_help_the_model"] = \
+        [t for a in refined for t in r.pairs("more_iterations_do_not_help_the_model", [a], ["pgd"], f", {a}")] \
+        if "pgd" in has and refined else "needs pgd and a stronger run of it"
+    return tests
 
 
-def _attack_order_rows(model, run, c: pd.DataFrame, counts, base: pd.Series | None) -> list[dict]:
-    """The checks between one run's attacks (``c``: accuracy per ε and attack; ``base``: the
-    worst case without the stronger runs of PGD): PGD against FGSM, PGD converged, more
-    iterations, gradient-free against gradient attacks."""
-    has = set(c.columns)
+def _run_tests(r: _Run, stochastic: bool = False, any_stochastic: bool = False) -> dict:
+    """Every check's tests for one run (a string: why the check SKIPs)."""
+    has = r.has
+    tests = {"large_epsilon": _large_epsilon_tests(r)}
+    tests.update(_pgd_tests(r))
     gradient = [a for a in ATTACKS.with_tag("gradient") if a in has]
     free = [a for a in ATTACKS.names() if a in has and a not in gradient]
-    refined = [e.name for e in ATTACKS.entries() if e.refines == "pgd" and e.name in has]
-    return [
-        _gap_row(model, run, "pgd_not_weaker_than_fgsm", c["pgd"], c["fgsm"], counts) if {"pgd", "fgsm"} <= has
-        else _row(model, run, "pgd_not_weaker_than_fgsm", status="SKIP", detail="needs fgsm and pgd"),
-        _gap_row(model, run, "pgd_converged", base.reindex(c.index), c["worst_case"], counts,
-                 ", worst case without the stronger runs of PGD against with them")
-        if refined and base is not None and "worst_case" in has
-        else _row(model, run, "pgd_converged", status="SKIP", detail="needs a stronger run of PGD (pgd_restarts, pgd_long)"),
-        _gap_row(model, run, "more_iterations_do_not_help_the_model", c[refined].max(axis=1), c["pgd"], counts)
-        if refined and "pgd" in has
-        else _row(model, run, "more_iterations_do_not_help_the_model", status="SKIP",
-                  detail="needs pgd and a stronger run of it"),
-        _gap_row(model, run, "gradient_free_not_stronger", c[gradient].min(axis=1), c[free].min(axis=1), counts)
-        if free and gradient
-        else _row(model, run, "gradient_free_not_stronger", status="SKIP",
-                  detail="needs a gradient-free and a gradient attack")]
+    tests["gradient_free_not_stronger"] = r.pairs("gradient_free_not_stronger", gradient, free) \
+        if gradient and free else "needs a gradient-free and a gradient attack"
+    tests["transfer_not_stronger"] = _transfer_tests(r, gradient)
+    if any_stochastic:  # an experiment without randomised models has no EOT check at all
+        tests["eot_convergence"] = ("deterministic model: EOT does not apply" if not stochastic
+                                    else r.pairs("eot_convergence", ["pgd"], ["pgd_eot"], ", pgd against pgd_eot")
+                                    if {"pgd", "pgd_eot"} <= set(has) else "needs pgd and pgd_eot in attack.methods")
+    return tests
 
 
-def _transfer_row(model, run, transfer: pd.DataFrame) -> dict:
-    """The model's white-box accuracy against the best transfer from another model."""
-    t = transfer[(transfer["epsilon"] > 0) & (transfer["target"] == model) & (transfer["run"] == run)] \
-        if not transfer.empty else transfer
-    if t.empty or t["source"].nunique() < 2:
-        return _row(model, run, "transfer_not_stronger", status="SKIP", detail="needs transfer_from and 2+ models")
-    wide = t.pivot_table(index="epsilon", columns="source", values="accuracy")
-    others = wide.drop(columns=model)
-    value, eps, allowed, flagged = _gap(wide[model], others.min(axis=1), t.groupby("epsilon")["n"].first())
-    return _row(model, run, "transfer_not_stronger", value, allowed, "FLAG" if flagged else "PASS",
-                f"at ε={eps:g}, from {others.loc[eps].idxmin()}")
+def _large_epsilon_tests(r: _Run) -> list[Test] | str:
+    """PGD's accuracy at the largest masking budget against its ceiling (exact binomial). (Its
+    re-check is not here: ``escalation_checks`` asks for evidence at the study's own budgets.)"""
+    large = sorted(e for (t, _, e) in r.o if t == "large_epsilon")
+    if not large:
+        return "no masking_epsilons"
+    correct = next(v for (t, _, e), v in r.o.items() if t == "large_epsilon" and e == large[-1])
+    k, n = int(correct.sum()), len(correct)
+    return [Test("large_epsilon", large[-1], ", PGD", p=float(stats.binom.sf(k - 1, n, LARGE_EPSILON_MAX_ACCURACY)),
+                 value=k / n, threshold=LARGE_EPSILON_MAX_ACCURACY, violating=k, agreeing=n - k)]
 
 
-def _eot_row(model, run, c: pd.DataFrame, counts, stochastic: bool) -> dict:
-    """PGD against PGD with expectation over transformation, for a randomised model."""
-    if not stochastic:
-        return _row(model, run, "eot_convergence", status="SKIP", detail="deterministic model: EOT does not apply")
-    if {"pgd", "pgd_eot"} <= set(c.columns):
-        return _gap_row(model, run, "eot_convergence", c["pgd"], c["pgd_eot"], counts,
-                        ", pgd against pgd_eot (4× the passes per gradient)")
-    return _row(model, run, "eot_convergence", status="SKIP", detail="needs pgd and pgd_eot in attack.methods")
+def _transfer_tests(r: _Run, gradient) -> list[Test] | str:
+    """The white-box attack (the transfer source attack on the model itself; in the re-check
+    with every gradient attack) against transfer from each other model."""
+    own = f"transfer:{r.model}"
+    sources = [a for (t, a, e) in r.o if t == "transfer" and a != own and e == r.epsilons[0]] if r.epsilons else []
+    if not sources or ("transfer", own, r.epsilons[0]) not in r.o:
+        return "needs transfer_from and 2+ models"
+    tests = []
+    for source in sources:
+        for e in r.epsilons:
+            a = r.o[("transfer", own, e)] & (r.survived(gradient, e) if r.recheck and gradient else True)
+            tests.append(Test("transfer_not_stronger", e, f", from {source.split(':', 1)[1]}", a, r.o[("transfer", source, e)]))
+    return tests
 
 
-def universal_checks(universal: pd.DataFrame, degenerate=(), transfer: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The masking checks of universal perturbations, one row per model, run and check (as
-    ``run_checks``), from the attack stage's ``universal`` table (its untargeted rows):
+def run_checks(outcomes: pd.DataFrame, methods=None, degenerate=(), stochastic=(), runs: int = 1,
+               recheck: bool = False) -> pd.DataFrame:
+    """One row per model, run and check (``RUN_COLUMNS``): status PASS / FLAG / SKIP (attacks
+    not run, or the check does not apply to the model) / DEGENERATE (the run is degenerate: not
+    checked), and the test that decided it (see the module's docstring).
 
-    - ``universal_within_worst_case``: one δ is one candidate per point, so every point it
-      fools should be fooled by some per-input attack at the same ε. The share of points it
-      fools that survived the per-input worst case (``beyond_worst_case`` / n) FLAGs above the
-      tolerance of the two accuracies (``tolerance``): the per-input attacks are weak there.
-    - ``universal_beats_noise``: at the largest ε where the per-input worst case is at most
-      ``STRONG_PER_INPUT`` (the gradients lead somewhere), the universal fooling rate must
-      exceed the random δ's by more than the tolerance: otherwise the universal attack itself
-      is blind and its rates say nothing. SKIP where the per-input attacks are never strong.
-    - ``universal_transfer_not_stronger`` (with ``transfer``, the ``universal_transfer``
-      table): the largest excess, over ε, of another model's δ's fooling rate on this model
-      over its own δ's FLAGs above the tolerance: the model's own universal perturbation was
-      not found (its gradients misled the crafting), so its universal fooling rate is a
-      lower bound. SKIP with fewer than two models.
-    """
-    degenerate = set(map(tuple, degenerate))
-    u = universal[universal["target"].astype(str) == "none"] if not universal.empty else universal
+    ``outcomes``: the attack stage's ``outcomes`` table; ``methods``: the configured attacks
+    (None: every attack in it), the suite the checks diagnose (escalation attacks left out);
+    ``recheck``: count the escalation attacks too (``escalation_checks``); ``degenerate``:
+    (model, run) pairs; ``stochastic``: the names of the randomised models, the only ones
+    ``eot_convergence`` applies to (an experiment without any has no ``eot_convergence`` rows);
+    ``runs``: the study's number of runs, over which the family's error is split."""
+    degenerate, stochastic = set(map(tuple, degenerate)), set(stochastic)
     rows = []
-    for (model, run), group in u.groupby(["model", "run"], sort=False):
-        if (model, run) in degenerate:
-            rows += [_row(model, run, check, status="DEGENERATE", detail="degenerate run: not checked")
-                     for check in UNIVERSAL_CHECKS]
+    for (model, run), o in outcome_index(outcomes).items():
+        if (model, run) in degenerate:  # the EOT check exists only with randomised models
+            rows += [check_row(model, run, check, status="DEGENERATE", detail="degenerate run: not checked")
+                     for check in CHECKS if check != "eot_convergence" or stochastic]
             continue
-        known = group.sort_values("epsilon").reset_index(drop=True).dropna(subset=["worst_case_accuracy"])
-        rows += [_within_worst_case_row(model, run, known), _beats_noise_row(model, run, known)]
-        if transfer is not None:
-            rows.append(_universal_transfer_row(model, run, transfer))
-    return pd.DataFrame(rows, columns=["model", "run", "check", "status", "value", "threshold", "description", "detail"])
+        tests = _run_tests(_Run(model, o, methods, recheck), model in stochastic, bool(stochastic))
+        rows += decide(model, run, tests, runs)
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def _within_worst_case_row(model, run, known: pd.DataFrame) -> dict:
-    """The share of points one δ fools that survived every per-input attack (``known``: the
-    budgets with a per-input worst case)."""
-    if known.empty:
-        return _row(model, run, "universal_within_worst_case", status="SKIP", detail="no per-input worst case at these ε")
-    share = known["beyond_worst_case"] / known["n"]
-    allowed = pd.Series(tolerance(known["accuracy"], known["worst_case_accuracy"], known["n"]), index=known.index)
-    at = (share - allowed).idxmax()
-    return _row(model, run, "universal_within_worst_case", float(share[at]), float(allowed[at]),
-                "FLAG" if (share > allowed).any() else "PASS",
-                f"at ε={known.loc[at, 'epsilon']:g}: {int(known.loc[at, 'beyond_worst_case'])} points fooled by δ "
-                "survived every per-input attack")
+def decide(model, run, tests: dict[str, list[Test] | str], runs: int) -> list[dict]:
+    """The rows of one run's checks: its tests' p-values Holm-adjusted as one family and
+    multiplied by ``runs``; each check shown by its most significant test."""
+    family = [t for found in tests.values() if not isinstance(found, str) for t in found]
+    adjusted = dict(zip(map(id, family), np.minimum(1.0, holm([t.p for t in family]) * runs))) if family else {}
+    rows = []
+    for check, found in tests.items():
+        if isinstance(found, str):
+            rows.append(check_row(model, run, check, status="SKIP", detail=found))
+            continue
+        t = min(found, key=lambda t: (adjusted[id(t)], -t.value))
+        p_adj = float(adjusted[id(t)])
+        rows.append(check_row(model, run, check, t.value, t.threshold, "FLAG" if p_adj <= ALPHA else "PASS",
+                         f"at ε={t.epsilon:g}{t.label}", t.violating, t.agreeing, t.p, p_adj))
+    return rows
 
 
-def _beats_noise_row(model, run, known: pd.DataFrame) -> dict:
-    """The universal fooling rate against a random δ's at the largest ε where the per-input
-    attacks are strong."""
-    strong = known[known["worst_case_accuracy"] <= STRONG_PER_INPUT]
-    if strong.empty:
-        return _row(model, run, "universal_beats_noise", status="SKIP",
-                    detail=f"the per-input worst case stays above {STRONG_PER_INPUT:g} at every universal ε")
-    last = strong.iloc[-1]
-    counted = last["n_clean_correct"] if "n_clean_correct" in last and pd.notna(last["n_clean_correct"]) else last["n"]
-    gain = float(last["fooling_rate"] - last["baseline_fooling_rate"])
-    allowed = float(tolerance(last["fooling_rate"], last["baseline_fooling_rate"], max(counted, 1)))
-    return _row(model, run, "universal_beats_noise", gain, allowed, "PASS" if gain > allowed else "FLAG",
-                f"at ε={last['epsilon']:g}: fooling rate {last['fooling_rate']:.2f}, random δ "
-                f"{last['baseline_fooling_rate']:.2f}")
-
-
-def _universal_transfer_row(model, run, transfer: pd.DataFrame) -> dict:
-    """The best other model's δ on this model against its own δ."""
-    t = transfer[(transfer["target_model"] == model) & (transfer["run"] == run)] if not transfer.empty else transfer
-    if t.empty or t["source"].nunique() < 2:
-        return _row(model, run, "universal_transfer_not_stronger", status="SKIP", detail="needs two or more models")
-    wide = t.pivot_table(index="epsilon", columns="source", values="fooling_rate")
-    others = wide.drop(columns=model)
-    value, eps, allowed, flagged = _gap(others.max(axis=1), wide[model], t.groupby("epsilon")["n"].first())
-    return _row(model, run, "universal_transfer_not_stronger", value, allowed, "FLAG" if flagged else "PASS",
-                f"at ε={eps:g}, the δ of {others.loc[eps].idxmax()} against its own")
+def check_row(model, run, check, value=None, threshold=None, status=None, detail="", violating=None, agreeing=None,
+         p_value=None, p_adjusted=None) -> dict:
+    return {"model": model, "run": run, "check": check, "status": status, "value": value, "threshold": threshold,
+            "violating": violating, "agreeing": agreeing, "p_value": p_value, "p_adjusted": p_adjusted,
+            "description": DESCRIPTIONS[check], "detail": detail}
 
 
 def masking_checks(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per model and check from the per-run checks (``run_checks``): FLAG when any
     checked run FLAGs, PASS when every checked run passes, SKIP when the check could not run,
     DEGENERATE when no run was checked; ``runs_flagged`` of ``runs_checked`` (and
-    ``runs_degenerate``), the largest violation and the detail of the run where it occurred."""
+    ``runs_degenerate``), and the run whose test was the most significant: its value,
+    threshold, adjusted p and detail."""
     rows = []
     for (model, check), group in runs.groupby(["model", "check"], sort=False):
         checked = group[group["status"].isin(["PASS", "FLAG"])]
@@ -261,10 +261,12 @@ def masking_checks(runs: pd.DataFrame) -> pd.DataFrame:
             worst = group.iloc[0]
         else:
             status = "FLAG" if len(flagged) else "PASS"
-            worst = (flagged if len(flagged) else checked).sort_values("value", ascending=False).iloc[0]
+            worst = checked.assign(order=checked["p_adjusted"].fillna(1.0 - (checked["status"] == "FLAG"))) \
+                .sort_values(["order", "value"], ascending=[True, False]).iloc[0]
         rows.append({"model": model, "check": check, "status": status,
-                     "value": worst["value"] if not checked.empty else np.nan,
-                     "threshold": worst["threshold"], "runs_flagged": len(flagged), "runs_checked": len(checked),
+                     "value": worst["value"] if not checked.empty else np.nan, "threshold": worst["threshold"],
+                     "p_adjusted": worst["p_adjusted"] if not checked.empty else np.nan,
+                     "runs_flagged": len(flagged), "runs_checked": len(checked),
                      "runs_degenerate": int((group["status"] == "DEGENERATE").sum()),
                      "description": group["description"].iloc[0],
                      "detail": f"run {worst['run']}: {worst['detail']}" if not checked.empty else worst["detail"]})
@@ -279,44 +281,42 @@ def surviving_models(checks: pd.DataFrame) -> list[str]:
     return [m for m in dict.fromkeys(checks["model"]) if m not in flagged]
 
 
-def base_suite(robustness: pd.DataFrame, escalation: pd.DataFrame, methods) -> pd.DataFrame:
-    """The robustness table as the configured attacks left it: without the escalation attacks,
-    and with the worst case before escalation (what the masking checks diagnose)."""
-    base = robustness[robustness["attack"].isin([*methods, "worst_case"])].copy()
-    before = escalation[escalation["kind"] == "budget"].set_index(["model", "run", "epsilon"])["before"]
-    if before.empty:
-        return base
-    rows = base["attack"] == "worst_case"
-    keys = list(zip(base.loc[rows, "model"], base.loc[rows, "run"], base.loc[rows, "epsilon"]))
-    base.loc[rows, "accuracy"] = [before.get(key, value) for key, value in zip(keys, base.loc[rows, "accuracy"])]
-    return base
+ESCALATION_COLUMNS = ["model", "run", "check", "escalated", "status_after", "resolved", "points_escalation_broke",
+                      "worst_case_drop", "deciding_attack", "detail_after"]
 
 
-def escalation_checks(runs: pd.DataFrame, escalation: pd.DataFrame) -> pd.DataFrame:
-    """For every check that flagged a run: whether escalation resolved it. Escalation answers
-    the question every flag asks (do the attacks underestimate what can be done?) by attacking
-    harder; a flag is resolved when that converged: for ``large_epsilon``, the escalation
-    attacks drive accuracy at the largest masking budget to the ceiling; for the other checks,
-    the escalation attacks and transfer from every other model lower the worst case at no
-    budget by more than two binomial standard errors (the configured suite had found what they
-    find). Also: how far escalation lowered the worst case, and the attack that fooled the
-    most points alone."""
+def escalation_checks(runs: pd.DataFrame, escalation: pd.DataFrame, outcomes: pd.DataFrame, methods=None,
+                      degenerate=(), stochastic=(), n_runs: int = 1) -> pd.DataFrame:
+    """For every check that flagged a run (``runs``: ``run_checks`` of the configured suite):
+    the check re-run with the escalation attacks and transfer from every other model counted
+    (``run_checks(..., recheck=True)`` on ``outcomes``), and what it says (``status_after``;
+    ``resolved`` only when it passes). ``large_epsilon`` is resolved only by evidence at the
+    study's own budgets: escalation broke no point there that the configured attacks left
+    standing (``points_escalation_broke``, the largest count over the budgets, exact: the
+    worst case before escalation less after, from ``escalation``); reaching the ceiling at the
+    whole box would prove nothing. A run not escalated at its budgets stays flagged. Also: how
+    far escalation lowered the worst case, and the attack that fooled the most points alone."""
+    flagged = runs[runs["status"] == "FLAG"]
+    if flagged.empty:
+        return pd.DataFrame(columns=ESCALATION_COLUMNS)
+    rechecked = run_checks(outcomes, methods, degenerate, stochastic, n_runs, recheck=True) \
+        .set_index(["model", "run", "check"])
     rows = []
-    for r in runs[runs["status"] == "FLAG"].itertuples():
+    for r in flagged.itertuples():
         e = escalation[(escalation["model"] == r.model) & (escalation["run"] == r.run)]
-        budget, masking = e[e["kind"] == "budget"], e[e["kind"] == "masking"]
+        budget = e[e["kind"] == "budget"]
         drop = float((budget["before"] - budget["after"]).max()) if not budget.empty else np.nan
+        broke = int(round(((budget["before"] - budget["after"]) * budget["n"]).max())) if not budget.empty else None
         deciding = budget.sort_values("after").iloc[0]["deciding"] if not budget.empty else ""
-        if e.empty or (r.check != "large_epsilon" and budget.empty):
-            resolved = False  # not escalated (at the budgets): no evidence either way
+        if budget.empty:  # not escalated at the budgets: no evidence either way
+            status, detail = "FLAG", "not escalated at the study's budgets"
         elif r.check == "large_epsilon":
-            last = masking.sort_values("epsilon").iloc[-1] if not masking.empty else None
-            resolved = last is not None and last["after"] <= LARGE_EPSILON_MAX_ACCURACY
+            status = "PASS" if broke == 0 else "FLAG"
+            detail = f"escalation broke {broke} more points at the study's budgets"
         else:
-            allowed = tolerance(budget["before"], budget["after"], budget["n"])
-            resolved = not ((budget["before"] - budget["after"]) > allowed).any()
+            after = rechecked.loc[(r.model, r.run, r.check)]
+            status, detail = after["status"], after["detail"]
         rows.append({"model": r.model, "run": r.run, "check": r.check, "escalated": not e.empty,
-                     "status_after": "PASS" if resolved else "FLAG", "resolved": resolved,
-                     "worst_case_drop": drop, "deciding_attack": deciding})
-    return pd.DataFrame(rows, columns=["model", "run", "check", "escalated", "status_after", "resolved",
-                                       "worst_case_drop", "deciding_attack"])
+                     "status_after": status, "resolved": status == "PASS", "points_escalation_broke": broke,
+                     "worst_case_drop": drop, "deciding_attack": deciding, "detail_after": detail})
+    return pd.DataFrame(rows, columns=ESCALATION_COLUMNS)

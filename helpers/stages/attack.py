@@ -68,7 +68,7 @@ def _attack_run(cfg, run: int, seed: int):
     for norm, threat in threats.items():  # each threat model's attacks, budgets and tables
         tables = evaluate_models(models, x_test[keep], y_test[keep], threat, seed, units=unit, worst=worst[norm])
         flagged = flagged_models(tables, {name for name in loaded if loaded[name].degenerate}, run,
-                                 {name for name in loaded if is_stochastic(loaded[name].model)}) \
+                                 {name for name in loaded if is_stochastic(loaded[name].model)}, cfg.n_runs) \
             if threat.escalation else set()
         if flagged:  # the first pass's units are reused
             tables = evaluate_models(models, x_test[keep], y_test[keep], threat, seed, units=unit, worst=worst[norm],
@@ -127,14 +127,14 @@ def stage_columns(cfg) -> dict[str, list[str]]:
     return columns
 
 
-def flagged_models(results: dict[str, list[dict]], degenerate: set[str], run: int, stochastic=()) -> set[str]:
+def flagged_models(results: dict[str, list[dict]], degenerate: set[str], run: int, stochastic=(),
+                   runs: int = 1) -> set[str]:
     """The models of one run that a gradient-masking check flags (degenerate ones are not
-    checked; ``stochastic``: the randomised ones, for the EOT check), from the first pass of
-    ``evaluate_models``."""
-    tables = {key: pd.DataFrame([{"run": run, **r} for r in records], columns=["run", *COLUMNS[key]])
-              for key, records in results.items()}
-    checks = run_checks(tables["robustness"], tables["transfer"], tables["large_epsilon"], tables["convergence"],
-                        {(name, run) for name in degenerate}, stochastic)
+    checked; ``stochastic``: the randomised ones, for the EOT check; ``runs``: the study's, over
+    which each model's family of tests is adjusted), from the first pass of ``evaluate_models``:
+    the same decisions as the report's checks of that run."""
+    outcomes = pd.DataFrame([{"run": run, **r} for r in results["outcomes"]], columns=["run", *COLUMNS["outcomes"]])
+    checks = run_checks(outcomes, None, {(name, run) for name in degenerate}, stochastic, runs)
     return set(checks.loc[checks["status"] == "FLAG", "model"])
 
 

@@ -26,8 +26,9 @@ from .inputs import load_train_split
 COLUMNS = {
     "universal": ["model", "epsilon", "target", "fooling_rate", "accuracy", "clean_accuracy", "success_rate",
                   "baseline_fooling_rate", "baseline_accuracy", "baseline_success_rate", "worst_case_accuracy",
-                  "beyond_worst_case", "linf", "n", "n_clean_correct"],
-    "universal_transfer": ["source", "target_model", "epsilon", "fooling_rate", "accuracy", "n"],
+                  "beyond_worst_case", "linf", "n", "n_clean_correct", "only_universal", "only_random"],
+    "universal_transfer": ["source", "target_model", "epsilon", "fooling_rate", "accuracy", "n", "only_source",
+                           "only_own"],
 }
 
 
@@ -42,6 +43,14 @@ def planned_units(cfg) -> int:
     """Universal perturbations per run (the progress bar's plan)."""
     section = cfg.attack.universal
     return 0 if section is None else len(cfg.models) * len(section.epsilons) * len(targets_of(section, cfg.n_classes))
+
+
+def only(first: dict, second: dict) -> tuple[int, int]:
+    """The points ``first`` fools and ``second`` does not, and the reverse (two ``fooling``
+    results on the same points; a randomised model's point counts as fooled when at least half
+    its passes are)."""
+    a, b = np.asarray(first["fooled"]) >= 0.5, np.asarray(second["fooled"]) >= 0.5
+    return int((a & ~b).sum()), int((~a & b).sum())
 
 
 def universal_run(cfg, run: int, seed: int, loaded: dict, x_test: torch.Tensor, y_test: torch.Tensor, worst: dict,
@@ -89,7 +98,9 @@ def universal_run(cfg, run: int, seed: int, loaded: dict, x_test: torch.Tensor, 
                        "baseline_fooling_rate": fooling_rate(baseline),
                        "baseline_accuracy": float(np.mean(baseline["perturbed"])), "baseline_success_rate": np.nan,
                        "worst_case_accuracy": np.nan, "beyond_worst_case": np.nan,
-                       "linf": float(delta.abs().max()), "n": len(y_test), "n_clean_correct": float(np.sum(clean))}
+                       "linf": float(delta.abs().max()), "n": len(y_test), "n_clean_correct": float(np.sum(clean)),
+                       # the points one δ fools and the other does not (the masking checks' paired test)
+                       **dict(zip(("only_universal", "only_random"), only(result, baseline)))}
                 if target is None and worst_case is not None:
                     # Points δ fools that survived every per-input attack: a universal δ is one
                     # candidate per point, so the per-input attacks should have found these.
@@ -102,15 +113,20 @@ def universal_run(cfg, run: int, seed: int, loaded: dict, x_test: torch.Tensor, 
                     row["baseline_success_rate"] = targeted_success(model, x_test, y_test, baseline_delta, target,
                                                                     samples)[0]
                 rows.append(row)
+    fooled = {}
     for source in loaded:
         for name, (model, _, _) in loaded.items():
             reseed(model, seed, 7)
             clean = fooling(model, x_test, y_test, torch.zeros(x_test.shape[1:]), samples)["clean"]
             for epsilon in map(float, section.epsilons):
                 result = fooling(model, x_test, y_test, deltas[(source, epsilon, None)], samples, clean=clean)
+                fooled[(source, name, epsilon)] = result
                 transfer.append({"source": source, "target_model": name, "epsilon": epsilon,
                                  "fooling_rate": fooling_rate(result), "accuracy": float(np.mean(result["perturbed"])),
                                  "n": len(y_test)})
+    for row in transfer:  # against the model's own δ on the same points
+        own = fooled[(row["target_model"], row["target_model"], row["epsilon"])]
+        row["only_source"], row["only_own"] = only(fooled[(row["source"], row["target_model"], row["epsilon"])], own)
     if run == 0:  # the report draws run 0's perturbations
         save_arrays(layout.arrays("universal_perturbations"),
                     **{delta_name(*k): v.cpu().numpy() for k, v in deltas.items()})

@@ -39,8 +39,9 @@ STAGES = {
     "attack": Stage("attack", "02_attack", ("train",), ("attack", "certify", "interpret"),
                     ("helpers/attacks", "helpers/threats", "helpers/certificates", "helpers/analysis/evaluation.py",
                      "helpers/analysis/certification.py", "helpers/analysis/radii.py", "helpers/stages/inputs.py",
-                     "helpers/stages/attack.py", "helpers/stages/universal.py"),
-                    ("robustness", "transfer", "large_epsilon", "by_class", "convergence", "certified",
+                     "helpers/stages/attack.py", "helpers/stages/universal.py", "helpers/analysis/masking.py",
+                     "helpers/analysis/statistics.py"),
+                    ("robustness", "transfer", "large_epsilon", "by_class", "convergence", "certified", "outcomes",
                      "attack_traces", "escalation", "decision_boundaries", "universal", "universal_transfer",
                      "universal_perturbations", "radii", "attack_costs")),
     "interpret": Stage("interpret", "03_interpret", ("train",), ("attack", "interpret"),
@@ -52,9 +53,12 @@ STAGES = {
                      "auc", "bracket", "ceiling", "separations", "smoothing", "attribution_metrics", "attribution_summary",
                      "universal_stats", "universal_tests", "exact_comparisons", "radius_summary", "costs")),
 }
-# Code of a stage whose units put its hash into their own keys: left out of the stage's shared
-# code hash, so editing it recomputes those units only (universal perturbations), not every unit.
+# Code of a stage left out of the hash its units share: code whose units put its hash into their
+# own keys (universal perturbations: editing it recomputes those units only), and code that only
+# chooses which units run, computing none (the masking checks that decide escalation: editing it
+# reruns the stage, which computes only the units its new choice adds).
 KEYED_APART = {"attack": ("helpers/attacks/universal.py", "helpers/stages/universal.py")}
+CHOOSES = {"attack": ("helpers/analysis/masking.py", "helpers/analysis/statistics.py")}
 for _stage in STAGES.values():  # every output has a name in the layout
     assert all(name in TABLES or name in ARRAYS for name in _stage.writes), _stage
 

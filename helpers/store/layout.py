@@ -19,9 +19,10 @@ TABLES = {
     "certified": "certified.csv",               # attack: per model, run, certificate and ε (+ best)
     "attack_traces": "attack_traces.csv",       # attack: robust accuracy along APGD's iterations, Square's queries
     "escalation": "escalation.csv",             # attack: worst case before and after escalation (flagged runs)
+    "outcomes": "outcomes.csv",                 # attack: the per-point outcome behind each robustness/transfer row
     # attack, with attack.l2 only: the same tables in the L2 threat model (distance column `l2`)
     **{f"{key}_l2": f"{key}_l2.csv" for key in ("robustness", "transfer", "large_epsilon", "by_class", "convergence",
-                                                "attack_traces")},
+                                                "attack_traces", "outcomes")},
     "minimum_norm_l2": "minimum_norm_l2.csv",   # attack: each point's minimal L2 distance under cw_l2
     # report, with attack.l2 only: the L2 threat model's statistics, bracket (with a norm column) and checks
     **{f"{key}_l2": f"{key}_l2.csv" for key in ("stats", "auc", "paired_tests", "bracket", "separations", "masking_runs", "masking_checks",

@@ -116,5 +116,5 @@ def stage_code_hash(stage: str) -> str:
     from . import graph
 
     claimed = set().union(*(registry.claimed_files() for registry in REGISTRIES))
-    claimed |= set(graph.files(graph.KEYED_APART.get(stage, ())))
+    claimed |= set(graph.files([*graph.KEYED_APART.get(stage, ()), *graph.CHOOSES.get(stage, ())]))
     return source_hash([f for f in graph.files(graph.STAGES[stage].code) if f not in claimed])

@@ -105,8 +105,7 @@ attacks close the section."""
         cfg, t, ratio = report.cfg, report.tables, report.ratio
         robustness = report.keep(t["robustness_l2"])
         robustness = robustness[robustness["attack"].isin([*cfg.attack.l2.methods, WORST_CASE])]
-        runs = run_checks(t["robustness_l2"], t["transfer_l2"], t["large_epsilon_l2"], t["convergence_l2"],
-                          report.degenerate, report.stochastic)
+        runs = run_checks(t["outcomes_l2"], cfg.attack.l2.methods, report.degenerate, report.stochastic, cfg.n_runs)
         certified = report.keep(t["certified"])
         l2 = certified[~smoothed(certified) & (certified["norm"] == "l2")]
         bracket = with_ceiling(bracket_table(l2, robustness, ratio), t["ceiling"], "l2", l2, robustness)

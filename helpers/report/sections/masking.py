@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ...analysis.masking import (UNIVERSAL_QUALITY, base_suite, escalation_checks, masking_checks, run_checks,
-                                 surviving_models)
+from ...analysis.masking import (ALPHA, LARGE_EPSILON_MAX_ACCURACY, UNIVERSAL_QUALITY, escalation_checks, masking_checks,
+                                 run_checks, surviving_models)
 from ..section import SECTIONS, Section, applicable
 from ..tables import markdown_table
 
@@ -34,7 +34,7 @@ def masking_section(checks: pd.DataFrame, models, escalated: pd.DataFrame | None
         if r["status"] in ("SKIP", "DEGENERATE"):
             return r["status"]
         runs = f"{int(r['runs_flagged'])}/{int(r['runs_checked'])} runs"
-        return f"{r['status']} {runs} ({r['value']:.3f})" if r["status"] == "FLAG" else f"PASS ({r['value']:.3f})"
+        return f"FLAG {runs} (p_adj {r['p_adjusted']:.2g})" if r["status"] == "FLAG" else "PASS"
 
     table = checks.assign(cell=checks.apply(cell, axis=1))
     wide = table.pivot(index="model", columns="check", values="cell").reindex(
@@ -66,16 +66,19 @@ def masking_section(checks: pd.DataFrame, models, escalated: pd.DataFrame | None
     if escalated is not None and not escalated.empty:
         if escalated["escalated"].all():
             verdict.append("Every flagged run was escalated: the escalation attacks and transfer from every other "
-                           "model joined its worst case (the numbers above include them); a flag is resolved when "
-                           "its check passes with them.")
+                           "model joined its worst case (the numbers above include them); a flag is resolved only "
+                           "when its check, re-run with them counted, passes (a large-budget flag: when escalation "
+                           "broke no further point at the study's own budgets).")
         else:
             verdict.append(f"{int((~escalated['escalated'].astype(bool)).sum())} flags were not escalated "
                            "(`attack.escalation` is empty): their robustness stays an upper bound.")
         verdict += escalation_sentences(escalated, models)
-    return ["Each check compares attacks whose order of strength is known, in every run on its own test points; "
-            "a model is flagged when any run violates the order by more than two binomial standard errors of the "
-            "accuracies compared (the large-budget check: PGD accuracy above its ceiling). The value is the "
-            "largest violation (accuracy).", "", markdown_table(wide), "", " ".join(verdict), ""]
+    return ["Each check compares attacks whose order of strength is known, in every run on its own test points, by "
+            "an exact paired (McNemar) test on the points where the two disagree (the large-budget check: an exact "
+            f"binomial test of PGD's accuracy against its ceiling of {LARGE_EPSILON_MAX_ACCURACY:g}). A model's tests "
+            "are one family, Holm-adjusted within a run and Bonferroni over runs, so an honest model is flagged with "
+            f"probability at most {ALPHA:g} over the whole study; a cell shows the runs flagged and the smallest "
+            "adjusted p.", "", markdown_table(wide), "", " ".join(verdict), ""]
 
 
 @SECTIONS.register
@@ -84,24 +87,26 @@ class Masking(Section):
     order = 120
     title = "Gradient-masking checks"
     about = """Each check compares attacks whose order of strength is known in advance, in every run on
-its own test points (`masking_runs.csv`); a model is flagged when any run is, and the table
-says how many. `value` is the largest violation in accuracy, `threshold` what it was held
-to (two binomial standard errors of the accuracies compared) and `detail` the run and ε.
-A FLAG means the model's robust accuracy may come from gradients that mislead the attacker
-rather than from robustness. Degenerate runs are not checked. The last table says what escalation
-did with each flag: the stronger attacks of `attack.escalation` and transfer from every other model
-ran on the flagged run; `resolved` is whether the check passes once they count, `worst_case_drop`
-how far they lowered the worst case, `deciding_attack` which one fooled the most points. Empty when
-nothing was flagged."""
+its own test points (`masking_runs.csv`), by an exact paired test on the points where they
+disagree: `violating` the points the supposedly weaker attack alone broke, `agreeing` the
+reverse, `value` the accuracy by which the weaker beat the stronger, `p_adjusted` the p-value
+adjusted over all of the model's tests (Holm within a run, Bonferroni over runs). A model is
+flagged when any run is, and the table says how many. A FLAG means the model's robust accuracy
+may come from gradients that mislead the attacker rather than from robustness. Degenerate runs
+are not checked. The last table says what escalation did with each flag: the stronger attacks of
+`attack.escalation` and transfer from every other model ran on the flagged run, and the check was
+re-run with them counted; `status_after` is what it says (`resolved` only when it passes; a
+large-budget flag only when escalation broke no further point at the study's own budgets),
+`worst_case_drop` how far they lowered the worst case, `deciding_attack` which one fooled the
+most points. Empty when nothing was flagged."""
     outputs = ("masking_runs", "masking_checks", "escalation_checks")
 
     @classmethod
     def tables(cls, report):
-        t = report.tables
-        base = base_suite(t["robustness"], t["escalation"], report.cfg.attack.methods)
-        runs = run_checks(base, t["transfer"], t["large_epsilon"], t["convergence"], report.degenerate,
-                          report.stochastic)
-        escalated = escalation_checks(runs, t["escalation"])  # escalation answers the per-input attacks' flags
+        t, cfg = report.tables, report.cfg
+        judged = (cfg.attack.methods, report.degenerate, report.stochastic, cfg.n_runs)  # the configured suite
+        runs = run_checks(t["outcomes"], *judged)
+        escalated = escalation_checks(runs, t["escalation"], t["outcomes"], *judged)  # answers the per-input flags
         more = [rows for section in applicable(report.cfg) if (rows := section.checks(report)) is not None]
         if more:
             runs = pd.concat([runs, *more], ignore_index=True)
@@ -120,4 +125,4 @@ nothing was flagged."""
         checks = report.tables["masking_checks"]
         return [checks.pivot(index="model", columns="check", values="status").reindex(report.models),
                 checks[["model", "check", "status", "runs_flagged", "runs_checked", "runs_degenerate", "value",
-                        "threshold", "detail"]].round(3), report.tables["escalation_checks"].round(3)]
+                        "threshold", "p_adjusted", "detail"]].round(4), report.tables["escalation_checks"].round(3)]

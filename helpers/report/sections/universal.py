@@ -6,9 +6,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ...analysis.masking import universal_checks
 from ...analysis.statistics import ACCURACY_BOUNDS
-from ...analysis.universal import transfer_grid, universal_stats, universal_tests
+from ...analysis.universal import transfer_grid, universal_checks, universal_stats, universal_tests
 from ...store.files import read_arrays
 from ...store.layout import delta_name
 from ..figures import band, model_colors
@@ -187,7 +186,8 @@ against its capacity-matched MLP marked)."""
 
     @classmethod
     def checks(cls, report):
-        return universal_checks(report.tables["universal"], report.degenerate, report.tables["universal_transfer"])
+        return universal_checks(report.tables["universal"], report.degenerate, report.tables["universal_transfer"],
+                                report.cfg.n_runs)
 
     @classmethod
     def figures(cls, report):
