@@ -32,7 +32,7 @@ $(PYTHON) -m helpers.stages.notebook $< $(@:.ipynb=.running.ipynb) $(CONFIG) $(K
 	|| { mv $(@:.ipynb=.running.ipynb) $(@:.ipynb=.failed.ipynb) 2>/dev/null; exit 1; }
 endef
 
-.PHONY: all test bench lab clean env docs shipped sweep
+.PHONY: all test bench lab clean env docs shipped sweep calibration
 
 env: $(INSTALLED)
 
@@ -68,10 +68,16 @@ test: $(INSTALLED)
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(STAGE_NOTEBOOKS:%=results/smoke/%.ipynb)
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/notebooks_in_lab.py
 
-# Every shipped study, then the generated parts of the README and docs/ from their results.
+# Every shipped study and the calibration of the paired tests, then the generated parts of the
+# README and docs/ from their results.
 shipped: $(INSTALLED)
 	for name in $(SHIPPED); do $(MAKE) --no-print-directory all CONFIG=configs/$$name.yaml || exit 1; done
-	$(MAKE) --no-print-directory docs
+	$(MAKE) --no-print-directory calibration docs
+
+# The paired tests of two models on simulated studies drawn from a population: their level,
+# power and coverage beside the corrected resampled t-test's (docs/statistics.md; ~10 minutes).
+calibration: $(INSTALLED)
+	$(PYTHON) -m helpers.analysis.calibration results/calibration/inference.csv
 
 # The generated parts of README.md and docs/ (configs reference from the registries, tables
 # and findings copied from the shipped studies' results): no number in them is typed by hand.

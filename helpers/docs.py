@@ -228,7 +228,28 @@ def inference_constants() -> str:
         {"constant": "power the power note asks for", "value": f"{statistics.POWER_TARGET:g}", "where": "`POWER_TARGET`"},
         {"constant": "PGD accuracy ceiling at the largest masking budget", "value": f"{masking.LARGE_EPSILON_MAX_ACCURACY:g}",
          "where": "`helpers/analysis/masking.py`"},
+        {"constant": "masking checks: family-wise α per model (all its runs, budgets and checks)",
+         "value": f"{masking.ALPHA:g}", "where": "`helpers/analysis/masking.py` `ALPHA`"},
     ])
+
+
+def inference_calibration() -> str:
+    """The paired tests' level, power and coverage on simulated studies (``make calibration``)."""
+    import pandas as pd
+
+    path = ROOT / "results" / "calibration" / "inference.csv"
+    if not path.is_file():
+        return "Not measured yet: run `make calibration`, then `make docs`."
+    table = pd.read_csv(path)
+    return markdown_table(table.assign(**{c: table[c].map("{:.3g}".format) for c in table.columns[2:]})
+                          .to_dict("records"))
+
+
+def masking_calibration() -> str:
+    """The masking checks' flag rates on simulated studies (``analysis.calibration``)."""
+    from .analysis.calibration import calibration_table
+
+    return markdown_table(calibration_table().to_dict("records"))
 
 
 def sweep_part(sweep: str, heading: str, select: str = "all") -> str:
@@ -280,6 +301,8 @@ BLOCKS = {
     "bench": bench_tables,
     "sweep-workers-bench": sweep_workers_bench,
     "inference-constants": inference_constants,
+    "masking-calibration": masking_calibration,
+    "inference-calibration": inference_calibration,
     "attributions": lambda: entries_table(ATTRIBUTIONS),
     "datasets": lambda: entries_table(DATASETS),
     "models": lambda: entries_table(MODELS),

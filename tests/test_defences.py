@@ -102,8 +102,7 @@ def test_a_pgd_trained_mlp_on_moons_is_more_robust_under_the_full_suite_and_not_
     frames = {k: pd.DataFrame([{"run": 0, **r} for r in v]) for k, v in tables.items()}
     worst = frames["robustness"].query("attack == 'worst_case' and epsilon == 0.08").set_index("model")["accuracy"]
     assert worst["pgd"] >= worst["plain"] + 0.06, worst   # about 3 binomial standard errors on 200 points
-    checks = masking_checks(run_checks(frames["robustness"], frames["transfer"], frames["large_epsilon"],
-                                       frames["convergence"])).set_index(["model", "check"])
+    checks = masking_checks(run_checks(frames["outcomes"])).set_index(["model", "check"])
     assert (checks.loc["pgd", "status"] == "PASS").all(), checks.loc["pgd"]
 
 
@@ -184,6 +183,14 @@ def test_the_tradeoff_table_pairs_each_defended_model_with_its_undefended_siblin
     assert table.loc["wide_trades", "family"] == "wide_trades" and pd.isna(table.loc["wide_trades", "robust_gain"])
     text = "\n".join(defences_section(table.reset_index()))
     assert "## Defences" in text and "`mlp_pgd` (pgd epsilon=0.1) against `mlp`: raised the worst case" in text
+    # Declared as the primary comparison, the same gain keeps its own p and leaves the family.
+    from helpers.config.report import Primary
+    declared = defences_table(cfg.models, robustness, certified, trained, ratio=0.0,
+                              primary=Primary(models=("mlp_pgd", "mlp"), attack="worst_case", epsilon=0.1))
+    row = declared.set_index("model").loc["mlp_pgd"]
+    assert row["primary"] and row["robust_p_adjusted"] == row["robust_p"]
+    assert declared["primary"].sum() == 1 and not table["primary"].any()
+    assert "the primary comparison, its own p" in "\n".join(defences_section(declared))
     plain = load_config(write(tmp_path, {"mlp": {"type": "mlp"}}, name="plain.yaml"))
     assert defences_table(plain.models, robustness, certified, trained, ratio=0.0).empty
     assert defences_section(pd.DataFrame()) == []

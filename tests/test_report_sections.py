@@ -10,7 +10,7 @@ from helpers.report.summary import write_summary
 from helpers.store import graph
 from helpers.stages.report import compute_tables
 from helpers.store.layout import TABLES
-from test_summary import config, inputs
+from test_summary import config, inputs, points
 
 
 @pytest.fixture
@@ -59,10 +59,10 @@ def probe(name, order, on=True, flag=None):
 
 def test_a_section_that_applies_adds_its_table_text_and_checks(registered):
     cfg = config()
-    before = compute_tables(cfg, inputs())
+    before = compute_tables(cfg, inputs(), points())
     registered(probe("late", 1000, flag="b"))
     registered(probe("early", 15))
-    tables = compute_tables(cfg, inputs())
+    tables = compute_tables(cfg, inputs(), points())
     assert set(tables) - set(before) == {"late_table", "early_table"}
     assert len(tables["early_table"]) == 3
     flagged = masking_checks(tables["masking_runs"]).set_index(["model", "check"])["status"]
@@ -77,7 +77,7 @@ def test_a_section_that_applies_adds_its_table_text_and_checks(registered):
 def test_a_section_that_does_not_apply_adds_nothing(registered):
     cfg = config()
     registered(probe("off", 15, on=False, flag="a"))
-    tables = compute_tables(cfg, inputs())
+    tables = compute_tables(cfg, inputs(), points())
     assert "off_table" not in tables and "off_check" not in set(tables["masking_runs"]["check"])
     assert "PROBE off" not in write_summary(cfg, {**tables, "models": inputs()["models"],
                                                   "large_epsilon": inputs()["large_epsilon"],

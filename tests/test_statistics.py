@@ -71,7 +71,7 @@ def test_holm_matches_statsmodels():
 def test_runs_for_power_matches_statsmodels_for_independent_runs_and_knows_the_floor():
     from statsmodels.stats.power import TTestPower
 
-    from helpers.analysis.statistics import runs_for_power
+    from helpers.analysis.power import runs_for_power
 
     for sd in (0.03, 0.05, 0.1):
         expected = TTestPower().solve_power(effect_size=0.05 / sd, alpha=0.05, power=0.8, alternative="two-sided")

@@ -60,8 +60,14 @@ def inputs(gap=0.2, degenerate_b=()):
             "ceiling": pd.DataFrame(columns=TABLE_COLUMNS)}
 
 
+def points():
+    """Each run's point ids: in the k-fold of ``config``'s data a point is tested once per
+    repetition (here: the 20 points of a run are those of the run five runs earlier)."""
+    return {r: np.arange(20) + 20 * (r % 5) for r in range(RUNS)}
+
+
 def summary(cfg, study):
-    tables = compute_tables(cfg, study)
+    tables = compute_tables(cfg, study, points())
     return write_summary(cfg, {**tables, "models": study["models"], "large_epsilon": study["large_epsilon"],
                                "robustness": study["robustness"]}), tables
 
@@ -73,7 +79,7 @@ def test_the_primary_comparison_is_stated_with_its_corrected_p():
         index="run", columns="model", values="accuracy")
     d = (wide["a"] - wide["b"]).to_numpy()
     t = d.mean() / np.sqrt((1 / RUNS + 20 / 80) * d.var(ddof=1))
-    assert f"corrected resampled t-test p = {2 * stats.t.sf(abs(t), RUNS - 1):.2g}" in text
+    assert f"corrected resampled t-test over runs, conservative, says p = {2 * stats.t.sf(abs(t), RUNS - 1):.2g}" in text
     assert "**Primary comparison** (declared in the config before the runs): `a` − `b`, worst case, ε=0.1" in text
     primary = tables["paired_tests"].query("role == 'primary'")
     assert len(primary) == 1 and primary.iloc[0]["p_adjusted"] == primary.iloc[0]["p_value"]
@@ -110,8 +116,14 @@ def test_power_note_for_the_primary_comparison():
     cfg = config(primary={"models": ["a", "b"], "attack": "worst_case", "epsilon": 0.1})
     text, tables = summary(cfg, inputs())
     power = tables["power"].query("role == 'primary'").iloc[0]
-    assert "Power: with the run-to-run standard deviation of this difference" in text
+    assert "Power (of the corrected test; conditional on the spread): if the run-to-run standard deviation" in text
     assert power["delta"] == pytest.approx(0.05) and power["n_runs"] == RUNS
+    # The sd it rests on is itself measured on ten runs: its interval, and the runs at its upper end.
+    assert power["sd_low"] < power["sd_difference"] < power["sd_high"]
+    assert f"95% interval [{power['sd_low']:.3f}, {power['sd_high']:.3f}]" in text
+    assert power["runs_needed_high"] >= power["runs_needed"]
+    from helpers.report.sections.comparisons import power_note
+    assert power_note(power.copy().replace({power["sd_difference"]: 0.0})).startswith("Power: untestable")
 
 
 def test_runs_on_a_fixed_split_get_textbook_intervals_and_say_so(tmp_path, monkeypatch):
@@ -131,4 +143,5 @@ def test_runs_on_a_fixed_split_get_textbook_intervals_and_say_so(tmp_path, monke
     half = stats.t.ppf(0.975, RUNS - 1) * runs.std(ddof=1) / np.sqrt(RUNS)
     assert np.isclose(row["ci_high"] - row["mean"], half)
     assert "runs on the data set's own train/test split" in text and "Nadeau" not in text
-    assert "`a` − `b`, pgd, ε=0.1: " in text and "paired t-test p = " in text and "corrected resampled" not in text
+    assert "`a` − `b`, pgd, ε=0.1: " in text and "paired t-test over runs says p = " in text
+    assert "corrected resampled" not in text

@@ -8,7 +8,7 @@ import yaml
 
 from helpers.sweeps import running
 from helpers.sweeps.expansion import SweepError, expand, point_name
-from helpers.sweeps.tables import aggregate, spearman_permutation
+from helpers.sweeps.tables import aggregate, smallest_permutation_p, spearman_permutation
 from helpers.store.layout import Layout
 
 SMOKE = "sweeps/smoke_sweep.yaml"
@@ -121,6 +121,10 @@ def test_aggregation_recovers_a_known_trend(tmp_path):
     assert trends.loc["mlp_matched", "slope"] == pytest.approx(0.0)
     assert trends.loc["difference", "slope"] == pytest.approx(-0.025)
     assert trends.loc["vqc", "spearman_rho"] == pytest.approx(-1.0)
+    # Three points: the permutation test cannot go below 1/3, whatever the data (the reading says so).
+    assert trends.loc["vqc", "spearman_p"] == pytest.approx(1 / 3) == trends.loc["vqc", "spearman_min_p"]
+    # The slope tests are one family: each adjusted p is at least its own.
+    assert (trends["slope_p_adjusted"].dropna() >= trends["slope_p"].dropna() - 1e-15).all()
     auc = tables["auc"].query("model == 'vqc' and attack == 'worst_case'").set_index("models.vqc.n_qubits")["mean"]
     assert auc.to_dict() == pytest.approx({n: 0.9 - 0.025 * n + 0.005 * 1.5 for n in (4, 6, 8)})
     tests = tables["tests"].query("measure == 'accuracy'").set_index("models.vqc.n_qubits")
@@ -134,6 +138,8 @@ def test_aggregation_recovers_a_known_trend(tmp_path):
 def test_spearman_permutation_p_value():
     rho, p = spearman_permutation([1, 2, 3, 4, 5], [5, 4, 3, 2, 1])
     assert rho == pytest.approx(-1.0) and p == pytest.approx(2 / 120)  # two of the 120 orders are as extreme
+    for n in (3, 4, 5, 6):  # the smallest p a series of n points can give: 1/3 with 3, 1/12 with 4
+        assert smallest_permutation_p(n) == pytest.approx(spearman_permutation(range(n), range(n))[1])
     assert np.isnan(spearman_permutation([1, 2], [3, 4])[0])
 
 

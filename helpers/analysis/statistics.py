@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .paired_points import point_columns
+
 ACCURACY_BOUNDS = (0.0, 1.0)
 ALPHA = 0.05
 # The power note: runs needed to detect a true difference POWER_DELTA with probability POWER_TARGET.
@@ -83,30 +85,6 @@ def holm(p_values) -> np.ndarray:
     return adjusted
 
 
-def runs_for_power(sd_difference: float, ratio: float, delta: float = 0.05, alpha: float = ALPHA,
-                   power: float = 0.8, max_runs: int = 1000) -> int | None:
-    """The smallest number of runs k with which the corrected paired test (two-sided,
-    ``alpha``) detects a true mean difference ``delta`` with probability ``power``, for a run-to
-    -run standard deviation of the differences ``sd_difference``; None if no k up to
-    ``max_runs`` reaches it (with ratio > 0 the standard error never falls below
-    sqrt(ratio)·sd, so more runs cannot buy every power)."""
-    if not sd_difference > 0:
-        return 2
-
-    def achieved(k: int) -> float:  # the test's power with k runs; it grows with k
-        df, noncentrality = k - 1, delta / (sd_difference * np.sqrt(1 / k + ratio))
-        critical = stats.t.ppf(1 - alpha / 2, df)
-        return stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality)
-
-    if achieved(max_runs) < power:
-        return None
-    low, high = 2, max_runs
-    while low < high:
-        middle = (low + high) // 2
-        low, high = (middle + 1, high) if achieved(middle) < power else (low, middle)
-    return low
-
-
 def summarize_runs(df: pd.DataFrame, by: list[str], value: str, ratio: float = 0.0, confidence: float = 0.95,
                    bounds: tuple[float, float] | None = None) -> pd.DataFrame:
     """One row per group of ``by``: mean, sd, ci_low, ci_high (the corrected t-interval of
@@ -152,7 +130,7 @@ def summarize_attribution_stability(stability: pd.DataFrame, metric: str = "spea
 
 # A paired comparison's columns (``paired_tests``, ``auc_tests``): also those of an empty table (one model).
 PAIRED_COLUMNS = ["attack", "epsilon", "model_a", "model_b", "mean_difference", "ci_low", "ci_high", "sd_difference",
-                  "cohens_dz", "p_value", "p_naive", "n_runs"]
+                  "cohens_dz", "p_value", "p_naive", "n_runs", "points_ci_low", "points_ci_high", "p_points"]
 
 
 def compared_pairs(models, present) -> list[tuple[str, str]]:
@@ -162,23 +140,27 @@ def compared_pairs(models, present) -> list[tuple[str, str]]:
     return [(a, b) for i, a in enumerate(kept) for b in kept[i + 1:]]
 
 
-def paired_tests(robustness: pd.DataFrame, attack: str, models, ratio: float = 0.0) -> pd.DataFrame:
+def paired_tests(robustness: pd.DataFrame, attack: str, models, ratio: float = 0.0, points=None) -> pd.DataFrame:
     """Is model A more robust than model B? Paired across runs (same seed, same split).
 
     One row per epsilon > 0 and ordered pair (A, B) of ``models``: mean difference of
     accuracy A − B across runs with its corrected 95% t-interval, Cohen's d_z (mean difference
     over the standard deviation of the differences), the corrected resampled t-test's
     two-sided p (``p_value``) and, for comparison, the textbook paired t-test's that treats
-    runs as independent (``p_naive``). Runs missing for either model (e.g. degenerate ones
-    left out) are left out of the pair.
+    runs as independent (``p_naive``); with ``points`` (``paired_points.PointOutcomes``) the
+    paired test on every point of every run (``p_points``, its interval ``points_ci_low`` and
+    ``points_ci_high``). Runs missing for either model (e.g. degenerate ones left out) are left
+    out of the pair.
     """
     r = robustness[(robustness["attack"] == attack) & (robustness["epsilon"] > 0)]
     wide = r.pivot_table(index=["epsilon", "run"], columns="model", values="accuracy")
     rows = []
     for a, b in compared_pairs(models, wide.columns):
         for epsilon, group in wide.groupby(level="epsilon"):
+            differences = (group[a] - group[b]).dropna()
             rows.append({"attack": attack, "epsilon": epsilon, "model_a": a, "model_b": b,
-                         **compare(group[a] - group[b], ratio)})
+                         **compare(differences, ratio),
+                         **point_columns(points, a, b, attack, epsilon, differences.index.get_level_values("run"))})
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
@@ -205,16 +187,22 @@ def robust_auc(robustness: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def auc_tests(auc_runs: pd.DataFrame, attack: str, models, ratio: float = 0.0) -> pd.DataFrame:
+def auc_tests(auc_runs: pd.DataFrame, attack: str, models, ratio: float = 0.0, points=None) -> pd.DataFrame:
     """``paired_tests`` for the area under each run's accuracy-vs-ε curve (``robust_auc``)
     under ``attack``: one row per pair, ``epsilon`` NaN."""
     wide = auc_runs[auc_runs["attack"] == attack].pivot_table(index="run", columns="model", values="auc")
-    return pd.DataFrame([{"attack": attack, "epsilon": np.nan, "model_a": a, "model_b": b, **compare(wide[a] - wide[b], ratio)}
-                         for a, b in compared_pairs(models, wide.columns)], columns=PAIRED_COLUMNS)
+    rows = []
+    for a, b in compared_pairs(models, wide.columns):
+        differences = (wide[a] - wide[b]).dropna()
+        rows.append({"attack": attack, "epsilon": np.nan, "model_a": a, "model_b": b, **compare(differences, ratio),
+                     **point_columns(points, a, b, attack, np.nan, differences.index)})
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
-def comparisons(robustness: pd.DataFrame, auc_runs: pd.DataFrame, models, ratio: float, primary=None) -> pd.DataFrame:
-    """Every paired comparison, with its family's multiplicity adjustment.
+def comparisons(robustness: pd.DataFrame, auc_runs: pd.DataFrame, models, ratio: float, primary=None,
+                points=None) -> pd.DataFrame:
+    """Every paired comparison, with its family's multiplicity adjustment (``p_adjusted``; of
+    the per-point tests with ``points``, ``p_points_adjusted``).
 
     For each attack (the worst case included): every pair of models at every ε > 0
     (``measure`` "accuracy") and on the area under the curve (``measure`` "auc"). The
@@ -224,8 +212,8 @@ def comparisons(robustness: pd.DataFrame, auc_runs: pd.DataFrame, models, ratio:
     """
     frames = []
     for attack in dict.fromkeys(robustness["attack"]):
-        family = pd.concat([paired_tests(robustness, attack, models, ratio).assign(measure="accuracy"),
-                            auc_tests(auc_runs, attack, models, ratio).assign(measure="auc")], ignore_index=True)
+        family = pd.concat([paired_tests(robustness, attack, models, ratio, points).assign(measure="accuracy"),
+                            auc_tests(auc_runs, attack, models, ratio, points).assign(measure="auc")], ignore_index=True)
         family["role"] = "secondary"
         if primary is not None and primary.attack == attack:
             a, b = primary.models
@@ -236,29 +224,16 @@ def comparisons(robustness: pd.DataFrame, auc_runs: pd.DataFrame, models, ratio:
             if len(index) and family.loc[index[0], "model_a"] != a:  # as declared: a − b
                 flipped = family.loc[index[0]]
                 family.loc[index, ["model_a", "model_b"]] = [a, b]
-                family.loc[index, ["mean_difference", "ci_low", "ci_high", "cohens_dz"]] = [
-                    -flipped["mean_difference"], -flipped["ci_high"], -flipped["ci_low"], -flipped["cohens_dz"]]
+                family.loc[index, ["mean_difference", "ci_low", "ci_high", "cohens_dz", "points_ci_low",
+                                   "points_ci_high"]] = [
+                    -flipped["mean_difference"], -flipped["ci_high"], -flipped["ci_low"], -flipped["cohens_dz"],
+                    -flipped["points_ci_high"], -flipped["points_ci_low"]]
         secondary = family["role"] == "secondary"
-        family["p_adjusted"] = family["p_value"]
-        family.loc[secondary, "p_adjusted"] = holm(family.loc[secondary, "p_value"])
+        for p, adjusted in (("p_value", "p_adjusted"), ("p_points", "p_points_adjusted")):
+            family[adjusted] = family[p]
+            family.loc[secondary, adjusted] = holm(family.loc[secondary, p])
         frames.append(family)
     return pd.concat(frames, ignore_index=True)
-
-
-def power_table(comparisons_: pd.DataFrame, ratio: float, delta: float = POWER_DELTA,
-                power: float = POWER_TARGET) -> pd.DataFrame:
-    """For each comparison of the worst case (or of the primary's attack): the run-to-run sd of
-    the differences and the runs the corrected test needs to detect a true difference
-    ``delta`` with probability ``power`` (``runs_needed``; NaN: not reachable by adding runs
-    that share the data), and the runs a test of independent runs would need."""
-    rows = []
-    for r in comparisons_.itertuples():
-        needed = runs_for_power(r.sd_difference, ratio, delta, power=power)
-        rows.append({"attack": r.attack, "measure": r.measure, "epsilon": r.epsilon, "model_a": r.model_a,
-                     "model_b": r.model_b, "role": r.role, "sd_difference": r.sd_difference, "delta": delta,
-                     "power": power, "n_runs": r.n_runs, "runs_needed": np.nan if needed is None else needed,
-                     "runs_needed_if_independent": runs_for_power(r.sd_difference, 0.0, delta, power=power)})
-    return pd.DataFrame(rows)
 
 
 def bracket_table(certified: pd.DataFrame, robustness: pd.DataFrame, ratio: float = 0.0) -> pd.DataFrame:

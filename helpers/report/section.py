@@ -64,9 +64,11 @@ class Report:
     to report, in config order), the runs' data overlap ``ratio`` (``n_test/n_train``), the
     degenerate (model, run) pairs, which ``keep`` leaves out of a table when the config says so
     (``report.exclude_degenerate``), and the randomised models (``stochastic``: the masking
-    checks' EOT check; the report stage says which, from the models as the config builds them)."""
+    checks' EOT check; the report stage says which, from the models as the config builds them) and
+    each run's point ids (``points``: the data-set index of each attacked point, which pairs a
+    point's outcomes across runs; ``point_outcomes``)."""
 
-    def __init__(self, cfg, tables: Tables, models=None, stochastic=None):
+    def __init__(self, cfg, tables: Tables, models=None, stochastic=None, points=None):
         from ..analysis.statistics import overlap_ratio
 
         self.cfg, self.tables, self.layout = cfg, tables, tables.layout
@@ -74,13 +76,21 @@ class Report:
         self.models = reported_models(cfg, trained) if models is None else list(models)
         self.ratio = overlap_ratio(cfg.dataset.split, trained)
         self.degenerate = degenerate_runs(trained)
-        self._stochastic = stochastic
+        self._stochastic, self._points = stochastic, points
 
     @property
     def stochastic(self) -> set[str]:
         if self._stochastic is None:
             raise ValueError("the masking checks need the randomised models: pass Report(..., stochastic=...)")
         return self._stochastic
+
+    def point_outcomes(self, table: str = "outcomes"):
+        """The per-point outcomes of ``table`` with each run's point ids (``analysis.paired_points``)."""
+        from ..analysis.paired_points import PointOutcomes
+
+        if self._points is None:
+            raise ValueError("paired per-point tests need each run's point ids: pass Report(..., points=...)")
+        return PointOutcomes(self.tables[table], self._points)
 
     def keep(self, table: pd.DataFrame) -> pd.DataFrame:
         """``table`` without the degenerate runs, when the config leaves them out."""

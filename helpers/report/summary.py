@@ -44,18 +44,23 @@ def write_summary(cfg, tables) -> str:
     if split.split == "fixed":
         subset = "" if split.test_subset is None else f", {int(trained['n_test'].iloc[0])} test points drawn once"
         runs = f"{cfg.n_runs} Monte Carlo runs on the data set's own train/test split{subset}"
-        inference = ("Every run trains and tests on the same points and differs only in its seed, so intervals are "
-                     "95% t-intervals over the runs (the seed-to-seed variation on this one test set; its sampling "
-                     "error is not included) and comparisons are paired t-tests")
+        inference = ("Every run trains and tests on the same points and differs only in its seed, so intervals over "
+                     "runs are 95% t-intervals of the seed-to-seed variation on this one test set (neither the test "
+                     "set's sampling error nor another training set's is in them); comparisons of two models are "
+                     "paired tests on every point, which add the test points' sampling, but no test on one fixed "
+                     "training set says how another training set drawn from the same population would do: for a "
+                     "claim about the population, re-split (`dataset.split: kfold`)")
     else:
         runs = (f"{cfg.n_runs} Monte Carlo runs ({repetitions} repetition{'s' * (repetitions > 1)} of {split.folds} "
                 "stratified folds: "
                 "the test sets of one repetition are disjoint)" if split.split == "kfold"
                 else f"{cfg.n_runs} Monte Carlo runs (a stratified split re-drawn per run)")
-        inference = ("The runs share training data (and, across repetitions, test points), so intervals are 95% "
-                     "t-intervals with the variance corrected for that overlap (Nadeau & Bengio 2003: (1/k + "
-                     f"n_test/n_train) s², n_test/n_train = {report.ratio:.3g}), and comparisons use the corrected resampled "
-                     "t-test")
+        inference = ("The runs share training data (and, across repetitions, test points), so intervals over runs "
+                     "are 95% t-intervals with the variance corrected for that overlap (Nadeau & Bengio 2003: (1/k + "
+                     f"n_test/n_train) s², n_test/n_train = {report.ratio:.3g}), a correction that assumes the worst "
+                     "and is far too cautious here (docs/statistics.md); comparisons of two models are paired tests "
+                     "on every point of every run (a point tested in several runs counting once), with the corrected "
+                     "resampled t-test beside them as the conservative column")
     names = cfg.dataset.class_names
     classes = (list(cfg.dataset.classes) if names == tuple(map(str, cfg.dataset.classes))
                else ", ".join(f"{c} {n}" for c, n in zip(cfg.dataset.classes, names)))

@@ -22,23 +22,40 @@ from . import progress
 from .inputs import load_test_split, stochastic_models
 
 
+def _attacked(cfg, run: int, y: np.ndarray) -> np.ndarray:
+    """The positions in ``run``'s test split (labels ``y``) of the seeded subset ``attack.n_test``
+    that the attack stage evaluated (as ``stages.attack`` picks it)."""
+    return stratified_subset(y, cfg.attack.n_test, subset_seed(cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs)))
+
+
 def attacked_points(cfg, run: int) -> tuple[np.ndarray, np.ndarray]:
-    """The test points (n, ...) in [0, 1] and labels (n,) that the attack stage evaluated in
-    ``run``: its test split and the seeded subset ``attack.n_test`` (as ``stages.attack`` picks it)."""
+    """The test points (n, ...) in [0, 1] and labels (n,) that the attack stage evaluated in ``run``."""
     x, y = (t.cpu().numpy() for t in load_test_split(cfg, run, "cpu"))
-    keep = stratified_subset(y, cfg.attack.n_test, subset_seed(cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs)))
+    keep = _attacked(cfg, run, y)
     return x[keep], y[keep]
 
 
-def compute_tables(cfg, inputs) -> dict[str, pd.DataFrame]:
+def point_ids(cfg) -> dict[int, np.ndarray]:
+    """Per run, the data-set index of each point the attack stage evaluated, in the order of its
+    per-point outcomes: what pairs one point's outcomes across runs (``analysis.paired_points``)."""
+    ids = {}
+    for run in range(cfg.n_runs):
+        with np.load(Layout(cfg.results_dir).split(run)) as split:
+            test_idx = split["test_idx"]
+        ids[run] = test_idx[_attacked(cfg, run, load_test_split(cfg, run, "cpu")[1].cpu().numpy())]
+    return ids
+
+
+def compute_tables(cfg, inputs, points: dict[int, np.ndarray] | None = None) -> dict[str, pd.DataFrame]:
     """Every table of the report: those of each section that applies (``report.section``), in
     order, from the stages' tables (``inputs``: given ones, the others read from the results
-    folder) and the data's ``ceiling`` on the attacked points (``report.sections.ceiling``).
+    folder), the data's ``ceiling`` on the attacked points (``report.sections.ceiling``) and
+    each run's point ids (``points``; default ``point_ids``).
     Degenerate runs (``models.csv``) are left out of every statistic when
     ``report.exclude_degenerate`` (and never masking-checked); intervals and tests are
     corrected for the data the runs share (``n_test/n_train``)."""
     tables = inputs if isinstance(inputs, Tables) else Tables(cfg.results_dir, inputs)
-    report = Report(cfg, tables, stochastic=stochastic_models(cfg))
+    report = Report(cfg, tables, stochastic=stochastic_models(cfg), points=point_ids(cfg) if points is None else points)
     computed = {}
     for section in applicable(cfg):
         produced = section.tables(report)

@@ -95,6 +95,10 @@ class Sweep:
             seen.setdefault(point.folder, point)
         return list(seen.values())
 
+    def folder_of(self, name: str) -> str:
+        """The results folder of the point called ``name`` (points that share one are one experiment)."""
+        return next(p.folder for p in self.points if p.name == name)
+
 
 def set_key(config: dict, key: str, value, where: str) -> None:
     """Set dotted ``key`` of the nested mapping ``config`` to (a copy of) ``value``."""

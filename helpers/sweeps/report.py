@@ -119,22 +119,27 @@ def reading(sweep: Sweep, trends: pd.DataFrame, tests: pd.DataFrame) -> str:
                 continue
             r = g.loc[model]
             what = f"{report.quantum} − {report.baseline}" if model == "difference" else model
-            verdict = ("no trend distinguishable from zero" if not r["slope_p"] < ALPHA
+            verdict = ("no trend distinguishable from zero" if not r["slope_p_adjusted"] < ALPHA
                        else "falls" if r["slope"] < 0 else "rises")
-            parts.append(f"{what}: {r['slope']:+.4f} per unit of {key} (95% CI {r['slope_low']:+.4f} to "
-                         f"{r['slope_high']:+.4f}, p = {_fmt(r['slope_p'])}; {verdict}; Spearman ρ of the means "
-                         f"{_fmt(r['spearman_rho'], 2)}, permutation p = {_fmt(r['spearman_p'])})")
+            rank = (f"permutation p = {_fmt(r['spearman_p'])}" if r["spearman_min_p"] <= ALPHA else
+                    f"permutation p = {_fmt(r['spearman_p'])}, which with {int(r['points'])} points cannot go below "
+                    f"{_fmt(r['spearman_min_p'])}: no verdict at α = {ALPHA:g}")
+            parts.append(f"{what} ({int(r['n_runs'])} runs): {r['slope']:+.4f} per unit of {key} (95% CI "
+                         f"{r['slope_low']:+.4f} to {r['slope_high']:+.4f}, p = {_fmt(r['slope_p'])}, Holm-adjusted "
+                         f"over the {len(trends)} slopes {_fmt(r['slope_p_adjusted'])}; {verdict}; Spearman ρ of the "
+                         f"means {_fmt(r['spearman_rho'], 2)}, {rank})")
         x = g.iloc[0]
-        lines.append(f"- **{key}** from {x['x_min']:g} to {x['x_max']:g} ({series}; {int(x['points'])} points, "
-                     f"{int(x['n_runs'])} runs): slope of the per-run area under the {report.attack} curve — "
-                     + "; ".join(parts) + ".")
+        lines.append(f"- **{key}** from {x['x_min']:g} to {x['x_max']:g} ({series}; {int(x['points'])} points): "
+                     f"slope of the per-run area under the {report.attack} curve — " + "; ".join(parts) + ".")
     if not tests.empty:
         auc = tests[tests["measure"] == "auc"]
+        experiments = len({sweep.folder_of(name) for name in auc["point"]})
         better = auc[(auc["p_adjusted"] < ALPHA) & (auc["mean_difference"] > 0)]
         worse = auc[(auc["p_adjusted"] < ALPHA) & (auc["mean_difference"] < 0)]
-        lines.append(f"- At each point, {report.quantum} against {report.baseline} on the area under the "
-                     f"{report.attack} curve (Holm across {len(auc)} points): more robust at {len(better)}, less "
-                     f"robust at {len(worse)}, no difference distinguishable at {len(auc) - len(better) - len(worse)}.")
+        lines.append(f"- At each of {len(auc)} points ({experiments} distinct experiments, the family Holm adjusts "
+                     f"over), {report.quantum} against {report.baseline} on the area under the {report.attack} curve: "
+                     f"more robust at {len(better)}, less robust at {len(worse)}, no difference distinguishable at "
+                     f"{len(auc) - len(better) - len(worse)}.")
     return "\n".join(lines)
 
 
@@ -148,7 +153,8 @@ def write_summary(sweep: Sweep, tables: dict[str, pd.DataFrame]) -> str:
                          "p_adjusted", "n_runs"]] if not tests.empty else tests
     trends = tables["trends"]
     shown_trends = trends[["trend", "series", "model", "slope", "slope_low", "slope_high", "slope_p",
-                           "spearman_rho", "spearman_p", "n_runs"]] if not trends.empty else trends
+                           "slope_p_adjusted", "spearman_rho", "spearman_p", "spearman_min_p", "n_runs"]] \
+        if not trends.empty else trends
     text = "\n\n".join([
         f"# Sweep {sweep.name}",
         f"{len(sweep.points)} points ({len(sweep.folders)} distinct experiments; {len(sweep.excluded)} excluded by a "
@@ -158,7 +164,9 @@ def write_summary(sweep: Sweep, tables: dict[str, pd.DataFrame]) -> str:
         "## Reading", reading(sweep, trends, tests) or "(no trend with three or more points)",
         "## Trends", "The slope of each run's area under the accuracy-vs-ε curve against the swept key, "
         "averaged over runs (every point's run r shares its seed and split, so slopes are paired by run); "
-        "`difference` is the quantum model minus its baseline.", _table(shown_trends),
+        "`difference` is the quantum model minus its baseline. Every slope test of the sweep is one family "
+        "(`slope_p_adjusted`: Holm); `spearman_min_p` is the smallest p the permutation test can give with the "
+        "series' points.", _table(shown_trends),
         "## Quantum against the matched baseline at every point", _table(shown_tests),
         "## Capacity match", _table(capacity_match(sweep, models)),
         "## Models", _table(clean),

@@ -148,8 +148,20 @@ def trend_rows(sweep: Sweep, points: list[Point], auc_runs: dict[str, pd.DataFra
                              "model": model, "attack": report.attack, "measure": "auc", "points": len(x),
                              "x_min": x.min(), "x_max": x.max(), "slope": mean, "slope_low": low, "slope_high": high,
                              "slope_p": result["p_value"], "n_runs": len(slopes), "spearman_rho": rho,
-                             "spearman_p": p_rho})
-    return rows
+                             "spearman_p": p_rho, "spearman_min_p": smallest_permutation_p(len(x))})
+    # Every slope test of the sweep is one family: the verdicts read the Holm-adjusted p.
+    adjusted = holm([r["slope_p"] for r in rows]) if rows else []
+    return [{**r, "slope_p_adjusted": float(p)} for r, p in zip(rows, adjusted)]
+
+
+def smallest_permutation_p(points: int, permutations: int = PERMUTATIONS) -> float:
+    """The smallest two-sided p-value ``spearman_permutation`` can return with ``points``
+    points: two orders of n! (the observed one and its reverse) when it enumerates them, else
+    one in ``permutations`` + 1. With 3 points it is 1/3, with 4 1/12: such a test cannot reach
+    α = 0.05 whatever the data."""
+    if points <= EXACT_POINTS:
+        return 2 / math.factorial(points)
+    return 1 / (permutations + 1)
 
 
 def stage_seconds(point: Point, stages) -> dict:
@@ -196,7 +208,7 @@ def aggregate(sweep: Sweep, skip=()) -> dict[str, pd.DataFrame]:
     tests = pd.DataFrame(tests)
     if not tests.empty:  # one family per measure: the same comparison at every experiment
         tests["p_adjusted"] = np.nan
-        folders = [next(p.folder for p in sweep.points if p.name == name) for name in tests["point"]]
+        folders = [sweep.folder_of(name) for name in tests["point"]]
         for _, index in tests.groupby("measure").groups.items():
             # points that share a folder are one experiment: one member of the family
             first = ~pd.Series(folders, index=tests.index)[index].duplicated()

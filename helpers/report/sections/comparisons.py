@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ...analysis.evaluation import WORST_CASE
-from ...analysis.statistics import ALPHA, comparisons, power_table, robust_auc
+from ...analysis.power import power_table
+from ...analysis.statistics import ALPHA, comparisons, robust_auc
 from ..section import SECTIONS, Section
 from ..tables import difference, interval, markdown_table, p_text
 from .robustness import attacked
@@ -27,12 +28,20 @@ def _verdict(p) -> str:
     return f"{'significant' if p < ALPHA else 'not significant'} at α = {ALPHA:g}"
 
 
+def decisive(r, adjusted: bool = False) -> float:
+    """The p that decides a comparison: the paired test on every point where the per-point
+    outcomes allow it, else the run-level test (``adjusted``: Holm-adjusted over the family)."""
+    points, runs = ("p_points_adjusted", "p_adjusted") if adjusted else ("p_points", "p_value")
+    return r[points] if points in r and pd.notna(r[points]) else r[runs]
+
+
 def paired_rows(p: pd.DataFrame, runs: bool = True) -> list[dict]:
-    """Table rows of comparisons: difference, interval, d_z, corrected and adjusted p."""
+    """Table rows of comparisons: difference, interval, d_z, the per-point and the corrected
+    test's p and the deciding p, adjusted."""
     return [{"comparison": f"{r['model_a']} − {r['model_b']}", "mean difference [95% CI]": difference(r),
              "Cohen's d_z": "n/a" if pd.isna(r["cohens_dz"]) else f"{r['cohens_dz']:.2f}",
-             "corrected p": p_text(r["p_value"]),
-             "Holm-adjusted p": "primary" if r["role"] == "primary" else p_text(r["p_adjusted"]),
+             "p (every point)": p_text(r.get("p_points")), "corrected p (conservative)": p_text(r["p_value"]),
+             "Holm-adjusted p": "primary" if r["role"] == "primary" else p_text(decisive(r, adjusted=True)),
              **({"runs": int(r["n_runs"])} if runs else {})} for _, r in p.iterrows()]
 
 
@@ -55,11 +64,16 @@ def primary_section(comparisons: pd.DataFrame, curves: pd.DataFrame, auc: pd.Dat
     r = rows.iloc[0]
     a, b = primary.models
     attack = primary.attack.replace("_", " ")
-    test = (f"paired t-test p = {p_text(r['p_value'])} (runs on one fixed split differ only in their seed)" if fixed_split
-            else f"corrected resampled t-test p = {p_text(r['p_value'])} (the textbook paired t-test, which treats the "
-                 f"runs as independent, would say {p_text(r['p_naive'])})")
+    run_level = (f"the paired t-test over runs says p = {p_text(r['p_value'])} (runs on one fixed split differ only in "
+                 "their seed)" if fixed_split
+                 else f"the corrected resampled t-test over runs, conservative, says p = {p_text(r['p_value'])} (the "
+                      f"textbook paired t-test, which treats the runs as independent, {p_text(r['p_naive'])})")
+    test = (f"paired test on every point of every run p = {p_text(r['p_points'])}, 95% CI "
+            f"[{r['points_ci_low']:+.3f}, {r['points_ci_high']:+.3f}]; {run_level}" if pd.notna(r.get("p_points"))
+            else run_level)
     text = [f"**Primary comparison** (declared in the config before the runs): `{a}` − `{b}`, {attack}, "
-            f"{_measure(primary.epsilon)}: {difference(r)}, {test}, {int(r['n_runs'])} runs: {_verdict(r['p_value'])}."]
+            f"{_measure(primary.epsilon)}: {difference(r)} (mean over runs, corrected interval), {test}, "
+            f"{int(r['n_runs'])} runs: {_verdict(decisive(r))}."]
     if pd.isna(primary.epsilon):
         ranked = auc[auc["attack"] == primary.attack].set_index("model").reindex(models)
         what = f"Area under the {attack} accuracy-vs-ε curve (normalised by the ε range; 1 = never fooled)"
@@ -70,14 +84,27 @@ def primary_section(comparisons: pd.DataFrame, curves: pd.DataFrame, auc: pd.Dat
     text.append(f"{what}: " + ", ".join(f"`{m}` {interval(row)}" for m, row in ranked.iterrows()) + ".")
     p = power[power["role"] == "primary"]
     if not p.empty:
-        q = p.iloc[0]
-        needed = ("is out of reach of runs that share one data set (the corrected variance never falls below "
-                  f"n_test/n_train of the run-to-run variance); independent runs would need {int(q['runs_needed_if_independent'])}"
-                  if pd.isna(q["runs_needed"]) else f"would take {int(q['runs_needed'])} runs")
-        text.append(f"Power: with the run-to-run standard deviation of this difference ({q['sd_difference']:.3f}), "
-                    f"detecting a true difference of {q['delta']:g} at {q['power']:.0%} power {needed}; "
-                    f"this study has {int(q['n_runs'])}.")
+        text.append(power_note(p.iloc[0]))
     return [" ".join(text)]
+
+
+def power_note(q) -> str:
+    """What the corrected test's power rests on, said conditionally: the run-to-run sd of the
+    difference with its 95% interval, and the runs needed if the sd were at either end."""
+    if pd.isna(q["sd_difference"]) or q["sd_difference"] == 0:
+        return ("Power: untestable: every run gave the same difference, so the runs say nothing about its spread "
+                "and no number of runs can be derived from them.")
+
+    def runs(needed, independent) -> str:
+        return (f"more runs than any number on one data set (independent data sets: {int(independent)})"
+                if pd.isna(needed) else f"{int(needed)} runs")
+
+    return (f"Power (of the corrected test; conditional on the spread): if the run-to-run standard deviation of this "
+            f"difference is {q['sd_difference']:.3f} as measured (95% interval [{q['sd_low']:.3f}, "
+            f"{q['sd_high']:.3f}] from {int(q['n_runs'])} runs), detecting a true difference of {q['delta']:g} at "
+            f"{q['power']:.0%} power takes {runs(q['runs_needed'], q['runs_needed_if_independent'])}; at the "
+            f"interval's upper end, {runs(q['runs_needed_high'], q['runs_needed_if_independent_high'])}; this study "
+            f"has {int(q['n_runs'])}.")
 
 
 def family_section(comparisons: pd.DataFrame, attack: str, epsilons, models, fixed_split: bool = False) -> list[str]:
@@ -92,16 +119,24 @@ def family_section(comparisons: pd.DataFrame, attack: str, epsilons, models, fix
         cells = {}
         for _, r in g.iterrows():
             label = "AUC" if pd.isna(r["epsilon"]) else f"ε={r['epsilon']:g}"
-            p = "primary" if r["role"] == "primary" else f"p_adj {p_text(r['p_adjusted'])}"
+            p = "primary" if r["role"] == "primary" else f"p_adj {p_text(decisive(r, adjusted=True))}"
             cells[label] = f"{r['mean_difference']:+.3f} ({p})"
         rows.append({"comparison": f"{a} − {b}", **{f"ε={e:g}": cells.get(f"ε={e:g}", "") for e in columns},
                      "AUC": cells.get("AUC", "")})
-    secondary = family[(family["role"] == "secondary") & family["p_adjusted"].notna()]
-    significant = int((secondary["p_adjusted"] < ALPHA).sum())
-    return [f"Every comparison of the {attack.replace('_', ' ')}, paired across runs (same split and seed), mean "
-            "difference of accuracy (or of the area under the curve) and its p-value from the "
-            f"{'paired' if fixed_split else 'corrected resampled'} t-test, Holm-adjusted over the family of {len(secondary)} secondary comparisons: {significant} of them "
-            f"remain significant at α = {ALPHA:g}. Full table: `paired_tests.csv`.", "",
+    secondary = family[family["role"] == "secondary"]
+    deciding = (secondary.apply(decisive, axis=1, adjusted=True) if not secondary.empty
+                else pd.Series(dtype=float)).dropna()
+    runs_level = secondary["p_adjusted"].dropna()
+    points = "p_points" in family and family["p_points"].notna().any()
+    test = ("the paired test on every point of every run" if points
+            else f"the {'paired' if fixed_split else 'corrected resampled'} t-test over runs")
+    conservative = (f" (by the {'paired' if fixed_split else 'corrected resampled'} t-test over runs, which "
+                    f"{'ignores' if fixed_split else 'assumes the worst of'} what the runs share: "
+                    f"{int((runs_level < ALPHA).sum())})") if points else ""
+    return [f"Every comparison of the {attack.replace('_', ' ')}, paired within runs (same split and seed), mean "
+            f"difference of accuracy (or of the area under the curve) and its p-value from {test}, Holm-adjusted "
+            f"over the family of {len(deciding)} secondary comparisons: {int((deciding < ALPHA).sum())} of them remain "
+            f"significant at α = {ALPHA:g}{conservative}. Full table: `paired_tests.csv`.", "",
             markdown_table(pd.DataFrame(rows)), ""]
 
 
@@ -110,20 +145,23 @@ class Comparisons(Section):
     name = "comparisons"
     order = 20
     title = "Is the gap real?"
-    about = """The runs are paired (within a run every model saw the same split and seed) but not
-independent: they re-use one data set, so every test here is the corrected resampled t-test
-(Nadeau & Bengio 2003), whose variance counts the data the runs share; `p_naive` shows what
-the textbook paired t-test would have claimed (with `dataset.split: fixed` the runs share
-one split and differ only in their seed: there the two are the same). The comparison declared in the config
-(`report.primary`) keeps its own p; every other comparison of an attack is Holm-adjusted
-(`p_adjusted`) over its family. The second table is the power of each comparison: the runs it
-would take to detect a true difference of 0.05."""
+    about = """Within a run every model saw the same points, so two models are compared on every point
+of every run (`p_points`, `points_ci_low`/`points_ci_high`: a point tested in several runs counts
+once, with the mean of its differences, and what the runs' own trainings add comes from the
+run-to-run spread; docs/statistics.md shows its calibration on simulated studies). The
+corrected resampled t-test over the runs' means (Nadeau & Bengio 2003; `p_value`, with the
+interval `ci_low`/`ci_high`) stays beside it as the conservative column, and `p_naive` is the
+textbook paired t-test that treats the runs as independent. The comparison declared in the
+config (`report.primary`) keeps its own p; every other comparison of an attack is
+Holm-adjusted over its family (`p_points_adjusted`, `p_adjusted`). The second table is the
+power of the corrected test: the runs it would take to detect a true difference of 0.05."""
     outputs = ("paired_tests", "power")
 
     @classmethod
     def tables(cls, report):
         cfg, robustness = report.cfg, attacked(report)
-        compared = comparisons(robustness, robust_auc(robustness), report.models, report.ratio, cfg.report.primary)
+        compared = comparisons(robustness, robust_auc(robustness), report.models, report.ratio, cfg.report.primary,
+                               report.point_outcomes())
         primary = cfg.report.primary
         focus = compared[compared["attack"] == (primary.attack if primary else headline_attack(robustness))]
         focus = focus[focus["measure"] == "auc"] if primary is None or primary.epsilon is None \

@@ -147,7 +147,8 @@ def universal_section(cfg, stats: pd.DataFrame, tests: pd.DataFrame, models) -> 
                 for _, r in focus.iterrows()]
         kind = "the circuit against its capacity-matched MLP" if len(focus) < len(tests) else "every pair of models"
         lines += [f"Paired comparison of the untargeted fooling rates, {kind} (difference across runs with its "
-                  "corrected 95% interval; universal_tests.csv has every pair):", "", markdown_table(pd.DataFrame(rows)), ""]
+                  "corrected 95% interval, unadjusted: the Holm-adjusted p decides; universal_tests.csv has every "
+                  "pair):", "", markdown_table(pd.DataFrame(rows)), ""]
     return lines
 
 
