@@ -175,6 +175,21 @@ def compare(differences, ratio: float) -> dict:
             "p_value": p, "p_naive": p_naive, "n_runs": len(diff)}
 
 
+def deciding_p(row) -> float:
+    """The p that decides a comparison row of ``comparisons``: the paired test on every point
+    where the per-point outcomes gave one, else the run-level test; Holm-adjusted over its
+    family unless it is the declared primary comparison."""
+    points, runs = ("p_points", "p_value") if row.get("role") == "primary" else ("p_points_adjusted", "p_adjusted")
+    return row[points] if points in row.index and pd.notna(row[points]) else row[runs]
+
+
+def deciding_interval(row) -> tuple[float, float]:
+    """The 95% interval of the test ``deciding_p`` reads (unadjusted)."""
+    if "p_points" in row.index and pd.notna(row["p_points"]):
+        return row["points_ci_low"], row["points_ci_high"]
+    return row["ci_low"], row["ci_high"]
+
+
 def robust_auc(robustness: pd.DataFrame) -> pd.DataFrame:
     """Area under the accuracy-vs-epsilon curve per model, attack and run, divided by the
     epsilon range (so 1 = perfect accuracy at every budget); trapezoidal rule."""

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ...analysis.evaluation import WORST_CASE
 from ...analysis.power import power_table
-from ...analysis.statistics import ALPHA, comparisons, robust_auc
+from ...analysis.statistics import ALPHA, comparisons, deciding_p, robust_auc
 from ..section import SECTIONS, Section
 from ..tables import difference, interval, markdown_table, p_text
 from .robustness import attacked
@@ -28,20 +28,13 @@ def _verdict(p) -> str:
     return f"{'significant' if p < ALPHA else 'not significant'} at α = {ALPHA:g}"
 
 
-def decisive(r, adjusted: bool = False) -> float:
-    """The p that decides a comparison: the paired test on every point where the per-point
-    outcomes allow it, else the run-level test (``adjusted``: Holm-adjusted over the family)."""
-    points, runs = ("p_points_adjusted", "p_adjusted") if adjusted else ("p_points", "p_value")
-    return r[points] if points in r and pd.notna(r[points]) else r[runs]
-
-
 def paired_rows(p: pd.DataFrame, runs: bool = True) -> list[dict]:
     """Table rows of comparisons: difference, interval, d_z, the per-point and the corrected
     test's p and the deciding p, adjusted."""
     return [{"comparison": f"{r['model_a']} − {r['model_b']}", "mean difference [95% CI]": difference(r),
              "Cohen's d_z": "n/a" if pd.isna(r["cohens_dz"]) else f"{r['cohens_dz']:.2f}",
              "p (every point)": p_text(r.get("p_points")), "corrected p (conservative)": p_text(r["p_value"]),
-             "Holm-adjusted p": "primary" if r["role"] == "primary" else p_text(decisive(r, adjusted=True)),
+             "Holm-adjusted p": "primary" if r["role"] == "primary" else p_text(deciding_p(r)),
              **({"runs": int(r["n_runs"])} if runs else {})} for _, r in p.iterrows()]
 
 
@@ -73,7 +66,7 @@ def primary_section(comparisons: pd.DataFrame, curves: pd.DataFrame, auc: pd.Dat
             else run_level)
     text = [f"**Primary comparison** (declared in the config before the runs): `{a}` − `{b}`, {attack}, "
             f"{_measure(primary.epsilon)}: {difference(r)} (mean over runs, corrected interval), {test}, "
-            f"{int(r['n_runs'])} runs: {_verdict(decisive(r))}."]
+            f"{int(r['n_runs'])} runs: {_verdict(deciding_p(r))}."]
     if pd.isna(primary.epsilon):
         ranked = auc[auc["attack"] == primary.attack].set_index("model").reindex(models)
         what = f"Area under the {attack} accuracy-vs-ε curve (normalised by the ε range; 1 = never fooled)"
@@ -119,12 +112,12 @@ def family_section(comparisons: pd.DataFrame, attack: str, epsilons, models, fix
         cells = {}
         for _, r in g.iterrows():
             label = "AUC" if pd.isna(r["epsilon"]) else f"ε={r['epsilon']:g}"
-            p = "primary" if r["role"] == "primary" else f"p_adj {p_text(decisive(r, adjusted=True))}"
+            p = "primary" if r["role"] == "primary" else f"p_adj {p_text(deciding_p(r))}"
             cells[label] = f"{r['mean_difference']:+.3f} ({p})"
         rows.append({"comparison": f"{a} − {b}", **{f"ε={e:g}": cells.get(f"ε={e:g}", "") for e in columns},
                      "AUC": cells.get("AUC", "")})
     secondary = family[family["role"] == "secondary"]
-    deciding = (secondary.apply(decisive, axis=1, adjusted=True) if not secondary.empty
+    deciding = (secondary.apply(deciding_p, axis=1) if not secondary.empty
                 else pd.Series(dtype=float)).dropna()
     runs_level = secondary["p_adjusted"].dropna()
     points = "p_points" in family and family["p_points"].notna().any()

@@ -8,8 +8,8 @@ import pandas as pd
 from ...analysis.ceiling import with_ceiling
 from ...analysis.evaluation import WORST_CASE
 from ...analysis.masking import masking_checks, run_checks
-from ...analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket_table, comparisons, robust_auc,
-                                    summarize_runs)
+from ...analysis.statistics import (ACCURACY_BOUNDS, bracket_separations, bracket_table, comparisons, deciding_p,
+                                    robust_auc, summarize_runs)
 from .. import figures
 from ..section import SECTIONS, Section
 from ..tables import interval, markdown_table, p_text, robustness_table
@@ -48,10 +48,10 @@ def l2_section(cfg, tables: dict[str, pd.DataFrame], models) -> list[str]:
         tests = tables["paired_tests_l2"]
         tests = tests[(tests["attack"] == WORST_CASE) & (tests["measure"] == "auc")]
         if not tests.empty:
-            lines += ["Paired comparisons of that area (corrected resampled t-test, Holm-adjusted over the pairs; "
-                      "no primary comparison is declared for L2): "
-                      + "; ".join(f"`{r.model_a}` − `{r.model_b}` {r.mean_difference:+.3f} (p_adj = {p_text(r.p_adjusted)})"
-                                  for r in tests.itertuples()) + ".", ""]
+            lines += ["Paired comparisons of that area (the paired test on every point, Holm-adjusted over the "
+                      "pairs; no primary comparison is declared for L2): "
+                      + "; ".join(f"`{r['model_a']}` − `{r['model_b']}` {r['mean_difference']:+.3f} "
+                                  f"(p_adj = {p_text(deciding_p(r))})" for _, r in tests.iterrows()) + ".", ""]
     minimum = tables["minimum_norm_summary_l2"]
     if not minimum.empty:
         lines += ["Minimal L2 distance to a misclassified input found by Carlini-Wagner per test point (median "
@@ -114,7 +114,8 @@ attacks close the section."""
                                            bounds=ACCURACY_BOUNDS),
                 "auc_l2": summarize_runs(auc_runs, ["model", "attack"], "auc", ratio=ratio, bounds=ACCURACY_BOUNDS),
                 # No primary comparison in L2 (report.primary is declared for L∞): every pair Holm-adjusted per attack.
-                "paired_tests_l2": comparisons(robustness, auc_runs, list(cfg.models), ratio, None),
+                "paired_tests_l2": comparisons(robustness, auc_runs, list(cfg.models), ratio, None,
+                                               report.point_outcomes("outcomes_l2")),
                 "bracket_l2": bracket.assign(norm="l2") if not bracket.empty else bracket,
                 "separations_l2": bracket_separations(l2, robustness, list(cfg.models)),
                 "masking_runs_l2": runs, "masking_checks_l2": masking_checks(runs),

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ...analysis.evaluation import WORST_CASE
 from ...analysis.masking import surviving_models
-from ...analysis.statistics import ALPHA
+from ...analysis.statistics import ALPHA, deciding_interval, deciding_p
 from ..section import SECTIONS, Section
 from ..tables import interval, markdown_table, p_text
 from .comparisons import paired_rows
@@ -84,9 +84,9 @@ def reference_section(reference, curves: pd.DataFrame, comparisons: pd.DataFrame
         p = p.set_index(["model_a", "model_b"])
         for hi, lo in zip(ranked[:-1], ranked[1:]):
             r, sign = (p.loc[(hi, lo)], 1) if (hi, lo) in p.index else (p.loc[(lo, hi)], -1)
-            low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
+            low, high = sorted(sign * v for v in deciding_interval(r))
             name = a.replace("_", " ")
-            p_value = r["p_value"] if r["role"] == "primary" else r["p_adjusted"]
+            p_value = deciding_p(r)
             tested = (f"the primary comparison, p = {p_text(p_value)}" if r["role"] == "primary"
                       else f"Holm-adjusted p = {p_text(p_value)}")
             numbers = f"difference {sign * r['mean_difference']:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}], {tested}"
