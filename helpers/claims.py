@@ -9,7 +9,8 @@ comment that renders as nothing:
     model_a=vqc model_b=mlp_matched attack=worst_case measure=auc : verdict == ns -->
 
 It names a study's table, the filters that select exactly one row (``column=value``; a value
-``nan`` matches an empty cell) and, after the colon, what the sentence says of it: conditions
+``nan`` matches an empty cell; the word ``every`` among them: all the rows they select, one at
+least, for a sentence about all of them) and, after the colon, what the sentence says of it: conditions
 ``field op value`` joined by ``and`` (op one of ``== != < <= > >=``). Besides the row's columns,
 a comparison row (``paired_tests``) has ``verdict``: ``a>b`` or ``a<b`` when its deciding p
 (the paired test on every point where there is one, Holm-adjusted unless it is the primary
@@ -104,7 +105,7 @@ def claims(path: Path) -> tuple[list[Claim], list[str]]:
         markers = list(MARKER.finditer(sentence))
         words = MARKER.sub("", sentence).strip()
         for m in markers:
-            filters = dict(f.split("=", 1) for f in m.group("filters").split())
+            filters = dict(f.split("=", 1) if "=" in f else (f, True) for f in m.group("filters").split())
             found.append(Claim(f"{name}:{line}", words, m.group("table"), filters, m.group("says")))
         comparative = any(re.search(rf"\b{re.escape(w)}\b", words, re.I) for w in COMPARATIVE)
         described = NO_CLAIM.search(sentence) is not None
@@ -125,28 +126,39 @@ def _matches(column: pd.Series, value: str) -> pd.Series:
     return numeric.sub(number).abs() < 1e-9
 
 
-def row_of(claim: Claim, root: Path = ROOT) -> pd.Series:
-    """The one row of ``claim.table`` its filters select (ValueError if none or several)."""
+def rows_of(claim: Claim, root: Path = ROOT) -> list[pd.Series]:
+    """The rows of ``claim.table`` its filters select: exactly one, or with ``every`` one or
+    more (ValueError otherwise)."""
     path = root / "results" / f"{claim.table}.csv"
     if not path.is_file():
         raise ValueError(f"{claim.source}: no table {path.relative_to(root)}")
     table = pd.read_csv(path)
     selected = pd.Series(True, index=table.index)
     for column, value in claim.filters.items():
+        if column == "every":
+            continue
         if column not in table:
             raise ValueError(f"{claim.source}: {claim.table} has no column {column!r}")
         selected &= _matches(table[column], value)
-    if selected.sum() != 1:
-        raise ValueError(f"{claim.source}: {claim.filters} selects {int(selected.sum())} rows of {claim.table}, not one")
-    return table[selected].iloc[0]
+    count, every = int(selected.sum()), "every" in claim.filters
+    if count == 0 or (count > 1 and not every):
+        raise ValueError(f"{claim.source}: {claim.filters} selects {count} rows of {claim.table}, not one")
+    return [row for _, row in table[selected].iterrows()]
 
 
 def check(claim: Claim, root: Path = ROOT) -> str | None:
-    """None when the row says what the sentence says; else why not."""
+    """None when the rows say what the sentence says; else why not (the first that does not)."""
     try:
-        row = row_of(claim, root)
+        rows = rows_of(claim, root)
     except ValueError as error:
         return str(error)
+    for row in rows:
+        if (problem := _check_row(claim, row)) is not None:
+            return problem
+    return None
+
+
+def _check_row(claim: Claim, row: pd.Series) -> str | None:
     if {"mean_difference", "model_a"} <= set(row.index):
         row = pd.concat([row, pd.Series({"verdict": verdict(row)})])
     for condition in claim.says.split(" and "):

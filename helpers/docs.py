@@ -241,8 +241,8 @@ def inference_calibration() -> str:
     if not path.is_file():
         return "Not measured yet: run `make calibration`, then `make docs`."
     table = pd.read_csv(path)
-    return markdown_table(table.assign(**{c: table[c].map("{:.3g}".format) for c in table.columns[2:]})
-                          .to_dict("records"))
+    shown = {c: table[c].map("{:.3g}".format) for c in table.columns[2:] if c != "studies"}
+    return markdown_table(table.assign(**shown, studies=table["studies"].astype(int)).to_dict("records"))
 
 
 def masking_calibration() -> str:

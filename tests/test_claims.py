@@ -48,6 +48,11 @@ def test_a_claim_must_select_one_row_of_a_table_that_exists(study):
     assert "selects 2 rows" in check(ambiguous[0], study)
     missing, _ = write(study, "It is flagged. <!-- claim toy/nothing model=vqc : status == FLAG -->")
     assert "no table" in check(missing[0], study)
+    # `every`: a sentence about all the rows its filters select, each of which must agree.
+    every, _ = write(study, "No difference is significant. <!-- claim toy/paired_tests model_a=vqc every : verdict == ns -->")
+    assert "verdict = 'a>b'" in check(every[0], study)
+    some, _ = write(study, "Both favour the circuit? <!-- claim toy/paired_tests model_a=vqc every : p_points < 0.6 -->")
+    assert check(some[0], study) is None
 
 
 def test_a_comparative_sentence_without_a_marker_is_found(study):

@@ -158,10 +158,10 @@ def inference_rates(studies: int = 300, seed: int = 0, features=(100, 100)) -> p
     return frame.groupby("test", sort=False).apply(lambda g: pd.Series({
         "rejects at α": (g["p"] <= ALPHA).mean(), "covers the population difference": (
             (g["low"] <= truth) & (truth <= g["high"])).mean(), "mean interval width": (g["high"] - g["low"]).mean(),
-        "population difference": truth}), include_groups=False).reset_index()
+        "population difference": truth, "studies": len(g)}), include_groups=False).reset_index()
 
 
-def inference_table(studies: int = 300, seed: int = 0) -> pd.DataFrame:
+def inference_table(studies: int = 400, seed: int = 0) -> pd.DataFrame:
     """``inference_rates`` for two identical models (size) and for two that differ (100
     against 30 features: power and coverage)."""
     frames = [inference_rates(studies, seed, features).assign(study=name)
@@ -180,7 +180,7 @@ def main(argv: list[str]) -> int:
         return 2
     out = Path(argv[0])
     out.parent.mkdir(parents=True, exist_ok=True)
-    inference_table(int(argv[1]) if len(argv) == 2 else 300).round(4).to_csv(out, index=False)
+    inference_table(int(argv[1]) if len(argv) == 2 else 400).round(4).to_csv(out, index=False)
     print(f"wrote {out}")
     return 0
 

@@ -42,7 +42,7 @@ from scipy import stats
 
 from ..registry import ATTACKS
 from .evaluation import WORST_CASE, decode
-from .statistics import holm
+from .multiplicity import holm
 
 ALPHA = 0.05                        # per model: the chance of a flag in an honest study, over all its tests
 LARGE_EPSILON_MAX_ACCURACY = 0.10   # PGD accuracy significantly above this at the largest masking budget FLAGs

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .multiplicity import holm
 from .paired_points import point_columns
 
 ACCURACY_BOUNDS = (0.0, 1.0)
@@ -69,20 +70,6 @@ def corrected_paired_test(differences, ratio: float = 0.0) -> tuple[float, float
         return np.nan, np.nan
     t = d.mean() / (d.std(ddof=1) * np.sqrt(1 / len(d) + ratio))
     return float(t), float(2 * stats.t.sf(abs(t), df=len(d) - 1))
-
-
-def holm(p_values) -> np.ndarray:
-    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1) of a family; NaNs
-    stay NaN and do not count towards the family's size."""
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full(len(p), np.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    order = valid[np.argsort(p[valid], kind="stable")]
-    m, running = len(order), 0.0
-    for rank, index in enumerate(order):
-        running = max(running, (m - rank) * p[index])
-        adjusted[index] = min(1.0, running)
-    return adjusted
 
 
 def summarize_runs(df: pd.DataFrame, by: list[str], value: str, ratio: float = 0.0, confidence: float = 0.95,

@@ -40,7 +40,7 @@ STAGES = {
                     ("helpers/attacks", "helpers/threats", "helpers/certificates", "helpers/analysis/evaluation.py",
                      "helpers/analysis/certification.py", "helpers/analysis/radii.py", "helpers/stages/inputs.py",
                      "helpers/stages/attack.py", "helpers/stages/universal.py", "helpers/analysis/masking.py",
-                     "helpers/analysis/statistics.py"),
+                     "helpers/analysis/multiplicity.py"),
                     ("robustness", "transfer", "large_epsilon", "by_class", "convergence", "certified", "outcomes",
                      "attack_traces", "escalation", "decision_boundaries", "universal", "universal_transfer",
                      "universal_perturbations", "radii", "attack_costs")),
@@ -58,7 +58,7 @@ STAGES = {
 # chooses which units run, computing none (the masking checks that decide escalation: editing it
 # reruns the stage, which computes only the units its new choice adds).
 KEYED_APART = {"attack": ("helpers/attacks/universal.py", "helpers/stages/universal.py")}
-CHOOSES = {"attack": ("helpers/analysis/masking.py", "helpers/analysis/statistics.py")}
+CHOOSES = {"attack": ("helpers/analysis/masking.py", "helpers/analysis/multiplicity.py")}
 for _stage in STAGES.values():  # every output has a name in the layout
     assert all(name in TABLES or name in ARRAYS for name in _stage.writes), _stage
 
