@@ -9,9 +9,11 @@ comment that renders as nothing:
     model_a=vqc model_b=mlp_matched attack=worst_case measure=auc : verdict == ns -->
 
 It names a study's table, the filters that select exactly one row (``column=value``; a value
-``nan`` matches an empty cell; the word ``every`` among them: all the rows they select, one at
+``nan`` matches an empty cell; ``column~pattern``: the cell matches a regular expression; the
+word ``every`` among them: all the rows they select, one at
 least, for a sentence about all of them) and, after the colon, what the sentence says of it: conditions
-``field op value`` joined by ``and`` (op one of ``== != < <= > >=``). Besides the row's columns,
+``field op value`` joined by ``and`` (op one of ``== != < <= > >=``; a value may name another
+column of the row). Besides the row's columns,
 a comparison row (``paired_tests``) has ``verdict``: ``a>b`` or ``a<b`` when its deciding p
 (the paired test on every point where there is one, Holm-adjusted unless it is the primary
 comparison) is below α, else ``ns``. ``check`` (``tests/test_claims.py``) fails when a row is
@@ -105,7 +107,7 @@ def claims(path: Path) -> tuple[list[Claim], list[str]]:
         markers = list(MARKER.finditer(sentence))
         words = MARKER.sub("", sentence).strip()
         for m in markers:
-            filters = dict(f.split("=", 1) if "=" in f else (f, True) for f in m.group("filters").split())
+            filters = dict(_filter(f) for f in m.group("filters").split())
             found.append(Claim(f"{name}:{line}", words, m.group("table"), filters, m.group("says")))
         comparative = any(re.search(rf"\b{re.escape(w)}\b", words, re.I) for w in COMPARATIVE)
         described = NO_CLAIM.search(sentence) is not None
@@ -115,7 +117,18 @@ def claims(path: Path) -> tuple[list[Claim], list[str]]:
     return found, bare
 
 
-def _matches(column: pd.Series, value: str) -> pd.Series:
+def _filter(text: str) -> tuple[str, object]:
+    """``column=value`` → (column, value); ``column~pattern`` → (column, compiled pattern);
+    ``every`` → ("every", True)."""
+    if "~" in text and ("=" not in text or text.index("~") < text.index("=")):
+        column, pattern = text.split("~", 1)
+        return column, re.compile(pattern)
+    return tuple(text.split("=", 1)) if "=" in text else (text, True)
+
+
+def _matches(column: pd.Series, value) -> pd.Series:
+    if isinstance(value, re.Pattern):
+        return column.astype(str).map(lambda cell: value.search(cell) is not None)
     if value == "nan":
         return column.isna()
     numeric = pd.to_numeric(column, errors="coerce")
@@ -159,7 +172,7 @@ def check(claim: Claim, root: Path = ROOT) -> str | None:
 
 
 def _check_row(claim: Claim, row: pd.Series) -> str | None:
-    if {"mean_difference", "model_a"} <= set(row.index):
+    if {"mean_difference", "model_a", "p_adjusted"} <= set(row.index):  # a row of `comparisons`
         row = pd.concat([row, pd.Series({"verdict": verdict(row)})])
     for condition in claim.says.split(" and "):
         m = CONDITION.match(condition)
@@ -168,7 +181,7 @@ def _check_row(claim: Claim, row: pd.Series) -> str | None:
         field, op, value = m.group("field", "op", "value")
         if field not in row.index:
             return f"{claim.source}: the row of {claim.table} has no {field!r}"
-        actual = row[field]
+        actual, value = row[field], row[value] if value in row.index else value  # a value may name a column
         try:
             expected, actual = float(value), float(actual)
         except (TypeError, ValueError):

@@ -53,6 +53,8 @@ def test_a_claim_must_select_one_row_of_a_table_that_exists(study):
     assert "verdict = 'a>b'" in check(every[0], study)
     some, _ = write(study, "Both favour the circuit? <!-- claim toy/paired_tests model_a=vqc every : p_points < 0.6 -->")
     assert check(some[0], study) is None
+    pattern, _ = write(study, "Flagged. <!-- claim toy/paired_tests model_b~^c every : verdict == ns -->")  # a regex
+    assert check(pattern[0], study) is None
 
 
 def test_a_comparative_sentence_without_a_marker_is_found(study):
