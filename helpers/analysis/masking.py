@@ -229,13 +229,13 @@ def decide(model, run, tests: dict[str, list[Test] | str], runs: int) -> list[di
     adjusted = dict(zip(map(id, family), np.minimum(1.0, holm([t.p for t in family]) * runs))) if family else {}
     rows = []
     for check, found in tests.items():
-        if isinstance(found, str):
-            rows.append(check_row(model, run, check, status="SKIP", detail=found))
+        if isinstance(found, str) or not found:
+            rows.append(check_row(model, run, check, status="SKIP", detail=found or "no budget above 0"))
             continue
         t = min(found, key=lambda t: (adjusted[id(t)], -t.value))
         p_adj = float(adjusted[id(t)])
         rows.append(check_row(model, run, check, t.value, t.threshold, "FLAG" if p_adj <= ALPHA else "PASS",
-                         f"at ε={t.epsilon:g}{t.label}", t.violating, t.agreeing, t.p, p_adj))
+                              f"at ε={t.epsilon:g}{t.label}", t.violating, t.agreeing, t.p, p_adj))
     return rows
 
 
