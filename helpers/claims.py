@@ -11,7 +11,8 @@ comment that renders as nothing:
 It names a study's table, the filters that select exactly one row (``column=value``; a value
 ``nan`` matches an empty cell; ``column~pattern``: the cell matches a regular expression; the
 word ``every`` among them: all the rows they select, one at
-least, for a sentence about all of them) and, after the colon, what the sentence says of it: conditions
+least, for a sentence about all of them; ``none``: they select no row, for a sentence saying
+there is none, with nothing after the colon) and, after the colon, what the sentence says of it: conditions
 ``field op value`` joined by ``and`` (op one of ``== != < <= > >=``; a value may name another
 column of the row). Besides the row's columns,
 a comparison row (``paired_tests``) has ``verdict``: ``a>b`` or ``a<b`` when its deciding p
@@ -67,7 +68,7 @@ def sentences(text: str) -> list[tuple[int, str]]:
     found = []
     for start, paragraph in _paragraphs(text):
         flat = " ".join(line.strip() for line in paragraph.splitlines())
-        for part in re.split(r"(?<=[.!?])\s+(?=[A-Z*`(\[])", flat):
+        for part in re.split(r"(?:(?<=[.!?])|(?<=[.!?]\*\*))\s+(?=[A-Z*`(\[])", flat):
             found.append((start, part))
     return found
 
@@ -148,12 +149,16 @@ def rows_of(claim: Claim, root: Path = ROOT) -> list[pd.Series]:
     table = pd.read_csv(path)
     selected = pd.Series(True, index=table.index)
     for column, value in claim.filters.items():
-        if column == "every":
+        if column in ("every", "none"):
             continue
         if column not in table:
             raise ValueError(f"{claim.source}: {claim.table} has no column {column!r}")
         selected &= _matches(table[column], value)
     count, every = int(selected.sum()), "every" in claim.filters
+    if "none" in claim.filters:
+        if count:
+            raise ValueError(f"{claim.source}: {claim.table} has {count} rows where the sentence says there is none")
+        return []
     if count == 0 or (count > 1 and not every):
         raise ValueError(f"{claim.source}: {claim.filters} selects {count} rows of {claim.table}, not one")
     return [row for _, row in table[selected].iterrows()]

@@ -55,6 +55,11 @@ def test_a_claim_must_select_one_row_of_a_table_that_exists(study):
     assert check(some[0], study) is None
     pattern, _ = write(study, "Flagged. <!-- claim toy/paired_tests model_b~^c every : verdict == ns -->")  # a regex
     assert check(pattern[0], study) is None
+    # `none`: a sentence that says there is no such row.
+    nothing, _ = write(study, "No model is flagged. <!-- claim toy/masking_checks status=FLAG none : -->")
+    assert "1 rows where the sentence says there is none" in check(nothing[0], study)
+    absent, _ = write(study, "No model is flagged. <!-- claim toy/masking_checks model=cnn none : -->")
+    assert check(absent[0], study) is None
 
 
 def test_a_comparative_sentence_without_a_marker_is_found(study):
