@@ -1,18 +1,24 @@
 """How often the gradient-masking checks flag, and how the paired tests of two models hold
-their level, measured on simulated studies.
+their level, measured on simulated studies (docs/statistics.md shows both tables).
 
-A simulated study is one model's per-point outcomes in ``runs`` runs of ``n`` test points at
-``budgets`` budgets, written as the attack stage writes them (``outcomes``), under the
-configured suite FGSM, PGD, two stronger runs of PGD, Square and transfer from another model,
-and PGD at the masking budget. In an *honest* study the attacks are equally strong: each point
-has its own chance of being broken at each budget (drawn from a Beta distribution: points
-differ), and every attack breaks it with that chance, through a uniform draw it shares with the
-other attacks with probability ``agreement`` (attacks mostly break the same points) and draws
-afresh otherwise, so no order holds beyond chance: the null hypothesis of every paired check at its boundary, the hardest case for a
-test's size. A *masked* run is one whose gradients are blind: the gradient attacks break a
-point with ``masked_strength`` times its chance, the gradient-free one as before, and PGD at
-the masking budget leaves most points standing. ``flag_rates`` runs ``run_checks`` on many such
-studies: the share flagged is the checks' false-flag rate (honest) or their power (masked).
+**Masking checks** (``flag_rates``, ``calibration_table``). A simulated study is one model's
+per-point outcomes in ``runs`` runs of ``n`` test points at ``budgets`` budgets, written as the
+attack stage writes them (``outcomes``), under the configured suite FGSM, PGD, two stronger
+runs of PGD, Square and transfer from another model, and PGD at the masking budget. In an
+*honest* study the attacks are equally strong: each point has its own chance of being broken
+at each budget (drawn from a Beta distribution: points differ), and every attack breaks it
+with that chance, through a uniform draw it shares with the other attacks with probability
+``agreement`` (attacks mostly break the same points) and draws afresh otherwise, so no order
+holds beyond chance: the null hypothesis of every paired check at its boundary, the hardest
+case for a test's size. A *masked* run is one whose gradients are blind: the gradient attacks
+break a point with ``masked_strength`` times its chance, the gradient-free one as before, and
+PGD at the masking budget leaves most points standing. The share of studies flagged is the
+checks' false-flag rate (honest) or their power (masked).
+
+**Paired tests of two models** (``inference_rates``, ``inference_table``; ``make
+calibration``): data sets drawn from a population, two models trained and tested under 2 × 5
+repeated k-fold; the share of studies each test rejects "no difference" in, and the coverage
+of its intervals of the population difference.
 """
 from __future__ import annotations
 

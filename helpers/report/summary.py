@@ -58,9 +58,9 @@ def write_summary(cfg, tables) -> str:
         inference = ("The runs share training data (and, across repetitions, test points), so intervals over runs "
                      "are 95% t-intervals with the variance corrected for that overlap (Nadeau & Bengio 2003: (1/k + "
                      f"n_test/n_train) s², n_test/n_train = {report.ratio:.3g}), a correction that assumes the worst "
-                     "and is far too cautious here (docs/statistics.md); comparisons of two models are paired tests "
-                     "on every point of every run (a point tested in several runs counting once), with the corrected "
-                     "resampled t-test beside them as the conservative column")
+                     "and is far too cautious on simulated studies of this design (docs/statistics.md); comparisons "
+                     "of two models are paired tests on every point of every run (a point tested in several runs "
+                     "counting once), with the corrected resampled t-test beside them as the conservative column")
     names = cfg.dataset.class_names
     classes = (list(cfg.dataset.classes) if names == tuple(map(str, cfg.dataset.classes))
                else ", ".join(f"{c} {n}" for c, n in zip(cfg.dataset.classes, names)))
