@@ -8,19 +8,19 @@ comment that renders as nothing:
     The circuit is not separated from its twin. <!-- claim default/paired_tests
     model_a=vqc model_b=mlp_matched attack=worst_case measure=auc : verdict == ns -->
 
-It names a study's table, the filters that select exactly one row (``column=value``; a value
-``nan`` matches an empty cell; ``column~pattern``: the cell matches a regular expression; the
-word ``every`` among them: all the rows they select, one at
-least, for a sentence about all of them; ``none``: they select no row, for a sentence saying
-there is none, with nothing after the colon) and, after the colon, what the sentence says of it: conditions
+It names a study's table, filters and, after the colon, what the sentence says of the row.
+Filters select exactly one row: ``column=value`` (``nan`` matches an empty cell) and
+``column~pattern`` (a regular expression); with the word ``every`` they may select several
+(one at least), each of which must agree, and with ``none`` they must select no row (a
+sentence saying there is none; nothing after the colon). What the sentence says is conditions
 ``field op value`` joined by ``and`` (op one of ``== != < <= > >=``; a value may name another
-column of the row). Besides the row's columns,
-a comparison row (``paired_tests``) has ``verdict``: ``a>b`` or ``a<b`` when its deciding p
-(the paired test on every point where there is one, Holm-adjusted unless it is the primary
-comparison) is below α, else ``ns``. ``check`` (``tests/test_claims.py``) fails when a row is
-missing or ambiguous, when a condition is false, and when a sentence uses comparative words
-(``COMPARATIVE``) without a marker. A sentence that only names a comparison (this one, say)
-carries ``<!-- no claim: why -->`` instead, and a question claims nothing.
+column of the row). Besides its columns, a comparison row (``paired_tests``) has ``verdict``:
+``a>b`` or ``a<b`` when its deciding p (``statistics.deciding_p``: the paired test on every
+point where there is one, Holm-adjusted unless it is the primary comparison) is below α, else
+``ns``. ``check`` (``tests/test_claims.py``) fails when a row is missing or ambiguous, when a
+condition is false, and when a sentence uses comparative words (``COMPARATIVE``) without a
+marker. A sentence that only names a comparison carries ``<!-- no claim: why -->`` instead,
+and a question claims nothing.
 """
 from __future__ import annotations
 
