@@ -131,3 +131,16 @@ def test_a_unit_path_reads_back_as_what_it_names(tmp_path):
     universal = layout.describe_unit(layout.universal_unit(1, "mlp", 0.1, 2))
     assert universal["kind"] == "universal" and universal["epsilon"] == 0.1
     assert layout.describe_unit(layout.interpret_unit(0, "mlp", "saliency"))["kind"] == "attribution"
+
+
+def test_code_that_only_chooses_units_reruns_the_stage_but_keys_no_unit(monkeypatch):
+    """The masking checks decide which runs the attack stage escalates: they are in its make
+    rule (its code) but not in the hash every attack unit's key holds."""
+    from helpers.store import graph
+    from helpers.store.units import stage_code_hash
+
+    chooses = graph.files(graph.CHOOSES["attack"])
+    assert chooses and set(chooses) <= set(graph.code_files("attack", with_upstream=False))
+    keyed = stage_code_hash.__wrapped__("attack")  # uncached
+    monkeypatch.setattr(graph, "CHOOSES", {})
+    assert stage_code_hash.__wrapped__("attack") != keyed  # counted, they would move every key
