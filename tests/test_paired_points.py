@@ -62,3 +62,13 @@ def test_outcomes_are_paired_by_point_and_the_auc_is_per_point():
     assert auc.mean() == pytest.approx(np.trapezoid([np.mean(a[e]) for e in budgets], budgets) / 0.2)
     test = points.test("a", "b", "pgd", 0.1, [0, 1])
     assert test["estimate"] == pytest.approx(0.5)
+
+
+def test_a_randomised_model_gets_no_per_point_test():
+    """Its outcomes are majority votes, not the shares its accuracy counts: the run-level test decides."""
+    rows = [{"run": run, "table": "robustness", "model": m, "attack": "pgd", "epsilon": 0.1, "n": 4,
+             "correct": encode(np.array([1, 1, 0, m == "a"], bool))} for run in (0, 1) for m in ("a", "b")]
+    points = PointOutcomes(pd.DataFrame(rows), {0: np.arange(4), 1: np.arange(4) + 4}, stochastic={"b"})
+    assert np.isnan(points.test("a", "b", "pgd", 0.1, [0, 1])["p"])
+    assert PointOutcomes(pd.DataFrame(rows), {0: np.arange(4), 1: np.arange(4) + 4}).test(
+        "a", "b", "pgd", 0.1, [0, 1])["estimate"] == pytest.approx(0.25)

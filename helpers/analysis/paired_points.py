@@ -66,9 +66,12 @@ def point_paired_test(differences: list[np.ndarray], ids: list[np.ndarray], conf
 class PointOutcomes:
     """The attack stage's ``outcomes`` (robustness rows) with each run's point ids: the per-run
     per-point differences of two models under one attack, at one ε or on the area under the
-    curve."""
+    curve. A randomised model's (``stochastic``) outcomes are majority votes of its passes, not
+    the share of correct passes its accuracy counts, so its comparisons get no per-point test
+    (NaN: the run-level test decides them)."""
 
-    def __init__(self, outcomes: pd.DataFrame, ids: dict[int, np.ndarray]):
+    def __init__(self, outcomes: pd.DataFrame, ids: dict[int, np.ndarray], stochastic=()):
+        self.stochastic = set(stochastic)
         rows = outcomes[outcomes["table"] == "robustness"]
         self.correct = {(r.run, r.model, r.attack, float(r.epsilon)): decode(r.correct, int(r.n))
                         for r in rows.itertuples(index=False)}
@@ -92,6 +95,8 @@ class PointOutcomes:
 
     def test(self, a, b, attack, epsilon, runs) -> dict:
         """``point_paired_test`` of A − B over ``runs`` (those both models have)."""
+        if {a, b} & self.stochastic:
+            return point_paired_test([], [])
         differences, ids = [], []
         for run in runs:
             pa, pb = self.per_point(run, a, attack, epsilon), self.per_point(run, b, attack, epsilon)

@@ -90,7 +90,7 @@ class Report:
 
         if self._points is None:
             raise ValueError("paired per-point tests need each run's point ids: pass Report(..., points=...)")
-        return PointOutcomes(self.tables[table], self._points)
+        return PointOutcomes(self.tables[table], self._points, self.stochastic)
 
     def keep(self, table: pd.DataFrame) -> pd.DataFrame:
         """``table`` without the degenerate runs, when the config leaves them out."""
