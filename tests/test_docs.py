@@ -115,7 +115,8 @@ def test_the_worked_examples_work_where_the_docs_put_them(tmp_path):
 
 def test_the_stage_graph_names_every_module_a_stage_runs():
     """Every module under helpers/ is code of some stage (so make reruns it and provenance
-    hashes it), except the docs generator and the notebook runner make calls (it executes a
+    hashes it), except the docs generator and the claims checker (it holds the prose to the
+    tables) and the notebook runner make calls (it executes a
     stage's notebook, whose code is declared), which compute no result, the sweeps, which
     run the stages on many configs and gather the tables they wrote, and ``helpers.evaluate``
     (``suite``), which runs the stages' code on a model object outside any stage."""
@@ -125,4 +126,5 @@ def test_the_stage_graph_names_every_module_a_stage_runs():
     unused = {path.relative_to(ROOT).as_posix() for path in graph.files(["helpers"])} - \
         {path.relative_to(ROOT).as_posix() for path in declared}
     sweeps = {path.relative_to(ROOT).as_posix() for path in graph.files(["helpers/sweeps"])}
-    assert unused == {"helpers/docs.py", "helpers/stages/notebook.py", "helpers/suite.py", *sweeps}
+    assert unused == {"helpers/docs.py", "helpers/claims.py", "helpers/stages/notebook.py", "helpers/suite.py",
+                      *sweeps}
