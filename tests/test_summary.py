@@ -124,6 +124,9 @@ def test_power_note_for_the_primary_comparison():
     assert power["runs_needed_high"] >= power["runs_needed"]
     from helpers.report.sections.comparisons import power_note
     assert power_note(power.copy().replace({power["sd_difference"]: 0.0})).startswith("Power: untestable")
+    unreachable = power.copy()  # two runs' spread, say: no number of runs found even if independent
+    unreachable[["runs_needed", "runs_needed_high", "runs_needed_if_independent_high"]] = np.nan
+    assert "more runs than any number, even of independent data sets" in power_note(unreachable)
 
 
 def test_runs_on_a_fixed_split_get_textbook_intervals_and_say_so(tmp_path, monkeypatch):

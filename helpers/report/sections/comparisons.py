@@ -89,8 +89,11 @@ def power_note(q) -> str:
                 "and no number of runs can be derived from them.")
 
     def runs(needed, independent) -> str:
-        return (f"more runs than any number on one data set (independent data sets: {int(independent)})"
-                if pd.isna(needed) else f"{int(needed)} runs")
+        if pd.notna(needed):
+            return f"{int(needed)} runs"
+        if pd.notna(independent):
+            return f"more runs than any number on one data set (independent data sets: {int(independent)})"
+        return "more runs than any number, even of independent data sets"
 
     return (f"Power (of the corrected test; conditional on the spread): if the run-to-run standard deviation of this "
             f"difference is {q['sd_difference']:.3f} as measured (95% interval [{q['sd_low']:.3f}, "
