@@ -63,6 +63,13 @@ def point_paired_test(differences: list[np.ndarray], ids: list[np.ndarray], conf
             "var_points": var_points, "var_models": var_models}
 
 
+def normalised_area(curve, budgets) -> np.ndarray:
+    """The area under ``curve`` (budgets first) over ``budgets``, divided by their range (1 =
+    never fooled); its mean where there is one budget only."""
+    width = budgets[-1] - budgets[0]
+    return np.trapezoid(curve, budgets, axis=0) / width if width > 0 else np.mean(curve, axis=0)
+
+
 class PointOutcomes:
     """The attack stage's ``outcomes`` (robustness rows) with each run's point ids: the per-run
     per-point differences of two models under one attack, at one ε or on the area under the
@@ -89,9 +96,8 @@ class PointOutcomes:
         budgets = sorted(self.budgets.get((run, model, attack), []))
         if not budgets:
             return None
-        curve = np.stack([self.correct[(run, model, attack, e)] for e in budgets]).astype(float)
-        width = budgets[-1] - budgets[0]
-        return np.trapezoid(curve, budgets, axis=0) / width if width > 0 else curve.mean(axis=0)
+        return normalised_area(np.stack([self.correct[(run, model, attack, e)] for e in budgets]).astype(float),
+                               budgets)
 
     def test(self, a, b, attack, epsilon, runs) -> dict:
         """``point_paired_test`` of A − B over ``runs`` (those both models have)."""

@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from .multiplicity import holm
-from .paired_points import point_columns
+from .paired_points import normalised_area, point_columns
 
 ACCURACY_BOUNDS = (0.0, 1.0)
 ALPHA = 0.05
@@ -183,8 +183,7 @@ def robust_auc(robustness: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (model, attack, run), g in robustness.groupby(["model", "attack", "run"], sort=False):
         g = g.sort_values("epsilon")
-        width = g["epsilon"].iloc[-1] - g["epsilon"].iloc[0]
-        area = np.trapezoid(g["accuracy"], g["epsilon"]) / width if width > 0 else g["accuracy"].mean()
+        area = normalised_area(g["accuracy"].to_numpy(float), g["epsilon"].to_numpy(float))
         rows.append({"model": model, "attack": attack, "run": run, "auc": float(area)})
     return pd.DataFrame(rows)
 
