@@ -1,5 +1,5 @@
-"""The defences' trade-off: clean against worst-case and certified accuracy per model family,
-defence and strength, with what each defence bought over its undefended sibling.
+"""The defences' trade-off: clean against worst-case, certified and exactly verified accuracy per
+model family, defence and strength, with what each defence bought over its undefended sibling.
 
 A defended model (``models.<name>.defence``) belongs to the family of the undefended model of
 the same config with the same spec otherwise (its ``ModelSpec.model_dict``): that model is its
@@ -19,7 +19,7 @@ from ..figures import model_colors
 from ..section import SECTIONS, Section
 
 NONE = "none"  # the defence column of an undefended model
-MEASURES = ("clean", "robust", "certified")  # the trade-off's three accuracies
+MEASURES = ("clean", "robust", "certified", "exact")  # the trade-off's accuracies
 
 
 def families(models: dict) -> dict[str, dict]:
@@ -46,22 +46,30 @@ def families(models: dict) -> dict[str, dict]:
 
 def per_run(robustness: pd.DataFrame, certified: pd.DataFrame) -> pd.DataFrame:
     """One row per model, run and ε > 0: ``clean`` (accuracy at ε = 0), ``robust`` (the
-    per-sample worst case over every attack, escalation included) and ``certified`` (the best
-    L∞ certificate; NaN where none applies)."""
+    per-sample worst case over every attack, escalation included), ``certified`` (the best
+    L∞ certificate; NaN where none applies) and ``exact`` (the share of the exactly verified
+    points proved robust, the same points for every model, with ``exact_unknown`` the share
+    the verifier left open; NaN at budgets it did not verify)."""
     worst = robustness[robustness["attack"] == "worst_case"]
     clean = worst[worst["epsilon"] == 0].set_index(["model", "run"])["accuracy"].rename("clean")
     robust = worst[worst["epsilon"] > 0][["model", "run", "epsilon", "accuracy"]].rename(columns={"accuracy": "robust"})
     best = certified[(certified["certificate"] == "best") & (certified["norm"] == "linf")]
     best = best.assign(certified=best["accuracy"].where(best["applicable"].astype(bool)))
+    exact = certified[(certified["certificate"] == "exact") & (certified["norm"] == "linf")
+                      & certified["applicable"].astype(bool)]
+    exact = exact.assign(exact=exact["accuracy"], exact_unknown=exact.get("undecided", np.nan))
     table = robust.join(clean, on=["model", "run"])
-    return table.merge(best[["model", "run", "epsilon", "certified"]], on=["model", "run", "epsilon"], how="left")
+    table = table.merge(best[["model", "run", "epsilon", "certified"]], on=["model", "run", "epsilon"], how="left")
+    return table.merge(exact[["model", "run", "epsilon", "exact", "exact_unknown"]], on=["model", "run", "epsilon"],
+                       how="left")
 
 
 def defences_table(models: dict, robustness: pd.DataFrame, certified: pd.DataFrame, trained: pd.DataFrame,
                    ratio: float, primary=None) -> pd.DataFrame:
     """The trade-off table (``defences.csv``): one row per model of ``families`` and ε > 0,
-    with its family, defence and strength; clean, worst-case (``robust``) and ``certified``
-    accuracy, each its mean and corrected 95% t-interval across runs (``_low``, ``_high``);
+    with its family, defence and strength; clean, worst-case (``robust``), ``certified`` and
+    ``exact`` accuracy (``per_run``), each its mean and corrected 95% t-interval across runs
+    (``_low``, ``_high``), and the mean share left unknown by the exact verifier;
     the mean training seconds; and, for a defended model, the paired difference to its
     baseline for each measure (``<measure>_gain``, its interval and the corrected resampled
     t-test's p; the interval is unadjusted), p Holm-adjusted over every defended model and ε
@@ -84,6 +92,7 @@ def defences_table(models: dict, robustness: pd.DataFrame, certified: pd.DataFra
             values = g[measure].dropna()
             mean, _, low, high = corrected_t_interval(values, ratio) if len(values) else (np.nan,) * 4
             row.update({measure: mean, f"{measure}_low": low, f"{measure}_high": high})
+        row["exact_unknown"] = float(g["exact_unknown"].mean())
         base = info["baseline"]
         for measure in MEASURES:
             gain = {"mean_difference": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
@@ -137,9 +146,9 @@ def strength_label(row) -> str:
     return f"{row['defence']} {row['strength']}={value:g}" if row["strength"] else row["defence"]
 
 
-def _cell(row, measure: str) -> str:
+def _cell(row, measure: str, missing: str = "no certificate") -> str:
     if pd.isna(row[measure]):
-        return "no certificate"
+        return missing
     return f"{row[measure]:.3f} [{row[f'{measure}_low']:.3f}, {row[f'{measure}_high']:.3f}]"
 
 
@@ -172,24 +181,33 @@ def defences_section(table: pd.DataFrame, primary=None) -> list[str]:
     epsilon = shown_epsilon(table, primary)
     t = table[table["epsilon"] == epsilon]
     clean_tests = table[table["epsilon"] == table["epsilon"].min()].set_index("model")
+    verified = t["exact"].notna().any()
     rows, sentences = [], []
     for _, r in t.iterrows():
         c = clean_tests.loc[r["model"]]
-        rows.append({"family": r["family"], "model": r["model"], "defence": strength_label(r),
-                     "clean": _cell(r, "clean"), f"worst case, ε={epsilon:g}": _cell(r, "robust"),
-                     "certified": _cell(r, "certified"), "clean cost": _gain(c, "clean"),
-                     "worst-case gain": _gain(r, "robust"), "certified gain": _gain(r, "certified"),
-                     "train s": f"{r['train_seconds']:.1f}"})
+        row = {"family": r["family"], "model": r["model"], "defence": strength_label(r),
+               "clean": _cell(r, "clean"), f"worst case, ε={epsilon:g}": _cell(r, "robust"),
+               "certified": _cell(r, "certified")}
+        if verified:
+            row["exact (unknown)"] = (_cell(r, "exact", "not verified")
+                                      + (f" ({r['exact_unknown']:.3f})" if pd.notna(r["exact"]) else ""))
+        row.update({"clean cost": _gain(c, "clean"), "worst-case gain": _gain(r, "robust"),
+                    "certified gain": _gain(r, "certified"), **({"exact gain": _gain(r, "exact")} if verified else {}),
+                    "train s": f"{r['train_seconds']:.1f}"})
+        rows.append(row)
         if r["defence"] != NONE:
+            exact = f", {_said(r, 'exact', 'exact robust accuracy')}" if verified else ""
             sentences.append(f"- `{r['model']}` ({strength_label(r)}) against `{r['family']}`: "
-                             f"{_said(r, 'robust', 'the worst case')}, {_said(r, 'certified', 'certified accuracy')}, "
-                             f"{_said(c, 'clean', 'clean accuracy')}.")
+                             f"{_said(r, 'robust', 'the worst case')}, {_said(r, 'certified', 'certified accuracy')}"
+                             f"{exact}, {_said(c, 'clean', 'clean accuracy')}.")
+    exact_text = ("; exact: the share of the exactly verified points (the same for every model) proved robust, "
+                  "with the share the verifier left unknown" if verified else "")
     return ["", "## Defences", "",
             "Each defended model beside its undefended sibling (the model of the same spec without `defence`: "
             "same splits, seeds and batch order), evaluated like every model: the full attack suite with "
             f"escalation and the certificates. At ε={epsilon:g} (`defences.csv` has every budget): clean "
             "accuracy, the per-sample worst case over every attack, and the best L∞ certificate, mean [95% "
-            "corrected interval] across runs; the gains are paired differences to the sibling with their "
+            f"corrected interval] across runs{exact_text}; the gains are paired differences to the sibling with their "
             "unadjusted 95% corrected intervals (an interval that excludes zero is not by itself a finding): the "
             "corrected resampled t-test's p, Holm-adjusted over every defended model and budget per measure, "
             f"decides (* adjusted p < {ALPHA:g}; the declared primary comparison keeps its own p and is not in "
@@ -197,21 +215,24 @@ def defences_section(table: pd.DataFrame, primary=None) -> list[str]:
             markdown_table(pd.DataFrame(rows)), "", *sentences]
 
 
-DEFENCE_MARKERS = {"none": "o", "pgd": "s", "trades": "D", "lipschitz": "^"}
+DEFENCE_MARKERS = {"none": "o", "pgd": "s", "trades": "D", "lipschitz": "^", "ibp": "v", "crown_ibp": "<"}
+PANELS = {"robust": ("worst case over every attack (upper bound)", "worst-case accuracy under attack"),
+          "certified": ("certified (lower bound)", "certified accuracy"),
+          "exact": ("exactly verified points proved robust", "exact robust accuracy (verified subset)")}
 
 
 def plot_defences(table: pd.DataFrame, models, epsilon: float) -> plt.Figure:
     """The defences' trade-off at one budget (``defences_table``): clean
-    accuracy (x) against the worst case over every attack (left) and the certified accuracy
-    (right), one marker per model (its colour as in every figure, its shape the defence),
-    means over runs with 95% intervals on both axes; a model no certificate applies to has no
-    mark on the right."""
+    accuracy (x) against the worst case over every attack (left), the certified accuracy and,
+    where the budget was exactly verified, the exact robust accuracy (right), one marker per
+    model (its colour as in every figure, its shape the defence), means over runs with 95%
+    intervals on both axes; a model no certificate applies to has no mark there."""
     colors = model_colors(models)
     t = table[table["epsilon"] == epsilon]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharex=True, sharey=True)
-    for ax, measure, title, ylabel in ((axes[0], "robust", "worst case over every attack (upper bound)",
-                                        "worst-case accuracy under attack"),
-                                       (axes[1], "certified", "certified (lower bound)", "certified accuracy")):
+    measures = [m for m in PANELS if m != "exact" or t["exact"].notna().any()]
+    fig, axes = plt.subplots(1, len(measures), figsize=(5.5 * len(measures), 4.8), sharex=True, sharey=True)
+    for ax, measure in zip(axes, measures):
+        title, ylabel = PANELS[measure]
         for r in t.itertuples(index=False):
             if pd.isna(getattr(r, measure)):
                 continue
@@ -229,7 +250,7 @@ def plot_defences(table: pd.DataFrame, models, epsilon: float) -> plt.Figure:
         ax.yaxis.set_tick_params(labelleft=True)
     handles = [plt.Line2D([], [], marker=m, ls="", color="0.3", label=d) for d, m in DEFENCE_MARKERS.items()
                if d in set(t["defence"])]
-    axes[1].legend(handles=handles, title="defence (colour: model)", fontsize=7, loc="upper left")
+    axes[-1].legend(handles=handles, title="defence (colour: model)", fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -240,8 +261,9 @@ class Defences(Section):
     order = 90
     title = "Defences"
     about = """Where the config trains models with a `defence` (docs/defences.md): each defended model beside
-its undefended sibling, clean accuracy (x) against the worst case over every attack (left) and
-the certified accuracy (right), with 95% intervals across runs on both axes. A defence that
+its undefended sibling, clean accuracy (x) against the worst case over every attack (left), the
+certified accuracy and, where the budget was exactly verified, the exact robust accuracy on the
+verified points (right), with 95% intervals across runs on both axes. A defence that
 buys robustness moves its marker up from its sibling's circle; one that costs clean accuracy,
 to the left. The table has every budget and the paired gains (`defences.csv`); empty when no model
 has a defence."""
@@ -272,4 +294,5 @@ has a defence."""
             return ["no model of this config has a defence"]
         return [*cls.images(report), defences[["family", "model", "defence", "strength_value", "epsilon", "clean",
                                                "robust", "certified", "robust_gain", "robust_p_adjusted",
-                                               "certified_gain", "clean_gain", "train_seconds"]].round(3)]
+                                               "certified_gain", "exact", "exact_unknown", "exact_gain", "clean_gain",
+                                               "train_seconds"]].round(3)]
