@@ -226,11 +226,13 @@ def plot_defences(table: pd.DataFrame, models, epsilon: float) -> plt.Figure:
     accuracy (x) against the worst case over every attack (left), the certified accuracy and,
     where the budget was exactly verified, the exact robust accuracy (right), one marker per
     model (its colour as in every figure, its shape the defence), means over runs with 95%
-    intervals on both axes; a model no certificate applies to has no mark there."""
+    intervals on both axes (the clean axis starts just below the lowest clean accuracy); a model
+    no certificate applies to has no mark there."""
     colors = model_colors(models)
     t = table[table["epsilon"] == epsilon]
     measures = [m for m in PANELS if m != "exact" or t["exact"].notna().any()]
     fig, axes = plt.subplots(1, len(measures), figsize=(5.5 * len(measures), 4.8), sharex=True, sharey=True)
+    left = max(0.0, float(np.nanmin(t[["clean", "clean_low"]].to_numpy())) - 0.05)  # clean accuracies cluster high
     for ax, measure in zip(axes, measures):
         title, ylabel = PANELS[measure]
         for r in t.itertuples(index=False):
@@ -246,7 +248,7 @@ def plot_defences(table: pd.DataFrame, models, epsilon: float) -> plt.Figure:
             ax.annotate(r.model, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.plot([0, 1], [0, 1], ":", color="0.6", lw=1)
         ax.set(title=f"{title}, ε = {epsilon:g}", xlabel="clean accuracy (ε = 0)", ylabel=ylabel,
-               xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+               xlim=(left - 0.02, 1.02), ylim=(-0.02, 1.02))
         ax.yaxis.set_tick_params(labelleft=True)
     handles = [plt.Line2D([], [], marker=m, ls="", color="0.3", label=d) for d, m in DEFENCE_MARKERS.items()
                if d in set(t["defence"])]
