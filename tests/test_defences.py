@@ -10,8 +10,8 @@ import yaml
 
 from helpers.analysis.evaluation import evaluate_models
 from helpers.analysis.masking import masking_checks, run_checks
-from helpers.certificates.bounds import (MARGIN, crown_margin_lower_bound, input_box, interval_trace, lipschitz_constant,
-                                         margin_lower_bound)
+from helpers.certificates.bounds import (MARGIN, crown_margin_lower_bound, input_box, interval_trace,
+                                         lipschitz_constant, margin_lower_bound)
 from helpers.config import AttackSection, ConfigError, load_config
 from helpers.defences import DEFENCES, build_defence
 from helpers.defences.certified import IBPTraining, crown_margins, interval_margins, schedule
