@@ -32,7 +32,7 @@ $(PYTHON) -m helpers.stages.notebook $< $(@:.ipynb=.running.ipynb) $(CONFIG) $(K
 	|| { mv $(@:.ipynb=.running.ipynb) $(@:.ipynb=.failed.ipynb) 2>/dev/null; exit 1; }
 endef
 
-.PHONY: all test bench lab clean env docs shipped sweep calibration
+.PHONY: all test bench bench-stages lab clean env docs shipped sweep calibration
 
 env: $(INSTALLED)
 
@@ -98,6 +98,12 @@ sweep: $(INSTALLED)
 # executed stage under results/: results/bench/*.csv and bench.md (about 15 minutes).
 bench: $(INSTALLED)
 	$(PYTHON) benchmarks/run.py --out results/bench
+
+# A reduced default study, stage by stage, under the working tree and under BASE (a revision,
+# default HEAD) in the same run: wall and CPU ratios, and which tables the change moved
+# (benchmarks/stages.py; docs/performance.md). BENCH_CONFIG picks another study to reduce.
+bench-stages: $(INSTALLED)
+	$(PYTHON) benchmarks/stages.py --base $(or $(BASE),HEAD) $(if $(BENCH_CONFIG),--config $(BENCH_CONFIG)) --out results/bench
 
 # JupyterLab on notebooks/: open a stage and Run All (its default config, or set config_path).
 # Kernels talk to the server over IPC, not TCP; as root (most containers) Jupyter asks for

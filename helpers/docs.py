@@ -216,6 +216,15 @@ def sweep_workers_bench() -> str:
             + markdown_table(frame[["workers", "repeat", "wall_seconds", "load_at_start"]].to_dict("records")))
 
 
+def stage_comparison() -> str:
+    """``results/bench/stage_comparison.md`` (``make bench-stages``): a change timed stage by
+    stage against the revision it changes, and the tables it moved."""
+    path = ROOT / "results" / "bench" / "stage_comparison.md"
+    if not path.is_file():
+        return "Not measured yet: run `make bench-stages BASE=<rev>`, then `make docs`."
+    return path.read_text()
+
+
 def inference_constants() -> str:
     """The constants the inference uses, from the code."""
     from .analysis import masking, statistics
@@ -300,6 +309,7 @@ BLOCKS = {
     "masking-checks": masking_checks_table,
     "bench": bench_tables,
     "sweep-workers-bench": sweep_workers_bench,
+    "stage-comparison": stage_comparison,
     "inference-constants": inference_constants,
     "masking-calibration": masking_calibration,
     "inference-calibration": inference_calibration,

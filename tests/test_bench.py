@@ -42,3 +42,55 @@ def test_certificate_costs_time_every_certificate_that_applies(bench, trained_mo
     assert set(zip(rows["model"], rows["certificate"])) == {(m, c) for m in ("mlp", "vqc")
                                                             for c in ("interval", "crown", "lipschitz", "exact")}
     assert (rows["ms_per_input"] > 0).all() and rows["certified"].between(0, 1).all()
+
+
+@pytest.fixture(scope="module")
+def stages_bench():
+    spec = importlib.util.spec_from_file_location("bench_stages", ROOT / "benchmarks" / "stages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TINY = {"dataset": {"name": "digits", "classes": [0, 1, 2], "split": "random"}, "n_runs": 1, "seed": 5,
+        "device": "cpu", "training": {"epochs": 2, "batch_size": 32, "learning_rate": 0.02},
+        "models": {"mlp": {"type": "mlp", "hidden": [8]}, "vqc": {"type": "vqc", "n_qubits": 3, "n_layers": 1}},
+        "attack": {"epsilons": [0.0, 0.1], "methods": ["fgsm", "pgd", "square"], "pgd": {"steps": 3},
+                   "square": {"queries": 20}, "masking_epsilons": [0.5], "escalation": []},
+        "certify": {"methods": ["interval"], "interval": {"splits": 4}}}
+
+
+def test_the_stage_benchmark_times_both_copies_and_finds_the_same_code_gives_the_same_tables(stages_bench, tmp_path):
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    stages_bench.main(["--base", "HEAD", "--work", "HEAD", "--config", str(config), "--runs", "1", "--n-test", "30",
+                       "--stages", "train", "attack", "--out", str(tmp_path / "out")])
+    stages = pd.read_csv(tmp_path / "out" / "stage_comparison.csv")
+    assert list(stages["stage"]) == ["train", "attack"]
+    assert (stages[["base_wall_seconds", "work_wall_seconds", "base_cpu_seconds", "work_cpu_seconds"]] > 0).all().all()
+    tables = pd.read_csv(tmp_path / "out" / "stage_tables.csv")
+    assert {"robustness.csv", "certified.csv", "models.csv"} <= set(tables["table"])
+    assert tables["identical"].all(), tables[~tables["identical"]]
+    assert "tables identical" in (tmp_path / "out" / "stage_comparison.md").read_text()
+
+
+def test_the_table_comparison_ignores_timings_and_names_the_columns_that_differ(stages_bench, tmp_path):
+    base, work = tmp_path / "base", tmp_path / "work"
+    base.mkdir(), work.mkdir()
+    frame = pd.DataFrame({"model": ["mlp", "vqc"], "accuracy": [0.5, 0.75], "seconds": [1.0, 2.0]})
+    for folder in (base, work):
+        frame.to_csv(folder / "same.csv", index=False)
+    frame.assign(seconds=[9.0, 9.0]).to_csv(base / "timed.csv", index=False)
+    frame.to_csv(work / "timed.csv", index=False)
+    frame.to_csv(base / "moved.csv", index=False)
+    frame.assign(accuracy=[0.5, 0.7]).to_csv(work / "moved.csv", index=False)
+    frame.to_csv(work / "new.csv", index=False)
+    (base / "empty.csv").write_text("")
+    (work / "empty.csv").write_text("")
+    result = stages_bench.compare_tables(base, work).set_index("table")
+    assert result.loc["same.csv", "identical"] and result.loc["timed.csv", "identical"]
+    assert result.loc["empty.csv", "identical"]
+    assert not result.loc["moved.csv", "identical"] and result.loc["moved.csv", "differs"] == "accuracy"
+    assert not result.loc["new.csv", "identical"] and result.loc["new.csv", "differs"] == "only in work"
