@@ -137,7 +137,7 @@ def test_crown_ibp_margins_are_the_crown_certificates_and_the_mix_follows_beta(s
 def test_the_bound_training_schedule_is_what_the_config_says(monkeypatch):
     seen = []
 
-    def margins(self, model, ops, low, high, y, share):
+    def margins(self, ops, low, high, y, share):
         seen.append(round(float((high - low).max()) / 2, 6))    # inputs away from 0 and 1: the box's radius is ε
         return interval_margins(ops, low, high, y)[0]
 

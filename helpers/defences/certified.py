@@ -100,7 +100,9 @@ class BoundTraining(Defence):
             raise ConfigError(f"{where}: {cls.name} needs interval bounds of the model; amplitude encoding has none "
                               "(the state's normalisation): use encoding angle or affine")
 
-    def margins(self, model, ops, x, y, epsilon: float, share: float) -> torch.Tensor:
+    def margins(self, ops, low: torch.Tensor, high: torch.Tensor, y: torch.Tensor, share: float) -> torch.Tensor:
+        """Lower bounds (B, K) on logit_y − logit_j over inputs in [low, high] (0 at j = y), with
+        ``share`` of the ramp done."""
         raise NotImplementedError
 
     def loss(self, model, x, y, seed):
@@ -116,14 +118,15 @@ class BoundTraining(Defence):
                               f"{type(model).__name__} has none")
         epsilon = share * p.epsilon
         low, high = (x - epsilon).clamp(0, 1), (x + epsilon).clamp(0, 1)
-        worst = -self.margins(model, ops, low, high, y, share).to(logits.dtype)
+        worst = -self.margins(ops, low, high, y, share).to(logits.dtype)
         kappa = 1.0 - share * (1.0 - p.kappa)
         return kappa * clean + (1.0 - kappa) * F.cross_entropy(worst, y), logits
 
 
 @dataclass(frozen=True)
 class BoundParams(Params):
-    epsilon: float = param(0.1, Number(0, 1, open="low", note="(the input range)"), "training L∞ budget (after the ramp)")
+    epsilon: float = param(0.1, Number(0, 1, open="low", note="(the input range)"),
+                           "training L∞ budget (after the ramp)")
     warmup: int = param(0, Integer(0), "optimiser steps (batches) at ε = 0 before the ramp")
     ramp: int = param(200, Integer(0), "optimiser steps over which ε grows linearly to its value and κ falls")
     kappa: float = param(0.5, Number(0, 1), "weight of the clean cross-entropy after the ramp (1 before it)")
@@ -139,7 +142,7 @@ class IBPTraining(BoundTraining):
     uses = ("helpers.certificates.bounds",)
     Params = BoundParams
 
-    def margins(self, model, ops, low, high, y, share):
+    def margins(self, ops, low, high, y, share):
         return interval_margins(ops, low, high, y)[0]
 
 
@@ -159,7 +162,7 @@ class CrownIBPTraining(BoundTraining):
                               "for a circuit use ibp, the interval certificate's bounds")
         super().check_model(model_type, model_params, where)
 
-    def margins(self, model, ops, low, high, y, share):
+    def margins(self, ops, low, high, y, share):
         ibp, trace = interval_margins(ops, low, high, y)
         beta = 1.0 - share
         if beta == 0.0:
