@@ -152,12 +152,10 @@ def masking_checks_table() -> str:
                            for name, description in masking.DESCRIPTIONS.items()])
 
 
-def bench_tables() -> str:
-    """The last ``make bench`` output, demoted one heading level."""
-    path = ROOT / "results" / "bench" / "bench.md"
-    if not path.is_file():
-        return "Not measured yet: run `make bench`, then `make docs`."
-    return path.read_text().replace("### ", "#### ")
+def bench_file(name: str, command: str) -> str:
+    """A file of the last benchmark under ``results/bench/``, or the command that writes it."""
+    path = ROOT / "results" / "bench" / name
+    return path.read_text() if path.is_file() else f"Not measured yet: run `{command}`, then `make docs`."
 
 
 def shipped_studies() -> list[str]:
@@ -214,15 +212,6 @@ def sweep_workers_bench() -> str:
     return (f"Six-point sweep, one local worker against two (medians over repeats): speed-up "
             f"{frame.speedup_2_over_1.iloc[0]:g}.\n\n"
             + markdown_table(frame[["workers", "repeat", "wall_seconds", "load_at_start"]].to_dict("records")))
-
-
-def stage_comparison() -> str:
-    """``results/bench/stage_comparison.md`` (``make bench-stages``): a change timed stage by
-    stage against the revision it changes, and the tables it moved."""
-    path = ROOT / "results" / "bench" / "stage_comparison.md"
-    if not path.is_file():
-        return "Not measured yet: run `make bench-stages BASE=<rev>`, then `make docs`."
-    return path.read_text()
 
 
 def inference_constants() -> str:
@@ -307,9 +296,9 @@ BLOCKS = {
     "certificates": lambda: entries_table(CERTIFICATES),
     "threat-models": threat_models_table,
     "masking-checks": masking_checks_table,
-    "bench": bench_tables,
+    "bench": lambda: bench_file("bench.md", "make bench").replace("### ", "#### "),  # one heading level down
     "sweep-workers-bench": sweep_workers_bench,
-    "stage-comparison": stage_comparison,
+    "stage-comparison": lambda: bench_file("stage_comparison.md", "make bench-stages BASE=<rev>"),
     "inference-constants": inference_constants,
     "masking-calibration": masking_calibration,
     "inference-calibration": inference_calibration,
