@@ -1,5 +1,6 @@
-"""The benchmark harness itself: it runs, measures every path against PennyLane, and the
-paths agree with the reference (the speed claims live in `make bench`, not here)."""
+"""The benchmark harnesses themselves: `make bench` runs, measures every path against PennyLane,
+and the paths agree with the reference; `make bench-stages` times both copies and finds that the
+same code gives the same tables (the speed claims live in the benchmarks, not here)."""
 import importlib.util
 from pathlib import Path
 
@@ -9,12 +10,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+def load(script: str):
+    """``benchmarks/<script>.py`` as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{script}", ROOT / "benchmarks" / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load("run")
 
 
 def test_bench_writes_every_path_with_its_difference_from_pennylane(bench, tmp_path):
@@ -46,10 +52,7 @@ def test_certificate_costs_time_every_certificate_that_applies(bench, trained_mo
 
 @pytest.fixture(scope="module")
 def stages_bench():
-    spec = importlib.util.spec_from_file_location("bench_stages", ROOT / "benchmarks" / "stages.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("stages")
 
 
 TINY = {"dataset": {"name": "digits", "classes": [0, 1, 2], "split": "random"}, "n_runs": 1, "seed": 5,
