@@ -94,6 +94,7 @@ def calibration_table(studies: int = 100, seed: int = 0) -> pd.DataFrame:
 # classifier (``features`` random cosine features of a seeded projection, ridge readout), so
 # its per-point outcomes vary with its seed and with its training split, as a network's do.
 FEATURES, N_POINTS, REPETITIONS, FOLDS = 20, 400, 2, 5
+STUDIES = 400  # simulated studies per scenario of `make calibration`
 
 
 def _population(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +143,7 @@ def population_difference(features=(100, 100), draws: int = 200, seed: int = 1) 
     return total / draws
 
 
-def inference_rates(studies: int = 300, seed: int = 0, features=(100, 100)) -> pd.DataFrame:
+def inference_rates(studies: int = STUDIES, seed: int = 0, features=(100, 100)) -> pd.DataFrame:
     """Per test (the textbook paired t-test, the corrected resampled t-test, the per-point
     paired test), over ``studies`` simulated studies: the share rejecting "no difference" at
     ``ALPHA``, the share of 95% intervals covering the population difference, and their mean
@@ -167,7 +168,7 @@ def inference_rates(studies: int = 300, seed: int = 0, features=(100, 100)) -> p
         "population difference": truth, "studies": len(g)}), include_groups=False).reset_index()
 
 
-def inference_table(studies: int = 400, seed: int = 0) -> pd.DataFrame:
+def inference_table(studies: int = STUDIES, seed: int = 0) -> pd.DataFrame:
     """``inference_rates`` for two identical models (size) and for two that differ (100
     against 30 features: power and coverage)."""
     frames = [inference_rates(studies, seed, features).assign(study=name)
@@ -186,7 +187,7 @@ def main(argv: list[str]) -> int:
         return 2
     out = Path(argv[0])
     out.parent.mkdir(parents=True, exist_ok=True)
-    inference_table(int(argv[1]) if len(argv) == 2 else 400).round(4).to_csv(out, index=False)
+    inference_table(int(argv[1]) if len(argv) == 2 else STUDIES).round(4).to_csv(out, index=False)
     print(f"wrote {out}")
     return 0
 

@@ -45,7 +45,8 @@ def interval_margins(ops, low: torch.Tensor, high: torch.Tensor, y: torch.Tensor
     for op in ops:
         trace.append(propagate(op, *trace[-1]))
     low, high = trace[-1]
-    return low.gather(1, y[:, None]) - high.scatter(1, y[:, None], low.gather(1, y[:, None])), trace
+    true = low.gather(1, y[:, None])
+    return true - high.scatter(1, y[:, None], true), trace
 
 
 def affine_parts(op: nn.Module, shape: tuple[int, ...], device) -> tuple[torch.Tensor, torch.Tensor]:
