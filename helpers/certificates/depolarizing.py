@@ -122,6 +122,8 @@ class DepolarizingPrivacy(Certificate):
             return False, "the data enters the circuit more than once (re-uploading): no single encoded state"
         if not all(isinstance(op, (Cast, Scale)) for op in ops[circuits[0] + 1:]):
             return False, "the logits are not a scaled readout of the circuit"
+        if getattr(layer.noise, "device", None) is not None:
+            return False, "the noise of a device (noise.device) is no global depolarising channel"
         strengths = noise_strengths(model)
         others = sorted(k for k, v in strengths.items() if k != "global_depolarizing" and v != 0)
         if others:

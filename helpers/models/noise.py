@@ -25,7 +25,7 @@ import numpy as np
 import pennylane as qml
 import torch
 
-from ..params import ConfigError, Number, Params, param
+from ..params import ConfigError, Integer, ListOf, Number, Optional, Params, Text, param
 
 # Above this many qubits a density matrix (4**n complex128 per sample) does not fit a batch.
 MAX_DENSITY_QUBITS = 10
@@ -33,6 +33,10 @@ MAX_DENSITY_QUBITS = 10
 # The per-gate channels in the order they follow a gate, with PennyLane's class of each.
 GATE_CHANNELS = (("depolarizing", qml.DepolarizingChannel), ("amplitude_damping", qml.AmplitudeDamping),
                  ("phase_damping", qml.PhaseDamping))
+
+
+# Every channel of a given strength: the per-gate ones, then those before measurement.
+CHANNELS = tuple(name for name, _ in GATE_CHANNELS) + ("global_depolarizing", "readout_flip")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,13 @@ class Noise(Params):
                                        "ρ → (1 − p)ρ + p I/2**n")
     readout_flip: float = param(0.0, Number(0, 1), "probability q that each measured bit is flipped "
                                 "(qml.BitFlip before measurement)")
+    device: str | None = param(None, Optional(Text()), "a device snapshot of qiskit-ibm-runtime (fake_manila, "
+                               "fake_sherbrooke, ...): the trained circuit transpiled onto it and run with its "
+                               "calibrated gate errors, relaxation and read-out (device_noise.py); training "
+                               "stays noise-free (null: no device)", quiet=True)
+    qubits: tuple | None = param(None, Optional(ListOf(Integer(0), nonempty=True)), "the device's physical qubits, "
+                                 "one per wire (null: the best-calibrated chain)", quiet=True)
+    transpiler_seed: int = param(0, Integer(0), "seed of Qiskit's transpiler (layout and routing)", quiet=True)
 
     @property
     def per_gate(self) -> bool:
@@ -57,14 +68,26 @@ class Noise(Params):
 
     @property
     def active(self) -> bool:
-        return any(getattr(self, f.name) > 0 for f in self.fields())
+        return self.device is not None or any(getattr(self, name) > 0 for name in CHANNELS)
 
 
-def check_noise(noise: Noise, shots: int | None, simulator: str, n_qubits: int, where: str) -> None:
+def check_noise(noise: Noise, shots: int | None, simulator: str, n_qubits: int, where: str,
+                encoding: str = "angle") -> None:
     """Raise ``ConfigError`` if the circuit cannot run with ``noise`` and ``shots``."""
     if (noise.active or shots is not None) and simulator != "fast":
         raise ConfigError(f"{where}: noise and shots are simulated by simulator 'fast' only (density matrices, "
                           f"closed forms and sampling of its outcomes); got simulator {simulator!r}")
+    if noise.device is None and noise.qubits is not None:
+        raise ConfigError(f"{where}: noise.qubits {list(noise.qubits)} names physical qubits of a device: set noise.device")
+    if noise.device is not None:
+        others = [name for name in CHANNELS if getattr(noise, name) > 0]
+        if others:
+            raise ConfigError(f"{where}: noise.device brings the device's own calibrated noise; drop {others}")
+        if n_qubits > MAX_DENSITY_QUBITS:
+            raise ConfigError(f"{where}: a device's noise is simulated on density matrices: at most "
+                              f"{MAX_DENSITY_QUBITS} qubits, got {n_qubits}")
+        from .device_noise import check_device
+        check_device(noise.device, noise.qubits, n_qubits, encoding, f"{where}.noise")
     if noise.per_gate and n_qubits > MAX_DENSITY_QUBITS:
         raise ConfigError(f"{where}: per-gate noise needs a density matrix of 4**n_qubits entries per sample: at most "
                           f"{MAX_DENSITY_QUBITS} qubits, got {n_qubits}; use global_depolarizing and readout_flip "

@@ -13,6 +13,8 @@ overhead, in complex128:
   path of data re-uploading.
 - ``density``: with per-gate noise channels (``noise``), the same gate plan on density
   matrices, each gate and the channels after it one superoperator (``density_outputs``).
+- ``device``: in eval mode with a ``device`` (``noise.device``), the frozen circuit
+  transpiled onto the device and run with its calibrated noise (``device_noise``).
 - ``unitary``: with frozen weights the whole trainable block is one matrix ``U``. When the
   encoding happens once, before the block, its state is real inputs times fixed phases
   (``Encoding.real_inputs``, ``Encoding.phases``): the phases fold into ``U`` and the forward
@@ -27,6 +29,7 @@ import torch
 
 from ..params import ConfigError
 from ..registry import ANSATZES, ENCODINGS, READOUTS
+from .device_noise import frozen_device_circuit
 from .noise import Noise, before_measurement, check_noise, gate_channel, outcome_matrix, sample_frequencies
 from .simulation import density_outputs, readout_matrix, simulate_block, statevector_outputs, unitary_outputs
 
@@ -69,7 +72,9 @@ class QuantumLayer(qml.qnn.TorchLayer):
     statevector path). ``path`` says which one the current mode runs.
 
     ``noise`` (``noise.Noise``) and ``shots`` (``fast`` only): a per-gate channel makes every
-    mode the ``density`` path (``density_outputs``); global depolarising and read-out flips act
+    mode the ``density`` path (``density_outputs``); a ``device`` makes eval mode the ``device``
+    path (the frozen circuit transpiled onto the device and run with its calibrated noise,
+    ``device_noise``; training stays noise-free); global depolarising and read-out flips act
     in closed form on the measured wires' outcome distribution (``outcome_probabilities``);
     with ``shots``, eval mode outside ``exact()`` returns estimates from that many outcomes
     drawn by ``generator`` (``reseed``), with the exact expectation's gradient.
@@ -83,7 +88,7 @@ class QuantumLayer(qml.qnn.TorchLayer):
             registry.lookup(name, f"quantum layer {kind}")
         check_simulator(simulator, encoding, readout, "quantum layer")
         noise = Noise() if noise is None else noise
-        check_noise(noise, shots, simulator, n_qubits, "quantum layer")
+        check_noise(noise, shots, simulator, n_qubits, "quantum layer", encoding)
         if not 1 <= n_readout <= n_qubits:
             raise ValueError(f"the readout ({n_readout} wires) must be 1..n_qubits ({n_qubits})")
         if simulator == "lightning":
@@ -127,12 +132,14 @@ class QuantumLayer(qml.qnn.TorchLayer):
 
     @property
     def path(self) -> str:
-        """The simulation the current mode runs: 'pennylane', 'lightning', 'statevector', 'unitary'
-        or 'density' (per-gate noise)."""
+        """The simulation the current mode runs: 'pennylane', 'lightning', 'statevector', 'unitary',
+        'density' (per-gate noise) or 'device' (eval mode on a device)."""
         if self.simulator != "fast":
             return self.simulator
         if self.noise.per_gate:
             return "density"
+        if self.noise.device is not None and not self.training:
+            return "device"
         if self.training or ENCODINGS[self.encoding].repeats or self.n_qubits > MAX_UNITARY_QUBITS:
             return "statevector"
         return "unitary"
@@ -182,6 +189,10 @@ class QuantumLayer(qml.qnn.TorchLayer):
         """Exact joint distribution (B, 2**n_readout) of the measured wires' outcomes, every
         channel applied (per-gate ones by the density-matrix path, then the closed forms)."""
         path = self.path
+        if path == "device":
+            noise = self.noise
+            return frozen_device_circuit(noise.device, noise.qubits, self.weights, self.ansatz, self.n_readout,
+                                         noise.transpiler_seed).probabilities(inputs)
         if path == "density":
             probabilities = density_outputs(inputs, self.weights, self.outcomes, self.encoding, self.ansatz,
                                             self.channel)

@@ -111,7 +111,7 @@ class VQC(Model):
     def check(cls, params, shape, where):
         super().check(params, shape, where)
         check_simulator(params.simulator, params.encoding, params.readout, where)
-        check_noise(params.noise, params.shots, params.simulator, params.n_qubits, where)
+        check_noise(params.noise, params.shots, params.simulator, params.n_qubits, where, params.encoding)
         READOUTS[params.readout].check(shape.n_classes, params.n_qubits, where)
         ENCODINGS[params.encoding].check(shape.n_inputs, params.n_qubits, where)
         if params.encoding_init != "default" and not ENCODINGS[params.encoding].trainable:

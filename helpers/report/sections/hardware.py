@@ -6,15 +6,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ...models.noise import Noise
+from ...models.noise import CHANNELS
 from ..figures import OKABE_ITO
 from ..section import SECTIONS, Section
 from ..tables import markdown_table
 
 
-# The settings of a circuit as it runs on hardware (``vqc``'s ``noise`` and ``shots``), in the
-# order they are named in a label.
-CHANNELS = tuple(f.name for f in Noise.fields())
 CHANNEL_LABELS = {"depolarizing": "depolarising", "amplitude_damping": "amplitude damping",
                   "phase_damping": "phase damping", "global_depolarizing": "global depolarising",
                   "readout_flip": "read-out flip"}
@@ -27,9 +24,17 @@ def hardware_settings(spec: dict) -> dict:
     return {"shots": spec.get("shots"), **{c: float(noise.get(c, 0.0)) for c in CHANNELS}}
 
 
-def hardware_label(settings: dict) -> str:
-    """"exact", or what makes a circuit noisy: "depolarising 0.01, 1000 shots"."""
-    parts = [f"{CHANNEL_LABELS[c]} {settings[c]:g}" for c in CHANNELS if settings[c] > 0]
+def device_label(noise: dict) -> str | None:
+    """The device a circuit runs on, with its qubits when named: "fake_manila (qubits 0-4)"."""
+    if not noise.get("device"):
+        return None
+    qubits = noise.get("qubits")
+    return noise["device"] + (f" (qubits {', '.join(map(str, qubits))})" if qubits else "")
+
+
+def hardware_label(settings: dict, device: str | None = None) -> str:
+    """"exact", or what makes a circuit noisy: "depolarising 0.01, 1000 shots", "fake_manila, 1000 shots"."""
+    parts = ([device] if device else []) + [f"{CHANNEL_LABELS[c]} {settings[c]:g}" for c in CHANNELS if settings[c] > 0]
     if settings["shots"] is not None:
         parts.append(f"{settings['shots']} shots")
     return ", ".join(parts) or "exact"
@@ -39,15 +44,18 @@ def hardware_table(bracket: pd.DataFrame, models: dict) -> pd.DataFrame:
     """The bracket of every circuit beside its noise and shots: per model and ε its settings,
     a label, clean accuracy (ε = 0) and the certified and attacked accuracy with intervals.
     Empty when no model of the experiment has noise or shots (nothing to compare)."""
-    settings = {name: hardware_settings(spec) for name, spec in models.items() if spec.get("type") == "vqc"}
-    if not any(s["shots"] is not None or any(s[c] > 0 for c in CHANNELS) for s in settings.values()):
+    vqcs = {name: spec for name, spec in models.items() if spec.get("type") == "vqc"}
+    settings = {name: hardware_settings(spec) for name, spec in vqcs.items()}
+    devices = {name: device_label(spec.get("noise") or {}) for name, spec in vqcs.items()}
+    if not any(s["shots"] is not None or any(s[c] > 0 for c in CHANNELS) or devices[name]
+               for name, s in settings.items()):
         return pd.DataFrame()
     rows = []
     for name, s in settings.items():
         b = bracket[bracket["model"] == name]
         clean = b.loc[b["epsilon"] == 0.0, "attacked"]
         for r in b.itertuples(index=False):
-            rows.append({"model": name, "setting": hardware_label(s), **s, "epsilon": r.epsilon,
+            rows.append({"model": name, "setting": hardware_label(s, devices[name]), **s, "epsilon": r.epsilon,
                          "clean": float(clean.iloc[0]) if len(clean) else np.nan,
                          "certified": r.certified, "certified_low": r.certified_low, "certified_high": r.certified_high,
                          "attacked": r.attacked, "attacked_low": r.attacked_low, "attacked_high": r.attacked_high})

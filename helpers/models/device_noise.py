@@ -1,0 +1,416 @@
+"""A circuit as a named device runs it (``vqc``'s ``noise: {device: ..., qubits: [...]}``).
+
+The device is one of the calibration snapshots that ship with ``qiskit-ibm-runtime`` (its
+fake backends, offline). For a trained circuit with frozen weights:
+
+1. **Transpiled** by Qiskit onto the chosen physical qubits (``qubits``, or the
+   best-calibrated chain, ``best_chain``): the logical circuit (the encoding's RX on every
+   wire, a barrier, the ansatz's PennyLane decomposition with the trained weights) is routed
+   on the device's coupling map restricted to those qubits (SWAPs where the map forces them)
+   and translated to its basis gates, with a fixed ``seed``. The encoding stays parametric:
+   each of its angles enters through ``rz`` gates affine in it (read off the transpiled
+   expressions and checked), so the transpiled circuit is one circuit for every input.
+2. **Noise** on every gate of the transpiled circuit, after it, on its qubits: Qiskit Aer's
+   calibrated gate error (``basic_device_gate_errors``: a depolarising error sized so that,
+   with the thermal relaxation over the gate's duration by the qubits' T1 and T2, the gate's
+   error equals the calibrated one). Virtual ``rz`` gates carry none. Qubits idle while
+   others act are not relaxed (as in Aer's ``NoiseModel.from_backend``).
+3. **Read-out** by each measured qubit's calibrated asymmetric confusion matrix
+   (``prob_meas1_prep0``, ``prob_meas0_prep1`` of the backend's properties), on the physical
+   qubit where the routing leaves the logical wire.
+
+Simulation (the repository's own density-matrix arithmetic, ``noise.apply_superoperator``):
+the circuit after the encoding is a fixed channel, so each outcome's effect operator is
+evolved backwards through it once per set of weights (the Heisenberg picture, ``effects``);
+an input's outcome probabilities are then the effects contracted with the product of the
+noisy encoded one-qubit states, differentiable in the angles: an attack's forward pass costs
+about ``outcomes x 4**n`` operations, not a density-matrix simulation per input.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ..params import ConfigError
+from .noise import apply_superoperator
+
+# I, X, Y, Z.
+PAULIS = torch.tensor([[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]],
+                      dtype=torch.complex128)
+
+# Instructions of a transpiled circuit that are not gates on the state.
+NOT_GATES = ("barrier", "measure", "delay", "reset", "if_else", "for_loop", "switch_case", "while_loop")
+
+
+@lru_cache(maxsize=None)
+def _fake_backends() -> dict:
+    """Every fake backend (V2) of ``qiskit-ibm-runtime`` by its name ("fake_manila", ...)."""
+    from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # some snapshots warn that they are not typical
+        return {b.name: b for b in FakeProviderForBackendV2().backends()}
+
+
+def device_names() -> list[str]:
+    return sorted(_fake_backends())
+
+
+def fake_backend(name: str, where: str = "noise.device"):
+    """The calibration snapshot called ``name``; ``ConfigError`` naming the known ones if none is."""
+    backends = _fake_backends()
+    if name not in backends:
+        raise ConfigError(f"{where} {name!r} is not a device snapshot of qiskit-ibm-runtime; known: {sorted(backends)}")
+    return backends[name]
+
+
+def _two_qubit_edges(backend) -> dict[tuple[int, int], float]:
+    """Directed coupling edges of the device's two-qubit gate with their calibrated errors."""
+    target = backend.target
+    edges = {}
+    for name in target.operation_names:
+        for qargs, props in (target[name] or {}).items():
+            if qargs is not None and len(qargs) == 2:
+                edges[tuple(qargs)] = (props.error if props is not None and props.error is not None else 1.0)
+    return edges
+
+
+def _qubit_cost(backend, qubit: int) -> float:
+    """A qubit's calibrated error: its ``sx`` error plus its read-out error."""
+    target = backend.target
+    sx = target["sx"].get((qubit,)) if "sx" in target.operation_names else None
+    measure = target["measure"].get((qubit,))
+    return sum(p.error for p in (sx, measure) if p is not None and p.error is not None)
+
+
+@lru_cache(maxsize=None)
+def best_chain(backend, n: int) -> tuple[int, ...]:
+    """The chain of ``n`` physical qubits (a path in the coupling map) with the smallest total
+    calibrated error (two-qubit gate errors along it plus every qubit's ``sx`` and read-out
+    error); ties broken by the smallest qubit numbers. Exhaustive over simple paths."""
+    edges = _two_qubit_edges(backend)
+    cost = {}
+    for (a, b), e in edges.items():
+        cost[(a, b)] = cost[(b, a)] = min(e, cost.get((a, b), np.inf))
+    neighbours: dict[int, list[int]] = {}
+    for a, b in cost:
+        neighbours.setdefault(a, []).append(b)
+    qubit = {q: _qubit_cost(backend, q) for q in range(backend.num_qubits)}
+    best: tuple[float, tuple[int, ...]] | None = None
+
+    def extend(path, total):
+        nonlocal best
+        if len(path) == n:
+            key = (round(total, 12), min(path, path[::-1]))
+            if best is None or key < best:
+                best = key
+            return
+        for q in sorted(neighbours.get(path[-1], ())):
+            if q not in path:
+                extend(path + (q,), total + cost[(path[-1], q)] + qubit[q])
+
+    for start in range(backend.num_qubits):
+        extend((start,), qubit[start])
+    if best is None:
+        raise ConfigError(f"device {backend.name} has no chain of {n} connected qubits: name the qubits "
+                          "(noise.qubits, a connected set)")
+    return best[1]
+
+
+def check_device(name: str, qubits, n_qubits: int, encoding: str, where: str) -> None:
+    """Raise ``ConfigError`` if the device is unknown, has too few qubits, ``qubits`` is not
+    ``n_qubits`` distinct qubits of it that its coupling map connects (or, with none named, it
+    has no chain of ``n_qubits``), or the encoding is not one RX per wire, once."""
+    from .encodings import Angle
+    from ..registry import ENCODINGS
+    entry = ENCODINGS.lookup(encoding, f"{where} encoding")
+    def one_rx(e):
+        return issubclass(e, Angle) and e.embed.__func__ is Angle.embed.__func__ and not e.repeats
+
+    if not one_rx(entry):
+        supported = [e.name for e in ENCODINGS.entries() if one_rx(e)]
+        raise ConfigError(f"{where}.device runs encodings of one RX per wire, once ({supported}); got {encoding!r}")
+    backend = fake_backend(name, f"{where}.device")
+    if n_qubits > backend.num_qubits:
+        raise ConfigError(f"{where}.device {name!r} has {backend.num_qubits} qubits; the circuit needs {n_qubits}")
+    if qubits is None:
+        try:
+            best_chain(backend, n_qubits)
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
+        return
+    if len(qubits) != n_qubits or len(set(qubits)) != len(qubits):
+        raise ConfigError(f"{where}.qubits must be {n_qubits} distinct physical qubits (one per wire), got {list(qubits)}")
+    outside = [q for q in qubits if not 0 <= q < backend.num_qubits]
+    if outside:
+        raise ConfigError(f"{where}.qubits {outside} are not qubits of {name!r} (0..{backend.num_qubits - 1})")
+    chosen, reached, frontier = set(qubits), {qubits[0]}, [qubits[0]]
+    links = {frozenset(e) for e in _two_qubit_edges(backend)}
+    while frontier:
+        q = frontier.pop()
+        for r in chosen - reached:
+            if frozenset((q, r)) in links:
+                reached.add(r)
+                frontier.append(r)
+    if reached != chosen:
+        raise ConfigError(f"{where}.qubits {list(qubits)} are not connected on {name!r}'s coupling map: the routing "
+                          f"could not stay on them (unreached: {sorted(chosen - reached)})")
+
+
+def logical_circuit(weights: np.ndarray, n_qubits: int, ansatz: str):
+    """The logical circuit in Qiskit: RX(x_i) on wire i (x a ParameterVector "x"), a barrier,
+    then the ansatz's PennyLane decomposition (every layer as the lean simulation calls it)
+    with the numeric ``weights``. Qiskit qubit i is PennyLane wire i."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import ParameterVector
+    from qiskit.circuit.library import UnitaryGate
+    import pennylane as qml
+    from ..registry import ANSATZES
+
+    entry, x = ANSATZES[ansatz], ParameterVector("x", n_qubits)
+    circuit = QuantumCircuit(n_qubits)
+    for wire in range(n_qubits):
+        circuit.rx(x[wire], wire)
+    circuit.barrier()
+    n_layers = weights.shape[0]
+    for layer, hyperparameters in enumerate(entry.layer_hyperparameters(n_qubits, n_layers)):
+        for op in entry.template(weights[layer:layer + 1], wires=range(n_qubits), **hyperparameters).decomposition():
+            wires, angles = [int(w) for w in op.wires], [float(p) for p in op.parameters]
+            if op.name == "Rot":                     # Rot(φ, θ, ω) = RZ(ω) RY(θ) RZ(φ)
+                circuit.rz(angles[0], wires[0])
+                circuit.ry(angles[1], wires[0])
+                circuit.rz(angles[2], wires[0])
+            elif op.name in ("RX", "RY", "RZ"):
+                getattr(circuit, op.name.lower())(angles[0], wires[0])
+            elif op.name in ("CNOT", "CZ"):
+                getattr(circuit, {"CNOT": "cx", "CZ": "cz"}[op.name])(*wires)
+            else:                                    # PennyLane's matrix is big-endian in its wires
+                circuit.append(UnitaryGate(qml.matrix(op)), wires[::-1])
+    return circuit, x
+
+
+def _superoperator(kraus: list[np.ndarray], wires: int) -> torch.Tensor:
+    """Σ_k K ρ K† as a tensor (*(2,)*4k) (``noise``'s layout)."""
+    k = torch.as_tensor(np.stack(kraus), dtype=torch.complex128).reshape(len(kraus), *(2,) * (2 * wires))
+    n = 2 * wires
+    out_r, in_r = list(range(1, 1 + wires)), list(range(1 + wires, 1 + n))
+    out_c, in_c = list(range(1 + n, 1 + n + wires)), list(range(1 + n + wires, 1 + 2 * n))
+    return torch.einsum(k, [0] + out_r + in_r, k.conj(), [0] + out_c + in_c, out_r + out_c + in_r + in_c)
+
+
+def _compose(after: torch.Tensor, before: torch.Tensor, wires: int) -> torch.Tensor:
+    """The superoperator of ``before`` then ``after`` (both (*(2,)*4k))."""
+    size = 4 ** wires
+    return (after.reshape(size, size) @ before.reshape(size, size)).reshape(after.shape)
+
+
+@dataclass(frozen=True)
+class DeviceCircuit:
+    """A frozen circuit as the device runs it: the effect of every outcome of the measured
+    wires evolved back to just after the encoding (``effects``), and each wire's encoding as
+    a list of noisy steps (``encoding``: fixed superoperators, or an ``rz`` affine in the
+    angle: (slope, offset, the noise after it))."""
+
+    device: str
+    qubits: tuple[int, ...]          # physical qubit of position p (logical wire p before routing)
+    measured: tuple[int, ...]        # position where each measured logical wire ends
+    effects: torch.Tensor            # (outcomes, 4**n) real: outcome probability = effects @ the
+                                     # encoded state's Pauli expectations (I, X, Y, Z per wire, wire 0 first)
+    encoding: tuple[tuple, ...]      # per wire: ("fixed", superop) or ("rz", slope, offset, superop | None)
+    transpiled: object               # the Qiskit circuit on positions 0..n-1 (for checks against Aer)
+    errors: dict                     # (gate name, positions) -> Aer QuantumError on positions
+    readout: torch.Tensor            # (n, 2, 2) confusion [measured, prepared] per position
+
+    def probabilities(self, angles: torch.Tensor) -> torch.Tensor:
+        """Outcome probabilities (B, outcomes) of the measured wires for encoding angles (B, n)."""
+        n = angles.shape[1]
+        rho0 = torch.zeros(2, 2, dtype=torch.complex128, device=angles.device)
+        rho0[0, 0] = 1
+        states = []
+        for wire in range(n):
+            rho = rho0.expand(len(angles), 2, 2)
+            for step in self.encoding[wire]:
+                if step[0] == "fixed":
+                    rho = torch.einsum("abcd,ncd->nab", step[1].to(rho.device), rho)
+                    continue
+                _, slope, offset, noise = step
+                phase = torch.exp(-0.5j * (slope * angles[:, wire].double() + offset))      # RZ = diag(e^{-iφ/2}, e^{iφ/2})
+                diag = torch.stack([phase, phase.conj()], dim=1)
+                rho = diag[:, :, None] * rho * diag.conj()[:, None, :]
+                if noise is not None:
+                    rho = torch.einsum("abcd,ncd->nab", noise.to(rho.device), rho)
+            states.append(rho)
+        # Each wire's state by its Pauli expectations (Tr ρ, <X>, <Y>, <Z>), real; the product
+        # state's 4**n of them per input, then one real matrix product with the effects.
+        paulis = PAULIS.to(angles.device)
+        product = None
+        for rho in states:
+            vector = torch.einsum("nrc,pcr->np", rho, paulis).real
+            product = vector if product is None else (product[:, :, None] * vector[:, None, :]).reshape(len(angles), -1)
+        return product @ self.effects.to(angles.device).T
+
+
+def transpile_on(backend, qubits: tuple[int, ...], circuit, seed: int):
+    """``circuit`` transpiled onto ``qubits`` of ``backend``: positions 0..n-1 stand for those
+    qubits (logical wire p starts on position p), routed on their coupling map (directed as
+    the device's two-qubit gate is), in the device's basis gates, optimisation level 1."""
+    from qiskit import transpile
+    from qiskit.transpiler import CouplingMap
+    index = {q: p for p, q in enumerate(qubits)}
+    edges = [[index[a], index[b]] for a, b in _two_qubit_edges(backend) if a in index and b in index]
+    basis = [g for g in backend.target.operation_names if g not in NOT_GATES]
+    return transpile(circuit, basis_gates=basis, coupling_map=CouplingMap(edges), initial_layout=list(range(len(qubits))),
+                     seed_transpiler=seed, optimization_level=1)
+
+
+def _affine(expression, parameter) -> tuple[float, float]:
+    """(slope, offset) of a transpiled angle that must be affine in ``parameter``."""
+    at = [float(expression.bind({parameter: v})) for v in (0.0, 1.0, 0.37)]
+    slope, offset = at[1] - at[0], at[0]
+    if abs(offset + 0.37 * slope - at[2]) > 1e-9:
+        raise ValueError(f"a transpiled encoding angle is not affine in its input: {expression}")
+    return slope, offset
+
+
+@lru_cache(maxsize=None)
+def gate_errors(device: str) -> dict:
+    """Aer's calibrated error of every gate of ``device`` by (gate name, physical qubits)."""
+    from qiskit_aer.noise.device import basic_device_gate_errors
+    return {(name, tuple(qargs)): error
+            for name, qargs, error in basic_device_gate_errors(target=fake_backend(device).target)}
+
+
+@lru_cache(maxsize=8)
+def _cached(device, qubits, weights: bytes, shape: tuple, ansatz, n_readout, seed) -> DeviceCircuit:
+    values = np.frombuffer(weights, dtype=np.float64).reshape(shape)
+    return device_circuit(device, qubits, values, ansatz, n_readout, seed)
+
+
+def frozen_device_circuit(device: str, qubits, weights: torch.Tensor, ansatz: str, n_readout: int,
+                          seed: int) -> DeviceCircuit:
+    """``device_circuit`` for these weights, shared by every model of the process with the same
+    circuit and weights (a unit reloads its model; the transpilation and the effects are
+    built once)."""
+    values = weights.detach().to("cpu", torch.float64).contiguous().numpy()
+    return _cached(device, None if qubits is None else tuple(qubits), values.tobytes(), values.shape, ansatz,
+                   n_readout, seed)
+
+
+def device_circuit(device: str, qubits: tuple[int, ...] | None, weights: np.ndarray, ansatz: str,
+                   n_readout: int, seed: int = 0, noisy: bool = True) -> DeviceCircuit:
+    """Transpile the circuit with ``weights`` onto ``device`` and build its ``DeviceCircuit``
+    (``noisy=False``: the same transpiled circuit without any noise, for checks)."""
+    from qiskit.quantum_info import Kraus, Operator
+
+    backend = fake_backend(device)
+    n = weights.shape[1]
+    qubits = tuple(qubits) if qubits is not None else best_chain(backend, n)
+    circuit, x = logical_circuit(weights, n, ansatz)
+    transpiled = transpile_on(backend, qubits, circuit, seed)
+    index = {q: p for p, q in enumerate(qubits)}
+    errors = {(name, tuple(index[q] for q in qargs)): error for (name, qargs), error in gate_errors(device).items()
+              if noisy and all(q in index for q in qargs)}
+    properties = backend.properties()
+    readout = torch.zeros(n, 2, 2, dtype=torch.float64)
+    for p, q in enumerate(qubits):
+        flip01 = properties.qubit_property(q, "prob_meas1_prep0")[0] if noisy else 0.0
+        flip10 = properties.qubit_property(q, "prob_meas0_prep1")[0] if noisy else 0.0
+        readout[p] = torch.tensor([[1 - flip01, flip10], [flip01, 1 - flip10]], dtype=torch.float64)
+
+    @lru_cache(maxsize=None)
+    def noise_of(name, positions):
+        error = errors.get((name, positions))
+        return None if error is None else _superoperator(Kraus(error).data, len(positions))
+
+    encoding: list[list] = [[] for _ in range(n)]
+    block: list[tuple[list[int], torch.Tensor]] = []
+    before_barrier = True
+    for instruction in transpiled.data:
+        operation = instruction.operation
+        positions = tuple(transpiled.find_bit(q).index for q in instruction.qubits)
+        if operation.name == "barrier":
+            before_barrier = False
+            continue
+        if operation.name in NOT_GATES:
+            raise ValueError(f"unexpected instruction {operation.name} in the transpiled circuit")
+        noise = noise_of(operation.name, positions)
+        free = [p for p in getattr(operation, "params", []) if hasattr(p, "parameters") and p.parameters]
+        if free:
+            if not before_barrier or operation.name != "rz" or len(free[0].parameters) != 1:
+                raise ValueError(f"the transpiled encoding has an unexpected parametric gate {operation.name}")
+            parameter = next(iter(free[0].parameters))
+            if parameter.vector.name != x.name or parameter.index != positions[0]:
+                raise ValueError("a transpiled encoding angle acts on another wire than its own")
+            encoding[positions[0]].append(("rz", *_affine(free[0], parameter), noise))
+            continue
+        # Qiskit's matrices are little-endian in the qubits: the first qubit is the last wire.
+        wires = list(positions[::-1])
+        unitary = torch.as_tensor(Operator(operation).data, dtype=torch.complex128)
+        step = _superoperator([unitary.numpy()], len(wires))
+        if noise is not None:
+            step = _compose(noise, step, len(wires))
+        if before_barrier:
+            if len(positions) != 1:
+                raise ValueError("the transpiled encoding has a multi-qubit gate")
+            encoding[positions[0]].append(("fixed", step))
+        else:
+            block.append((wires, step))
+    final = transpiled.layout.final_index_layout() if transpiled.layout is not None else list(range(n))
+    measured = tuple(int(final[wire]) for wire in range(n_readout))
+    effects = _effects(_fused(block), measured, readout, n)
+    return DeviceCircuit(device, qubits, measured, effects, tuple(tuple(s) for s in encoding), transpiled, errors,
+                         readout)
+
+
+def _fused(block: list[tuple[list[int], torch.Tensor]]) -> list[tuple[list[int], torch.Tensor]]:
+    """``block`` with every run of one-wire steps on a wire (between the multi-wire steps that
+    touch it) composed into one step: the same channel, a fraction of the steps."""
+    fused, pending = [], {}
+
+    def flush(wires):
+        for wire in wires:
+            if wire in pending:
+                fused.append(([wire], pending.pop(wire)))
+
+    for wires, step in block:
+        if len(wires) == 1:
+            wire = wires[0]
+            pending[wire] = step if wire not in pending else _compose(step, pending[wire], 1)
+            continue
+        flush(wires)
+        fused.append((wires, step))
+    flush(sorted(pending))
+    return fused
+
+
+def _effects(block, measured: tuple[int, ...], readout: torch.Tensor, n: int) -> torch.Tensor:
+    """Each outcome's effect operator (outcomes, 4**n) evolved back through ``block`` (a
+    list of (wires, superoperator) in circuit order): outcome k of the measured positions
+    (the first measured wire its most significant bit) is read as k with probability
+    Π_j readout[pos_j][k_j, bit], so its effect is diagonal with those products."""
+    m = len(measured)
+    diagonal = torch.ones(2 ** m, *(2,) * n, dtype=torch.float64)
+    outcome_bits = (torch.arange(2 ** m)[:, None] >> torch.arange(m - 1, -1, -1)) & 1     # (K, m)
+    for j, position in enumerate(measured):
+        factor = readout[position][outcome_bits[:, j]]                                   # (K, 2): P(k_j | bit)
+        shape = [2 ** m] + [1] * n
+        shape[1 + position] = 2
+        diagonal = diagonal * factor.reshape(shape)
+    size = 2 ** n
+    effects = torch.diag_embed(diagonal.reshape(2 ** m, size).to(torch.complex128))
+    effects = effects.reshape(2 ** m, *(2,) * (2 * n))
+    for wires, step in reversed(block):
+        k = len(wires)
+        # The adjoint map on the transposed effect: inputs and outputs of the superoperator swap.
+        adjoint = step.permute(*range(2 * k, 4 * k), *range(2 * k))
+        effects = apply_superoperator(effects, adjoint, wires)
+    # In the Pauli basis: ρ_w = Σ_P <P> P / 2, so Σ_{r,c} E[r, c] ρ[r, c] = Σ_P <P> Σ_{r,c} E[r, c] P[r, c] / 2
+    # wire by wire; real, as E and P are Hermitian.
+    rows, cols, pauli = list(range(1, 1 + n)), list(range(1 + n, 1 + 2 * n)), list(range(1 + 2 * n, 1 + 3 * n))
+    operands = [effects, [0] + rows + cols]
+    for wire in range(n):
+        operands += [PAULIS / 2, [pauli[wire], rows[wire], cols[wire]]]
+    return torch.einsum(*operands, [0] + pauli).reshape(2 ** m, 4 ** n).real.contiguous()
