@@ -274,6 +274,8 @@ BLOCKS = {
     "breast-cancer-bracket": lambda: summary_part("breast_cancer", BRACKET),
     "noise-hardware": lambda: summary_part("noise", HARDWARE),
     "noise-finding": lambda: summary_part("noise", "Robust accuracy", "paragraph"),
+    "device-hardware": lambda: summary_part("device", HARDWARE),
+    "device-finding": lambda: summary_part("device", "Robust accuracy", "paragraph"),
     "default-l2-bracket": lambda: summary_part("default", "L2 bracket", "table"),
     "default-ceiling": lambda: summary_part("default", "The ceiling in L∞"),
     "ceiling-cost": ceiling_cost,

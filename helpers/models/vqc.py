@@ -81,7 +81,8 @@ class VQC(Model):
     name, label = "vqc", "variational quantum circuit"
     tags = frozenset({"quantum"})
     uses = ("helpers.models.quantum", "helpers.models.simulation", "helpers.models.encodings",
-            "helpers.models.ansatzes", "helpers.models.readouts", "helpers.models.features", "helpers.models.noise")
+            "helpers.models.ansatzes", "helpers.models.readouts", "helpers.models.features", "helpers.models.noise",
+            "helpers.models.device_noise")
 
     @dataclass(frozen=True)
     class Params(Params):
