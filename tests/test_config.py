@@ -122,6 +122,10 @@ def test_defaults_fill_missing_keys(tmp_path):
      "models.small.match must name a model of this config"),
     ({"report": {"reference": {"source": "x", "attack": "pgd", "epsilon": 0.5, "accuracy": {"mlp": 0.5}}}},
      "report.reference.epsilon 0.5 is not in attack.epsilons"),
+    ({"models": {"q": {"type": "vqc", "n_qubits": 5, "noise": {"device": "fake_atlantis"}}}},
+     "models.q.noise.device 'fake_atlantis' is not a device snapshot of qiskit-ibm-runtime; known: .*'fake_manila'"),
+    ({"models": {"q": {"type": "vqc", "n_qubits": 4, "noise": {"device": "fake_manila", "qubits": [0, 1, 3, 4]}}}},
+     r"models.q.noise.qubits \[0, 1, 3, 4\] are not connected on 'fake_manila'"),
 ])
 def test_bad_configs_name_the_key(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message):

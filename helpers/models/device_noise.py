@@ -34,9 +34,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import pennylane as qml
 import torch
 
 from ..params import ConfigError
+from ..registry import ANSATZES, ENCODINGS
+from .encodings import Angle
 
 # I, X, Y, Z.
 PAULIS = torch.tensor([[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]],
@@ -53,10 +56,6 @@ def _fake_backends() -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # some snapshots warn that they are not typical
         return {b.name: b for b in FakeProviderForBackendV2().backends()}
-
-
-def device_names() -> list[str]:
-    return sorted(_fake_backends())
 
 
 def fake_backend(name: str, where: str = "noise.device"):
@@ -120,18 +119,17 @@ def best_chain(backend, n: int) -> tuple[int, ...]:
     return best[1]
 
 
+def _one_rx(encoding) -> bool:
+    """Whether an encoding entry is one RX per wire, entered once (what ``device_circuit`` transpiles)."""
+    return issubclass(encoding, Angle) and encoding.embed.__func__ is Angle.embed.__func__ and not encoding.repeats
+
+
 def check_device(name: str, qubits, n_qubits: int, encoding: str, where: str) -> None:
     """Raise ``ConfigError`` if the device is unknown, has too few qubits, ``qubits`` is not
     ``n_qubits`` distinct qubits of it that its coupling map connects (or, with none named, it
     has no chain of ``n_qubits``), or the encoding is not one RX per wire, once."""
-    from .encodings import Angle
-    from ..registry import ENCODINGS
-    entry = ENCODINGS.lookup(encoding, f"{where} encoding")
-    def one_rx(e):
-        return issubclass(e, Angle) and e.embed.__func__ is Angle.embed.__func__ and not e.repeats
-
-    if not one_rx(entry):
-        supported = [e.name for e in ENCODINGS.entries() if one_rx(e)]
+    if not _one_rx(ENCODINGS.lookup(encoding, f"{where} encoding")):
+        supported = [e.name for e in ENCODINGS.entries() if _one_rx(e)]
         raise ConfigError(f"{where}.device runs encodings of one RX per wire, once ({supported}); got {encoding!r}")
     backend = fake_backend(name, f"{where}.device")
     if n_qubits > backend.num_qubits:
@@ -167,8 +165,6 @@ def logical_circuit(weights: np.ndarray, n_qubits: int, ansatz: str):
     from qiskit import QuantumCircuit
     from qiskit.circuit import ParameterVector
     from qiskit.circuit.library import UnitaryGate
-    import pennylane as qml
-    from ..registry import ANSATZES
 
     entry, x = ANSATZES[ansatz], ParameterVector("x", n_qubits)
     circuit = QuantumCircuit(n_qubits)
