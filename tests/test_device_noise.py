@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from helpers.models import build_model
-from helpers.models.device_noise import _two_qubit_edges, best_chain, device_circuit, fake_backend, _qubit_cost
+from helpers.models.device_noise import device_circuit
+from helpers.models.devices import best_chain, fake_backend, qubit_cost, two_qubit_edges
 from helpers.models.noise import outcome_matrix
 from helpers.models.simulation import statevector_outputs
 from helpers.params import ConfigError
@@ -90,16 +91,16 @@ def test_noise_moves_the_outputs_and_readout_is_asymmetric():
 
 
 def chain_cost(backend, chain) -> float:
-    edges = _two_qubit_edges(backend)
+    edges = two_qubit_edges(backend)
     link = [min(edges.get((a, b), np.inf), edges.get((b, a), np.inf)) for a, b in zip(chain, chain[1:])]
-    return sum(link) + sum(_qubit_cost(backend, q) for q in chain)
+    return sum(link) + sum(qubit_cost(backend, q) for q in chain)
 
 
 @pytest.mark.parametrize("device,n", [("fake_nairobi", 3), ("fake_manila", 4), ("fake_guadalupe", 4)])
 def test_the_best_chain_is_a_path_no_other_chain_beats(device, n):
     backend = fake_backend(device)
     chain = best_chain(backend, n)
-    links = {frozenset(e) for e in _two_qubit_edges(backend)}
+    links = {frozenset(e) for e in two_qubit_edges(backend)}
     assert len(set(chain)) == n and all(frozenset(p) in links for p in zip(chain, chain[1:]))
     others = [c for c in itertools.permutations(range(backend.num_qubits), n)
               if all(frozenset(p) in links for p in zip(c, c[1:]))]

@@ -4,7 +4,7 @@ The device is one of the calibration snapshots that ship with ``qiskit-ibm-runti
 fake backends, offline). For a trained circuit with frozen weights:
 
 1. **Transpiled** by Qiskit onto the chosen physical qubits (``qubits``, or the
-   best-calibrated chain, ``best_chain``): the logical circuit (the encoding's RX on every
+   best-calibrated chain: ``devices.best_chain``): the logical circuit (the encoding's RX on every
    wire, a barrier, the ansatz's PennyLane decomposition with the trained weights) is routed
    on the device's coupling map restricted to those qubits (SWAPs where the map forces them)
    and translated to its basis gates, with a fixed ``seed``. The encoding stays parametric:
@@ -29,133 +29,23 @@ simulation per input.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import pennylane as qml
 import torch
+from torch.utils.checkpoint import checkpoint
 
-from ..params import ConfigError
-from ..registry import ANSATZES, ENCODINGS
-from .encodings import Angle
+from ..registry import ANSATZES
+from .devices import NOT_GATES, best_chain, fake_backend, gate_errors, readout_confusion, transpile_on
 
 # I, X, Y, Z.
 PAULIS = torch.tensor([[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]],
                       dtype=torch.complex128)
 
-# Instructions of a transpiled circuit that are not gates on the state.
-NOT_GATES = ("barrier", "measure", "delay", "reset", "if_else", "for_loop", "switch_case", "while_loop")
-
-
-@lru_cache(maxsize=None)
-def _fake_backends() -> dict:
-    """Every fake backend (V2) of ``qiskit-ibm-runtime`` by its name ("fake_manila", ...)."""
-    from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")     # some snapshots warn that they are not typical
-        return {b.name: b for b in FakeProviderForBackendV2().backends()}
-
-
-def fake_backend(name: str, where: str = "noise.device"):
-    """The calibration snapshot called ``name``; ``ConfigError`` naming the known ones if none is."""
-    backends = _fake_backends()
-    if name not in backends:
-        raise ConfigError(f"{where} {name!r} is not a device snapshot of qiskit-ibm-runtime; known: {sorted(backends)}")
-    return backends[name]
-
-
-def _two_qubit_edges(backend) -> dict[tuple[int, int], float]:
-    """Directed coupling edges of the device's two-qubit gate with their calibrated errors."""
-    target = backend.target
-    edges = {}
-    for name in target.operation_names:
-        for qargs, props in (target[name] or {}).items():
-            if qargs is not None and len(qargs) == 2:
-                edges[tuple(qargs)] = (props.error if props is not None and props.error is not None else 1.0)
-    return edges
-
-
-def _qubit_cost(backend, qubit: int) -> float:
-    """A qubit's calibrated error: its ``sx`` error plus its read-out error."""
-    target = backend.target
-    sx = target["sx"].get((qubit,)) if "sx" in target.operation_names else None
-    measure = target["measure"].get((qubit,))
-    return sum(p.error for p in (sx, measure) if p is not None and p.error is not None)
-
-
-@lru_cache(maxsize=None)
-def best_chain(backend, n: int) -> tuple[int, ...]:
-    """The chain of ``n`` physical qubits (a path in the coupling map) with the smallest total
-    calibrated error (two-qubit gate errors along it plus every qubit's ``sx`` and read-out
-    error); ties broken by the smallest qubit numbers. Exhaustive over simple paths."""
-    edges = _two_qubit_edges(backend)
-    cost = {}
-    for (a, b), e in edges.items():
-        cost[(a, b)] = cost[(b, a)] = min(e, cost.get((a, b), np.inf))
-    neighbours: dict[int, list[int]] = {}
-    for a, b in cost:
-        neighbours.setdefault(a, []).append(b)
-    qubit = {q: _qubit_cost(backend, q) for q in range(backend.num_qubits)}
-    best: tuple[float, tuple[int, ...]] | None = None
-
-    def extend(path, total):
-        nonlocal best
-        if len(path) == n:
-            key = (round(total, 12), min(path, path[::-1]))
-            if best is None or key < best:
-                best = key
-            return
-        for q in sorted(neighbours.get(path[-1], ())):
-            if q not in path:
-                extend(path + (q,), total + cost[(path[-1], q)] + qubit[q])
-
-    for start in range(backend.num_qubits):
-        extend((start,), qubit[start])
-    if best is None:
-        raise ConfigError(f"device {backend.name} has no chain of {n} connected qubits: name the qubits "
-                          "(noise.qubits, a connected set)")
-    return best[1]
-
-
-def _one_rx(encoding) -> bool:
-    """Whether an encoding entry is one RX per wire, entered once (what ``device_circuit`` transpiles)."""
-    return issubclass(encoding, Angle) and encoding.embed.__func__ is Angle.embed.__func__ and not encoding.repeats
-
-
-def check_device(name: str, qubits, n_qubits: int, encoding: str, where: str) -> None:
-    """Raise ``ConfigError`` if the device is unknown, has too few qubits, ``qubits`` is not
-    ``n_qubits`` distinct qubits of it that its coupling map connects (or, with none named, it
-    has no chain of ``n_qubits``), or the encoding is not one RX per wire, once."""
-    if not _one_rx(ENCODINGS.lookup(encoding, f"{where} encoding")):
-        supported = [e.name for e in ENCODINGS.entries() if _one_rx(e)]
-        raise ConfigError(f"{where}.device runs encodings of one RX per wire, once ({supported}); got {encoding!r}")
-    backend = fake_backend(name, f"{where}.device")
-    if n_qubits > backend.num_qubits:
-        raise ConfigError(f"{where}.device {name!r} has {backend.num_qubits} qubits; the circuit needs {n_qubits}")
-    if qubits is None:
-        try:
-            best_chain(backend, n_qubits)
-        except ConfigError as error:
-            raise ConfigError(f"{where}: {error}") from None
-        return
-    if len(qubits) != n_qubits or len(set(qubits)) != len(qubits):
-        raise ConfigError(f"{where}.qubits must be {n_qubits} distinct physical qubits (one per wire), got {list(qubits)}")
-    outside = [q for q in qubits if not 0 <= q < backend.num_qubits]
-    if outside:
-        raise ConfigError(f"{where}.qubits {outside} are not qubits of {name!r} (0..{backend.num_qubits - 1})")
-    chosen, reached, frontier = set(qubits), {qubits[0]}, [qubits[0]]
-    links = {frozenset(e) for e in _two_qubit_edges(backend)}
-    while frontier:
-        q = frontier.pop()
-        for r in chosen - reached:
-            if frozenset((q, r)) in links:
-                reached.add(r)
-                frontier.append(r)
-    if reached != chosen:
-        raise ConfigError(f"{where}.qubits {list(qubits)} are not connected on {name!r}'s coupling map: the routing "
-                          f"could not stay on them (unreached: {sorted(chosen - reached)})")
+# The most numbers of product states formed at once (64 MiB of float64).
+PRODUCT_ENTRIES = 2 ** 23
 
 
 def logical_circuit(weights: np.ndarray, n_qubits: int, ansatz: str):
@@ -221,11 +111,25 @@ class DeviceCircuit:
     readout: torch.Tensor            # (n, 2, 2) confusion [measured, prepared] per position
 
     def probabilities(self, angles: torch.Tensor) -> torch.Tensor:
-        """Outcome probabilities (B, outcomes) of the measured wires for encoding angles (B, n)."""
+        """Outcome probabilities (B, outcomes) of the measured wires for encoding angles (B, n).
+        The product states are formed ``PRODUCT_ENTRIES`` numbers at a time and, under
+        autograd, recomputed in the backward pass (checkpointing): memory stays bounded
+        however many inputs (a certificate's boxes) come at once."""
+        vectors = self.encoded(angles)
+        effects = self.effects.to(angles.device)
+        rows = max(1, PRODUCT_ENTRIES // effects.shape[1])
+        parts = [checkpoint(_contract, chunk, effects, use_reentrant=False)
+                 if torch.is_grad_enabled() and chunk.requires_grad else _contract(chunk, effects)
+                 for chunk in vectors.split(rows)]
+        return torch.cat(parts)
+
+    def encoded(self, angles: torch.Tensor) -> torch.Tensor:
+        """Each wire's encoded state (B, n, 4) by its Pauli expectations (Tr ρ, <X>, <Y>, <Z>)
+        after its noisy encoding steps from |0><0|."""
         n = angles.shape[1]
         rho0 = torch.zeros(2, 2, dtype=torch.complex128, device=angles.device)
         rho0[0, 0] = 1
-        states = []
+        vectors = []
         for wire in range(n):
             rho = rho0.expand(len(angles), 2, 2)
             for step in self.encoding[wire]:
@@ -238,28 +142,17 @@ class DeviceCircuit:
                 rho = diag[:, :, None] * rho * diag.conj()[:, None, :]
                 if noise is not None:
                     rho = torch.einsum("abcd,ncd->nab", noise.to(rho.device), rho)
-            states.append(rho)
-        # Each wire's state by its Pauli expectations (Tr ρ, <X>, <Y>, <Z>), real; the product
-        # state's 4**n of them per input, then one real matrix product with the effects.
-        paulis = PAULIS.to(angles.device)
-        product = None
-        for rho in states:
-            vector = torch.einsum("nrc,pcr->np", rho, paulis).real
-            product = vector if product is None else (product[:, :, None] * vector[:, None, :]).reshape(len(angles), -1)
-        return product @ self.effects.to(angles.device).T
+            vectors.append(torch.einsum("nrc,pcr->np", rho, PAULIS.to(rho.device)).real)
+        return torch.stack(vectors, dim=1)
 
 
-def transpile_on(backend, qubits: tuple[int, ...], circuit, seed: int):
-    """``circuit`` transpiled onto ``qubits`` of ``backend``: positions 0..n-1 stand for those
-    qubits (logical wire p starts on position p), routed on their coupling map (directed as
-    the device's two-qubit gate is), in the device's basis gates, optimisation level 1."""
-    from qiskit import transpile
-    from qiskit.transpiler import CouplingMap
-    index = {q: p for p, q in enumerate(qubits)}
-    edges = [[index[a], index[b]] for a, b in _two_qubit_edges(backend) if a in index and b in index]
-    basis = [g for g in backend.target.operation_names if g not in NOT_GATES]
-    return transpile(circuit, basis_gates=basis, coupling_map=CouplingMap(edges), initial_layout=list(range(len(qubits))),
-                     seed_transpiler=seed, optimization_level=1)
+def _contract(vectors: torch.Tensor, effects: torch.Tensor) -> torch.Tensor:
+    """Outcome probabilities (B, outcomes): the product states' 4**n Pauli expectations (wire 0
+    the most significant) times the effects' coefficients."""
+    product = vectors[:, 0]
+    for wire in range(1, vectors.shape[1]):
+        product = (product[:, :, None] * vectors[:, wire, None, :]).reshape(len(vectors), -1)
+    return product @ effects.T
 
 
 def _affine(expression, parameter) -> tuple[float, float]:
@@ -269,14 +162,6 @@ def _affine(expression, parameter) -> tuple[float, float]:
     if abs(offset + 0.37 * slope - at[2]) > 1e-9:
         raise ValueError(f"a transpiled encoding angle is not affine in its input: {expression}")
     return slope, offset
-
-
-@lru_cache(maxsize=None)
-def gate_errors(device: str) -> dict:
-    """Aer's calibrated error of every gate of ``device`` by (gate name, physical qubits)."""
-    from qiskit_aer.noise.device import basic_device_gate_errors
-    return {(name, tuple(qargs)): error
-            for name, qargs, error in basic_device_gate_errors(target=fake_backend(device).target)}
 
 
 @lru_cache(maxsize=8)
@@ -299,8 +184,6 @@ def device_circuit(device: str, qubits: tuple[int, ...] | None, weights: np.ndar
                    n_readout: int, seed: int = 0, noisy: bool = True) -> DeviceCircuit:
     """Transpile the circuit with ``weights`` onto ``device`` and build its ``DeviceCircuit``
     (``noisy=False``: the same transpiled circuit without any noise, for checks)."""
-    from qiskit.quantum_info import Kraus, Operator
-
     backend = fake_backend(device)
     n = weights.shape[1]
     qubits = tuple(qubits) if qubits is not None else best_chain(backend, n)
@@ -309,19 +192,27 @@ def device_circuit(device: str, qubits: tuple[int, ...] | None, weights: np.ndar
     index = {q: p for p, q in enumerate(qubits)}
     errors = {(name, tuple(index[q] for q in qargs)): error for (name, qargs), error in gate_errors(device).items()
               if noisy and all(q in index for q in qargs)}
-    properties = backend.properties()
-    readout = torch.zeros(n, 2, 2, dtype=torch.float64)
-    for p, q in enumerate(qubits):
-        flip01 = properties.qubit_property(q, "prob_meas1_prep0")[0] if noisy else 0.0
-        flip10 = properties.qubit_property(q, "prob_meas0_prep1")[0] if noisy else 0.0
-        readout[p] = torch.tensor([[1 - flip01, flip10], [flip01, 1 - flip10]], dtype=torch.float64)
+    readout = readout_confusion(device, qubits) if noisy else torch.eye(2, dtype=torch.float64).repeat(n, 1, 1)
+    encoding, block = _steps(transpiled, x.name, errors)
+    final = transpiled.layout.final_index_layout() if transpiled.layout is not None else list(range(n))
+    measured = tuple(int(final[wire]) for wire in range(n_readout))
+    return DeviceCircuit(device, qubits, measured, _effects(_fused(block), measured, readout, n), encoding,
+                         transpiled, errors, readout)
+
+
+def _steps(transpiled, parameters: str, errors: dict) -> tuple[tuple, list]:
+    """The transpiled circuit as noisy steps on positions: per wire its encoding's steps
+    (before the barrier; ``DeviceCircuit.encoding``) and the block's (wires, superoperator)
+    in order, each gate followed by its error from ``errors`` ((gate name, positions) -> Aer
+    QuantumError). ``parameters`` names the encoding's ParameterVector."""
+    from qiskit.quantum_info import Kraus, Operator
 
     @lru_cache(maxsize=None)
     def noise_of(name, positions):
         error = errors.get((name, positions))
         return None if error is None else _superoperator(Kraus(error).data, len(positions))
 
-    encoding: list[list] = [[] for _ in range(n)]
+    encoding: list[list] = [[] for _ in range(transpiled.num_qubits)]
     block: list[tuple[list[int], torch.Tensor]] = []
     before_barrier = True
     for instruction in transpiled.data:
@@ -338,14 +229,13 @@ def device_circuit(device: str, qubits: tuple[int, ...] | None, weights: np.ndar
             if not before_barrier or operation.name != "rz" or len(free[0].parameters) != 1:
                 raise ValueError(f"the transpiled encoding has an unexpected parametric gate {operation.name}")
             parameter = next(iter(free[0].parameters))
-            if parameter.vector.name != x.name or parameter.index != positions[0]:
+            if parameter.vector.name != parameters or parameter.index != positions[0]:
                 raise ValueError("a transpiled encoding angle acts on another wire than its own")
             encoding[positions[0]].append(("rz", *_affine(free[0], parameter), noise))
             continue
         # Qiskit's matrices are little-endian in the qubits: the first qubit is the last wire.
         wires = list(positions[::-1])
-        unitary = torch.as_tensor(Operator(operation).data, dtype=torch.complex128)
-        step = _superoperator([unitary.numpy()], len(wires))
+        step = _superoperator([Operator(operation).data], len(wires))
         if noise is not None:
             step = _compose(noise, step, len(wires))
         if before_barrier:
@@ -354,11 +244,7 @@ def device_circuit(device: str, qubits: tuple[int, ...] | None, weights: np.ndar
             encoding[positions[0]].append(("fixed", step))
         else:
             block.append((wires, step))
-    final = transpiled.layout.final_index_layout() if transpiled.layout is not None else list(range(n))
-    measured = tuple(int(final[wire]) for wire in range(n_readout))
-    effects = _effects(_fused(block), measured, readout, n)
-    return DeviceCircuit(device, qubits, measured, effects, tuple(tuple(s) for s in encoding), transpiled, errors,
-                         readout)
+    return tuple(tuple(steps) for steps in encoding), block
 
 
 def _fused(block: list[tuple[list[int], torch.Tensor]]) -> list[tuple[list[int], torch.Tensor]]:

@@ -26,6 +26,7 @@ import pennylane as qml
 import torch
 
 from ..params import ConfigError, Integer, ListOf, Number, Optional, Params, Text, param
+from .devices import check_device
 
 # Above this many qubits a density matrix (4**n complex128 per sample) does not fit a batch.
 MAX_DENSITY_QUBITS = 10
@@ -86,7 +87,6 @@ def check_noise(noise: Noise, shots: int | None, simulator: str, n_qubits: int, 
         if n_qubits > MAX_DENSITY_QUBITS:
             raise ConfigError(f"{where}: a device's noise is simulated on density matrices: at most "
                               f"{MAX_DENSITY_QUBITS} qubits, got {n_qubits}")
-        from .device_noise import check_device
         check_device(noise.device, noise.qubits, n_qubits, encoding, f"{where}.noise")
     if noise.per_gate and n_qubits > MAX_DENSITY_QUBITS:
         raise ConfigError(f"{where}: per-gate noise needs a density matrix of 4**n_qubits entries per sample: at most "

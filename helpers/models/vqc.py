@@ -82,7 +82,7 @@ class VQC(Model):
     tags = frozenset({"quantum"})
     uses = ("helpers.models.quantum", "helpers.models.simulation", "helpers.models.encodings",
             "helpers.models.ansatzes", "helpers.models.readouts", "helpers.models.features", "helpers.models.noise",
-            "helpers.models.device_noise")
+            "helpers.models.device_noise", "helpers.models.devices")
 
     @dataclass(frozen=True)
     class Params(Params):
