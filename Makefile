@@ -20,7 +20,7 @@ PYTHON := $(VENV)/bin/python
 KERNEL := qml-robustness
 INSTALLED := $(VENV)/.qml-robustness-installed
 # The studies whose summary and figures are tracked in git (README, docs/results.md).
-SHIPPED := default plus_minus_study moons breast_cancer noise defences iris digits_4x4
+SHIPPED := default plus_minus_study moons breast_cancer noise device defences iris digits_4x4
 
 # papermill saves its output after every cell, so a failed run would leave a fresh-looking
 # target: write to a temporary name, rename on success, keep a failure as <stage>.failed.ipynb

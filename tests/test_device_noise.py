@@ -154,3 +154,15 @@ def test_the_model_trains_noise_free_and_is_evaluated_and_attacked_on_the_device
     with torch.no_grad():
         numeric = (model(x0 + step * direction)[:, 0].sum() - model(x0 - step * direction)[:, 0].sum()) / (2 * step)
     assert torch.isclose((gradient * direction).sum(), numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_chunked_product_states_give_the_same_values_and_gradients(monkeypatch):
+    from helpers.models import device_noise
+    circuit = device_circuit("fake_manila", None, weights(2, 4, "strong", seed=4), "strong", n_readout=2)
+    angles = (torch.rand(9, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * np.pi).requires_grad_()
+    whole = circuit.probabilities(angles)
+    (whole_gradient,) = torch.autograd.grad((whole * torch.arange(4.0, dtype=torch.float64)).sum(), angles)
+    monkeypatch.setattr(device_noise, "PRODUCT_ENTRIES", 2 * 4 ** 4)       # two inputs per chunk
+    chunked = circuit.probabilities(angles)
+    (chunked_gradient,) = torch.autograd.grad((chunked * torch.arange(4.0, dtype=torch.float64)).sum(), angles)
+    assert torch.allclose(whole, chunked, atol=1e-14) and torch.allclose(whole_gradient, chunked_gradient, atol=1e-12)

@@ -3,8 +3,8 @@ its bracket, and nothing for an experiment without them."""
 import numpy as np
 import pandas as pd
 
-from helpers.report.sections.hardware import (hardware_label, hardware_section, hardware_settings, hardware_table,
-                                              plot_hardware)
+from helpers.report.sections.hardware import (device_label, hardware_label, hardware_section, hardware_settings,
+                                              hardware_table, plot_hardware)
 
 
 def bracket(models):
@@ -28,6 +28,15 @@ def test_labels_name_what_makes_a_circuit_noisy():
     assert hardware_label(hardware_settings(MODELS["vqc"])) == "exact"
     assert hardware_label(hardware_settings(MODELS["vqc_noisy"])) == "depolarising 0.01, read-out flip 0.02"
     assert hardware_label(hardware_settings(MODELS["vqc_shots"])) == "100 shots"
+    on_device = {"type": "vqc", "noise": {"device": "fake_manila", "qubits": [0, 1, 2]}, "shots": 1000}
+    assert hardware_label(hardware_settings(on_device), device_label(on_device["noise"])) == \
+        "fake_manila (qubits 0, 1, 2), 1000 shots"
+
+
+def test_a_circuit_on_a_device_is_a_hardware_row_even_without_channels_or_shots():
+    models = {"vqc": MODELS["vqc"], "vqc_device": {"type": "vqc", "noise": {"device": "fake_manila"}}}
+    table = hardware_table(bracket(models), models)
+    assert set(table.loc[table["model"] == "vqc_device", "setting"]) == {"fake_manila"}
 
 
 def test_the_table_puts_every_circuit_beside_its_bracket_and_is_empty_without_noise_or_shots():

@@ -25,7 +25,7 @@ def hardware_settings(spec: dict) -> dict:
 
 
 def device_label(noise: dict) -> str | None:
-    """The device a circuit runs on, with its qubits when named: "fake_manila (qubits 0-4)"."""
+    """The device a circuit runs on, with its qubits when named: "fake_manila (qubits 0, 1, 2)"."""
     if not noise.get("device"):
         return None
     qubits = noise.get("qubits")
