@@ -39,6 +39,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..registry import ANSATZES
 from .devices import NOT_GATES, best_chain, fake_backend, gate_errors, readout_confusion, transpile_on
+from .noise import unitary_superoperator
 
 # I, X, Y, Z.
 PAULIS = torch.tensor([[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]],
@@ -78,19 +79,19 @@ def logical_circuit(weights: np.ndarray, n_qubits: int, ansatz: str):
     return circuit, x
 
 
-def _superoperator(kraus: list[np.ndarray], wires: int) -> torch.Tensor:
-    """Σ_k K ρ K† as a tensor (*(2,)*4k) (``noise``'s layout)."""
-    k = torch.as_tensor(np.stack(kraus), dtype=torch.complex128).reshape(len(kraus), *(2,) * (2 * wires))
-    n = 2 * wires
-    out_r, in_r = list(range(1, 1 + wires)), list(range(1 + wires, 1 + n))
-    out_c, in_c = list(range(1 + n, 1 + n + wires)), list(range(1 + n + wires, 1 + 2 * n))
-    return torch.einsum(k, [0] + out_r + in_r, k.conj(), [0] + out_c + in_c, out_r + out_c + in_r + in_c)
+def _superoperator(kraus, wires: int) -> torch.Tensor:
+    """Σ_k K ρ K† as a tensor (*(2,)*4k) (``noise``'s layout), from Kraus matrices (2**k, 2**k)."""
+    return unitary_superoperator(torch.as_tensor(np.stack(kraus), dtype=torch.complex128), wires).sum(0)
 
 
 def _compose(after: torch.Tensor, before: torch.Tensor, wires: int) -> torch.Tensor:
     """The superoperator of ``before`` then ``after`` (both (*(2,)*4k))."""
     size = 4 ** wires
     return (after.reshape(size, size) @ before.reshape(size, size)).reshape(after.shape)
+
+
+# One wire where nothing happens, as a superoperator.
+IDLE = _superoperator([np.eye(2)], 1)
 
 
 @dataclass(frozen=True)
@@ -259,8 +260,7 @@ def _fused(block: list[tuple[list[int], torch.Tensor]]) -> list[tuple[list[int],
             continue
         before = [pending.pop(w, None) for w in wires]
         if any(b is not None for b in before):
-            identity = _superoperator([np.eye(2)], 1)
-            step = _compose(step, _product([identity if b is None else b for b in before]), len(wires))
+            step = _compose(step, _product([IDLE if b is None else b for b in before]), len(wires))
         fused.append((wires, step))
     fused.extend(([wire], pending[wire]) for wire in sorted(pending))
     return fused
@@ -277,16 +277,23 @@ def _product(steps: list[torch.Tensor]) -> torch.Tensor:
     return torch.einsum(*operands, out_r + out_c + in_r + in_c).reshape(*(2,) * (4 * k))
 
 
-def pauli_transfer(superoperator: torch.Tensor, wires: int) -> torch.Tensor:
-    """The Pauli transfer matrix R (4**k, 4**k) float64 of a channel on k wires (a
-    superoperator in ``noise``'s layout): R[a, b] = Tr(P_a Φ(P_b)) / 2**k, the Paulis P_a the
-    tensor products of I, X, Y, Z over the wires, the first wire's the most significant."""
+@lru_cache(maxsize=None)
+def _pauli_basis(wires: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Pauli products on k wires (first wire most significant) as rows: row-major vec(P)
+    and vec(Pᵀ), each (4**k, 4**k)."""
     paulis = PAULIS
     for _ in range(wires - 1):
         paulis = torch.einsum("aij,bkl->abikjl", paulis, PAULIS).reshape(len(paulis) * 4, *(2 * paulis.shape[1],) * 2)
     size = 4 ** wires
-    vec = paulis.reshape(size, -1)                          # row-major vec(P_b), (r, c)
-    vec_transposed = paulis.transpose(1, 2).reshape(size, -1)  # Tr(P_a X) = vec(P_a^T) · vec(X)
+    return paulis.reshape(size, -1), paulis.transpose(1, 2).reshape(size, -1)
+
+
+def pauli_transfer(superoperator: torch.Tensor, wires: int) -> torch.Tensor:
+    """The Pauli transfer matrix R (4**k, 4**k) float64 of a channel on k wires (a
+    superoperator in ``noise``'s layout): R[a, b] = Tr(P_a Φ(P_b)) / 2**k, the Paulis P_a the
+    tensor products of I, X, Y, Z over the wires, the first wire's the most significant."""
+    vec, vec_transposed = _pauli_basis(wires)             # Tr(P_a X) = vec(P_a^T) · vec(X)
+    size = 4 ** wires
     transfer = vec_transposed @ superoperator.reshape(size, size) @ vec.T / 2 ** wires
     if transfer.imag.abs().max() > 1e-9:
         raise ValueError("a channel's Pauli transfer matrix is not real: not a channel")

@@ -37,6 +37,7 @@ def fake_backend(name: str, where: str = "noise.device"):
     return backends[name]
 
 
+@lru_cache(maxsize=None)
 def two_qubit_edges(backend) -> dict[tuple[int, int], float]:
     """Directed coupling edges of the device's two-qubit gate with their calibrated errors."""
     target = backend.target
