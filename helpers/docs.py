@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from .config import SECTIONS, L2Section, RunSection, UniversalSection
+from .config import SECTIONS, RunSection, UniversalSection, threat_norms
 from .params import plain
 from .registry import (ANSATZES, ATTACKS, ATTRIBUTIONS, CERTIFICATES, DATASETS, DEFENCES, ENCODINGS, MODELS,
                        READOUTS, ROOT, THREAT_MODELS)
@@ -81,7 +81,9 @@ def configs_reference() -> str:
     for name, section in SECTIONS.items():
         lines += [f"## `{name}`", "", first_paragraph(section), "", params_table(section, name), ""]
         if name == "attack":
-            lines += ["### `attack.l2`", "", first_paragraph(L2Section), "", params_table(L2Section, "attack.l2"), ""]
+            for norm in threat_norms():  # each other threat model's block
+                budgets = THREAT_MODELS[norm].Budgets
+                lines += [f"### `attack.{norm}`", "", first_paragraph(budgets), "", params_table(budgets, f"attack.{norm}"), ""]
             lines += ["### `attack.universal`", "", first_paragraph(UniversalSection), "",
                       params_table(UniversalSection, "attack.universal"), ""]
         if name == "report":

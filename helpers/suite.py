@@ -21,7 +21,7 @@ from torch import nn
 
 from .analysis.ceiling import ceiling_rows
 from .analysis.certification import certify_models
-from .analysis.evaluation import COLUMNS, evaluate_models, table_name, threat_columns
+from .analysis.evaluation import COLUMNS, THREAT_TABLES, evaluate_models
 from .attacks.base import is_stochastic
 from .config import AttackSection, CertifySection
 from .models import Model
@@ -40,9 +40,9 @@ def _inputs(x, y) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def _frames(records: dict[str, list[dict]], columns: dict[str, list[str]]) -> dict[str, pd.DataFrame]:
-    return {key: pd.DataFrame([{"run": 0, **r} for r in records[key]], columns=["run", *columns[key]])
-            for key in records if key in columns}
+def _frames(records: dict[str, list[dict]]) -> dict[str, pd.DataFrame]:
+    return {key: pd.DataFrame([{"run": 0, **r} for r in records[key]], columns=["run", *COLUMNS[key]])
+            for key in THREAT_TABLES}
 
 
 def evaluate(model: nn.Module | Mapping[str, nn.Module], x_test, y_test, attack: Mapping | None = None,
@@ -51,8 +51,8 @@ def evaluate(model: nn.Module | Mapping[str, nn.Module], x_test, y_test, attack:
     in [0, 1] with labels ``y_test`` (N,); returns the tables by name: ``robustness``,
     ``transfer``, ``large_epsilon``, ``by_class``, ``convergence``, ``escalation``,
     ``attack_traces``, ``masking`` (every gradient-masking check of the configured attacks),
-    ``escalation_checks`` (each flag after the escalation attacks ran), each of them but the
-    last two also as ``<table>_l2`` with an ``l2`` block, ``certified`` and ``ceiling``."""
+    ``escalation_checks`` (each flag after the escalation attacks ran), each with a ``norm``
+    column (rows of L∞ and, with an ``l2`` block, of L2), ``certified`` and ``ceiling``."""
     models = dict(model) if isinstance(model, Mapping) else {"model": model}
     for name, m in models.items():
         if not isinstance(m, nn.Module):
@@ -63,21 +63,20 @@ def evaluate(model: nn.Module | Mapping[str, nn.Module], x_test, y_test, attack:
     section, certify_section = AttackSection.parse(attack, "attack"), CertifySection.parse(certify, "certify")
     stochastic = {name for name, m in models.items() if is_stochastic(m)}
     threats, units = section.threat_sections(), _memory()
-    worst, tables = {norm: {} for norm in threats}, {}
+    worst, per_threat = {norm: {} for norm in threats}, []
     for norm, threat in threats.items():
         results = evaluate_models(models, x, y, threat, seed, units=units, worst=worst[norm])
-        first = _frames(results, threat_columns(norm))
-        checks = run_checks(first["outcomes"], None, (), stochastic)
+        checks = run_checks(_frames(results)["outcomes"], None, (), stochastic)
         flagged = set(checks.loc[checks["status"] == "FLAG", "model"])
         if flagged and threat.escalation:  # the stronger attacks, where a check flags a model (the first pass reused)
             results = evaluate_models(models, x, y, threat, seed, units=units, worst=worst[norm], escalate=flagged)
-        frames = _frames(results, threat_columns(norm))
+        frames = _frames(results)
         # The checks diagnose the configured suite (the first pass); what escalation made of a flag is its own table.
-        frames["masking"] = checks
-        if "escalation" in frames:
-            frames["escalation_checks"] = escalation_checks(checks, frames["escalation"], frames["outcomes"],
-                                                            threat.methods, (), stochastic)
-        tables.update({table_name(key, norm): frame for key, frame in frames.items()})
+        frames["masking"] = checks.assign(norm=norm)
+        frames["escalation_checks"] = escalation_checks(checks, frames["escalation"], frames["outcomes"],
+                                                        threat.methods, (), stochastic).assign(norm=norm)
+        per_threat.append(frames)
+    tables = {key: pd.concat([frames[key] for frames in per_threat], ignore_index=True) for key in per_threat[0]}
     certified = certify_models(models, x, y, section.epsilons, certify_section, seed, worst["linf"],
                                threats={norm: (t.epsilons, worst[norm]) for norm, t in threats.items()})
     tables["certified"] = pd.DataFrame([{"run": 0, **r} for r in certified], columns=["run", *COLUMNS["certified"]])

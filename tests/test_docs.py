@@ -85,6 +85,18 @@ table = section.tables(Report(cfg, Tables("absent", {"stats": stats, "models": t
 assert table.set_index("model")["epsilon"].fillna(-1).to_dict() == {"m": 0.2, "q": -1, "p": -1}
 text = "\n".join(section.text(Report(cfg, Tables("absent", {"models": trained, "half_clean": table}))))
 assert "`m` at ε=0.2" in text and "`q` at no budget tried" in text
+
+# The threat model and its attack: a config block attack.l1 evaluates every model in L1 too, its
+# rows marked norm == "l1" in the same tables, inside its ball, with its own masking checks.
+from helpers import evaluate
+
+l1_cfg = parse_config({"dataset": {"name": "xor", "classes": [0, 1]}, "models": {"m": {"type": "logistic"}},
+                       "attack": {"methods": ["pgd"], "epsilons": [0, 0.1], "l1": {"epsilons": [0, 0.2]}}})
+assert list(l1_cfg.attack.threat_sections()) == ["linf", "l1"] and "pgd_l1" in l1_cfg.attack.params
+tables = evaluate(logistic, x[:40], y[:40], attack=l1_cfg.section("attack"))
+rows = tables["robustness"][tables["robustness"]["norm"] == "l1"]
+assert set(rows["attack"]) == {"pgd_l1", "worst_case"} and (rows["distance"] <= rows["epsilon"] + 1e-6).all()
+assert rows["distance"].max() > 0.1 and set(tables["masking"]["norm"]) == {"linf", "l1"}
 print("examples work")
 '''
 
@@ -104,7 +116,8 @@ def test_generated_docs_are_up_to_date():
 
 def test_the_worked_examples_work_where_the_docs_put_them(tmp_path):
     examples = EXAMPLE.findall((ROOT / "docs" / "architecture.md").read_text())
-    assert {path.split("/")[1] for path, _ in examples} == {"data", "models", "explain", "certificates", "report"}
+    assert {path.split("/")[1] for path, _ in examples} == {"data", "models", "explain", "certificates", "report",
+                                                            "threats", "attacks"}
     shutil.copytree(ROOT / "helpers", tmp_path / "helpers", ignore=shutil.ignore_patterns("__pycache__"))
     for path, code in examples:
         assert not (tmp_path / path).exists(), path

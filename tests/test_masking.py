@@ -77,7 +77,7 @@ def test_worst_case_is_per_sample_and_never_above_any_attack(trained_models, dig
     rob = pd.DataFrame(evaluate_models({"m": trained_models["cnn"]}, x, y, cfg, seed=0)["robustness"])
     wide = rob.pivot(index="epsilon", columns="attack", values="accuracy")
     assert (wide["worst_case"] <= wide[["fgsm", "pgd", "square"]].min(axis=1) + 1e-12).all()
-    assert (rob["linf"] <= rob["epsilon"] + 1e-6).all()
+    assert (rob["distance"] <= rob["epsilon"] + 1e-6).all()
 
 
 def test_checks_are_skipped_when_their_attacks_were_not_run(trained_models, digits_split):

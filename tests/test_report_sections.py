@@ -87,7 +87,7 @@ def test_a_section_that_does_not_apply_adds_nothing(registered):
 def test_feature_sections_apply_only_with_their_feature():
     plain = config()
     names = [s.name for s in applicable(plain)]
-    assert not {"l2", "universal", "reference", "boundaries"} & set(names)
+    assert not {"threats", "universal", "reference", "boundaries"} & set(names)
     orders = [s.order for s in SECTIONS.entries()]
     assert len(set(orders)) == len(orders)  # one place for each
     assert set(graph.STAGES["report"].writes) <= set(outputs(plain)) | {"universal_stats", "universal_tests"}

@@ -23,35 +23,24 @@ from ..registry import ATTACKS
 
 WORST_CASE = "worst_case"
 LARGE_EPSILON_ATTACK = "pgd"  # the attack run at the masking budgets
-# The columns of each table (so that an empty table still has them).
+# The columns of each table (so that an empty table still has them). Every threat model writes
+# to the same tables, its rows marked by ``norm`` (``distance``: the largest achieved distance in
+# that norm); ``escalation`` has rows where a threat model escalates, ``minimum_norm`` where a
+# minimum-norm attack (``cw_l2``) gives each point's minimal distance.
 COLUMNS = {
-    "robustness": ["model", "attack", "epsilon", "accuracy", "n", "n_correct", "linf"],
-    "transfer": ["source", "target", "epsilon", "accuracy", "n"],
-    "large_epsilon": ["model", "epsilon", "accuracy", "n"],
-    "by_class": ["model", "attack", "epsilon", "label", "accuracy", "n"],
-    "convergence": ["model", "epsilon", "accuracy", "n"],
+    "robustness": ["model", "attack", "norm", "epsilon", "accuracy", "n", "n_correct", "distance"],
+    "transfer": ["source", "target", "norm", "epsilon", "accuracy", "n"],
+    "large_epsilon": ["model", "norm", "epsilon", "accuracy", "n"],
+    "by_class": ["model", "attack", "norm", "epsilon", "label", "accuracy", "n"],
+    "convergence": ["model", "norm", "epsilon", "accuracy", "n"],
     "certified": ["model", "certificate", "norm", "epsilon", "accuracy", "n", "applicable", "violations"],
-    "attack_traces": ["model", "attack", "epsilon", "iteration", "accuracy"],
-    "escalation": ["model", "epsilon", "kind", "before", "after", "deciding", "n"],
-    "outcomes": ["table", "model", "attack", "epsilon", "n", "correct"],
+    "attack_traces": ["model", "attack", "norm", "epsilon", "iteration", "accuracy"],
+    "escalation": ["model", "norm", "epsilon", "kind", "before", "after", "deciding", "n"],
+    "minimum_norm": ["model", "attack", "norm", "index", "distance"],
+    "outcomes": ["table", "model", "attack", "norm", "epsilon", "n", "correct"],
 }
-# The tables of a threat model other than L∞ (``threat_columns``): the same, the distance column
-# named after the norm, no escalation, and each point's minimal distance under a minimum-norm attack.
-MINIMUM_NORM_COLUMNS = ["model", "attack", "index", "distance"]
-
-
-def threat_columns(norm: str) -> dict[str, list[str]]:
-    """The columns of each table of threat model ``norm`` (L∞: ``COLUMNS``)."""
-    if norm == "linf":
-        return COLUMNS
-    columns = {key: [norm if c == "linf" else c for c in value] for key, value in COLUMNS.items()
-               if key not in ("certified", "escalation")}
-    return {**columns, "minimum_norm": MINIMUM_NORM_COLUMNS}
-
-
-def table_name(key: str, norm: str) -> str:
-    """The layout name of table ``key`` of threat model ``norm`` (L∞'s own name; ``<key>_<norm>``)."""
-    return key if norm == "linf" else f"{key}_{norm}"
+# The tables one threat model's pass writes (``certified`` is the certificates').
+THREAT_TABLES = tuple(key for key in COLUMNS if key != "certified")
 
 
 TRACE_POINTS = 40  # points of an attack's convergence curve kept in the table
@@ -116,7 +105,10 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
     case also counts every other model's transfer examples. ``worst`` (optional) receives, per (model, epsilon), the per-sample worst case
     (True: survived every attack). Returns lists of records:
 
-    - ``robustness``: model, attack, epsilon, accuracy, n, n_correct, linf — one per
+    Every record also has ``norm``, the section's threat model (``linf`` for an ``AttackSection``).
+
+    - ``robustness``: model, attack, epsilon, accuracy, n, n_correct, distance (the largest
+      achieved distance in the threat model's norm) — one per
       configured (and escalation) attack and epsilon, plus ``attack == "worst_case"``: a sample
       counts as robust only if it survives every attack (mean over x of min over attacks);
     - ``transfer``: source, target, epsilon, accuracy, n — examples crafted by
@@ -137,7 +129,9 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
     - ``outcomes``: table, model, attack, epsilon, n, correct — the per-point outcome behind
       each row of ``robustness``, ``transfer`` (model: the target, attack:
       ``transfer:<source>``) and ``large_epsilon`` (``encode``): what the masking checks'
-      paired tests count.
+      paired tests count;
+    - ``minimum_norm``: model, attack, index, distance — each point's minimal distance under a
+      minimum-norm attack (``cw_l2``), at the largest budget.
     """
     run = _Pass(models, x, y, section, seed, units)
     for name in models:
@@ -145,7 +139,7 @@ def evaluate_models(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tens
     run.transfer()
     for name in models:
         run.worst_case(name, name in escalate, worst)
-    return {key: records for key, records in run.tables.items() if key in threat_columns(run.norm)}
+    return run.tables
 
 
 class _Pass:
@@ -155,16 +149,15 @@ class _Pass:
     def __init__(self, models, x, y, section, seed, units):
         self.models, self.x, self.y, self.section, self.seed, self.units = models, x, y, section, seed, units
         self.labels = y.cpu().numpy()
-        # The threat model: L∞ for an ``AttackSection``; a ``config.ThreatSection`` names its norm,
-        # whose achieved distance fills the column named after it, and its masking-budget attack.
+        # The threat model: L∞ for an ``AttackSection``; a ``config.ThreatSection`` names its norm
+        # (every row's ``norm``, the norm of its ``distance``) and its masking-budget attack.
         self.norm = getattr(section, "norm", "linf")
         self.large_attack = getattr(section, "large_attack", LARGE_EPSILON_ATTACK)
         self.epsilons = [float(e) for e in section.epsilons]
         # The worst case takes the attacks that give one input per point (not a mean over noise draws).
         self.counted = [a for a in section.methods if build_attack(a, section).per_point]
         self.base = [a for a in self.counted if ATTACKS[a].refines not in section.methods]
-        self.tables = {key: [] for key in ("robustness", "transfer", "large_epsilon", "by_class", "convergence",
-                                           "escalation", "attack_traces", "minimum_norm", "outcomes")}
+        self.tables = {key: [] for key in THREAT_TABLES}
         self.finished, self.crafted, self.hits = {}, {}, {}
 
     def outcome(self, name, attack_name, epsilon, keep=False) -> dict[str, np.ndarray]:
@@ -176,21 +169,25 @@ class _Pass:
             return compute()
         return self.units(name, attack_name, epsilon, compute, ("x_adv",) if keep else ())
 
+    def add(self, table, record) -> None:
+        """A row of ``table``, marked with the pass's threat model."""
+        self.tables[table].append({**record, "norm": self.norm})
+
     def outcome_row(self, table, name, attack_name, epsilon, correct) -> None:
-        self.tables["outcomes"].append({"table": table, "model": name, "attack": attack_name, "epsilon": epsilon,
-                                        "n": len(correct), "correct": encode(correct)})
+        self.add("outcomes", {"table": table, "model": name, "attack": attack_name, "epsilon": epsilon,
+                              "n": len(correct), "correct": encode(correct)})
 
     def record(self, name, attack_name, epsilon, correct, distance) -> None:
         """A robustness row, its per-class rows and its per-point outcome."""
         self.outcome_row("robustness", name, attack_name, epsilon, correct)
-        self.tables["robustness"].append({"model": name, "attack": attack_name, "epsilon": epsilon,
-                                          "accuracy": float(correct.mean()), "n": len(correct),
-                                          "n_correct": int(correct.sum()) if correct.dtype == bool
-                                          else float(correct.sum()), self.norm: distance})
+        self.add("robustness", {"model": name, "attack": attack_name, "epsilon": epsilon,
+                                "accuracy": float(correct.mean()), "n": len(correct),
+                                "n_correct": int(correct.sum()) if correct.dtype == bool else float(correct.sum()),
+                                "distance": distance})
         for label in np.unique(self.labels):
             hits = correct[self.labels == label]
-            self.tables["by_class"].append({"model": name, "attack": attack_name, "epsilon": epsilon,
-                                            "label": int(label), "accuracy": float(hits.mean()), "n": len(hits)})
+            self.add("by_class", {"model": name, "attack": attack_name, "epsilon": epsilon,
+                                  "label": int(label), "accuracy": float(hits.mean()), "n": len(hits)})
 
     def attack_rows(self, name, attack_names, keep_for=None) -> dict[str, list[dict]]:
         """Every attack of ``attack_names`` at every budget on model ``name``: its rows, its
@@ -201,13 +198,13 @@ class _Pass:
             for epsilon, unit in zip(self.epsilons, units_of[attack_name]):
                 self.record(name, attack_name, epsilon, unit["correct"], float(unit[self.norm]))
                 if "distances" in unit and epsilon == max(self.epsilons):
-                    self.tables["minimum_norm"].extend({"model": name, "attack": attack_name, "index": i,
-                                                        "distance": float(d)} for i, d in enumerate(unit["distances"]))
+                    for i, d in enumerate(unit["distances"]):
+                        self.add("minimum_norm", {"model": name, "attack": attack_name, "index": i, "distance": float(d)})
                 if "trace" in unit:
                     trace = unit["trace"]
                     for i in np.unique(np.linspace(0, len(trace) - 1, TRACE_POINTS).round().astype(int)):
-                        self.tables["attack_traces"].append({"model": name, "attack": attack_name, "epsilon": epsilon,
-                                                             "iteration": int(i), "accuracy": float(trace[i])})
+                        self.add("attack_traces", {"model": name, "attack": attack_name, "epsilon": epsilon,
+                                                   "iteration": int(i), "accuracy": float(trace[i])})
         return units_of
 
     def first(self, name) -> None:
@@ -219,12 +216,12 @@ class _Pass:
                 self.crafted[(name, epsilon)] = unit["x_adv"]
         for i, epsilon in enumerate(self.epsilons):
             survived_base = survived([self.finished[name][a][i]["correct"] for a in self.base])
-            self.tables["convergence"].append({"model": name, "epsilon": epsilon,
-                                               "accuracy": float(survived_base.mean()), "n": len(survived_base)})
+            self.add("convergence", {"model": name, "epsilon": epsilon,
+                                     "accuracy": float(survived_base.mean()), "n": len(survived_base)})
         for epsilon in map(float, section.masking_epsilons):
             correct = self.outcome(name, self.large_attack, epsilon)["correct"]
-            self.tables["large_epsilon"].append({"model": name, "epsilon": epsilon, "accuracy": float(correct.mean()),
-                                                 "n": len(correct)})
+            self.add("large_epsilon", {"model": name, "epsilon": epsilon, "accuracy": float(correct.mean()),
+                                       "n": len(correct)})
             self.outcome_row("large_epsilon", name, self.large_attack, epsilon, correct)
 
     def transfer(self) -> None:
@@ -235,8 +232,8 @@ class _Pass:
                 hits = expected_correct(model, torch.as_tensor(x_adv, device=self.x.device), self.y,
                                         self.section.eval_samples)
                 self.hits[(source, target, epsilon)] = hits
-                self.tables["transfer"].append({"source": source, "target": target, "epsilon": epsilon,
-                                                "accuracy": float(hits.mean()), "n": len(hits)})
+                self.add("transfer", {"source": source, "target": target, "epsilon": epsilon,
+                                      "accuracy": float(hits.mean()), "n": len(hits)})
                 self.outcome_row("transfer", target, f"transfer:{source}", epsilon, hits)
 
     def escalated(self, name) -> dict[str, list[np.ndarray]]:
@@ -261,15 +258,15 @@ class _Pass:
             self.record(name, WORST_CASE, epsilon, after, max(float(units[a][i][self.norm]) for a in self.counted))
             if extra:
                 deciding = min(extra, key=lambda a: extra[a][i].mean())
-                self.tables["escalation"].append({"model": name, "epsilon": epsilon, "kind": "budget",
-                                                  "before": float(before.mean()), "after": float(after.mean()),
-                                                  "deciding": deciding, "n": len(after)})
+                self.add("escalation", {"model": name, "epsilon": epsilon, "kind": "budget",
+                                        "before": float(before.mean()), "after": float(after.mean()),
+                                        "deciding": deciding, "n": len(after)})
         if not escalate:
             return
         for epsilon in map(float, self.section.masking_epsilons):
             pgd = self.outcome(name, self.large_attack, epsilon)["correct"]
             others = {a: self.outcome(name, a, epsilon)["correct"] for a in self.section.escalation}
             after = survived([pgd, *others.values()])
-            self.tables["escalation"].append({"model": name, "epsilon": epsilon, "kind": "masking",
-                                              "before": float(pgd.mean()), "after": float(after.mean()),
-                                              "deciding": min(others, key=lambda a: others[a].mean()), "n": len(pgd)})
+            self.add("escalation", {"model": name, "epsilon": epsilon, "kind": "masking",
+                                    "before": float(pgd.mean()), "after": float(after.mean()),
+                                    "deciding": min(others, key=lambda a: others[a].mean()), "n": len(pgd)})

@@ -13,6 +13,7 @@ from torch import nn
 from ..models import EVALUATION_BATCH, predict
 from ..params import Integer, param
 from ..registry import Component
+from ..threats import threat_model
 from ..threats.linf import LInf
 
 LINF = LInf()  # the L∞ threat model: the projection of every L∞ attack
@@ -199,7 +200,6 @@ class Attack(Component):
         if self.norms == ("linf",):
             check_epsilon(epsilon)
         else:  # the budget of the attack's own threat model (L2: up to the box's diameter)
-            from ..threats import threat_model
             threat_model(self.norms[0]).check_epsilon(epsilon, x)
         if epsilon == 0 or len(x) == 0:
             return x.clone()
@@ -218,7 +218,8 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
     """Attack every sample and report robust accuracy.
 
     Returns ``accuracy`` (fraction of samples still classified correctly), ``n``,
-    ``n_correct``, ``linf`` (largest achieved ||x_adv - x||_inf), ``correct`` (a per-sample
+    ``n_correct``, ``linf`` (largest achieved ||x_adv - x||_inf) and the same in each other
+    norm of the attack's ``norms`` (``l2``), ``correct`` (a per-sample
     boolean array aligned with ``x``), ``x_adv`` (the adversarial inputs), ``trace`` (for
     attacks that record one: the robust accuracy after every iteration or query, else None)
     and ``sampling_se``. An attack that leaves ``draw_correct`` (the noise baseline) gives
@@ -230,7 +231,9 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
     and ``sampling_se`` the standard error the finite passes add (``sampling_error``; zero
     for a deterministic model, whose results are exactly as without ``eval_samples``).
     """
-    correct, linf, l2, adversarial, traces, distances, draws = [], 0.0, 0.0, [], [], [], []
+    # The largest achieved distance in L∞ and in each threat model the attack works in.
+    reach = {norm: 0.0 for norm in ("linf", *getattr(attack, "norms", ()))}
+    correct, adversarial, traces, distances, draws = [], [], [], [], []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
         x_adv = attack(model, xb, yb, epsilon)
@@ -240,8 +243,8 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
             traces.append((attack.trace, len(xb)))
         if getattr(attack, "distances", None) is not None and epsilon > 0:  # a minimum-norm attack's
             distances.append(np.asarray(attack.distances))
-        linf = max(linf, float((x_adv - xb).abs().max()) if len(xb) else 0.0)
-        l2 = max(l2, float((x_adv - xb).reshape(len(xb), -1).norm(dim=1).max()) if len(xb) else 0.0)
+        for norm in reach if len(xb) else ():
+            reach[norm] = max(reach[norm], float(threat_model(norm).norm(x_adv - xb).max()))
         reseed(model, getattr(attack, "seed", 0), 1, i)  # the evaluation's passes: not the attack's
         correct.append(expected_correct(model, x_adv, yb, eval_samples))
         adversarial.append(x_adv)
@@ -256,6 +259,6 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
         trace = sum(np.pad(t, (0, length - len(t)), mode="edge") * n for t, n in traces) / len(x)
     n_correct = int(correct.sum()) if correct.dtype == bool else float(correct.sum())
     return {"accuracy": float(correct.mean()), "n": int(len(correct)), "n_correct": n_correct,
-            "linf": linf, "l2": l2, "distances": np.concatenate(distances) if distances else None,
+            **reach, "distances": np.concatenate(distances) if distances else None,
             "correct": correct, "x_adv": torch.cat(adversarial), "trace": trace,
             "sampling_se": sampling_error(correct, samples)}

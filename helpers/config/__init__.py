@@ -23,8 +23,8 @@ import yaml
 
 from ..device import resolve_device
 from ..params import ConfigError, check, plain
-from ..registry import ATTACKS
-from .attack import BUDGET, AttackSection, L2Section, ThreatSection, UniversalSection, l2_attacks
+from ..registry import ATTACKS, THREAT_MODELS
+from .attack import BUDGET, AttackSection, ThreatSection, UniversalSection, threat_norms
 from .certify import CertifySection
 from .data import DEVICES, DatasetSection, RunSection
 from .executor import ExecutorSection
@@ -35,8 +35,8 @@ from .training import TrainingSection
 
 __all__ = ["BUDGET", "DEVICES", "EVALUATION_BATCH", "REFERENCE_STATISTICS", "ROOT", "SECTIONS", "AttackSection",
            "CertifySection", "Config", "ConfigError", "DatasetSection", "ExecutorSection", "InterpretSection",
-           "L2Section", "ModelSpec", "Primary", "Reference", "ReportSection", "RunSection", "ThreatSection",
-           "TrainingSection", "UniversalSection", "l2_attacks", "load_config", "parse_config", "resolve_device",
+           "ModelSpec", "Primary", "Reference", "ReportSection", "RunSection", "ThreatSection",
+           "TrainingSection", "UniversalSection", "threat_norms", "load_config", "parse_config", "resolve_device",
            "resolved_yaml"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,13 +98,14 @@ def parse_config(given: Mapping, experiment: str = "experiment", results_dir: Pa
     training = TrainingSection.parse(given.get("training"), "training")
     models = parse_models(given.get("models", DEFAULT_MODELS), dataset, training)
     attack = AttackSection.parse(given.get("attack"), "attack")
-    if attack.l2 is not None:
-        diameter = float(np.prod(dataset.input_shape)) ** 0.5
+    features = int(np.prod(dataset.input_shape))
+    for norm, block in attack.threats.items():
+        threat = THREAT_MODELS[norm]
         for key in ("epsilons", "masking_epsilons"):
-            for value in getattr(attack.l2, key):
-                check(value <= diameter + 1e-9,
-                      f"attack.l2.{key}: {value:g} exceeds the L2 diameter of the input box [0, 1]^"
-                      f"{int(np.prod(dataset.input_shape))} ({diameter:.4g}): no budget can be larger")
+            for value in getattr(block, key):
+                check(value <= threat.diameter(features) + 1e-9,
+                      f"attack.{norm}.{key}: {value:g} exceeds the {threat.label} diameter of the input box [0, 1]^"
+                      f"{features} ({threat.diameter(features):.4g}): no budget can be larger")
     n_classes = len(dataset.classes)
     for key, names in (("methods", attack.methods), ("escalation", attack.escalation)):
         for name in names:

@@ -1,46 +1,22 @@
-"""The ``attack`` section: the L∞ attacks and budgets, the L2 threat model (``attack.l2``) and universal perturbations (``attack.universal``)."""
+"""The ``attack`` section: the L∞ attacks and budgets, every other threat model's block
+(``attack.<norm>``: ``attack.l2``, parsed by the threat model's ``Budgets``) and universal
+perturbations (``attack.universal``)."""
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
 
-from ..params import AnyMapping, Boolean, Choice, Integer, ListOf, Number, Optional, Params, Section, check, param
-from ..registry import ATTACKS
+from ..params import Boolean, Choice, Integer, ListOf, Number, Optional, Params, Section, check, param
+from ..registry import ATTACKS, THREAT_MODELS
+from ..threats import PRIMARY
 
 
 BUDGET = Number(0, 1, note="(the input range)")
 
 
-@dataclasses.dataclass(frozen=True)
-class L2Section(Params):
-    """``attack.l2``: the L2 threat model's budgets and attacks (its attacks' parameters stay
-    under ``attack.<name>``, as every attack's). Absent: no L2 evaluation at all."""
-
-    epsilons: tuple[float, ...] = param([0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0], ListOf(Number(0), nonempty=True),
-                                        "L2 budgets in input units (the norm of the perturbation over all features)")
-    methods: tuple[str, ...] = param(["pgd_l2", "apgd_l2", "square_l2", "cw_l2"],
-                                     ListOf(Choice(ATTACKS.names), nonempty=True, unique=True),
-                                     "L2 attacks to run (each must support the l2 norm); the per-sample worst case "
-                                     "over them is always added")
-    transfer_from: str | None = param("pgd_l2", Optional(Choice(ATTACKS.names)),
-                                      "L2 attack whose examples each model passes to every other (null: none)")
-    masking_epsilons: tuple[float, ...] = param([4.0], ListOf(Number(0, open="low")),
-                                                "large L2 budgets where PGD-L2 must drive every model to ~0 "
-                                                "(masking check)")
-
-    def check(self, where):
-        for key, names in (("methods", self.methods), ("transfer_from", [self.transfer_from] if self.transfer_from else [])):
-            for name in names:
-                check("l2" in ATTACKS[name].norms,
-                      f"{where}.{key}: {name} does not support the l2 norm (it supports {list(ATTACKS[name].norms)}); "
-                      f"L2 attacks: {l2_attacks()}")
-        check(self.transfer_from is None or self.transfer_from in self.methods,
-              f"{where}.transfer_from must be null or one of {where}.methods {list(self.methods)}, "
-              f"got {self.transfer_from!r}")
-
-
-def l2_attacks() -> list[str]:
-    return [e.name for e in ATTACKS.entries() if "l2" in e.norms]
+def threat_norms() -> list[str]:
+    """The threat models a config can add beside L∞, each as a block ``attack.<norm>``."""
+    return [e.name for e in THREAT_MODELS.entries() if e.Budgets is not None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,26 +70,27 @@ class AttackSection(Params):
     escalation: tuple[str, ...] = param(["pgd_escalated", "pgd_margin", "rays"], ListOf(Choice(ATTACKS.names), unique=True),
                                         "attacks run, on top, for every model and run a masking check flags "
                                         "(with transfer from every other model)")
-    l2: L2Section | None = param(None, Optional(AnyMapping()),
-                                 "the L2 threat model: {epsilons, methods, transfer_from, masking_epsilons} "
-                                 "(null: L∞ only; see the L2 table below)")
     universal: UniversalSection | None = param(None, Optional(Section(UniversalSection)),
                                                "universal perturbations (null or left out: none; see the "
                                                "`attack.universal` table)")
     params: dict = dataclasses.field(default_factory=dict)
+    # The other threat models' blocks (``attack.<norm>``, by norm; null or absent: not evaluated).
+    threats: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def parse(cls, given, where, owner=None):
-        if isinstance(given, Mapping) and given.get("universal") == {}:  # empty: no universal section
-            given = {k: v for k, v in given.items() if k != "universal"}
+        blocks = {}
+        if isinstance(given, Mapping):  # empty universal: none; a threat model's block: its Budgets
+            given = {k: v for k, v in given.items() if not (k == "universal" and v == {})}
+            blocks = {norm: given.pop(norm) for norm in threat_norms() if norm in given}
         section = super().parse(given, where, owner)
-        if section.l2 is None:
-            return section
-        l2 = L2Section.parse(section.l2, f"{where}.l2")
-        # The L2 attacks' parameters (attack.<name>), with defaults where not given.
+        threats = {norm: THREAT_MODELS[norm].Budgets.parse(block, f"{where}.{norm}")
+                   for norm, block in blocks.items() if block is not None}
+        # Their attacks' parameters (attack.<name>), with defaults where not given.
         extra = {name: ATTACKS[name].Params.parse((given or {}).get(name), f"{where}.{name}", owner=repr(name))
-                 for name in (*l2.methods, "pgd_l2") if name not in section.params}
-        return dataclasses.replace(section, l2=l2, params={**section.params, **extra})
+                 for norm, block in threats.items() for name in (*block.methods, THREAT_MODELS[norm].large_attack)
+                 if name not in section.params}
+        return dataclasses.replace(section, threats=threats, params={**section.params, **extra})
 
     @classmethod
     def used_components(cls, values):
@@ -128,7 +105,7 @@ class AttackSection(Params):
             for name in names:
                 check("linf" in ATTACKS[name].norms,
                       f"{where}.{key}: {name} does not support the linf norm (it supports {list(ATTACKS[name].norms)}); "
-                      f"list it under {where}.l2.methods")
+                      f"list it under {where}.<norm>.methods for a norm it supports")
         if self.universal is not None:
             # The masking check compares each universal perturbation with the per-input worst case at its ε.
             missing = [e for e in self.universal.epsilons if e not in self.epsilons]
@@ -137,21 +114,23 @@ class AttackSection(Params):
 
     def to_dict(self) -> dict:
         data = super().to_dict()
-        if self.l2 is None:  # a config without L2 records (and hashes) exactly as before
-            data.pop("l2")
-        if self.universal is None:  # ... and so does one without universal perturbations
+        if self.universal is None:  # a config without universal perturbations records (and hashes) as before
             data.pop("universal")
-        return data
+        # Each other threat model's block after the L∞ keys (a config without one records none).
+        at = list(data).index("escalation") + 1
+        items = list(data.items())
+        return dict([*items[:at], *((norm, block.to_dict()) for norm, block in self.threats.items()), *items[at:]])
 
     def threat_sections(self) -> dict:
-        """Per norm the budgets and attacks as one ``ThreatSection``: ``linf`` always, ``l2``
-        when configured."""
-        sections = {"linf": ThreatSection("linf", self.epsilons, self.methods, self.transfer_from,
-                                          self.masking_epsilons, self.escalation, self.eval_samples, self.params,
-                                          "pgd")}
-        if self.l2 is not None:
-            sections["l2"] = ThreatSection("l2", self.l2.epsilons, self.l2.methods, self.l2.transfer_from,
-                                           self.l2.masking_epsilons, (), self.eval_samples, self.params, "pgd_l2")
+        """Per norm the budgets and attacks as one ``ThreatSection``: the primary threat model's
+        (L∞: this section's own) always, then each configured block's."""
+        sections = {PRIMARY: ThreatSection(PRIMARY, self.epsilons, self.methods, self.transfer_from,
+                                           self.masking_epsilons, self.escalation, self.eval_samples, self.params,
+                                           "pgd")}
+        for norm, block in self.threats.items():
+            sections[norm] = ThreatSection(norm, block.epsilons, block.methods, block.transfer_from,
+                                           block.masking_epsilons, (), self.eval_samples, self.params,
+                                           THREAT_MODELS[norm].large_attack)
         return sections
 
 

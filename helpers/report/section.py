@@ -14,25 +14,44 @@ were given) and the models to report.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import pandas as pd
 
 from ..registry import Component, Registry
-from ..store.files import read_csv
+from ..store.files import read_csv, threat_rows
 from ..store.layout import Layout, declare_tables
+from ..threats import PRIMARY
+
+# Tables with a ``norm`` column that their readers filter themselves (a certificate's rows say
+# what it proves; the ceiling is the data's, per threat model); every other one is split.
+WHOLE = ("certified", "ceiling")
+
+
+def of_threat(name: str, table: pd.DataFrame, norm: str) -> pd.DataFrame:
+    """Table ``name`` as a reader of threat model ``norm`` sees it: its rows of that threat
+    model without the ``norm`` column (as it is where it has none or is in ``WHOLE``)."""
+    return table if name in WHOLE or "norm" not in table.columns else threat_rows(table, norm)
 
 
 class Tables(dict):
-    """Tables by layout name; a name not given is read from ``results_dir`` on first use."""
+    """The tables of one threat model (``norm``, default the primary one) by layout name; a
+    name not given is read from ``results_dir`` on first use, its rows of ``norm`` only
+    (``of_threat``)."""
 
-    def __init__(self, results_dir, given=None):
-        super().__init__(given or {})
-        self.layout = Layout(results_dir)
+    def __init__(self, results_dir, given=None, norm: str = PRIMARY):
+        super().__init__({name: of_threat(name, table, norm) for name, table in (given or {}).items()})
+        self.layout, self.norm = Layout(results_dir), norm
 
     def __missing__(self, name: str) -> pd.DataFrame:
-        self[name] = read_csv(self.layout.table(name))
+        self[name] = of_threat(name, read_csv(self.layout.table(name)), self.norm)
         return self[name]
+
+    def of(self, norm: str) -> Tables:
+        """The same results read as threat model ``norm`` reads them (the tables given to this
+        one that are whole, e.g. the ceiling, carried over)."""
+        return Tables(self.layout.root, {name: table for name, table in self.items() if name in WHOLE}, norm)
 
     def get(self, name: str, default=None):
         """As ``[]`` (``dict.get`` would skip ``__missing__``), ``default`` where no file exists."""
@@ -71,7 +90,7 @@ class Report:
     def __init__(self, cfg, tables: Tables, models=None, stochastic=None, points=None):
         from ..analysis.statistics import overlap_ratio
 
-        self.cfg, self.tables, self.layout = cfg, tables, tables.layout
+        self.cfg, self.tables, self.layout, self.norm = cfg, tables, tables.layout, tables.norm
         trained = tables["models"]
         self.models = reported_models(cfg, trained) if models is None else list(models)
         self.ratio = overlap_ratio(cfg.dataset.split, trained)
@@ -92,6 +111,28 @@ class Report:
             raise ValueError("paired per-point tests need each run's point ids: pass Report(..., points=...)")
         return PointOutcomes(self.tables[table], self._points, self.stochastic)
 
+    @property
+    def primary(self) -> bool:
+        """Whether this is the report of the primary threat model (the config's ``attack``)."""
+        return self.norm == PRIMARY
+
+    def threats(self) -> list[Report]:
+        """The report of every other threat model of the config, in order (``attack.l2``: L2):
+        its tables are that threat model's rows (``Tables.of``), its config's ``attack`` that
+        threat model's budgets and attacks (no escalation, no universal perturbations) and no
+        primary comparison is declared in it."""
+        reports = []
+        for norm, threat in self.cfg.attack.threat_sections().items():
+            if norm == self.norm:
+                continue
+            attack = dataclasses.replace(self.cfg.attack, epsilons=threat.epsilons, methods=threat.methods,
+                                         transfer_from=threat.transfer_from, masking_epsilons=threat.masking_epsilons,
+                                         escalation=threat.escalation, universal=None)
+            cfg = dataclasses.replace(self.cfg, attack=attack, report=dataclasses.replace(self.cfg.report, primary=None))
+            report = Report(cfg, self.tables.of(norm), self.models, self._stochastic, self._points)
+            reports.append(report)
+        return reports
+
     def keep(self, table: pd.DataFrame) -> pd.DataFrame:
         """``table`` without the degenerate runs, when the config leaves them out."""
         return without_degenerate(self.cfg, table, self.degenerate)
@@ -111,6 +152,7 @@ class Section(Component):
     title: ClassVar[str]            # the notebook's heading
     about: ClassVar[str] = ""       # what the reader is looking at (the notebook's prose, Markdown)
     outputs: ClassVar[tuple[str, ...]] = ()  # the report tables ``tables`` returns (layout names)
+    per_threat: ClassVar[tuple[str, ...]] = ()  # those computed for every threat model (a ``norm`` column)
     drawn: ClassVar[tuple[str, ...]] = ()    # the figures ``figures`` may draw (names)
 
     @classmethod

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from ..analysis.certification import certify_models
-from ..analysis.evaluation import COLUMNS, WORST_CASE, evaluate_models, table_name, threat_columns
+from ..analysis.evaluation import COLUMNS, THREAT_TABLES, WORST_CASE, evaluate_models
 from ..analysis.masking import run_checks
 from ..analysis.radii import COLUMNS as RADIUS_COLUMNS
 from ..analysis.radii import radius_records
@@ -64,8 +64,8 @@ def _attack_run(cfg, run: int, seed: int):
     models = {name: loaded[name].model for name in loaded}
     threats = section.threat_sections()
     worst = {norm: {} for norm in threats}  # per threat model: the per-sample worst case per (model, ε)
-    results = {}
-    for norm, threat in threats.items():  # each threat model's attacks, budgets and tables
+    results = {key: [] for key in THREAT_TABLES}
+    for norm, threat in threats.items():  # each threat model's attacks, budgets and rows (``norm``)
         tables = evaluate_models(models, x_test[keep], y_test[keep], threat, seed, units=unit, worst=worst[norm])
         flagged = flagged_models(tables, {name for name in loaded if loaded[name].degenerate}, run,
                                  {name for name in loaded if is_stochastic(loaded[name].model)}, cfg.n_runs) \
@@ -73,7 +73,8 @@ def _attack_run(cfg, run: int, seed: int):
         if flagged:  # the first pass's units are reused
             tables = evaluate_models(models, x_test[keep], y_test[keep], threat, seed, units=unit, worst=worst[norm],
                                      escalate=flagged)
-        results.update({table_name(key, norm): records for key, records in tables.items()})
+        for key, records in tables.items():
+            results[key] += records
     results["certified"] = certify_models(models, x_test[keep], y_test[keep], section.epsilons, cfg.certify, seed,
                                           worst["linf"], units=certify_unit,
                                           threats={norm: (t.epsilons, worst[norm]) for norm, t in threats.items()})
@@ -85,7 +86,8 @@ def _attack_run(cfg, run: int, seed: int):
                                     shared))
     results["attack_costs"] = unit_costs(units, layout)
     tables = {key: [{"run": run, "seed": seed, **r} for r in records] for key, records in results.items()}
-    worst = [r for r in results["robustness"] if r["attack"] == WORST_CASE and r["epsilon"] == max(section.epsilons)]
+    worst = [r for r in results["robustness"]
+             if r["norm"] == "linf" and r["attack"] == WORST_CASE and r["epsilon"] == max(section.epsilons)]
     message = (f"run {run}: worst case at ε={max(section.epsilons):g}: "
                + ", ".join(f"{r['model']}={r['accuracy']:.2f}" for r in worst)
                + f" ({units.computed} units computed, {units.reused} reused; {time.perf_counter() - start:.1f} s)")
@@ -110,13 +112,11 @@ def planned_units(cfg) -> int:
 
 
 def stage_columns(cfg) -> dict[str, list[str]]:
-    """The attack stage's tables and their columns: each threat model's (``threat_columns``,
-    named by ``table_name``: L∞'s as ``COLUMNS``, L2's ``<table>_l2``), and with ``attack.universal`` the
-    universal perturbations' tables (a config without either writes exactly the L∞ tables,
-    byte for byte as before); with ``exact`` in ``certify.methods`` the certified table's
-    complete-verifier columns and, with its ``radius_points``, ``radii``."""
-    columns = {table_name(key, norm): value for norm in cfg.attack.threat_sections()
-               for key, value in threat_columns(norm).items()}
+    """The attack stage's tables and their columns: those every threat model writes to, its rows
+    marked by ``norm`` (``COLUMNS``), and with ``attack.universal`` the universal perturbations'
+    tables; with ``exact`` in ``certify.methods`` the certified table's complete-verifier columns
+    and, with its ``radius_points``, ``radii``."""
+    columns = dict(COLUMNS)
     columns["attack_costs"] = COST_COLUMNS
     if cfg.attack.universal is not None:
         columns.update(UNIVERSAL_COLUMNS)
@@ -166,11 +166,11 @@ def run(cfg, log=None) -> dict[str, pd.DataFrame]:
     progress bar counts the units as they finish, each run's message goes to ``log`` (default:
     a line above the bar).
 
-    Returns and writes four tidy tables, each with ``run`` and ``seed`` columns:
-    ``robustness`` (model, attack, epsilon, accuracy, n, n_correct, linf, including the
-    per-sample ``worst_case``), ``transfer`` (source, target, epsilon, accuracy, n),
-    ``large_epsilon`` (PGD at the masking budgets) and ``by_class`` (the accuracy of each
-    class); for 2-D data also ``decision_boundaries``.
+    Returns and writes the tidy tables of ``stage_columns``, each with ``run`` and ``seed``
+    columns, among them ``robustness`` (model, attack, norm, epsilon, accuracy, n, n_correct,
+    distance, including the per-sample ``worst_case``), ``transfer`` (source, target, norm,
+    epsilon, accuracy, n), ``large_epsilon`` (PGD at the masking budgets) and ``by_class`` (the
+    accuracy of each class); for 2-D data also ``decision_boundaries``.
     """
     layout = Layout(cfg.results_dir)
     begin_stage(cfg, "attack")

@@ -51,17 +51,37 @@ def compute_tables(cfg, inputs, points: dict[int, np.ndarray] | None = None) -> 
     order, from the stages' tables (``inputs``: given ones, the others read from the results
     folder), the data's ``ceiling`` on the attacked points (``report.sections.ceiling``) and
     each run's point ids (``points``; default ``point_ids``).
+    A section's ``per_threat`` tables are computed in every threat model of the config
+    (``Report.threats``) and written as one table with a ``norm`` column.
     Degenerate runs (``models.csv``) are left out of every statistic when
     ``report.exclude_degenerate`` (and never masking-checked); intervals and tests are
     corrected for the data the runs share (``n_test/n_train``)."""
     tables = inputs if isinstance(inputs, Tables) else Tables(cfg.results_dir, inputs)
     report = Report(cfg, tables, stochastic=stochastic_models(cfg), points=point_ids(cfg) if points is None else points)
+    others = report.threats()
     computed = {}
     for section in applicable(cfg):
         produced = section.tables(report)
         tables.update(produced)  # a later section reads an earlier one's tables
-        computed.update(produced)
+        computed.update({name: table for name, table in produced.items() if name not in section.per_threat})
+        per_threat = {name: [with_norm(produced[name], report.norm)] for name in section.per_threat}
+        for other in others if section.per_threat else ():  # the same tables in every other threat model
+            produced = {name: table for name, table in section.tables(other).items() if name in section.per_threat}
+            other.tables.update(produced)
+            for name, table in produced.items():
+                per_threat[name].append(with_norm(table, other.norm))
+        computed.update({name: pd.concat([t for t in parts if not t.empty] or parts[:1], ignore_index=True)
+                         for name, parts in per_threat.items()})
     return computed
+
+
+def with_norm(table: pd.DataFrame, norm: str) -> pd.DataFrame:
+    """``table`` with a ``norm`` column (just before ``epsilon``, else last)."""
+    columns = list(table.columns)
+    if not columns:  # a table with no columns stays a blank file
+        return table
+    at = columns.index("epsilon") if "epsilon" in columns else len(columns)
+    return table.reindex(columns=[*columns[:at], "norm", *columns[at:]]).assign(norm=norm)
 
 
 def write_figures(cfg) -> list[str]:

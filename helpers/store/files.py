@@ -5,6 +5,7 @@ crash never leaves a truncated table, checkpoint or figure that a later stage tr
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import zipfile
@@ -79,6 +80,18 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray] | None:
         return None
 
 
+def threat_rows(table: pd.DataFrame, norm: str) -> pd.DataFrame:
+    """The rows of ``table`` (with a ``norm`` column) of threat model ``norm``, without that
+    column, typed as a table of those rows alone would be read (a column that is whole numbers
+    in them stays integer however the other rows fill it)."""
+    return _parse(io.StringIO(table[table["norm"] == norm].drop(columns="norm").to_csv(index=False)))
+
+
+def _parse(source) -> pd.DataFrame:
+    """A table as ``write_csv`` wrote it: an empty cell is missing, every float as written."""
+    return pd.read_csv(source, keep_default_na=False, na_values=[""], float_precision="round_trip")
+
+
 def read_csv(path: str | Path) -> pd.DataFrame:
     """A table written by ``write_csv``; a missing one names the stage to run. A table with no
     columns (say, smoothing when no L2 certificate is configured) is written as a blank
@@ -87,6 +100,6 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run the stage that writes it first (make all)")
     try:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""], float_precision="round_trip")
+        return _parse(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()

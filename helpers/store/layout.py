@@ -11,7 +11,9 @@ from pathlib import Path
 TABLES = {
     "train_history": "train_history.csv",       # train: one row per model, run and epoch
     "models": "models.csv",                     # train: one row per model and run
-    "robustness": "robustness.csv",             # attack: per model, run, attack and ε (+ worst_case)
+    # The attack stage's tables and the report's per-threat-model ones have a `norm` column: one
+    # row set per threat model of the config (attack: L∞; attack.l2: L2).
+    "robustness": "robustness.csv",             # attack: per model, run, attack, norm and ε (+ worst_case)
     "transfer": "transfer.csv",                 # attack: per source, target, run and ε
     "large_epsilon": "large_epsilon.csv",       # attack: PGD at the masking budgets
     "by_class": "by_class.csv",                 # attack: per model, run, attack, ε and label
@@ -20,13 +22,7 @@ TABLES = {
     "attack_traces": "attack_traces.csv",       # attack: robust accuracy along APGD's iterations, Square's queries
     "escalation": "escalation.csv",             # attack: worst case before and after escalation (flagged runs)
     "outcomes": "outcomes.csv",                 # attack: the per-point outcome behind each robustness/transfer row
-    # attack, with attack.l2 only: the same tables in the L2 threat model (distance column `l2`)
-    **{f"{key}_l2": f"{key}_l2.csv" for key in ("robustness", "transfer", "large_epsilon", "by_class", "convergence",
-                                                "attack_traces", "outcomes")},
-    "minimum_norm_l2": "minimum_norm_l2.csv",   # attack: each point's minimal L2 distance under cw_l2
-    # report, with attack.l2 only: the L2 threat model's statistics, bracket (with a norm column) and checks
-    **{f"{key}_l2": f"{key}_l2.csv" for key in ("stats", "auc", "paired_tests", "bracket", "separations", "masking_runs", "masking_checks",
-                                                "minimum_norm_summary")},
+    "minimum_norm": "minimum_norm.csv",         # attack: each point's minimal distance under a minimum-norm attack
     "universal": "universal.csv",               # attack: universal perturbations per model, run, ε and target class
     "universal_transfer": "universal_transfer.csv",  # attack: each model's universal perturbation on every model
     "radii": "radii.csv",                       # attack, with certify.exact.radius_points: each point's robust radii

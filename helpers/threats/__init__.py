@@ -10,7 +10,9 @@ from __future__ import annotations
 from ..registry import THREAT_MODELS
 from .base import ThreatModel
 
-__all__ = ["THREAT_MODELS", "ThreatModel", "threat_model"]
+__all__ = ["PRIMARY", "THREAT_MODELS", "ThreatModel", "threat_model"]
+
+PRIMARY = "linf"  # the threat model of the config's ``attack`` section, which every config has
 
 
 def threat_model(norm: str) -> ThreatModel:

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import dataclasses
+
 import torch
 
+from ..params import Params, check
 from ..registry import Component
 
 PIXEL_MIN, PIXEL_MAX = 0.0, 1.0
@@ -35,6 +38,12 @@ class ThreatModel(Component):
     """
 
     norm_name: ClassVar[str]  # what figures call the norm: "L∞", "L2"
+    # A threat model beside the primary one: its config block ``attack.<name>`` (a ``Budgets``
+    # subclass: its budgets and attacks) and the attack run at its masking budgets.
+    Budgets: ClassVar[type[Budgets] | None] = None
+    large_attack: ClassVar[str | None] = None
+    measured: ClassVar[str]  # what the norm measures, for the report's prose
+    certified_by: ClassVar[str]  # how the bound certificates bound a ball of this norm (the report's bracket)
 
     def norm(self, delta: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -48,11 +57,39 @@ class ThreatModel(Component):
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def max_epsilon(self, x: torch.Tensor) -> float:
+    @classmethod
+    def diameter(cls, features: int) -> float:
+        """The diameter of the box [0, 1]^features in this norm: no budget can be larger."""
         raise NotImplementedError
+
+    def max_epsilon(self, x: torch.Tensor) -> float:
+        return self.diameter(x[0].numel())
 
     def check_epsilon(self, epsilon: float, x: torch.Tensor | None = None) -> None:
         """A ``ValueError`` unless 0 <= epsilon (<= the box's diameter for inputs like ``x``)."""
         top = self.max_epsilon(x) if x is not None else float("inf")
         if not 0 <= epsilon <= top + 1e-9:
             raise ValueError(f"epsilon ({self.name}) must lie in [0, {top:g}], got {epsilon}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Budgets(Params):
+    """Base of a threat model's config block ``attack.<norm>`` (absent: the threat model is not
+    evaluated): a subclass declares ``epsilons``, ``methods``, ``transfer_from`` and
+    ``masking_epsilons`` with the threat model's defaults; its attacks' parameters stay under
+    ``attack.<name>``, as every attack's."""
+
+    norm: ClassVar[str]
+
+    def check(self, where):
+        from ..registry import ATTACKS
+
+        supported = [e.name for e in ATTACKS.entries() if self.norm in e.norms]
+        for key, names in (("methods", self.methods), ("transfer_from", [self.transfer_from] if self.transfer_from else [])):
+            for name in names:
+                check(self.norm in ATTACKS[name].norms,
+                      f"{where}.{key}: {name} does not support the {self.norm} norm (it supports "
+                      f"{list(ATTACKS[name].norms)}); {self.norm} attacks: {supported}")
+        check(self.transfer_from is None or self.transfer_from in self.methods,
+              f"{where}.transfer_from must be null or one of {where}.methods {list(self.methods)}, "
+              f"got {self.transfer_from!r}")

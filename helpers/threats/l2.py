@@ -1,10 +1,13 @@
 """The L2 threat model: the perturbation's Euclidean norm is at most ε."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from ..registry import THREAT_MODELS
-from .base import PIXEL_MAX, PIXEL_MIN, ThreatModel, flat, per_sample
+from ..params import Choice, ListOf, Number, Optional, param
+from ..registry import ATTACKS, THREAT_MODELS
+from .base import PIXEL_MAX, PIXEL_MIN, Budgets, ThreatModel, flat, per_sample
 
 BISECTION_STEPS = 30  # halvings of the multiplier's bracket: 2^-30 of its initial width
 TINY = 1e-12
@@ -51,6 +54,25 @@ def project_ball_box(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float) -> to
     return torch.where(per_sample(inside, x), z0, z)
 
 
+@dataclasses.dataclass(frozen=True)
+class L2Budgets(Budgets):
+    """``attack.l2``: the L2 threat model's budgets and attacks (its attacks' parameters stay
+    under ``attack.<name>``, as every attack's). Absent: no L2 evaluation at all."""
+
+    norm = "l2"
+
+    epsilons: tuple[float, ...] = param([0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0], ListOf(Number(0), nonempty=True),
+                                        "L2 budgets in input units (the norm of the perturbation over all features)")
+    methods: tuple[str, ...] = param(["pgd_l2", "apgd_l2", "square_l2", "cw_l2"], ListOf(Choice(ATTACKS.names), nonempty=True, unique=True),
+                                     "L2 attacks to run (each must support the l2 norm); the per-sample worst case "
+                                     "over them is always added")
+    transfer_from: str | None = param("pgd_l2", Optional(Choice(ATTACKS.names)),
+                                      "L2 attack whose examples each model passes to every other (null: none)")
+    masking_epsilons: tuple[float, ...] = param([4.0], ListOf(Number(0, open="low")),
+                                                "large L2 budgets where PGD-L2 must drive every model to ~0 "
+                                                "(masking check)")
+
+
 @THREAT_MODELS.register
 class L2(ThreatModel):
     """L2: ||δ||₂ <= ε (δ over all input features, flattened). ``project`` is the exact
@@ -60,6 +82,10 @@ class L2(ThreatModel):
     then projected; a step follows g / ||g||₂ per sample."""
 
     name, label, norm_name = "l2", "L2", "L2"
+    Budgets, large_attack = L2Budgets, "pgd_l2"
+    measured = "the norm over all input features, inputs in [0, 1]"
+    certified_by = ("interval through the enclosing L∞ box, which contains the L2 ball: sound and loose; CROWN "
+                    "with its linear bound minimised over the L2 ball; Lipschitz with the L2 → L∞ constant")
 
     def norm(self, delta):
         return flat(delta).norm(dim=1)
@@ -77,5 +103,6 @@ class L2(ThreatModel):
     def direction(self, grad):
         return grad / per_sample(flat(grad).norm(dim=1) + TINY, grad)
 
-    def max_epsilon(self, x):
-        return float(flat(x).shape[1]) ** 0.5
+    @classmethod
+    def diameter(cls, features):
+        return float(features) ** 0.5

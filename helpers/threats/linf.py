@@ -13,6 +13,8 @@ class LInf(ThreatModel):
     a random start is uniform in the ball (clipped to [0, 1]); a step follows sign(g)."""
 
     name, label, norm_name = "linf", "L∞", "L∞"
+    measured = "the largest change of any input feature, inputs in [0, 1]"
+    certified_by = "interval and CROWN bounds over the box, Lipschitz with the L∞ constant"
 
     def norm(self, delta):
         return delta.reshape(len(delta), -1).abs().amax(dim=1)
@@ -27,5 +29,6 @@ class LInf(ThreatModel):
     def direction(self, grad):
         return grad.sign()
 
-    def max_epsilon(self, x):
+    @classmethod
+    def diameter(cls, features):
         return 1.0

@@ -11,12 +11,14 @@ from .. import figures
 from ..section import SECTIONS, Section
 from ..tables import markdown_table
 from .robustness import attacked
+from .smoothing import smoothed
 
 
-def linf_certified(report) -> pd.DataFrame:
-    """The certificates' L∞ rows, degenerate runs left out (the L2 rows have their own bracket)."""
+def bound_certified(report) -> pd.DataFrame:
+    """The bound certificates' rows in the report's threat model, degenerate runs left out
+    (randomized smoothing certifies the smoothed classifier, not the model: its own table)."""
     certified = report.keep(report.tables["certified"])
-    return certified[certified["norm"] == "linf"]
+    return certified[(certified["norm"] == report.norm) & ~smoothed(certified)]
 
 
 def bracket_section(bracket: pd.DataFrame, separations: pd.DataFrame, models) -> list[str]:
@@ -73,14 +75,15 @@ that needs no statistics: a pair of models where the first one's *certified* acc
 the second one's *attacked* accuracy in every run (`smallest_margin` > 0). No stronger attack can
 undo it. Empty when no pair separates."""
     outputs = ("bracket", "separations")
+    per_threat = ("bracket", "separations")
     drawn = ("bracket",)
 
     @classmethod
     def tables(cls, report):
-        linf, robustness = linf_certified(report), attacked(report)
-        bracket = with_ceiling(bracket_table(linf, robustness, report.ratio), report.tables["ceiling"], "linf", linf,
-                               robustness)
-        return {"bracket": bracket, "separations": bracket_separations(linf, robustness, report.models)}
+        certified, robustness = bound_certified(report), attacked(report)
+        bracket = with_ceiling(bracket_table(certified, robustness, report.ratio), report.tables["ceiling"],
+                               report.norm, certified, robustness)
+        return {"bracket": bracket, "separations": bracket_separations(certified, robustness, report.models)}
 
     @classmethod
     def figures(cls, report):

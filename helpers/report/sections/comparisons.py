@@ -152,6 +152,7 @@ config (`report.primary`) keeps its own p; every other comparison of an attack i
 Holm-adjusted over its family (`p_points_adjusted`, `p_adjusted`). The second table is the
 power of the corrected test: the runs it would take to detect a true difference of 0.05."""
     outputs = ("paired_tests", "power")
+    per_threat = ("paired_tests",)  # the power of the primary comparison: the primary threat model's
 
     @classmethod
     def tables(cls, report):

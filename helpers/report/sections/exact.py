@@ -16,7 +16,7 @@ from ...analysis.statistics import corrected_t_interval, pair_margins
 from ..figures import model_colors
 from ..tables import CLIPPED, markdown_table
 from ..section import SECTIONS, Section
-from .bracket import linf_certified
+from .bracket import bound_certified
 
 COMPARISON_COLUMNS = ["model_a", "model_b", "epsilon", "n_runs", "runs_above", "smallest_margin", "mean_margin"]
 RADIUS_SUMMARY_COLUMNS = ["model", "points", "certified", "certified_low", "certified_high", "attacked",
@@ -172,7 +172,7 @@ points whose radius exceeds ε; `tightness` is the mean certified radius over th
         radii = (radius_summary(report.keep(report.tables["radii"]), cfg.certify.params["exact"].radius_high,
                                 report.ratio)
                  if has_radii(cfg) else pd.DataFrame(columns=RADIUS_SUMMARY_COLUMNS))
-        return {"exact_comparisons": exact_comparisons(linf_certified(report), report.models), "radius_summary": radii}
+        return {"exact_comparisons": exact_comparisons(bound_certified(report), report.models), "radius_summary": radii}
 
     @classmethod
     def figures(cls, report):

@@ -100,6 +100,7 @@ large-budget flag only when escalation broke no further point at the study's own
 `worst_case_drop` how far they lowered the worst case, `deciding_attack` which one fooled the
 most points. Empty when nothing was flagged."""
     outputs = ("masking_runs", "masking_checks", "escalation_checks")
+    per_threat = ("masking_runs", "masking_checks")  # escalation: the primary threat model's
 
     @classmethod
     def tables(cls, report):
@@ -107,7 +108,8 @@ most points. Empty when nothing was flagged."""
         judged = (cfg.attack.methods, report.degenerate, report.stochastic, cfg.n_runs)  # the configured suite
         runs = run_checks(t["outcomes"], *judged)
         escalated = escalation_checks(runs, t["escalation"], t["outcomes"], *judged)  # answers the per-input flags
-        more = [rows for section in applicable(report.cfg) if (rows := section.checks(report)) is not None]
+        more = [rows for section in applicable(report.cfg) if (rows := section.checks(report)) is not None] \
+            if report.primary else []
         if more:
             runs = pd.concat([runs, *more], ignore_index=True)
         return {"masking_runs": runs, "masking_checks": masking_checks(runs), "escalation_checks": escalated}

@@ -38,6 +38,7 @@ The second figure has every attack per model: for a model with honest gradients 
 (PGD, APGD) sit at or below the gradient-free Square attack; a model whose gradients are blind shows the
 opposite. The table is the area under each curve (normalised by the ε range; 1 = never fooled)."""
     outputs = ("stats", "auc")
+    per_threat = ("stats", "auc")
     drawn = ("robustness", "attack_comparison", "training_curves")
 
     @classmethod
