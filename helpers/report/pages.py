@@ -25,10 +25,10 @@ from nbconvert import HTMLExporter
 from PIL import Image
 
 from ..store.graph import STAGES
-from ..store.files import read_csv, write_text
+from ..store.files import write_text
 from ..store.layout import CONFIG, SUMMARY, TABLES, Layout, index_page
 from ..threats import PRIMARY
-from .section import of_threat
+from .section import read_table
 
 # The lab template without its scripts: require.js, MathJax and mermaid come from a CDN, which a
 # closed network (or a reader offline) cannot reach; the report has no widgets, formulas or diagrams.
@@ -114,10 +114,10 @@ def key_numbers(results_dir: str | Path) -> tuple[pd.DataFrame, float | None]:
     config = yaml.safe_load(layout.config.read_text()) if layout.config.is_file() else {}
     if not layout.table("stats").is_file():
         return pd.DataFrame(), None
-    stats = of_threat("stats", read_csv(layout.table("stats")), PRIMARY)
+    stats = read_table(layout, "stats", PRIMARY)
     worst = stats[stats["attack"] == "worst_case"]
     epsilon = reference_epsilon(config, worst["epsilon"])
-    bracket = of_threat("bracket", read_csv(layout.table("bracket")), PRIMARY) if layout.table("bracket").is_file() else None
+    bracket = read_table(layout, "bracket", PRIMARY) if layout.table("bracket").is_file() else None
     rows = []
     for model in dict.fromkeys(worst["model"]):
         mine = worst[worst["model"] == model]

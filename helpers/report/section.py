@@ -20,7 +20,7 @@ from typing import ClassVar
 import pandas as pd
 
 from ..registry import Component, Registry
-from ..store.files import read_csv, threat_rows
+from ..store.files import read_csv, read_threat
 from ..store.layout import Layout, declare_tables
 from ..threats import PRIMARY
 
@@ -32,7 +32,15 @@ WHOLE = ("certified", "ceiling")
 def of_threat(name: str, table: pd.DataFrame, norm: str) -> pd.DataFrame:
     """Table ``name`` as a reader of threat model ``norm`` sees it: its rows of that threat
     model without the ``norm`` column (as it is where it has none or is in ``WHOLE``)."""
-    return table if name in WHOLE or "norm" not in table.columns else threat_rows(table, norm)
+    if name in WHOLE or "norm" not in table.columns:
+        return table
+    return table[table["norm"] == norm].drop(columns="norm").reset_index(drop=True)
+
+
+def read_table(layout: Layout, name: str, norm: str) -> pd.DataFrame:
+    """Table ``name`` from disk as a reader of threat model ``norm`` sees it (``of_threat``),
+    each cell parsed as in a table of that threat model's rows alone."""
+    return read_csv(layout.table(name)) if name in WHOLE else read_threat(layout.table(name), norm)
 
 
 class Tables(dict):
@@ -45,7 +53,7 @@ class Tables(dict):
         self.layout, self.norm = Layout(results_dir), norm
 
     def __missing__(self, name: str) -> pd.DataFrame:
-        self[name] = of_threat(name, read_csv(self.layout.table(name)), self.norm)
+        self[name] = read_table(self.layout, name, self.norm)
         return self[name]
 
     def of(self, norm: str) -> Tables:

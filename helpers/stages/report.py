@@ -70,9 +70,21 @@ def compute_tables(cfg, inputs, points: dict[int, np.ndarray] | None = None) -> 
             other.tables.update(produced)
             for name, table in produced.items():
                 per_threat[name].append(with_norm(table, other.norm))
-        computed.update({name: pd.concat([t for t in parts if not t.empty] or parts[:1], ignore_index=True)
-                         for name, parts in per_threat.items()})
+        computed.update({name: stack(parts) for name, parts in per_threat.items()})
     return computed
+
+
+def stack(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """One table of the threat models' ``parts``; a column of whole numbers in some part stays
+    whole numbers (written as such) where another part leaves it empty."""
+    def integer(t, c):
+        return c in t and pd.api.types.is_integer_dtype(t[c])
+
+    parts = [t for t in parts if not t.empty] or parts[:1]
+    whole = {c for t in parts for c in t.columns if integer(t, c)}
+    whole = {c for c in whole if not all(integer(t, c) for t in parts)  # some part leaves it empty
+             and all(integer(t, c) or c not in t or t[c].isna().all() for t in parts)}
+    return pd.concat([t.astype({c: "Int64" for c in whole if c in t}) for t in parts], ignore_index=True)
 
 
 def with_norm(table: pd.DataFrame, norm: str) -> pd.DataFrame:

@@ -80,11 +80,26 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray] | None:
         return None
 
 
-def threat_rows(table: pd.DataFrame, norm: str) -> pd.DataFrame:
-    """The rows of ``table`` (with a ``norm`` column) of threat model ``norm``, without that
-    column, typed as a table of those rows alone would be read (a column that is whole numbers
-    in them stays integer however the other rows fill it)."""
-    return _parse(io.StringIO(table[table["norm"] == norm].drop(columns="norm").to_csv(index=False)))
+def read_threat(path: str | Path, norm: str) -> pd.DataFrame:
+    """Table ``path``'s rows of threat model ``norm`` without its ``norm`` column, each cell
+    parsed from its text as a table of those rows alone would be (a count stays an integer
+    however the other threat models' rows fill its column); a table without a ``norm``
+    column whole (``read_csv``)."""
+    try:
+        text = pd.read_csv(_existing(path), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    if "norm" not in text.columns:
+        return read_csv(path)
+    return _parse(io.StringIO(text[text["norm"] == norm].drop(columns="norm").to_csv(index=False)))
+
+
+def _existing(path: str | Path) -> Path:
+    """``path``, or a ``FileNotFoundError`` naming the stage to run."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the stage that writes it first (make all)")
+    return path
 
 
 def _parse(source) -> pd.DataFrame:
@@ -96,10 +111,7 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     """A table written by ``write_csv``; a missing one names the stage to run. A table with no
     columns (say, smoothing when no L2 certificate is configured) is written as a blank
     file and read back as an empty frame."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the stage that writes it first (make all)")
     try:
-        return _parse(path)
+        return _parse(_existing(path))
     except pd.errors.EmptyDataError:
         return pd.DataFrame()

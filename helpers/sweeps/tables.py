@@ -19,7 +19,7 @@ from scipy import stats
 
 from ..analysis.statistics import (ACCURACY_BOUNDS, bracket_table, compare, corrected_t_interval, holm,
                                    overlap_ratio, robust_auc, summarize_runs)
-from ..report.section import degenerate_runs, of_threat, without_degenerate
+from ..report.section import degenerate_runs, read_table, without_degenerate
 from ..store.files import read_csv, write_csv
 from ..store.layout import Layout
 from ..threats import PRIMARY
@@ -39,8 +39,7 @@ def point_inputs(point: Point) -> dict[str, pd.DataFrame]:
     cfg, layout = point.config, Layout(point.config.results_dir)
     models = read_csv(layout.table("models"))
     degenerate = degenerate_runs(models)
-    robustness = without_degenerate(cfg, of_threat("robustness", read_csv(layout.table("robustness")), PRIMARY),
-                                    degenerate)
+    robustness = without_degenerate(cfg, read_table(layout, "robustness", PRIMARY), degenerate)
     robustness = robustness[robustness["attack"].isin([*cfg.attack.methods, "worst_case"])]
     certified = without_degenerate(cfg, read_csv(layout.table("certified")), degenerate)
     return {"models": models, "robustness": robustness, "certified": certified,

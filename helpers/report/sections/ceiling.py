@@ -93,13 +93,12 @@ def ceiling_paragraph(bracket: pd.DataFrame, ceiling: pd.DataFrame, norm: str, m
     return ["", f"### The ceiling in {label}", "", markdown_table(pd.DataFrame(rows)), "", " ".join(text)]
 
 
-def ceiling_section(tables: dict[str, pd.DataFrame], models, threats: dict[str, str]) -> list[str]:
+def ceiling_section(ceiling: pd.DataFrame, models, brackets: dict[str, pd.DataFrame]) -> list[str]:
     """The summary's section on the data's ceiling, one paragraph per threat model
-    (``threats``: norm -> its bracket table's name)."""
-    ceiling = tables["ceiling"]
+    (``brackets``: norm -> its bracket table)."""
     if ceiling.empty:
         return []
-    body = [line for norm, name in threats.items() for line in ceiling_paragraph(tables[name], ceiling, norm, models)]
+    body = [line for norm, bracket in brackets.items() for line in ceiling_paragraph(bracket, ceiling, norm, models)]
     if not body:
         return []
     exact = bool(ceiling["exact"].all())
@@ -135,9 +134,8 @@ case beside it (`attacked_share`: the worst case over the ceiling)."""
 
     @classmethod
     def text(cls, report):
-        return ceiling_section(report.tables, report.models,
-                               {norm: "bracket" if norm == "linf" else f"bracket_{norm}"
-                                for norm in report.cfg.attack.threat_sections()})
+        brackets = {view.norm: view.tables["bracket"] for view in (report, *report.threats())}
+        return ceiling_section(report.tables["ceiling"], report.models, brackets)
 
     @classmethod
     def show(cls, report):
