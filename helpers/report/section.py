@@ -137,8 +137,7 @@ class Report:
                                          transfer_from=threat.transfer_from, masking_epsilons=threat.masking_epsilons,
                                          escalation=threat.escalation, universal=None)
             cfg = dataclasses.replace(self.cfg, attack=attack, report=dataclasses.replace(self.cfg.report, primary=None))
-            report = Report(cfg, self.tables.of(norm), self.models, self._stochastic, self._points)
-            reports.append(report)
+            reports.append(Report(cfg, self.tables.of(norm), self.models, self._stochastic, self._points))
         return reports
 
     def keep(self, table: pd.DataFrame) -> pd.DataFrame:

@@ -43,7 +43,7 @@ STAGES = {
                      "helpers/analysis/multiplicity.py"),
                     ("robustness", "transfer", "large_epsilon", "by_class", "convergence", "certified", "outcomes",
                      "attack_traces", "escalation", "decision_boundaries", "universal", "universal_transfer",
-                     "universal_perturbations", "radii", "attack_costs")),
+                     "universal_perturbations", "radii", "attack_costs", "minimum_norm")),
     "interpret": Stage("interpret", "03_interpret", ("train",), ("attack", "interpret"),
                        ("helpers/explain", "helpers/attacks", "helpers/stages/inputs.py", "helpers/stages/interpret.py"),
                        ("attribution_stability", "attribution_maps", "interpret_costs")),
