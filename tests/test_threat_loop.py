@@ -47,12 +47,14 @@ def test_each_threat_model_rows_stay_in_its_own_ball(both):
 
 def test_a_threat_models_rows_read_as_a_table_of_their_own(tmp_path):
     parts = [pd.DataFrame({"model": ["a", "b"], "epsilon": [0.1, 0.1], "runs": [3, 4], "mean": [1.0, 0.5]}),
-             pd.DataFrame({"model": ["a"], "epsilon": [0.5], "runs": [np.nan], "mean": [0.25]})]
+             pd.DataFrame({"model": ["a", "b"], "epsilon": [0.5, 0.5], "runs": [np.nan, 2.0], "mean": [0.25, 2.0]})]
     write_csv(stack([with_norm(parts[0], "linf"), with_norm(parts[1], "l2")]), tmp_path / "t.csv")
     write_csv(parts[0], tmp_path / "alone.csv")
     linf = read_threat(tmp_path / "t.csv", "linf")
     pd.testing.assert_frame_equal(linf, read_csv(tmp_path / "alone.csv"))  # runs stays integer, mean 1.0 a float
-    assert linf["runs"].dtype.kind == "i" and read_threat(tmp_path / "t.csv", "l2")["runs"].isna().all()
+    l2 = read_threat(tmp_path / "t.csv", "l2")
+    assert linf["runs"].dtype.kind == "i" and l2["runs"].isna().tolist() == [True, False] and l2["mean"].tolist() == [0.25, 2.0]
+    assert "\nb,l2,0.5,2,2.0\n" in (tmp_path / "t.csv").read_text()  # a count written whole, a mean as a float
     assert read_threat(tmp_path / "alone.csv", "l2").equals(parts[0])  # a table without norms is read whole
     table = stack([with_norm(parts[0], "linf")])
     assert of_threat("certified", table, "l2") is table  # a table whose readers filter it stays whole

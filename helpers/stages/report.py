@@ -75,16 +75,22 @@ def compute_tables(cfg, inputs, points: dict[int, np.ndarray] | None = None) -> 
 
 
 def stack(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """One table of the threat models' ``parts``; a column of whole numbers in some part stays
-    whole numbers (written as such) where another part leaves it empty."""
+    """One table of the threat models' ``parts``; a count (integers in some part, whole numbers
+    or empty cells in the others) stays integers, written as such."""
     def integer(t, c):
         return c in t and pd.api.types.is_integer_dtype(t[c])
 
+    def whole(t, c):
+        if c not in t:
+            return True
+        column = t[c]
+        numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+        return numeric and bool((column.dropna() % 1 == 0).all())
+
     parts = [t for t in parts if not t.empty] or parts[:1]
-    whole = {c for t in parts for c in t.columns if integer(t, c)}
-    whole = {c for c in whole if not all(integer(t, c) for t in parts)  # some part leaves it empty
-             and all(integer(t, c) or c not in t or t[c].isna().all() for t in parts)}
-    return pd.concat([t.astype({c: "Int64" for c in whole if c in t}) for t in parts], ignore_index=True)
+    counts = {c for t in parts for c in t.columns if integer(t, c)}
+    counts = {c for c in counts if not all(integer(t, c) for t in parts) and all(whole(t, c) for t in parts)}
+    return pd.concat([t.astype({c: "Int64" for c in counts if c in t}) for t in parts], ignore_index=True)
 
 
 def with_norm(table: pd.DataFrame, norm: str) -> pd.DataFrame:
