@@ -65,12 +65,12 @@ def evaluate(model: nn.Module | Mapping[str, nn.Module], x_test, y_test, attack:
     threats, units = section.threat_sections(), _memory()
     worst, per_threat = {norm: {} for norm in threats}, []
     for norm, threat in threats.items():
-        results = evaluate_models(models, x, y, threat, seed, units=units, worst=worst[norm])
-        checks = run_checks(_frames(results)["outcomes"], None, (), stochastic)
+        frames = _frames(evaluate_models(models, x, y, threat, seed, units=units, worst=worst[norm]))
+        checks = run_checks(frames["outcomes"], None, (), stochastic)
         flagged = set(checks.loc[checks["status"] == "FLAG", "model"])
         if flagged and threat.escalation:  # the stronger attacks, where a check flags a model (the first pass reused)
-            results = evaluate_models(models, x, y, threat, seed, units=units, worst=worst[norm], escalate=flagged)
-        frames = _frames(results)
+            frames = _frames(evaluate_models(models, x, y, threat, seed, units=units, worst=worst[norm],
+                                             escalate=flagged))
         # The checks diagnose the configured suite (the first pass); what escalation made of a flag is its own table.
         frames["masking"] = checks.assign(norm=norm)
         frames["escalation_checks"] = escalation_checks(checks, frames["escalation"], frames["outcomes"],

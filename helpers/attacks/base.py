@@ -232,7 +232,8 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
     for a deterministic model, whose results are exactly as without ``eval_samples``).
     """
     # The largest achieved distance in L∞ and in each threat model the attack works in.
-    reach = {norm: 0.0 for norm in ("linf", *getattr(attack, "norms", ()))}
+    measures = {norm: threat_model(norm) for norm in ("linf", *getattr(attack, "norms", ()))}
+    reach = dict.fromkeys(measures, 0.0)
     correct, adversarial, traces, distances, draws = [], [], [], [], []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
@@ -243,8 +244,8 @@ def evaluate_attack(model: nn.Module, attack, x: torch.Tensor, y: torch.Tensor, 
             traces.append((attack.trace, len(xb)))
         if getattr(attack, "distances", None) is not None and epsilon > 0:  # a minimum-norm attack's
             distances.append(np.asarray(attack.distances))
-        for norm in reach if len(xb) else ():
-            reach[norm] = max(reach[norm], float(threat_model(norm).norm(x_adv - xb).max()))
+        for norm, threat in measures.items() if len(xb) else ():
+            reach[norm] = max(reach[norm], float(threat.norm(x_adv - xb).max()))
         reseed(model, getattr(attack, "seed", 0), 1, i)  # the evaluation's passes: not the attack's
         correct.append(expected_correct(model, x_adv, yb, eval_samples))
         adversarial.append(x_adv)

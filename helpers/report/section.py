@@ -104,6 +104,7 @@ class Report:
         self.ratio = overlap_ratio(cfg.dataset.split, trained)
         self.degenerate = degenerate_runs(trained)
         self._stochastic, self._points = stochastic, points
+        self._threats = None
 
     @property
     def stochastic(self) -> set[str]:
@@ -128,7 +129,10 @@ class Report:
         """The report of every other threat model of the config, in order (``attack.l2``: L2):
         its tables are that threat model's rows (``Tables.of``), its config's ``attack`` that
         threat model's budgets and attacks (no escalation, no universal perturbations) and no
-        primary comparison is declared in it."""
+        primary comparison is declared in it. Built once per report: its sections share the
+        views and the tables they have read."""
+        if self._threats is not None:
+            return self._threats
         reports = []
         for norm, threat in self.cfg.attack.threat_sections().items():
             if norm == self.norm:
@@ -138,6 +142,7 @@ class Report:
                                          escalation=threat.escalation, universal=None)
             cfg = dataclasses.replace(self.cfg, attack=attack, report=dataclasses.replace(self.cfg.report, primary=None))
             reports.append(Report(cfg, self.tables.of(norm), self.models, self._stochastic, self._points))
+        self._threats = reports
         return reports
 
     def keep(self, table: pd.DataFrame) -> pd.DataFrame:

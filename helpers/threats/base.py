@@ -8,7 +8,7 @@ import dataclasses
 import torch
 
 from ..params import Params, check
-from ..registry import Component
+from ..registry import ATTACKS, Component
 
 PIXEL_MIN, PIXEL_MAX = 0.0, 1.0
 
@@ -82,8 +82,6 @@ class Budgets(Params):
     norm: ClassVar[str]
 
     def check(self, where):
-        from ..registry import ATTACKS
-
         supported = [e.name for e in ATTACKS.entries() if self.norm in e.norms]
         for key, names in (("methods", self.methods), ("transfer_from", [self.transfer_from] if self.transfer_from else [])):
             for name in names:
