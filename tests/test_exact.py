@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers.attacks import ATTACKS, predict
-from helpers.certificates.angle_search import fourier_coefficients, vertex_bound
+from helpers.certificates.angle_search import AnglePolytope, fourier_coefficients, fourier_margins, vertex_bound
 from helpers.certificates.exact import VERDICTS, margins64
 from helpers.data import load_dataset, split_indices
 from helpers.models import build_model
@@ -119,6 +119,7 @@ def test_the_circuits_margins_are_an_exact_trigonometric_expansion_and_the_corne
 
     coefficients = fourier_coefficients(margins_at, 4)
     angles = (torch.rand(30, 4, dtype=torch.float64) - 0.5) * 4 * math.pi
+    assert torch.allclose(fourier_margins(coefficients, angles), margins_at(angles), atol=1e-10)
     exact = margins_at(angles).min(dim=1).values
     assert torch.allclose(vertex_bound(coefficients, angles, angles), exact, atol=1e-10)  # a box of one point
     low = (torch.rand(30, 4, dtype=torch.float64) - 0.5) * 2 * math.pi
@@ -128,6 +129,35 @@ def test_the_circuits_margins_are_an_exact_trigonometric_expansion_and_the_corne
         inside = low[:, None] + (high - low)[:, None] * torch.rand(30, 500, 4, dtype=torch.float64)
         sampled = margins_at(inside.reshape(-1, 4)).reshape(30, 500, 2).amin(dim=(1, 2))
         assert (bound <= sampled + 1e-9).all()
+
+
+def test_a_contracted_angle_box_keeps_every_angle_of_its_preimage_and_an_empty_one_is_closed():
+    rng = np.random.default_rng(4)
+    weight, offset = rng.normal(size=(5, 40)), rng.normal(size=5)
+    x = rng.uniform(0, 1, 40)
+    x_low, x_high = np.clip(x - 0.1, 0, 1), np.clip(x + 0.1, 0, 1)
+    polytope = AnglePolytope((weight, offset), x_low, x_high)
+    samples = x_low + (x_high - x_low) * rng.uniform(size=(20000, 40)) ** rng.choice([0.2, 1, 5], size=(20000, 40))
+    angles = samples @ weight.T + offset
+    hull = (offset + np.clip(weight, 0, None) @ x_low + np.clip(weight, None, 0) @ x_high,
+            offset + np.clip(weight, 0, None) @ x_high + np.clip(weight, None, 0) @ x_low)
+    shrunk = 0
+    for _ in range(40):  # random sub-boxes of the image's interval hull
+        corner = hull[0] + (hull[1] - hull[0]) * rng.uniform(size=(2, 5))
+        low, high = corner.min(axis=0), corner.max(axis=0)
+        found = polytope.contract(low, high)
+        inside = ((angles >= low) & (angles <= high)).all(axis=1)
+        if found is None:
+            assert not inside.any()  # closed only when no input of the box maps into it
+            continue
+        assert (found[0] >= low).all() and (found[1] <= high).all()
+        assert ((angles[inside] >= found[0]) & (angles[inside] <= found[1])).all()
+        shrunk += bool((found[1] - found[0] < high - low - 1e-3).any())
+        point = polytope.point(*found, rng.normal(size=40))
+        assert point is not None and (point >= x_low - 1e-9).all() and (point <= x_high + 1e-9).all()
+        assert ((weight @ point + offset >= found[0] - 1e-6) & (weight @ point + offset <= found[1] + 1e-6)).all()
+    assert shrunk > 0  # the interval hull's corners lie outside the image: contraction cuts them
+    assert polytope.contract(hull[1] + 1, hull[1] + 2) is None
 
 
 def test_a_spent_budget_leaves_unknown_never_robust(digits):

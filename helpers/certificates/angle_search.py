@@ -2,15 +2,17 @@
 
 A circuit's logits depend on the input only through its encoding angles a = A x + c, an
 affine image of the input (the PCA and its scaling, or a trainable affine encoding). The
-ε-ball ∩ [0, 1] maps to a polytope of angles; its interval hull is the first box. A box is
-closed when the margin's lower bound over it (the interval certificate's: a Taylor bound for
-a <Z> readout, else the circuit's Lipschitz interval) is positive, or when it does not meet
-the polytope (a linear program over x finds no input of the ball whose angles lie in the
-box). Otherwise the same program, steered along the margin's gradient, gives an input of the
-ball in the box: if the model misclassifies it, that input is a counterexample; if not, the
-box is split in two along its side that the margin moves most on. The search is complete in
-the limit (every box shrinks to a point, where the bound is the margin itself); a budget of
-boxes and seconds ends it with ``unknown``.
+ε-ball ∩ [0, 1] maps to a polytope of angles; its interval hull is the first box. Each box is
+first shrunk to the polytope: every side moved to the least or greatest value of its angle
+over the inputs of the ball whose angles lie in the box (two linear programs per angle, one
+HiGHS model kept warm across boxes); a box that meets no such input is closed. A box is also
+closed when the margin's lower bound over it is positive (the corner bound of the margins'
+trigonometric expansion; where that does not apply the interval certificate's: a Taylor bound
+for a <Z> readout, else the circuit's Lipschitz interval). Otherwise the same program, steered
+along the margin's gradient, gives an input of the ball in the box: if the model misclassifies
+it, that input is a counterexample; if not, the box is split in two along its side that the
+margin moves most on. The search is complete in the limit (every box shrinks to a point, where
+the bound is the margin itself); a budget of boxes and seconds ends it with ``unknown``.
 """
 from __future__ import annotations
 
@@ -18,14 +20,17 @@ import time
 
 import numpy as np
 import torch
-from scipy.optimize import linprog
+from scipy.optimize._highspy import _core
 
-from .bounds import MARGIN
+from .bounds import AFFINE, MARGIN
 
 # Boxes bounded together (one batched call of the bound).
 BATCH = 64
 # The most angles whose margin is expanded in full (3**n coefficients per class).
 MAX_FOURIER_ANGLES = 10
+# Widening of a contracted side (radians) past the solver's optimum: its tolerances (1e-7 on
+# each constraint) times the rows' norms stay far below it.
+CONTRACT_SLACK = 1e-5
 # Samples of each angle that determine a degree-1 trigonometric polynomial, and the inverse of
 # the basis (1, cos a, sin a) at them.
 NODES = (0.0, np.pi / 2, np.pi)
@@ -43,6 +48,24 @@ def fourier_coefficients(margins_at, n_angles: int) -> torch.Tensor:
     inverse = torch.as_tensor(INVERSE)
     for axis in range(1, n_angles + 1):
         values = torch.movedim(torch.tensordot(values, inverse, dims=([axis], [1])), -1, axis)
+    return values
+
+
+def fourier_applies(circuit, after, n_angles: int) -> bool:
+    """Whether the margins are degree-1 trigonometric polynomials of few enough angles for the
+    full expansion (``fourier_coefficients``): every angle enters once, the logits
+    are linear in the measured values and only affine ops follow the circuit."""
+    return (circuit.repeats == 1 and circuit.readout.linear and n_angles <= MAX_FOURIER_ANGLES
+            and all(isinstance(op, AFFINE) for op in after))
+
+
+def fourier_margins(coefficients: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """The expanded margins (B, classes) at angles (B, n): the coefficients contracted with
+    (1, cos a_q, sin a_q), one angle at a time (differentiable in the angles)."""
+    basis = torch.stack([torch.ones_like(angles), torch.cos(angles), torch.sin(angles)], dim=-1)  # (B, n, 3)
+    values = coefficients[None].expand(len(angles), *coefficients.shape)
+    for q in range(angles.shape[1]):  # the leading angle axis is always the next one
+        values = torch.einsum("bcj...,bj->bc...", values, basis[:, q])
     return values
 
 
@@ -64,56 +87,119 @@ def vertex_bound(coefficients: torch.Tensor, low: torch.Tensor, high: torch.Tens
     """Lower bounds (B,) on the smallest margin over angle boxes (B, n): the margins are
     multilinear in the points (cos a_q, sin a_q), so over the product of triangles that contain
     the arcs their minimum lies at a product of corners; every corner combination is evaluated,
-    one angle contracted at a time."""
+    one angle contracted at a time (the leading basis axis becomes a trailing corner axis)."""
     corners = arc_vertices(low.double(), high.double())                 # (B, n, 3 corners, 3 basis)
-    values = coefficients[None]                                         # (1, classes, 3, ..., 3)
-    values = values.expand(len(low), *values.shape[1:])
-    for q in range(low.shape[1]):  # angle q's basis axis becomes its corner axis
-        moved = values.movedim(2 + q, -1)
-        values = torch.einsum("b...j,bkj->b...k", moved, corners[:, q]).movedim(-1, 2 + q)
+    values = coefficients.reshape(1, len(coefficients), 3, -1).expand(len(low), -1, -1, -1)
+    for q in range(low.shape[1]):  # angle q's basis axis leads; its corner axis goes last
+        values = torch.einsum("bcjr,bkj->bcrk", values, corners[:, q])
+        values = values.reshape(len(low), len(coefficients), 3, -1)
     return values.reshape(len(low), -1).min(dim=1).values
 
 
-def box_inputs(angle_map: tuple[np.ndarray, np.ndarray], x_low: np.ndarray, x_high: np.ndarray,
-               low: np.ndarray, high: np.ndarray, direction: np.ndarray) -> np.ndarray | None:
-    """An input x in [x_low, x_high] whose angles A x + c lie in [low, high], the one that
-    lowers ``direction`` · x most (a linear program); None when there is none."""
-    weight, offset = angle_map
-    result = linprog(direction, A_ub=np.vstack([weight, -weight]),
-                     b_ub=np.concatenate([high - offset, offset - low]),
-                     bounds=np.stack([x_low, x_high], axis=1), method="highs")
-    return result.x if result.status == 0 else None
+class AnglePolytope:
+    """The inputs x in [x_low, x_high] (D,) whose angles A x + c lie in a box: one linear program
+    over (x, a) with rows A x − a = −c, kept by HiGHS across boxes (each box changes only the
+    bounds of a and the objective, so every solve starts from the last basis)."""
+
+    def __init__(self, angle_map: tuple[np.ndarray, np.ndarray], x_low: np.ndarray, x_high: np.ndarray):
+        weight, offset = angle_map
+        (m, d), self.d = weight.shape, len(x_low)
+        # scipy's own binding of HiGHS (what linprog and milp call): one model, solved many times
+        self.highs = _core._Highs()
+        self.highs.setOptionValue("output_flag", False)
+        self.highs.addVars(d + m, np.r_[x_low, np.full(m, -_core.kHighsInf)], np.r_[x_high, np.full(m, _core.kHighsInf)])
+        rows = np.hstack([weight, -np.eye(m)])
+        self.highs.addRows(m, -offset, -offset, rows.size, np.arange(0, rows.size, d + m, dtype=np.int32),
+                           np.tile(np.arange(d + m, dtype=np.int32), m), rows.ravel())
+        self.angles, self.columns = np.arange(d, d + m, dtype=np.int32), np.arange(d + m, dtype=np.int32)
+
+    def point(self, low: np.ndarray, high: np.ndarray, direction: np.ndarray) -> np.ndarray | None:
+        """The input of the box's preimage that lowers ``direction`` · x most; None when the
+        box's preimage is empty (HiGHS proves the program infeasible). Any other outcome (a
+        numerical failure) also gives None for the input but is no proof: see ``meets``."""
+        self.highs.changeColsBounds(len(low), self.angles, low, high)
+        self.highs.changeColsCost(len(self.columns), self.columns, np.r_[direction, np.zeros(len(low))])
+        self.highs.run()
+        self.status = self.highs.getModelStatus()
+        if self.status == _core.HighsModelStatus.kOptimal:
+            return np.asarray(self.highs.getSolution().col_value)[:self.d]
+        return None
+
+    def contract(self, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The box shrunk to its intersection with the image of the input box: each angle's
+        least and greatest value over the preimage (two programs per angle, widened by
+        ``CONTRACT_SLACK``); None when the preimage is proved empty. A program that fails
+        otherwise leaves its side as it was."""
+        m, d = len(low), self.d
+        low, high = low.copy(), high.copy()
+        self.highs.changeColsBounds(m, self.angles, low, high)
+        self.highs.changeColsCost(len(self.columns), self.columns, np.zeros(len(self.columns)))
+        for q in range(m):
+            for sign in (1.0, -1.0):
+                self.highs.changeColCost(d + q, sign)
+                self.highs.run()
+                status = self.highs.getModelStatus()
+                if status == _core.HighsModelStatus.kInfeasible:
+                    return None
+                if status == _core.HighsModelStatus.kOptimal:
+                    value = sign * self.highs.getObjectiveValue()
+                    if sign > 0:
+                        low[q] = max(low[q], value - CONTRACT_SLACK)
+                    else:
+                        high[q] = min(high[q], value + CONTRACT_SLACK)
+            self.highs.changeColCost(d + q, 0.0)
+        return low, np.maximum(high, low)
+
+    def empty(self) -> bool:
+        """Whether the last box's preimage was proved empty."""
+        return self.status == _core.HighsModelStatus.kInfeasible
 
 
 def search(bound, margin_at, gradient_at, angle_map, x_low: np.ndarray, x_high: np.ndarray, low: np.ndarray,
            high: np.ndarray, boxes: int, seconds: float):
     """Branch and bound for one point. ``bound(lo, hi)`` gives margin lower bounds (B,) over
-    angle boxes (B, n); ``margin_at(x)`` the model's smallest margin at inputs x (B, D)
-    (float64, the model itself); ``gradient_at(a)`` that margin's gradient with respect to the
-    angles a (n,). Returns (verdict, counterexample (D,) or None, boxes used)."""
+    angle boxes (B, n); ``margin_at(x)`` the model's smallest margins at inputs x (B, D)
+    (float64, the model itself); ``gradient_at(a)`` that margin's gradients with respect to the
+    angles a (B, n). Boxes go ``BATCH`` at a time: each shrunk to the image of the input box
+    (``AnglePolytope.contract``; an empty one is closed), bounded, then each open one's preimage
+    asked for its input lowering the margin, all those inputs checked by one call of the model.
+    Returns (verdict, counterexample (D,) or None, boxes used)."""
     deadline = time.monotonic() + seconds
     weight = angle_map[0]
+    polytope = AnglePolytope(angle_map, x_low, x_high)
     queue, used = [(low, high)], 0
     while queue:
         if used >= boxes or time.monotonic() > deadline:
             return "unknown", None, used
         batch, queue = queue[:BATCH], queue[BATCH:]
         used += len(batch)
-        lo = torch.as_tensor(np.stack([b[0] for b in batch]))
-        hi = torch.as_tensor(np.stack([b[1] for b in batch]))
-        for (box_lo, box_hi), value in zip(batch, bound(lo, hi).double().numpy()):
-            if value > MARGIN:
-                continue
-            gradient = gradient_at((box_lo + box_hi) / 2)
-            x = box_inputs(angle_map, x_low, x_high, box_lo, box_hi, weight.T @ gradient)
-            if x is None:
+        batch = [box for box in (polytope.contract(*box) for box in batch) if box is not None]
+        if not batch:
+            continue
+        lo = np.stack([b[0] for b in batch])
+        hi = np.stack([b[1] for b in batch])
+        open_ = np.flatnonzero(bound(torch.as_tensor(lo), torch.as_tensor(hi)).double().numpy() <= MARGIN)
+        if not len(open_):
+            continue
+        gradients = gradient_at((lo[open_] + hi[open_]) / 2)
+        kept, inputs = [], []
+        for i, gradient in zip(open_, gradients):
+            x = polytope.point(lo[i], hi[i], weight.T @ gradient)
+            if x is None and polytope.empty():
                 continue  # no input of the ball has angles in this box
-            if margin_at(x[None])[0] <= 0:
-                return "not_robust", x, used
-            moves = (box_hi - box_lo) * np.abs(gradient)
-            side = int(np.argmax(moves if moves.max() > 0 else box_hi - box_lo))
-            middle = (box_lo[side] + box_hi[side]) / 2
-            left_hi, right_lo = box_hi.copy(), box_lo.copy()
+            kept.append((i, gradient))
+            if x is not None:
+                inputs.append(x)
+        if inputs:
+            margins = margin_at(np.stack(inputs))
+            broken = np.flatnonzero(margins <= 0)
+            if len(broken):
+                return "not_robust", inputs[broken[0]], used
+        for i, gradient in kept:  # split along the side the margin moves most on
+            moves = (hi[i] - lo[i]) * np.abs(gradient)
+            side = int(np.argmax(moves if moves.max() > 0 else hi[i] - lo[i]))
+            middle = (lo[i, side] + hi[i, side]) / 2
+            left_hi, right_lo = hi[i].copy(), lo[i].copy()
             left_hi[side], right_lo[side] = middle, middle
-            queue += [(box_lo, left_hi), (right_lo, box_hi)]
+            queue += [(lo[i], left_hi), (right_lo, hi[i])]
     return "robust", None, used

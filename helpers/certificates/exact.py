@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -31,11 +32,11 @@ from ..attacks.base import margin
 from ..attacks.pgd import pgd
 from ..registry import CERTIFICATES
 from ..models.ops import Circuit
-from .angle_search import MAX_FOURIER_ANGLES, fourier_coefficients, search, vertex_bound
+from .angle_search import fourier_applies, fourier_coefficients, fourier_margins, search, vertex_bound
 from .base import Certificate
 from .bounds import AFFINE, MARGIN, bounds_apply, circuit_margin_bound, crown_margin_lower_bound, input_box, \
     interval_step, interval_trace, margin_lower_bound
-from .milp import LINEAR, SHAPE_ONLY, affine64, crown_margins, decide_margins, encodable, op_inputs
+from .milp import LINEAR, SHAPE_ONLY, affine64, crown_margins, decide_margins, encodable, layer_bounds, op_inputs
 
 VERDICTS = ("robust", "not_robust", "unknown")
 ATTACK_GRID = 8  # budgets the attack radius scans before it bisects (robust_radii)
@@ -186,12 +187,14 @@ class Exact(Certificate):
         if not circuits:
             logits = model64(x.double())[0]
             order = [j for j in torch.argsort(logits, descending=True).tolist() if j != label]
-            order = [j for j, bound in zip(order, crown_margins(ops, x, label, epsilon, order)) if bound <= MARGIN]
+            bounds = layer_bounds(ops, x, epsilon)  # the big-M of the program and its CROWN margins
+            margins = crown_margins(ops, x, label, epsilon, order, bounds)
+            order = [j for j, bound in zip(order, margins) if bound <= MARGIN]
             def is_counterexample(flat):
                 candidate = torch.as_tensor(np.clip(flat, low, high)).reshape(x.shape)
                 return bool(margins64(model64, candidate, y)[0] <= 0)
 
-            found = decide_margins(ops, x, label, epsilon, order, self.params.seconds, is_counterexample)
+            found = decide_margins(ops, x, label, epsilon, order, self.params.seconds, is_counterexample, bounds)
             for j, proved, witness in found:
                 if witness is not None:
                     return "not_robust", np.clip(witness, low, high)
@@ -223,9 +226,8 @@ class Exact(Certificate):
         if fourier_applies(circuit, after, weight.shape[0]):
             with torch.no_grad():
                 coefficients = fourier_coefficients(margins_at, weight.shape[0])
-
-            def bound(lo, hi):
-                return vertex_bound(coefficients, lo, hi)
+            bound = partial(vertex_bound, coefficients)
+            margins_at = partial(fourier_margins, coefficients)  # the same margins, far cheaper to evaluate
         else:
             taylor = circuit.readout.name == "expval" and all(isinstance(op, AFFINE) for op in after)
 
@@ -237,9 +239,9 @@ class Exact(Certificate):
                     lo, hi = interval_step(op, lo, hi)
                 return margin_lower_bound(lo.double(), hi.double(), owner)
 
-        def gradient_at(angles):
-            a = torch.as_tensor(angles[None], dtype=torch.float64).requires_grad_(True)
-            return torch.autograd.grad(margins_at(a).min(), a)[0][0].numpy()
+        def gradient_at(angles):  # (B, n) -> (B, n): of each row's smallest margin
+            a = torch.as_tensor(angles, dtype=torch.float64).requires_grad_(True)
+            return torch.autograd.grad(margins_at(a).min(dim=1).values.sum(), a)[0].numpy()
 
         def margin_at(inputs):
             return margins64(model64, torch.as_tensor(inputs).reshape(len(inputs), *x.shape[1:]), y.repeat(len(inputs)))
@@ -247,14 +249,6 @@ class Exact(Certificate):
         verdict, found, _ = search(bound, margin_at, gradient_at, (weight, offset), low, high, a_low, a_high,
                                    self.params.boxes, self.params.seconds)
         return verdict, found
-
-
-def fourier_applies(circuit: Circuit, after, n_angles: int) -> bool:
-    """Whether the margins are degree-1 trigonometric polynomials of few enough angles for the
-    full expansion (``angle_search.fourier_coefficients``): every angle enters once, the logits
-    are linear in the measured values and only affine ops follow the circuit."""
-    return (circuit.repeats == 1 and circuit.readout.linear and n_angles <= MAX_FOURIER_ANGLES
-            and all(isinstance(op, AFFINE) for op in after))
 
 
 def per_point(budgets: np.ndarray, x: torch.Tensor) -> torch.Tensor:

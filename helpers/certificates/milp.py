@@ -99,11 +99,13 @@ class Program:
                     options={"time_limit": max(seconds, 0.01), "disp": False})
 
 
-def build_program(ops, x: torch.Tensor, epsilon: float) -> tuple[Program, np.ndarray, np.ndarray]:
-    """The constraints of the network ``ops`` on the ball ∩ [0, 1] of one input ``x`` (1, ...).
-    Returns the program, the input's variables (flattened) and the logits' variables."""
+def build_program(ops, x: torch.Tensor, epsilon: float, bounds=None) -> tuple[Program, np.ndarray, np.ndarray]:
+    """The constraints of the network ``ops`` on the ball ∩ [0, 1] of one input ``x`` (1, ...)
+    (``bounds``: its ``layer_bounds`` where already computed). Returns the program, the input's
+    variables (flattened) and the logits' variables."""
+    bounds = layer_bounds(ops, x, epsilon) if bounds is None else bounds
     trace = [(lo - SLACK * (1 + np.abs(lo)), hi + SLACK * (1 + np.abs(hi))) if i else (lo, hi)
-             for i, (lo, hi) in enumerate(layer_bounds(ops, x, epsilon))]  # float32 slack, see SLACK
+             for i, (lo, hi) in enumerate(bounds)]  # float32 slack, see SLACK
     shapes = op_inputs(ops, x)
     program = Program()
     current = program.variables(trace[0][0], trace[0][1])
@@ -254,17 +256,19 @@ def _max_pool(program: Program, op: nn.MaxPool2d, v: np.ndarray, lo: np.ndarray,
     return out
 
 
-def crown_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes) -> np.ndarray:
+def crown_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, bounds=None) -> np.ndarray:
     """Lower bounds on logit_y − logit_j over the ball for each class j of ``classes``: one
     backward pass through the network with every ReLU relaxed between ``layer_bounds`` (full
-    CROWN, tighter than CROWN-IBP's interval bounds of the hidden layers)."""
-    bounds = layer_bounds(ops, x, epsilon)
+    CROWN, tighter than CROWN-IBP's interval bounds of the hidden layers; ``bounds``: those
+    bounds where already computed)."""
+    bounds = layer_bounds(ops, x, epsilon) if bounds is None else bounds
     n_classes = len(bounds[-1][0])
     spec = np.stack([np.eye(n_classes)[y] - np.eye(n_classes)[j] for j in classes])
     return _backward_lower(ops, len(ops), spec, bounds, op_inputs(ops, x), {})
 
 
-def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, seconds: float, is_counterexample):
+def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, seconds: float, is_counterexample,
+                   bounds=None):
     """For each class j of ``classes`` in order: (j, proved, counterexample or None), proved
     meaning no input of the ball has logit_y − logit_j <= ``MARGIN``. The linear relaxation
     (every binary in [0, 1]) comes first: where its minimum exceeds the margin the class is
@@ -273,8 +277,9 @@ def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, second
     settles that much faster than it closes the gap of the minimisation); a feasible input is
     tried as a counterexample. ``is_counterexample(x)`` re-checks an input (flattened float64)
     with the model. Stops at the first counterexample or undecided class, or when the time is
-    spent (the remaining classes are then missing from the list)."""
-    program, inputs, logits = build_program(ops, x, epsilon)
+    spent (the remaining classes are then missing from the list). ``bounds``: the ball's
+    ``layer_bounds`` where already computed."""
+    program, inputs, logits = build_program(ops, x, epsilon, bounds)
     deadline = time.monotonic() + seconds
     found = []
     for j in classes:
