@@ -14,6 +14,7 @@ import torch
 from helpers.attacks import ATTACKS, predict
 from helpers.certificates.angle_search import AnglePolytope, fourier_coefficients, fourier_margins, vertex_bound
 from helpers.certificates.exact import VERDICTS, margins64
+from helpers.certificates.milp import crown_margins, layer_bounds
 from helpers.data import load_dataset, split_indices
 from helpers.models import build_model
 from helpers.registry import CERTIFICATES
@@ -150,14 +151,42 @@ def test_a_contracted_angle_box_keeps_every_angle_of_its_preimage_and_an_empty_o
         if found is None:
             assert not inside.any()  # closed only when no input of the box maps into it
             continue
-        assert (found[0] >= low).all() and (found[1] <= high).all()
-        assert ((angles[inside] >= found[0]) & (angles[inside] <= found[1])).all()
-        shrunk += bool((found[1] - found[0] < high - low - 1e-3).any())
-        point = polytope.point(*found, rng.normal(size=40))
+        box_low, box_high, extremes = found
+        assert (box_low >= low).all() and (box_high <= high).all()
+        assert ((angles[inside] >= box_low) & (angles[inside] <= box_high)).all()
+        shrunk += bool((box_high - box_low < high - low - 1e-3).any())
+        point = polytope.point(box_low, box_high, rng.normal(size=40))
         assert point is not None and (point >= x_low - 1e-9).all() and (point <= x_high + 1e-9).all()
-        assert ((weight @ point + offset >= found[0] - 1e-6) & (weight @ point + offset <= found[1] + 1e-6)).all()
+        assert ((weight @ point + offset >= box_low - 1e-6) & (weight @ point + offset <= box_high + 1e-6)).all()
+        half = box_high.copy()  # a child: the sides its parent reached inside it are kept, not solved again
+        half[0] = (box_low[0] + box_high[0]) / 2
+        told, fresh = polytope.contract(box_low, half, extremes), polytope.contract(box_low, half)
+        assert (told is None) == (fresh is None)
+        if told is not None:
+            assert np.allclose(told[0], fresh[0], atol=1e-7) and np.allclose(told[1], fresh[1], atol=1e-7)
     assert shrunk > 0  # the interval hull's corners lie outside the image: contraction cuts them
     assert polytope.contract(hull[1] + 1, hull[1] + 2) is None
+
+
+@pytest.mark.parametrize("epsilon", [0.02, 0.1])
+def test_the_layer_bounds_through_max_pooling_hold_every_activation_of_the_ball(epsilon):
+    torch.manual_seed(2)
+    model = build_model({"type": "cnn", "channels": [4, 8], "hidden": 16}, (1, 8, 8), 4).double().eval()
+    ops = model.bound_ops()
+    assert any(isinstance(op, torch.nn.MaxPool2d) for op in ops)
+    x = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    bounds = layer_bounds(ops, x, epsilon)
+    margins = crown_margins(ops, x, 0, epsilon, [1, 2, 3], bounds)
+    samples = (x + epsilon * (2 * torch.rand(4000, 1, 8, 8, dtype=torch.float64) - 1)).clamp(0, 1)
+    corners = (x + epsilon * torch.sign(torch.randn(4000, 1, 8, 8, dtype=torch.float64))).clamp(0, 1)
+    value = torch.cat([samples, corners])
+    with torch.no_grad():
+        for op, (low, high) in zip([*ops, None], bounds):  # every op's input, and the logits last
+            flat = value.reshape(len(value), -1).numpy()
+            assert (flat >= low - 1e-9).all() and (flat <= high + 1e-9).all()
+            value = op(value) if op is not None else value
+    sampled = (value[:, :1] - value[:, 1:]).min(dim=0).values.numpy()
+    assert (margins <= sampled + 1e-9).all()
 
 
 def test_a_spent_budget_leaves_unknown_never_robust(digits):

@@ -125,30 +125,37 @@ class AnglePolytope:
             return np.asarray(self.highs.getSolution().col_value)[:self.d]
         return None
 
-    def contract(self, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def contract(self, low: np.ndarray, high: np.ndarray, known: np.ndarray | None = None):
         """The box shrunk to its intersection with the image of the input box: each angle's
         least and greatest value over the preimage (two programs per angle, widened by
-        ``CONTRACT_SLACK``); None when the preimage is proved empty. A program that fails
-        otherwise leaves its side as it was."""
+        ``CONTRACT_SLACK``). ``known`` (2n, n): the angles at which a larger box containing this
+        one (its parent) reached each side's extreme (rows 2q and 2q + 1: least and greatest
+        angle q; NaN where none): one that lies in this box still does, so its program is
+        skipped. Returns (low, high, the extremes of this box), or None when the preimage is
+        proved empty. A program that fails otherwise leaves its side as it was."""
         m, d = len(low), self.d
         low, high = low.copy(), high.copy()
+        extremes = np.full((2 * m, m), np.nan)
+        if known is not None:
+            inside = ((known >= low - 1e-12) & (known <= high + 1e-12)).all(axis=1)  # NaN rows: not inside
+            extremes[inside] = known[inside]
         self.highs.changeColsBounds(m, self.angles, low, high)
         self.highs.changeColsCost(len(self.columns), self.columns, np.zeros(len(self.columns)))
-        for q in range(m):
-            for sign in (1.0, -1.0):
-                self.highs.changeColCost(d + q, sign)
-                self.highs.run()
-                status = self.highs.getModelStatus()
-                if status == _core.HighsModelStatus.kInfeasible:
-                    return None
-                if status == _core.HighsModelStatus.kOptimal:
-                    value = sign * self.highs.getObjectiveValue()
-                    if sign > 0:
-                        low[q] = max(low[q], value - CONTRACT_SLACK)
-                    else:
-                        high[q] = min(high[q], value + CONTRACT_SLACK)
+        for row in np.flatnonzero(np.isnan(extremes[:, 0])):
+            q, sign = row // 2, 1.0 if row % 2 == 0 else -1.0
+            self.highs.changeColCost(d + q, sign)
+            self.highs.run()
+            status = self.highs.getModelStatus()
             self.highs.changeColCost(d + q, 0.0)
-        return low, np.maximum(high, low)
+            if status == _core.HighsModelStatus.kInfeasible:
+                return None
+            if status == _core.HighsModelStatus.kOptimal:
+                extremes[row] = np.asarray(self.highs.getSolution().col_value)[d:]
+                if sign > 0:
+                    low[q] = max(low[q], extremes[row, q] - CONTRACT_SLACK)
+                else:
+                    high[q] = min(high[q], extremes[row, q] + CONTRACT_SLACK)
+        return low, np.maximum(high, low), extremes
 
     def empty(self) -> bool:
         """Whether the last box's preimage was proved empty."""
@@ -161,13 +168,14 @@ def search(bound, margin_at, gradient_at, angle_map, x_low: np.ndarray, x_high: 
     angle boxes (B, n); ``margin_at(x)`` the model's smallest margins at inputs x (B, D)
     (float64, the model itself); ``gradient_at(a)`` that margin's gradients with respect to the
     angles a (B, n). Boxes go ``BATCH`` at a time: each shrunk to the image of the input box
-    (``AnglePolytope.contract``; an empty one is closed), bounded, then each open one's preimage
+    (``AnglePolytope.contract``, told where its parent's sides were reached; an empty one is
+    closed), bounded, then each open one's preimage
     asked for its input lowering the margin, all those inputs checked by one call of the model.
     Returns (verdict, counterexample (D,) or None, boxes used)."""
     deadline = time.monotonic() + seconds
     weight = angle_map[0]
     polytope = AnglePolytope(angle_map, x_low, x_high)
-    queue, used = [(low, high)], 0
+    queue, used = [(low, high, None)], 0
     while queue:
         if used >= boxes or time.monotonic() > deadline:
             return "unknown", None, used
@@ -176,8 +184,7 @@ def search(bound, margin_at, gradient_at, angle_map, x_low: np.ndarray, x_high: 
         batch = [box for box in (polytope.contract(*box) for box in batch) if box is not None]
         if not batch:
             continue
-        lo = np.stack([b[0] for b in batch])
-        hi = np.stack([b[1] for b in batch])
+        lo, hi, extremes = (np.stack([b[k] for b in batch]) for k in range(3))
         open_ = np.flatnonzero(bound(torch.as_tensor(lo), torch.as_tensor(hi)).double().numpy() <= MARGIN)
         if not len(open_):
             continue
@@ -201,5 +208,5 @@ def search(bound, margin_at, gradient_at, angle_map, x_low: np.ndarray, x_high: 
             middle = (lo[i, side] + hi[i, side]) / 2
             left_hi, right_lo = hi[i].copy(), lo[i].copy()
             left_hi[side], right_lo[side] = middle, middle
-            queue += [(lo[i], left_hi), (right_lo, hi[i])]
+            queue += [(lo[i], left_hi, extremes[i]), (right_lo, hi[i], extremes[i])]
     return "robust", None, used

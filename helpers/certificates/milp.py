@@ -131,8 +131,8 @@ def build_program(ops, x: torch.Tensor, epsilon: float, bounds=None) -> tuple[Pr
 def layer_bounds(ops, x: torch.Tensor, epsilon: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """Bounds (low, high) on every op's input (and the logits, last), flattened float64, over
     the ball ∩ [0, 1] of one input ``x`` (1, ...): the interval bounds, tightened for the input
-    of every ReLU and max pooling by CROWN (Zhang et al. 2018) with every earlier ReLU relaxed
-    between its own tightened bounds (back to the input, or to the last op it cannot relax)."""
+    of every ReLU and max pooling by CROWN (Zhang et al. 2018) with every earlier ReLU and max
+    pooling relaxed between its own tightened bounds, back to the input."""
     low, high = (x - epsilon).clamp(0, 1), (x + epsilon).clamp(0, 1)
     bounds = [(lo[0].double().numpy().ravel(), hi[0].double().numpy().ravel())
               for lo, hi in interval_trace(ops, low, high)]
@@ -158,8 +158,8 @@ def _meet(a, b):
 
 def _backward_lower(ops, end: int, spec: np.ndarray, bounds, shapes, matrices) -> np.ndarray:
     """Lower bounds of spec @ (the input of op ``end``) by one backward linear pass: affine ops
-    exactly, ReLUs by their linear relaxation between ``bounds``; it stops at the first op it
-    cannot relax (max pooling) and takes that op's output box."""
+    exactly, ReLUs and max pooling by their linear relaxations between ``bounds``; it stops at
+    the first op it cannot relax and takes that op's output box."""
     coefficients, bias = spec, np.zeros(len(spec))
     i = end - 1
     while i >= 0:
@@ -181,6 +181,21 @@ def _backward_lower(ops, end: int, spec: np.ndarray, bounds, shapes, matrices) -
             positive = coefficients >= 0
             bias = bias + np.where(positive, 0.0, coefficients * intercept).sum(axis=1)
             coefficients = coefficients * np.where(positive, lower_slope, slope)
+        elif isinstance(op, nn.MaxPool2d) and encodable([op])[0]:
+            # A window's maximum is at least its member with the highest lower bound, and at most
+            # the highest upper bound (exactly that member where its lower bound beats every
+            # other member's upper bound).
+            members = pool_windows(op, shapes[i])
+            low_of, high_of = lo[members], hi[members]
+            rows = np.arange(len(members))
+            best = members[rows, low_of.argmax(axis=1)]
+            others = high_of.copy()
+            others[rows, low_of.argmax(axis=1)] = -np.inf
+            linear = (coefficients >= 0) | (low_of.max(axis=1) >= others.max(axis=1))[None]
+            bias = bias + np.where(linear, 0.0, coefficients * high_of.max(axis=1)).sum(axis=1)
+            spread = np.zeros((len(coefficients), len(lo)))
+            np.add.at(spread.T, best, np.where(linear, coefficients, 0.0).T)
+            coefficients = spread
         else:
             break
         i -= 1
@@ -225,17 +240,21 @@ def _relu(program: Program, z: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np
     return out
 
 
+def pool_windows(op: nn.MaxPool2d, shape: tuple[int, ...]) -> np.ndarray:
+    """(outputs, kernel area): the flattened input indices of each output's window, channel by
+    channel (the order of the flattened output)."""
+    t = torch.arange(int(np.prod(shape)), dtype=torch.float64).reshape(1, *shape)
+    cols = F.unfold(t, op.kernel_size, stride=op.stride)                 # (1, C * k * k, L)
+    channels = shape[0]
+    return cols.reshape(channels, -1, cols.shape[-1]).permute(0, 2, 1).reshape(-1, cols.shape[1] // channels) \
+        .numpy().astype(int)
+
+
 def _max_pool(program: Program, op: nn.MaxPool2d, v: np.ndarray, lo: np.ndarray, hi: np.ndarray,
               shape: tuple[int, ...]) -> np.ndarray:
     """Each window's maximum: the input whose lower bound beats every other's upper bound, or
     a new variable m >= every input, m <= input i + (U - lo_i)(1 - d_i), one d_i = 1."""
-    def windows(values: np.ndarray) -> np.ndarray:  # (windows, kernel area), channel by channel
-        t = torch.as_tensor(values, dtype=torch.float64).reshape(1, *shape)
-        cols = F.unfold(t, op.kernel_size, stride=op.stride)             # (1, C * k * k, L)
-        channels = shape[0]
-        return cols.reshape(channels, -1, cols.shape[-1]).permute(0, 2, 1).reshape(-1, cols.shape[1] // channels).numpy()
-
-    index = windows(np.arange(len(v), dtype=float)).astype(int)
+    index = pool_windows(op, shape)
     w_lo, w_hi = lo[index], hi[index]
     out = np.empty(len(index), dtype=int)
     for k, (members, l, h) in enumerate(zip(index, w_lo, w_hi)):
