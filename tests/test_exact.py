@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from helpers.attacks import ATTACKS, predict
-from helpers.certificates.angle_search import AnglePolytope, fourier_coefficients, fourier_margins, vertex_bound
+from helpers.certificates.angle_search import AnglePolytope, flat_bound, fourier_coefficients, fourier_margins, \
+    vertex_bound
 from helpers.certificates.exact import VERDICTS, margins64
 from helpers.certificates.milp import crown_margins, layer_bounds
 from helpers.data import load_dataset, split_indices
@@ -130,6 +131,44 @@ def test_the_circuits_margins_are_an_exact_trigonometric_expansion_and_the_corne
         inside = low[:, None] + (high - low)[:, None] * torch.rand(30, 500, 4, dtype=torch.float64)
         sampled = margins_at(inside.reshape(-1, 4)).reshape(30, 500, 2).amin(dim=(1, 2))
         assert (bound <= sampled + 1e-9).all()
+
+
+def test_the_flat_bound_plus_the_descent_over_the_preimage_never_exceeds_a_margin_of_the_image():
+    torch.manual_seed(3)
+    model = build_model({"type": "vqc", "n_qubits": 4, "n_layers": 2}, (1, 8, 8), 3).double().eval()
+
+    def margins_at(angles):
+        logits = model.output_scale * model.quantum(angles)[:, :3]
+        return logits[:, :1] - logits[:, 1:]
+
+    with torch.no_grad():
+        coefficients = fourier_coefficients(margins_at, 4)
+    rng = np.random.default_rng(5)
+    weight, offset = rng.normal(size=(4, 12)), rng.normal(size=4)
+    x_low = rng.uniform(0, 0.8, 12)
+    x_high = x_low + 0.2
+    polytope = AnglePolytope((weight, offset), x_low, x_high)
+    samples = x_low + 0.2 * rng.uniform(size=(40000, 12)) ** rng.choice([0.3, 1, 3], size=(40000, 12))
+    angles = samples @ weight.T + offset
+    with torch.no_grad():
+        margins = margins_at(torch.as_tensor(angles)).min(dim=1).values.numpy()
+    tested, gaps = 0, []
+    for reach in np.repeat([0.6, 0.1, 0.003], 20):  # boxes around a sampled angle, wide to tiny
+        centre = angles[rng.integers(len(angles))]
+        low, high = centre - rng.uniform(reach / 10, reach, 4), centre + rng.uniform(reach / 10, reach, 4)
+        inside = ((angles >= low) & (angles <= high)).all(axis=1)
+        middle = (low + high) / 2
+        at = torch.as_tensor(middle[None]).requires_grad_(True)
+        steepest = torch.autograd.grad(fourier_margins(coefficients, at).min(), at)[0][0].numpy()
+        for gradient in (steepest, rng.normal(size=4), np.zeros(4)):  # sound for any g, tight for the gradient
+            x = polytope.point(low, high, weight.T @ gradient)
+            descent = gradient @ (weight @ x + offset - middle)
+            bound = flat_bound(coefficients, low[None], high[None], gradient[None])[0] + descent
+            assert bound <= margins[inside].min() + 1e-9
+            tested += 1
+            if reach < 0.01 and gradient is steepest:  # tight to second order in the box's width
+                gaps.append(margins[inside].min() - bound)
+    assert tested == 180 and max(gaps) < 5e-3
 
 
 def test_a_contracted_angle_box_keeps_every_angle_of_its_preimage_and_an_empty_one_is_closed():

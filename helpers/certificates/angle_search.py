@@ -87,13 +87,34 @@ def vertex_bound(coefficients: torch.Tensor, low: torch.Tensor, high: torch.Tens
     """Lower bounds (B,) on the smallest margin over angle boxes (B, n): the margins are
     multilinear in the points (cos a_q, sin a_q), so over the product of triangles that contain
     the arcs their minimum lies at a product of corners; every corner combination is evaluated,
-    one angle contracted at a time (the leading basis axis becomes a trailing corner axis)."""
+    one angle contracted at a time (the leading basis axis becomes a trailing corner axis).
+    ``coefficients``: (classes, 3, ..., 3) for every box, or (B, classes, 3, ..., 3) one per box."""
     corners = arc_vertices(low.double(), high.double())                 # (B, n, 3 corners, 3 basis)
-    values = coefficients.reshape(1, len(coefficients), 3, -1).expand(len(low), -1, -1, -1)
-    for q in range(low.shape[1]):  # angle q's basis axis leads; its corner axis goes last
-        values = torch.einsum("bcjr,bkj->bcrk", values, corners[:, q])
-        values = values.reshape(len(low), len(coefficients), 3, -1)
+    n = low.shape[1]
+    values = coefficients.reshape(-1, coefficients.shape[-n - 1], 3 ** n).expand(len(low), -1, -1)
+    for q in range(n):  # angle q's basis axis leads; its corner axis goes last
+        values = torch.einsum("bcjr,bkj->bcrk", values.reshape(len(low), values.shape[1], 3, -1), corners[:, q])
     return values.reshape(len(low), -1).min(dim=1).values
+
+
+def flat_bound(coefficients: torch.Tensor, low: np.ndarray, high: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    """Per box (B, n) with centre c and the margin's gradient g there (B, n): a lower bound (B,)
+    on every margin minus g · sin(a − c) over the box. sin(a_q − c_q) is linear in
+    (cos a_q, sin a_q), so the difference is again a trigonometric polynomial of degree 1, one
+    per box, bounded by ``vertex_bound``; it is flat at c, so that bound loses only second-order
+    terms. Returned less the most g · (sin(a − c) − (a − c)) can take (|g_q| |a_q − c_q|³ / 6 per
+    angle): adding the least g · (a − c) over the box's preimage (a linear program) bounds the
+    margins where the box meets the image of the ball, not over the whole box."""
+    n, classes = low.shape[1], len(coefficients)
+    centre, half = (low + high) / 2, (high - low) / 2
+    g, c = torch.as_tensor(gradients), torch.as_tensor(centre)
+    shifted = coefficients.reshape(1, classes, 3 ** n).repeat(len(low), 1, 1)
+    for q in range(n):  # − g_q sin(a_q − c_q) = g_q sin c_q · cos a_q − g_q cos c_q · sin a_q
+        stride = 3 ** (n - 1 - q)  # the index of cos a_q alone (2 * stride: sin a_q alone)
+        shifted[:, :, stride] += (g[:, q] * torch.sin(c[:, q]))[:, None]
+        shifted[:, :, 2 * stride] -= (g[:, q] * torch.cos(c[:, q]))[:, None]
+    bound = vertex_bound(shifted.reshape(len(low), *coefficients.shape), torch.as_tensor(low), torch.as_tensor(high))
+    return bound.numpy() - (np.abs(gradients) * half ** 3 / 6).sum(axis=1)
 
 
 class AnglePolytope:
@@ -163,14 +184,16 @@ class AnglePolytope:
 
 
 def search(bound, margin_at, gradient_at, angle_map, x_low: np.ndarray, x_high: np.ndarray, low: np.ndarray,
-           high: np.ndarray, boxes: int, seconds: float):
+           high: np.ndarray, boxes: int, seconds: float, flat=None):
     """Branch and bound for one point. ``bound(lo, hi)`` gives margin lower bounds (B,) over
     angle boxes (B, n); ``margin_at(x)`` the model's smallest margins at inputs x (B, D)
     (float64, the model itself); ``gradient_at(a)`` that margin's gradients with respect to the
-    angles a (B, n). Boxes go ``BATCH`` at a time: each shrunk to the image of the input box
+    angles a (B, n); ``flat(lo, hi, g)`` (optional) ``flat_bound`` for gradients g at the
+    boxes' centres. Boxes go ``BATCH`` at a time: each shrunk to the image of the input box
     (``AnglePolytope.contract``, told where its parent's sides were reached; an empty one is
-    closed), bounded, then each open one's preimage
-    asked for its input lowering the margin, all those inputs checked by one call of the model.
+    closed), bounded, then each open one's preimage asked for its input lowering the margin
+    along the gradient, all those inputs checked by one call of the model; with ``flat``, that
+    input's descent added to the flat bound closes the box where the sum is positive.
     Returns (verdict, counterexample (D,) or None, boxes used)."""
     deadline = time.monotonic() + seconds
     weight = angle_map[0]
@@ -188,13 +211,15 @@ def search(bound, margin_at, gradient_at, angle_map, x_low: np.ndarray, x_high: 
         open_ = np.flatnonzero(bound(torch.as_tensor(lo), torch.as_tensor(hi)).double().numpy() <= MARGIN)
         if not len(open_):
             continue
-        gradients = gradient_at((lo[open_] + hi[open_]) / 2)
-        kept, inputs = [], []
-        for i, gradient in zip(open_, gradients):
+        centres = (lo[open_] + hi[open_]) / 2
+        gradients = gradient_at(centres)
+        kept, inputs, descent = [], [], []
+        for i, gradient, centre in zip(open_, gradients, centres):
             x = polytope.point(lo[i], hi[i], weight.T @ gradient)
             if x is None and polytope.empty():
                 continue  # no input of the ball has angles in this box
             kept.append((i, gradient))
+            descent.append(-np.inf if x is None else gradient @ (weight @ x + angle_map[1] - centre))
             if x is not None:
                 inputs.append(x)
         if inputs:
@@ -202,6 +227,10 @@ def search(bound, margin_at, gradient_at, angle_map, x_low: np.ndarray, x_high: 
             broken = np.flatnonzero(margins <= 0)
             if len(broken):
                 return "not_robust", inputs[broken[0]], used
+        if flat is not None and kept:  # the margins where each box meets the image, to first order
+            rows = np.array([i for i, _ in kept])
+            closed = flat(lo[rows], hi[rows], np.stack([g for _, g in kept])) + np.array(descent) > MARGIN
+            kept = [k for k, done in zip(kept, closed) if not done]
         for i, gradient in kept:  # split along the side the margin moves most on
             moves = (hi[i] - lo[i]) * np.abs(gradient)
             side = int(np.argmax(moves if moves.max() > 0 else hi[i] - lo[i]))

@@ -32,7 +32,8 @@ from ..attacks.base import margin
 from ..attacks.pgd import pgd
 from ..registry import CERTIFICATES
 from ..models.ops import Circuit
-from .angle_search import fourier_applies, fourier_coefficients, fourier_margins, search, vertex_bound
+from .angle_search import fourier_applies, fourier_coefficients, fourier_margins, flat_bound, search, \
+    vertex_bound
 from .base import Certificate
 from .bounds import AFFINE, MARGIN, bounds_apply, circuit_margin_bound, crown_margin_lower_bound, input_box, \
     interval_step, interval_trace, margin_lower_bound
@@ -226,9 +227,10 @@ class Exact(Certificate):
         if fourier_applies(circuit, after, weight.shape[0]):
             with torch.no_grad():
                 coefficients = fourier_coefficients(margins_at, weight.shape[0])
-            bound = partial(vertex_bound, coefficients)
+            bound, flat = partial(vertex_bound, coefficients), partial(flat_bound, coefficients)
             margins_at = partial(fourier_margins, coefficients)  # the same margins, far cheaper to evaluate
         else:
+            flat = None
             taylor = circuit.readout.name == "expval" and all(isinstance(op, AFFINE) for op in after)
 
             def bound(lo, hi):
@@ -247,7 +249,7 @@ class Exact(Certificate):
             return margins64(model64, torch.as_tensor(inputs).reshape(len(inputs), *x.shape[1:]), y.repeat(len(inputs)))
 
         verdict, found, _ = search(bound, margin_at, gradient_at, (weight, offset), low, high, a_low, a_high,
-                                   self.params.boxes, self.params.seconds)
+                                   self.params.boxes, self.params.seconds, flat)
         return verdict, found
 
 
