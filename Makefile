@@ -32,7 +32,7 @@ $(PYTHON) -m helpers.stages.notebook $< $(@:.ipynb=.running.ipynb) $(CONFIG) $(K
 	|| { mv $(@:.ipynb=.running.ipynb) $(@:.ipynb=.failed.ipynb) 2>/dev/null; exit 1; }
 endef
 
-.PHONY: all test bench bench-stages lab clean env docs shipped sweep calibration
+.PHONY: all test bench bench-stages bench-verifier lab clean env docs shipped sweep calibration
 
 env: $(INSTALLED)
 
@@ -104,6 +104,12 @@ bench: $(INSTALLED)
 # (benchmarks/stages.py; docs/performance.md). BENCH_CONFIG picks another study to reduce.
 bench-stages: $(INSTALLED)
 	$(PYTHON) benchmarks/stages.py --base $(or $(BASE),HEAD) $(if $(BENCH_CONFIG),--config $(BENCH_CONFIG)) --out results/bench
+
+# The complete verifier under the working tree and under BASE on the default study's trained
+# models and verified points, in the same run: verdicts, seconds and their ratio, contradictions
+# (benchmarks/verifier.py; docs/verification.md).
+bench-verifier: $(INSTALLED)
+	$(PYTHON) benchmarks/verifier.py --base $(or $(BASE),HEAD) --out results/bench
 
 # JupyterLab on notebooks/: open a stage and Run All (its default config, or set config_path).
 # Kernels talk to the server over IPC, not TCP; as root (most containers) Jupyter asks for

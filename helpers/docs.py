@@ -303,6 +303,7 @@ BLOCKS = {
     "bench": lambda: bench_file("bench.md", "make bench").replace("### ", "#### "),  # one heading level down
     "sweep-workers-bench": sweep_workers_bench,
     "stage-comparison": lambda: bench_file("stage_comparison.md", "make bench-stages BASE=<rev>"),
+    "verifier-comparison": lambda: bench_file("verifier_comparison.md", "make bench-verifier BASE=<rev>"),
     "inference-constants": inference_constants,
     "masking-calibration": masking_calibration,
     "inference-calibration": inference_calibration,

@@ -97,3 +97,22 @@ def test_the_table_comparison_ignores_timings_and_names_the_columns_that_differ(
     assert result.loc["empty.csv", "identical"]
     assert not result.loc["moved.csv", "identical"] and result.loc["moved.csv", "differs"] == "accuracy"
     assert not result.loc["new.csv", "identical"] and result.loc["new.csv", "differs"] == "only in work"
+
+
+def test_the_verifier_comparison_counts_each_versions_verdicts_and_every_contradiction():
+    verifier = load("verifier")
+    points = [("vqc", 0, 0.1, i) for i in range(4)] + [("cnn", 0, 0.1, 0)]
+
+    def side(verdicts, seconds):
+        return pd.DataFrame([dict(zip(["model", "run", "epsilon", "point"], p), verdict=v, seconds=s)
+                             for p, v, s in zip(points, verdicts, seconds)])
+
+    base = side(["robust", "unknown", "not_robust", "robust", "unknown"], [1.0, 1.0, 0.5, 0.5, 1.0])
+    work = side(["robust", "robust", "robust", "not_robust", "unknown"], [0.5, 0.25, 0.25, 0.25, 1.0])
+    table = verifier.compare(base, work).set_index("model")
+    assert table.loc["vqc", "points"] == 4 and table.loc["cnn", "points"] == 1
+    assert (table.loc["vqc", ["base_robust", "base_not_robust", "base_unknown"]].tolist() == [2, 1, 1])
+    assert (table.loc["vqc", ["work_robust", "work_not_robust", "work_unknown"]].tolist() == [3, 1, 0])
+    assert table.loc["vqc", "contradictions"] == 2 and table.loc["cnn", "contradictions"] == 0
+    assert table.loc["vqc", "ratio_seconds"] == pytest.approx(1.25 / 3.0)
+    assert "| vqc | 0.1 | 4 | 2 / 1 / 1 | 3 / 1 / 0 |" in verifier.markdown(verifier.compare(base, work), "a", "b", 1)
