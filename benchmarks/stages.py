@@ -123,11 +123,17 @@ def markdown(stages: pd.DataFrame, tables: pd.DataFrame, base: str, work: str) -
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def versions_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every two-version benchmark takes: ``--base``, ``--work`` and the study's ``--config``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--base", default="HEAD", help="the revision timed against (default HEAD)")
     parser.add_argument("--work", default=None, help="the revision timed (default: the working tree)")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default.yaml")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = versions_parser(__doc__)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--n-test", type=int, default=32)
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)

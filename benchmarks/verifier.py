@@ -16,7 +16,6 @@ Writes ``verifier_comparison.csv`` and ``verifier_comparison.md`` to ``--out`` (
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stages import ROOT, checkout  # noqa: E402
+from stages import ROOT, checkout, versions_parser  # noqa: E402
 
 VERDICTS = ("robust", "not_robust", "unknown")
 # One copy's verification, in a process whose ``helpers`` is that copy's (sys.argv[1]).
@@ -102,10 +101,7 @@ def markdown(table: pd.DataFrame, base: str, work: str, seconds: float) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="HEAD", help="the revision timed against (default HEAD)")
-    parser.add_argument("--work", default=None, help="the revision timed (default: the working tree)")
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default.yaml")
+    parser = versions_parser(__doc__)
     parser.add_argument("--runs", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--epsilons", type=float, nargs="+", default=[0.05, 0.1])
     parser.add_argument("--models", nargs="*", default=[], help="default: every model the verifier applies to")

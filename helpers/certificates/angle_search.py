@@ -10,8 +10,10 @@ closed when the margin's lower bound over it is positive (the corner bound of th
 trigonometric expansion; where that does not apply the interval certificate's: a Taylor bound
 for a <Z> readout, else the circuit's Lipschitz interval). Otherwise the same program, steered
 along the margin's gradient, gives an input of the ball in the box: if the model misclassifies
-it, that input is a counterexample; if not, the box is split in two along its side that the
-margin moves most on. The search is complete in the limit (every box shrinks to a point, where
+it, that input is a counterexample. Its optimum also closes the box when, added to the flat
+bound (``flat_bound``: the margins less their first-order part, bounded at the corners), it
+is positive: a bound over the part of the box the ball reaches. Otherwise the box is split in
+two along its side that the margin moves most on. The search is complete in the limit (every box shrinks to a point, where
 the bound is the margin itself); a budget of boxes and seconds ends it with ``unknown``.
 """
 from __future__ import annotations
@@ -137,7 +139,7 @@ class AnglePolytope:
     def point(self, low: np.ndarray, high: np.ndarray, direction: np.ndarray) -> np.ndarray | None:
         """The input of the box's preimage that lowers ``direction`` · x most; None when the
         box's preimage is empty (HiGHS proves the program infeasible). Any other outcome (a
-        numerical failure) also gives None for the input but is no proof: see ``meets``."""
+        numerical failure) also gives None but is no proof: ``empty`` tells the two apart."""
         self.highs.changeColsBounds(len(low), self.angles, low, high)
         self.highs.changeColsCost(len(self.columns), self.columns, np.r_[direction, np.zeros(len(low))])
         self.highs.run()
@@ -196,7 +198,7 @@ def search(bound, margin_at, gradient_at, angle_map, x_low: np.ndarray, x_high: 
     input's descent added to the flat bound closes the box where the sum is positive.
     Returns (verdict, counterexample (D,) or None, boxes used)."""
     deadline = time.monotonic() + seconds
-    weight = angle_map[0]
+    weight, offset = angle_map
     polytope = AnglePolytope(angle_map, x_low, x_high)
     queue, used = [(low, high, None)], 0
     while queue:
@@ -219,9 +221,9 @@ def search(bound, margin_at, gradient_at, angle_map, x_low: np.ndarray, x_high: 
             if x is None and polytope.empty():
                 continue  # no input of the ball has angles in this box
             kept.append((i, gradient))
-            descent.append(-np.inf if x is None else gradient @ (weight @ x + angle_map[1] - centre))
-            if x is not None:
-                inputs.append(x)
+            descent.append(-np.inf if x is None else gradient @ (weight @ x + offset - centre))
+            if x is not None:  # inside the ball to the solver's tolerance: clipped onto it
+                inputs.append(np.clip(x, x_low, x_high))
         if inputs:
             margins = margin_at(np.stack(inputs))
             broken = np.flatnonzero(margins <= 0)

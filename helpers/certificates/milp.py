@@ -187,10 +187,10 @@ def _backward_lower(ops, end: int, spec: np.ndarray, bounds, shapes, matrices) -
             # other member's upper bound).
             members = pool_windows(op, shapes[i])
             low_of, high_of = lo[members], hi[members]
-            rows = np.arange(len(members))
-            best = members[rows, low_of.argmax(axis=1)]
+            rows, winner = np.arange(len(members)), low_of.argmax(axis=1)
+            best = members[rows, winner]
             others = high_of.copy()
-            others[rows, low_of.argmax(axis=1)] = -np.inf
+            others[rows, winner] = -np.inf
             linear = (coefficients >= 0) | (low_of.max(axis=1) >= others.max(axis=1))[None]
             bias = bias + np.where(linear, 0.0, coefficients * high_of.max(axis=1)).sum(axis=1)
             spread = np.zeros((len(coefficients), len(lo)))
@@ -277,9 +277,9 @@ def _max_pool(program: Program, op: nn.MaxPool2d, v: np.ndarray, lo: np.ndarray,
 
 def crown_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, bounds=None) -> np.ndarray:
     """Lower bounds on logit_y − logit_j over the ball for each class j of ``classes``: one
-    backward pass through the network with every ReLU relaxed between ``layer_bounds`` (full
-    CROWN, tighter than CROWN-IBP's interval bounds of the hidden layers; ``bounds``: those
-    bounds where already computed)."""
+    backward pass through the network with every ReLU and max pooling relaxed between
+    ``layer_bounds`` (full CROWN, tighter than CROWN-IBP's interval bounds of the hidden
+    layers; ``bounds``: those bounds where already computed)."""
     bounds = layer_bounds(ops, x, epsilon) if bounds is None else bounds
     n_classes = len(bounds[-1][0])
     spec = np.stack([np.eye(n_classes)[y] - np.eye(n_classes)[j] for j in classes])
