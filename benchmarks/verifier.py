@@ -4,12 +4,13 @@
                                   [--runs 0 1 2 3] [--epsilons 0.05 0.1] [--models vqc cnn] [--seconds 1]
 
 Each version's ``helpers/`` is copied into a fresh folder (``benchmarks/stages.py``'s ``checkout``)
-and, in a process of its own on one thread, verifies the study's verified points (``certify.exact``'s
-``points`` per run, drawn by the run's seed, as the attack stage draws them) of its trained models
-(run ``make all CONFIG=<config>`` first) at each ε with ``seconds`` of search per point. Per model
-and ε: each version's robust, not-robust and open counts, its median and total seconds, the ratio of
-the totals (work / base) and the points on which the two versions contradict each other (one proves
-robust what the other refutes; a sound verifier has none).
+and, in a process of its own on one thread, verifies the study's verified points
+(``certify.exact``'s ``points`` per run, drawn by the run's seed, as the attack stage draws them)
+of its trained models (run ``make all CONFIG=<config>`` first) at each ε with ``seconds`` of search
+per point. Per model and ε: each version's robust, not-robust and open counts, its seconds per
+point (median, 90th percentile, largest, total), the ratio of the totals (work / base) and the
+points on which the two versions contradict each other (one proves robust what the other refutes; a
+sound verifier has none).
 
 Writes ``verifier_comparison.csv`` and ``verifier_comparison.md`` to ``--out`` (default
 ``results/bench/``); ``make bench-verifier BASE=<rev>`` runs it.
@@ -69,8 +70,9 @@ def verify_points(config: str, out: str, runs: str, epsilons: str, models: str, 
 
 def compare(base: pd.DataFrame, work: pd.DataFrame) -> pd.DataFrame:
     """Per model and ε (rows of ``verify_points`` from each version, the same points): each
-    version's verdict counts, median and total seconds, the ratio of the totals (work / base) and
-    the contradictions (robust in one version, not robust in the other)."""
+    version's verdict counts, the median, 90th percentile, largest and total seconds per point,
+    the ratio of the totals (work / base) and the contradictions (robust in one version, not
+    robust in the other)."""
     keys = ["model", "run", "epsilon", "point"]
     merged = base.merge(work, on=keys, suffixes=("_base", "_work"), validate="one_to_one")
     rows = []
@@ -79,8 +81,9 @@ def compare(base: pd.DataFrame, work: pd.DataFrame) -> pd.DataFrame:
         for side in ("base", "work"):
             counts = group[f"verdict_{side}"].value_counts()
             row |= {f"{side}_{verdict}": int(counts.get(verdict, 0)) for verdict in VERDICTS}
-            row |= {f"{side}_median_seconds": group[f"seconds_{side}"].median(),
-                    f"{side}_seconds": group[f"seconds_{side}"].sum()}
+            spent = group[f"seconds_{side}"]
+            row |= {f"{side}_median_seconds": spent.median(), f"{side}_p90_seconds": spent.quantile(0.9),
+                    f"{side}_max_seconds": spent.max(), f"{side}_seconds": spent.sum()}
         row["ratio_seconds"] = row["work_seconds"] / row["base_seconds"]
         pair = set(VERDICTS[:2])
         row["contradictions"] = int(sum({a, b} == pair for a, b in zip(group["verdict_base"], group["verdict_work"])))
@@ -90,13 +93,15 @@ def compare(base: pd.DataFrame, work: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(table: pd.DataFrame, base: str, work: str, seconds: float) -> str:
     lines = [f"#### Complete verifier: `{work}` against `{base}` ({seconds:g} s per point, one thread)", "",
-             "| model | ε | points | base robust / not / open | work robust / not / open | base median s | "
-             "work median s | seconds ratio | contradictions |", "|---|---|---|---|---|---|---|---|---|"]
+             "| model | ε | points | base robust / not / open | work robust / not / open | "
+             "base s: median / p90 / max | work s: median / p90 / max | seconds ratio | contradictions |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples(index=False):
         lines.append(f"| {r.model} | {r.epsilon:g} | {r.points} | {r.base_robust} / {r.base_not_robust} / "
                      f"{r.base_unknown} | {r.work_robust} / {r.work_not_robust} / {r.work_unknown} | "
-                     f"{r.base_median_seconds:.3f} | {r.work_median_seconds:.3f} | {r.ratio_seconds:.2f} | "
-                     f"{r.contradictions} |")
+                     f"{r.base_median_seconds:.3f} / {r.base_p90_seconds:.2f} / {r.base_max_seconds:.2f} | "
+                     f"{r.work_median_seconds:.3f} / {r.work_p90_seconds:.2f} / {r.work_max_seconds:.2f} | "
+                     f"{r.ratio_seconds:.2f} | {r.contradictions} |")
     return "\n".join(lines) + "\n"
 
 

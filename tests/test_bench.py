@@ -115,4 +115,6 @@ def test_the_verifier_comparison_counts_each_versions_verdicts_and_every_contrad
     assert (table.loc["vqc", ["work_robust", "work_not_robust", "work_unknown"]].tolist() == [3, 1, 0])
     assert table.loc["vqc", "contradictions"] == 2 and table.loc["cnn", "contradictions"] == 0
     assert table.loc["vqc", "ratio_seconds"] == pytest.approx(1.25 / 3.0)
-    assert "| vqc | 0.1 | 4 | 2 / 1 / 1 | 3 / 1 / 0 |" in verifier.markdown(verifier.compare(base, work), "a", "b", 1)
+    assert table.loc["vqc", "work_max_seconds"] == 0.5 and table.loc["vqc", "base_median_seconds"] == 0.75
+    page = verifier.markdown(verifier.compare(base, work), "a", "b", 1)
+    assert "| vqc | 0.1 | 4 | 2 / 1 / 1 | 3 / 1 / 0 | 0.750 / 1.00 / 1.00 |" in page

@@ -1,20 +1,21 @@
 """Branch and bound in a circuit's angle space.
 
-A circuit's logits depend on the input only through its encoding angles a = A x + c, an
-affine image of the input (the PCA and its scaling, or a trainable affine encoding). The
-ε-ball ∩ [0, 1] maps to a polytope of angles; its interval hull is the first box. Each box is
-first shrunk to the polytope: every side moved to the least or greatest value of its angle
-over the inputs of the ball whose angles lie in the box (two linear programs per angle, one
-HiGHS model kept warm across boxes); a box that meets no such input is closed. A box is also
-closed when the margin's lower bound over it is positive (the corner bound of the margins'
-trigonometric expansion; where that does not apply the interval certificate's: a Taylor bound
-for a <Z> readout, else the circuit's Lipschitz interval). Otherwise the same program, steered
-along the margin's gradient, gives an input of the ball in the box: if the model misclassifies
-it, that input is a counterexample. Its optimum also closes the box when, added to the flat
-bound (``flat_bound``: the margins less their first-order part, bounded at the corners), it
-is positive: a bound over the part of the box the ball reaches. Otherwise the box is split in
-two along its side that the margin moves most on. The search is complete in the limit (every box shrinks to a point, where
-the bound is the margin itself); a budget of boxes and seconds ends it with ``unknown``.
+A circuit's logits depend on the input only through its encoding angles a = A x + c, an affine
+image of the input (the PCA and its scaling, or a trainable affine encoding). The ε-ball
+∩ [0, 1] maps to a polytope of angles; its interval hull is the first box. Each box is first shrunk
+to the polytope: every side moved to the least or greatest value of its angle over the inputs
+of the ball whose angles lie in the box (two linear programs per angle, one HiGHS model kept
+warm across boxes); a box that meets no such input is closed. A box is also closed when the
+margin's lower bound over it is positive (the corner bound of the margins' trigonometric
+expansion; where that does not apply the interval certificate's: a Taylor bound for a <Z>
+readout, else the circuit's Lipschitz interval). Otherwise the same program, steered along the
+margin's gradient, gives an input of the ball in the box: if the model misclassifies it, that
+input is a counterexample. Its optimum also closes the box when, added to the flat bound
+(``flat_bound``: the margins less their first-order part, bounded at the corners), it is
+positive: a bound over the part of the box the ball reaches. Otherwise the box is split in two
+along its side that the margin moves most on. The search is complete in the limit (every box
+shrinks to a point, where the bound is the margin itself); a budget of boxes and seconds ends
+it with ``unknown``.
 """
 from __future__ import annotations
 
@@ -130,7 +131,8 @@ class AnglePolytope:
         # scipy's own binding of HiGHS (what linprog and milp call): one model, solved many times
         self.highs = _core._Highs()
         self.highs.setOptionValue("output_flag", False)
-        self.highs.addVars(d + m, np.r_[x_low, np.full(m, -_core.kHighsInf)], np.r_[x_high, np.full(m, _core.kHighsInf)])
+        unbounded = np.full(m, _core.kHighsInf)
+        self.highs.addVars(d + m, np.r_[x_low, -unbounded], np.r_[x_high, unbounded])
         rows = np.hstack([weight, -np.eye(m)])
         self.highs.addRows(m, -offset, -offset, rows.size, np.arange(0, rows.size, d + m, dtype=np.int32),
                            np.tile(np.arange(d + m, dtype=np.int32), m), rows.ravel())
