@@ -50,8 +50,9 @@ def verify_points(config: str, out: str, runs: str, epsilons: str, models: str, 
     cfg = load_config(config, results_root=ROOT / "results")
     wanted = set(filter(None, models.split(",")))
     rows = []
+    seeds = run_seeds(cfg.seed, cfg.n_runs)
     for run in map(int, runs.split(",")):
-        seeds = run_seeds(cfg.seed, cfg.n_runs)
+        # the attack stage's points (stages.inputs.load_attacked_split), from names older revisions also have
         x, y = load_test_split(cfg, run, "cpu")
         keep = torch.as_tensor(stratified_subset(y.numpy(), cfg.attack.n_test, subset_seed(cfg.dataset, run, seeds)))
         x, y = x[keep], y[keep]

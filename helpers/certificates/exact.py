@@ -228,9 +228,9 @@ class Exact(Certificate):
             with torch.no_grad():
                 coefficients = fourier_coefficients(margins_at, weight.shape[0])
             bound, flat = partial(vertex_bound, coefficients), partial(flat_bound, coefficients)
-            margins_at = partial(fourier_margins, coefficients)  # the same margins, far cheaper to evaluate
+            evaluate = partial(fourier_margins, coefficients)  # the same margins, far cheaper to evaluate
         else:
-            flat = None
+            flat, evaluate = None, margins_at
             taylor = circuit.readout.name == "expval" and all(isinstance(op, AFFINE) for op in after)
 
             def bound(lo, hi):
@@ -243,7 +243,7 @@ class Exact(Certificate):
 
         def gradient_at(angles):  # (B, n) -> (B, n): of each row's smallest margin
             a = torch.as_tensor(angles, dtype=torch.float64).requires_grad_(True)
-            return torch.autograd.grad(margins_at(a).min(dim=1).values.sum(), a)[0].numpy()
+            return torch.autograd.grad(evaluate(a).min(dim=1).values.sum(), a)[0].numpy()
 
         def margin_at(inputs):
             return margins64(model64, torch.as_tensor(inputs).reshape(len(inputs), *x.shape[1:]), y.repeat(len(inputs)))

@@ -21,7 +21,7 @@ from ..analysis.radii import radius_records
 from ..attacks import build_attack, predict
 from ..attacks.base import is_stochastic
 from ..config import resolve_device
-from ..data import run_seeds, stratified_subset, subset_seed
+from ..data import run_seeds
 from ..registry import ATTACKS, CERTIFICATES
 from ..store.files import save_arrays, write_csv
 from ..store.layout import Layout
@@ -29,7 +29,7 @@ from ..store.provenance import begin_stage, finish_stage
 from ..store.units import COST_COLUMNS, Units, stage_code_hash, unit_costs, unit_key
 from . import progress
 from .execution import map_runs
-from .inputs import load_models, load_test_split
+from .inputs import load_attacked_split, load_models, load_test_split
 from .universal import COLUMNS as UNIVERSAL_COLUMNS
 from .universal import planned_units as planned_universal
 from .universal import universal_run
@@ -39,9 +39,7 @@ BOUNDARY_RESOLUTION = 200  # grid points per axis of the decision-boundary figur
 
 def _attack_run(cfg, run: int, seed: int):
     layout, device, section = Layout(cfg.results_dir), resolve_device(cfg), cfg.attack
-    x_test, y_test = load_test_split(cfg, run, device)
-    picker = subset_seed(cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs))
-    keep = torch.as_tensor(stratified_subset(y_test.cpu().numpy(), section.n_test, picker), device=device)
+    x_test, y_test = load_attacked_split(cfg, run, device)
     loaded = load_models(cfg, run, device)
     units, shared = Units(on_unit=progress.unit_finished), stage_code_hash("attack")
 
@@ -66,23 +64,23 @@ def _attack_run(cfg, run: int, seed: int):
     worst = {norm: {} for norm in threats}  # per threat model: the per-sample worst case per (model, ε)
     results = {key: [] for key in THREAT_TABLES}
     for norm, threat in threats.items():  # each threat model's attacks, budgets and rows (``norm``)
-        tables = evaluate_models(models, x_test[keep], y_test[keep], threat, seed, units=unit, worst=worst[norm])
+        tables = evaluate_models(models, x_test, y_test, threat, seed, units=unit, worst=worst[norm])
         flagged = flagged_models(tables, {name for name in loaded if loaded[name].degenerate}, run,
                                  {name for name in loaded if is_stochastic(loaded[name].model)}, cfg.n_runs) \
             if threat.escalation else set()
         if flagged:  # the first pass's units are reused
-            tables = evaluate_models(models, x_test[keep], y_test[keep], threat, seed, units=unit, worst=worst[norm],
+            tables = evaluate_models(models, x_test, y_test, threat, seed, units=unit, worst=worst[norm],
                                      escalate=flagged)
         for key, records in tables.items():
             results[key] += records
-    results["certified"] = certify_models(models, x_test[keep], y_test[keep], section.epsilons, cfg.certify, seed,
+    results["certified"] = certify_models(models, x_test, y_test, section.epsilons, cfg.certify, seed,
                                           worst["linf"], units=certify_unit,
                                           threats={norm: (t.epsilons, worst[norm]) for norm, t in threats.items()})
-    radii = radius_records(models, x_test[keep], y_test[keep], cfg.certify, seed, units=certify_unit)
+    radii = radius_records(models, x_test, y_test, cfg.certify, seed, units=certify_unit)
     if radii:  # each verified point's robust radius (certify.exact.radius_points)
         results["radii"] = radii
     if section.universal is not None:  # universal perturbations (own units; helpers/stages/universal.py)
-        results.update(universal_run(cfg, run, seed, loaded, x_test[keep], y_test[keep], worst["linf"], units,
+        results.update(universal_run(cfg, run, seed, loaded, x_test, y_test, worst["linf"], units,
                                     shared))
     results["attack_costs"] = unit_costs(units, layout)
     tables = {key: [{"run": run, "seed": seed, **r} for r in records] for key, records in results.items()}

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..attacks.base import is_stochastic
-from ..data import configured_dataset, split_arrays
+from ..data import configured_dataset, run_seeds, split_arrays, stratified_subset, subset_seed
 from ..models import build_model
 from ..registry import DATASETS
 from ..store.checkpoints import model_from_checkpoint, read_checkpoint
@@ -18,6 +18,15 @@ from ..store.provenance import StaleResultsError
 def load_test_split(cfg, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out test inputs and labels of ``run``, as split (and scaled) by the train stage."""
     return _load_split(cfg, run, device)[2:]
+
+
+def load_attacked_split(cfg, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test points the attack stage attacks and verifies in ``run``: ``attack.n_test`` of its
+    held-out split drawn stratified by the run's subset seed (all of them when null)."""
+    x, y = load_test_split(cfg, run, device)
+    picker = subset_seed(cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs))
+    keep = torch.as_tensor(stratified_subset(y.cpu().numpy(), cfg.attack.n_test, picker), device=device)
+    return x[keep], y[keep]
 
 
 def load_train_split(cfg, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -85,12 +85,12 @@ def read_threat(path: str | Path, norm: str) -> pd.DataFrame:
     parsed from its text as a table of those rows alone would be (a count stays an integer
     however the other threat models' rows fill its column); a table without a ``norm``
     column whole (``read_csv``)."""
-    try:
-        text = pd.read_csv(_existing(path), dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
+    raw = _existing(path).read_text()
+    if not raw.strip():  # a table with no columns
         return pd.DataFrame()
+    text = pd.read_csv(io.StringIO(raw), dtype=str, keep_default_na=False)
     if "norm" not in text.columns:
-        return read_csv(path)
+        return _parse(io.StringIO(raw))
     return _parse(io.StringIO(text[text["norm"] == norm].drop(columns="norm").to_csv(index=False)))
 
 
