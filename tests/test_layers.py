@@ -13,6 +13,7 @@ from torch import nn
 from helpers.attacks import predict
 from helpers.params import ConfigError
 from helpers.models import build_model
+from helpers.models.layers import MaxPool
 from helpers.models.ops import run_ops
 from helpers.registry import CERTIFICATES
 from helpers.training import train_model
@@ -49,11 +50,27 @@ def test_the_presets_are_their_documented_architectures_with_parameters_in_the_s
     cnn = build_model({"type": "cnn", "channels": [4, 8], "hidden": 16}, (1, 9, 7), 3)
     assert architecture(cnn) == [
         (nn.Conv2d, [(4, 1, 3, 3), (4,)]), (nn.ReLU, []), (nn.Conv2d, [(8, 4, 3, 3), (8,)]), (nn.ReLU, []),
-        (nn.MaxPool2d, []), (nn.Flatten, []), (nn.Linear, [(16, 8 * 4 * 3), (16,)]), (nn.ReLU, []),
+        (MaxPool, []), (nn.Flatten, []), (nn.Linear, [(16, 8 * 4 * 3), (16,)]), (nn.ReLU, []),
         (nn.Linear, [(3, 16), (3,)])]
     assert [m.padding for m in cnn.net if isinstance(m, nn.Conv2d)] == [(1, 1), (1, 1)]
     assert cnn.net[4].kernel_size == 2 and cnn.net[4].stride == 2
     assert cnn.gradcam_layer is cnn.net[2] and mlp.gradcam_layer is None
+
+
+@pytest.mark.parametrize("kernel, stride, shape", [(2, None, (6, 3, 8, 8)), (2, None, (6, 3, 9, 7)),
+                                                   ((2, 3), None, (4, 2, 8, 9)), (2, 1, (4, 2, 8, 8))])
+def test_max_pooling_gives_the_values_and_gradients_of_torch_on_ties(kernel, stride, shape):
+    """Blank regions make a convolution's outputs equal at neighbouring positions, so a window
+    often holds several maxima (positive ones too): the gradient must reach the member torch's
+    kernel picks, or a trained model and every attack on it would change."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 3, shape, generator=gen).double().mul(0.5).requires_grad_(True)  # many exact ties
+    upstream = torch.randn(nn.MaxPool2d(kernel, stride)(x).shape, generator=gen, dtype=torch.float64)
+    ours, theirs = MaxPool(kernel, stride)(x), nn.MaxPool2d(kernel, stride)(x)
+    assert torch.equal(ours, theirs)
+    assert torch.equal(*(torch.autograd.grad(out, x, upstream)[0] for out in (ours, theirs)))
+    with torch.no_grad():
+        assert torch.equal(MaxPool(kernel, stride)(x), theirs)
 
 
 def test_a_seed_gives_the_preset_the_weights_of_the_hand_written_network():
@@ -72,7 +89,7 @@ def test_a_seed_gives_the_preset_the_weights_of_the_hand_written_network():
 def test_the_five_by_five_network_builds_and_trains_a_step_on_12x12_images():
     torch.manual_seed(0)
     model = build_model(FIVE_BY_FIVE, (1, 12, 12), 3)
-    assert architecture(model) == [(nn.Conv2d, [(6, 1, 5, 5), (6,)]), (nn.ReLU, []), (nn.MaxPool2d, []),
+    assert architecture(model) == [(nn.Conv2d, [(6, 1, 5, 5), (6,)]), (nn.ReLU, []), (MaxPool, []),
                                    (nn.Flatten, []), (nn.Linear, [(3, 6 * 4 * 4), (3,)])]
     assert model.gradcam_layer is model.net[0] and model.net[0].padding == (0, 0)
     x, y = torch.rand(24, 1, 12, 12), torch.arange(24) % 3
