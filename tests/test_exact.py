@@ -5,6 +5,7 @@ the circuit's trigonometric expansion is exact and its corner bound sound, and a
 leaves ``unknown``, never ``robust``."""
 import copy
 import math
+import time
 
 import numpy as np
 import pandas as pd
@@ -231,14 +232,44 @@ def test_the_layer_bounds_through_max_pooling_hold_every_activation_of_the_ball(
 def test_a_spent_budget_leaves_unknown_never_robust(digits):
     x_train, y_train, x, y = digits
     model = trained({"type": "vqc", "n_qubits": 6, "n_layers": 2}, x_train, y_train, 4, epochs=10)
-    exact = EXACT(seconds=5).verify(model, x, y, 0.1)
-    starved = EXACT(seconds=1e-9, steps=1, restarts=1).verify(model, x, y, 0.1)
-    searched = starved["stage"] == "search"
-    assert searched.any() and (starved["verdict"][searched] == "unknown").all()
-    assert (exact["verdict"][searched] != "unknown").any()  # the time, not the method, left them open
+    exact = EXACT().verify(model, x, y, 0.1)
+    starved = EXACT(boxes=1, steps=1, restarts=1).verify(model, x, y, 0.1)  # one box: the first, the whole image
+    left = starved["verdict"] == "unknown"
+    assert left.any() and (starved["stage"][left] == "search").all()
+    assert (exact["verdict"][left] != "unknown").any()  # the budget, not the method, left them open
     decided = starved["verdict"] != "unknown"
     assert (starved["verdict"][decided] == exact["verdict"][decided]).all()
     assert (EXACT().verify(model, x, y, 0.0)["verdict"] != "unknown").all()
+
+
+@pytest.mark.parametrize("spec,epsilon", [({"type": "vqc", "n_qubits": 6, "n_layers": 2}, 0.1),
+                                          ({"type": "mlp", "hidden": [16, 16]}, 0.1)])
+def test_a_circuits_verdicts_depend_on_its_boxes_and_a_networks_on_its_time_limit_only(digits, monkeypatch, spec,
+                                                                                       epsilon):
+    """Under a clock that races (1000 s between two readings: a loaded machine) a circuit's
+    verdicts are the same with a time limit or without, and a ReLU network's without one
+    (``seconds: null``), while its time limit then leaves points open that the program decides;
+    a circuit starved of boxes leaves points open, never proved."""
+    x_train, y_train, x, y = digits
+    model = trained(spec, x_train, y_train, 4, epochs=10)
+    circuit = spec["type"] == "vqc"
+    calm = EXACT(seconds=None).verify(model, x, y, epsilon)
+    searched = calm["stage"] == "search"
+    assert searched.any() and (calm["verdict"][searched] != "unknown").all()
+    clock = iter(range(0, 10 ** 9, 1000))
+    monkeypatch.setattr(time, "monotonic", lambda: float(next(clock)))
+    for seconds in (None, 60):
+        raced = EXACT(seconds=seconds).verify(model, x, y, epsilon)
+        same = (raced["verdict"] == calm["verdict"]).all() and \
+            np.array_equal(raced["counterexample"], calm["counterexample"], equal_nan=True)
+        assert same if circuit or seconds is None else not same
+        changed = raced["verdict"] != calm["verdict"]
+        assert (raced["verdict"][changed] == "unknown").all()
+    monkeypatch.undo()
+    if circuit:
+        starved = EXACT(boxes=1).verify(model, x, y, epsilon)
+        open_ = starved["verdict"] == "unknown"
+        assert open_.any() and (starved["verdict"][~open_] == calm["verdict"][~open_]).all()
 
 
 @pytest.mark.parametrize("spec,reason", [

@@ -53,9 +53,9 @@ def margins64(model64, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 @CERTIFICATES.register
 class Exact(Certificate):
     """Complete verification: every point ``robust`` (proved), ``not_robust`` (an input of the
-    ball ∩ [0, 1] that the float64 model misclassifies) or ``unknown`` (``seconds`` or
-    ``boxes`` spent), after the bounds and a PGD search: a ReLU network (max pooling included)
-    as a mixed-integer program, a circuit by branch and bound over its angles with the margins
+    ball ∩ [0, 1] that the float64 model misclassifies) or ``unknown`` (its budget spent:
+    ``seconds`` of MILP, ``boxes`` of angle search), after the bounds and a PGD search: a ReLU
+    network (max pooling included) as a mixed-integer program, a circuit by branch and bound over its angles with the margins
     expanded exactly as trigonometric polynomials (docs/verification.md). ``certify`` is True
     for the ``robust`` points; ``verify`` gives all three verdicts and the counterexamples."""
 
@@ -67,9 +67,12 @@ class Exact(Certificate):
 
     @dataclass(frozen=True)
     class Params(Params):
-        seconds: float = param(10.0, Number(0, open="low"), "time of the exact search per point and ε (past it: "
-                                                            "unknown)")
-        boxes: int = param(4000, Integer(1), "angle boxes per point and ε (circuits; past it: unknown)")
+        seconds: float | None = param(10.0, Optional(Number(0, open="low")),
+                                      "time of the mixed-integer program per point and ε (ReLU networks; past it: "
+                                      "unknown; null: no limit)")
+        boxes: int = param(4000, Integer(1), "angle boxes per point and ε (circuits; past it: unknown): a count of "
+                                             "work, not of time, so a circuit's verdicts do not depend on the "
+                                             "machine or its load")
         steps: int = param(50, Integer(1), "PGD steps per restart of the counterexample search before the exact one")
         restarts: int = param(3, Integer(1), "PGD restarts of that search")
         epsilons: tuple[float, ...] = param([], ListOf(Number(0, 1, open="low"), unique=True),
@@ -249,7 +252,7 @@ class Exact(Certificate):
             return margins64(model64, torch.as_tensor(inputs).reshape(len(inputs), *x.shape[1:]), y.repeat(len(inputs)))
 
         verdict, found, _ = search(bound, margin_at, gradient_at, (weight, offset), low, high, a_low, a_high,
-                                   self.params.boxes, self.params.seconds, flat)
+                                   self.params.boxes, flat)
         return verdict, found
 
 

@@ -80,9 +80,10 @@ class Program:
         self.row_low.extend(offset)
         self.row_high.extend(offset)
 
-    def solve(self, objective: dict[int, float], seconds: float, relaxed: bool = False, at_most=None):
+    def solve(self, objective: dict[int, float], seconds: float | None, relaxed: bool = False, at_most=None):
         """Minimise the objective (column -> coefficient); ``relaxed``: the binaries in [0, 1];
-        ``at_most`` (a row as such a mapping, a bound): with that row <= the bound as well."""
+        ``at_most`` (a row as such a mapping, a bound): with that row <= the bound as well.
+        HiGHS stops after ``seconds`` (None: no time limit)."""
         c = np.zeros(len(self.low))
         for column, value in objective.items():
             c[column] += value
@@ -93,10 +94,12 @@ class Program:
             columns = list(row)
             extra = sparse.csr_matrix((list(row.values()), ([0] * len(columns), columns)), shape=(1, len(self.low)))
             constraints.append(LinearConstraint(extra, -np.inf, bound))
+        options = {"disp": False}
+        if seconds is not None:
+            options["time_limit"] = max(seconds, 0.01)
         return milp(c, constraints=constraints,
                     integrality=np.zeros(len(self.low)) if relaxed else np.asarray(self.integer),
-                    bounds=Bounds(self.low, self.high),
-                    options={"time_limit": max(seconds, 0.01), "disp": False})
+                    bounds=Bounds(self.low, self.high), options=options)
 
 
 def build_program(ops, x: torch.Tensor, epsilon: float, bounds=None) -> tuple[Program, np.ndarray, np.ndarray]:
@@ -286,7 +289,7 @@ def crown_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, bounds=
     return _backward_lower(ops, len(ops), spec, bounds, op_inputs(ops, x), {})
 
 
-def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, seconds: float, is_counterexample,
+def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, seconds: float | None, is_counterexample,
                    bounds=None):
     """For each class j of ``classes`` in order: (j, proved, counterexample or None), proved
     meaning no input of the ball has logit_y − logit_j <= ``MARGIN``. The linear relaxation
@@ -296,17 +299,17 @@ def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, second
     settles that much faster than it closes the gap of the minimisation); a feasible input is
     tried as a counterexample. ``is_counterexample(x)`` re-checks an input (flattened float64)
     with the model. Stops at the first counterexample or undecided class, or when the time is
-    spent (the remaining classes are then missing from the list). ``bounds``: the ball's
-    ``layer_bounds`` where already computed."""
+    spent (``seconds``, None: no limit; the remaining classes are then missing from the list). ``bounds``: the ball's ``layer_bounds`` where
+    already computed."""
     program, inputs, logits = build_program(ops, x, epsilon, bounds)
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + (np.inf if seconds is None else seconds)
     found = []
     for j in classes:
         objective = {int(logits[y]): 1.0, int(logits[j]): -1.0}
         left = deadline - time.monotonic()
         if left <= 0:
             return found
-        relaxed = program.solve(objective, left, relaxed=True)
+        relaxed = program.solve(objective, None if seconds is None else left, relaxed=True)
         witness = _witness(relaxed, inputs, is_counterexample)
         if witness is not None or (relaxed.status == 0 and relaxed.fun > MARGIN):
             found.append((j, witness is None, witness))
@@ -316,7 +319,7 @@ def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, second
         left = deadline - time.monotonic()
         if left <= 0:
             return found
-        integer = program.solve({}, left, at_most=(objective, MARGIN))
+        integer = program.solve({}, None if seconds is None else left, at_most=(objective, MARGIN))
         witness = _witness(integer, inputs, is_counterexample)
         found.append((j, integer.status == 2, witness))
         if integer.status != 2:
