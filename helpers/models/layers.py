@@ -94,61 +94,28 @@ class Pool(Layer):
 
 
 class MaxPool(nn.MaxPool2d):
-    """Max pooling as the elementwise maximum of each window's strided slices, for
-    non-overlapping windows (stride = kernel, no padding, dilation or ceil mode): the values and
-    the gradients of ``nn.MaxPool2d`` (a window's gradient reaches its first largest member, in
-    row-major order, as there: ties are common, since a convolution over a blank background
-    gives the same value at neighbouring positions), and on small feature maps several times
-    faster on a CPU, where PyTorch's kernel costs more than the convolutions around it
-    (``make bench``). Other settings run ``nn.MaxPool2d``."""
+    """Max pooling whose passes without a gradient (an attack's queries, sampling, evaluation)
+    take the elementwise maximum of the windows' strided slices, for non-overlapping windows
+    (stride = kernel, no padding, dilation or ceil mode): the values of ``nn.MaxPool2d``, without
+    the cost of its CPU kernel, which on small feature maps exceeds the convolutions' around it
+    (docs/performance.md). A pass that needs the gradient runs ``nn.MaxPool2d`` itself: a
+    window's gradient reaches its first largest member there, and ties are common (a
+    convolution over a blank background gives the same value at neighbouring positions), so any
+    other choice would change training and the gradient attacks."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.padding != 0 or self.dilation != 1 or self.ceil_mode or self.return_indices
-                or _pair(self.stride) != _pair(self.kernel_size)):
+        k = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
+        s = (self.stride,) * 2 if isinstance(self.stride, int) else tuple(self.stride)
+        if (torch.is_grad_enabled() and x.requires_grad) or self.padding != 0 or self.dilation != 1 \
+                or self.ceil_mode or self.return_indices or s != k:
             return super().forward(x)
-        if torch.is_grad_enabled() and x.requires_grad:
-            return _WindowMax.apply(x, _pair(self.kernel_size))
-        return _window_max(x, _pair(self.kernel_size))[0]
-
-
-def _window_max(x: torch.Tensor, kernel: tuple[int, int]):
-    """(each window's maximum, the index of each member's slice of ``x``)."""
-    h, w = x.shape[-2] // kernel[0], x.shape[-1] // kernel[1]
-    slices = [(..., slice(i, i + kernel[0] * h, kernel[0]), slice(j, j + kernel[1] * w, kernel[1]))
-              for i in range(kernel[0]) for j in range(kernel[1])]
-    out = x[slices[0]]
-    for where in slices[1:]:
-        out = torch.maximum(out, x[where])
-    return out, slices
-
-
-class _WindowMax(torch.autograd.Function):
-    """``_window_max`` whose gradient reaches each window's first largest member only."""
-
-    @staticmethod
-    def forward(ctx, x, kernel):
-        out, slices = _window_max(x, kernel)
-        winners, taken = [], None
-        for where in slices:
-            hit = x[where] == out
-            if taken is not None:
-                hit = hit & ~taken
-            taken = hit if taken is None else taken | hit
-            winners.append(hit)
-        ctx.save_for_backward(*winners)
-        ctx.slices, ctx.shape = slices, x.shape
+        h, w = x.shape[-2] // k[0], x.shape[-1] // k[1]
+        out = None
+        for i in range(k[0]):
+            for j in range(k[1]):
+                part = x[..., i:i + k[0] * h:k[0], j:j + k[1] * w:k[1]]
+                out = part if out is None else torch.maximum(out, part)
         return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        out = grad.new_zeros(ctx.shape)
-        for where, hit in zip(ctx.slices, ctx.saved_tensors):
-            out[where] = grad * hit
-        return out, None
-
-
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 @dataclass(frozen=True)
