@@ -6,8 +6,8 @@
 Each version's ``helpers/`` is copied into a fresh folder (``benchmarks/stages.py``'s ``checkout``)
 and, in a process of its own on one thread, verifies the study's verified points
 (``certify.exact``'s ``points`` per run, drawn by the run's seed, as the attack stage draws them)
-of its trained models (run ``make all CONFIG=<config>`` first) at each ε with ``seconds`` of search
-per point. Per model and ε: each version's robust, not-robust and open counts, its seconds per
+of its trained models (run ``make all CONFIG=<config>`` first) at each ε with ``seconds`` of a
+network's mixed-integer program per point (a circuit's search gets the config's ``boxes``). Per model and ε: each version's robust, not-robust and open counts, its seconds per
 point (median, 90th percentile, largest, total), the ratio of the totals (work / base) and the
 points on which the two versions contradict each other (one proves robust what the other refutes; a
 sound verifier has none).
@@ -111,7 +111,7 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--epsilons", type=float, nargs="+", default=[0.05, 0.1])
     parser.add_argument("--models", nargs="*", default=[], help="default: every model the verifier applies to")
-    parser.add_argument("--seconds", type=float, default=1.0, help="exact search per point and ε")
+    parser.add_argument("--seconds", type=float, default=1.0, help="a network's exact search per point and ε")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
     args = parser.parse_args(argv)
     config = args.config if args.config.is_absolute() else ROOT / args.config

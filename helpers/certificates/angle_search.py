@@ -19,7 +19,6 @@ shrinks to a point, where the bound is the margin itself); a budget of boxes end
 """
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from scipy.optimize._highspy import _core

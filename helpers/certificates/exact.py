@@ -55,9 +55,10 @@ class Exact(Certificate):
     """Complete verification: every point ``robust`` (proved), ``not_robust`` (an input of the
     ball ∩ [0, 1] that the float64 model misclassifies) or ``unknown`` (its budget spent:
     ``seconds`` of MILP, ``boxes`` of angle search), after the bounds and a PGD search: a ReLU
-    network (max pooling included) as a mixed-integer program, a circuit by branch and bound over its angles with the margins
-    expanded exactly as trigonometric polynomials (docs/verification.md). ``certify`` is True
-    for the ``robust`` points; ``verify`` gives all three verdicts and the counterexamples."""
+    network (max pooling included) as a mixed-integer program, a circuit by branch and bound
+    over its angles with the margins expanded exactly as trigonometric polynomials
+    (docs/verification.md). ``certify`` is True for the ``robust`` points; ``verify`` gives all
+    three verdicts and the counterexamples."""
 
     name, label = "exact", "complete verification (MILP or angle-space branch and bound)"
     tags = frozenset({"complete"})  # decides a point rather than bounding it (tests/test_exact.py)

@@ -299,8 +299,8 @@ def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, second
     settles that much faster than it closes the gap of the minimisation); a feasible input is
     tried as a counterexample. ``is_counterexample(x)`` re-checks an input (flattened float64)
     with the model. Stops at the first counterexample or undecided class, or when the time is
-    spent (``seconds``, None: no limit; the remaining classes are then missing from the list). ``bounds``: the ball's ``layer_bounds`` where
-    already computed."""
+    spent (``seconds``, None: no limit; the remaining classes are then missing from the list).
+    ``bounds``: the ball's ``layer_bounds`` where already computed."""
     program, inputs, logits = build_program(ops, x, epsilon, bounds)
     deadline = time.monotonic() + (np.inf if seconds is None else seconds)
     found = []
