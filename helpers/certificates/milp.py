@@ -83,7 +83,7 @@ class Program:
     def solve(self, objective: dict[int, float], seconds: float | None, relaxed: bool = False, at_most=None):
         """Minimise the objective (column -> coefficient); ``relaxed``: the binaries in [0, 1];
         ``at_most`` (a row as such a mapping, a bound): with that row <= the bound as well.
-        HiGHS stops after ``seconds`` (None: no time limit)."""
+        HiGHS stops after ``seconds`` (None or inf: no time limit)."""
         c = np.zeros(len(self.low))
         for column, value in objective.items():
             c[column] += value
@@ -95,7 +95,7 @@ class Program:
             extra = sparse.csr_matrix((list(row.values()), ([0] * len(columns), columns)), shape=(1, len(self.low)))
             constraints.append(LinearConstraint(extra, -np.inf, bound))
         options = {"disp": False}
-        if seconds is not None:
+        if seconds is not None and np.isfinite(seconds):
             options["time_limit"] = max(seconds, 0.01)
         return milp(c, constraints=constraints,
                     integrality=np.zeros(len(self.low)) if relaxed else np.asarray(self.integer),
@@ -309,7 +309,7 @@ def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, second
         left = deadline - time.monotonic()
         if left <= 0:
             return found
-        relaxed = program.solve(objective, None if seconds is None else left, relaxed=True)
+        relaxed = program.solve(objective, left, relaxed=True)
         witness = _witness(relaxed, inputs, is_counterexample)
         if witness is not None or (relaxed.status == 0 and relaxed.fun > MARGIN):
             found.append((j, witness is None, witness))
@@ -319,7 +319,7 @@ def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, second
         left = deadline - time.monotonic()
         if left <= 0:
             return found
-        integer = program.solve({}, None if seconds is None else left, at_most=(objective, MARGIN))
+        integer = program.solve({}, left, at_most=(objective, MARGIN))
         witness = _witness(integer, inputs, is_counterexample)
         found.append((j, integer.status == 2, witness))
         if integer.status != 2:

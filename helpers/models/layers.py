@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 from ..params import Choice, ConfigError, Integer, Number, Optional, Params, Rule, param
 
@@ -104,8 +105,7 @@ class MaxPool(nn.MaxPool2d):
     other choice would change training and the gradient attacks."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
-        s = (self.stride,) * 2 if isinstance(self.stride, int) else tuple(self.stride)
+        k, s = _pair(self.kernel_size), _pair(self.stride)
         if (torch.is_grad_enabled() and x.requires_grad) or self.padding != 0 or self.dilation != 1 \
                 or self.ceil_mode or self.return_indices or s != k:
             return super().forward(x)

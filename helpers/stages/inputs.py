@@ -20,12 +20,18 @@ def load_test_split(cfg, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     return _load_split(cfg, run, device)[2:]
 
 
+def seeded_subset(cfg, run: int, y: np.ndarray, n: int | None) -> np.ndarray:
+    """The positions in ``run``'s test split (labels ``y``) of ``n`` points drawn stratified by the
+    run's subset seed (all of them when None): what the attack stage attacks (``attack.n_test``)
+    and the interpret stage explains (``interpret.n_images``)."""
+    return stratified_subset(y, n, subset_seed(cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs)))
+
+
 def load_attacked_split(cfg, run: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """The test points the attack stage attacks and verifies in ``run``: ``attack.n_test`` of its
-    held-out split drawn stratified by the run's subset seed (all of them when null)."""
+    held-out split (``seeded_subset``)."""
     x, y = load_test_split(cfg, run, device)
-    picker = subset_seed(cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs))
-    keep = torch.as_tensor(stratified_subset(y.cpu().numpy(), cfg.attack.n_test, picker), device=device)
+    keep = torch.as_tensor(seeded_subset(cfg, run, y.cpu().numpy(), cfg.attack.n_test), device=device)
     return x[keep], y[keep]
 
 

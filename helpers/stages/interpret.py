@@ -14,7 +14,6 @@ import torch
 
 from ..attacks import build_attack, predict
 from ..config import resolve_device
-from ..data import run_seeds, stratified_subset, subset_seed
 from ..explain import constant_maps, infidelity_score, rank_correlation, sensitivity_score, shifted, top_k_overlap
 from ..registry import ATTACKS, ATTRIBUTIONS
 from ..store.files import save_arrays, write_csv
@@ -23,7 +22,7 @@ from ..store.provenance import begin_stage, finish_stage
 from ..store.units import COST_COLUMNS, Units, stage_code_hash, unit_costs, unit_key
 from . import progress
 from .execution import map_runs
-from .inputs import load_models, load_test_split
+from .inputs import load_models, load_test_split, seeded_subset
 
 SCORES = ("infidelity_clean", "sensitivity_clean", "infidelity_adv", "sensitivity_adv")
 BASELINES = ("spearman_chance", "top_k_chance", "spearman_random")
@@ -96,8 +95,7 @@ def unit_rows(unit: dict, name: str, method: str, run: int, seed: int, epsilon: 
 def _interpret_run(cfg, run: int, seed: int):
     layout, device, it = Layout(cfg.results_dir), resolve_device(cfg), cfg.interpret
     x_all, y_all = load_test_split(cfg, run, device)
-    picker = subset_seed(cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs))
-    keep = torch.as_tensor(stratified_subset(y_all.cpu().numpy(), it.n_images, picker), device=device)
+    keep = torch.as_tensor(seeded_subset(cfg, run, y_all.cpu().numpy(), it.n_images), device=device)
     x, y = x_all[keep], y_all[keep]
     panel = {"x": x[: it.panel_images].cpu().numpy(), "y": y[: it.panel_images].cpu().numpy()}
     units, shared = Units(on_unit=progress.unit_finished), stage_code_hash("interpret")

@@ -11,7 +11,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..data import run_seeds, stratified_subset, subset_seed
 from ..report.section import Report, Tables, applicable
 from ..report.sections.ceiling import ceiling_table
 from ..report.summary import write_summary
@@ -19,20 +18,12 @@ from ..store.files import save_figure, write_csv, write_text
 from ..store.layout import Layout
 from ..store.provenance import begin_stage, finish_stage
 from . import progress
-from .inputs import load_test_split, stochastic_models
-
-
-def _attacked(cfg, run: int, y: np.ndarray) -> np.ndarray:
-    """The positions in ``run``'s test split (labels ``y``) of the seeded subset ``attack.n_test``
-    that the attack stage evaluated (as ``stages.attack`` picks it)."""
-    return stratified_subset(y, cfg.attack.n_test, subset_seed(cfg.dataset, run, run_seeds(cfg.seed, cfg.n_runs)))
+from .inputs import load_attacked_split, load_test_split, seeded_subset, stochastic_models
 
 
 def attacked_points(cfg, run: int) -> tuple[np.ndarray, np.ndarray]:
     """The test points (n, ...) in [0, 1] and labels (n,) that the attack stage evaluated in ``run``."""
-    x, y = (t.cpu().numpy() for t in load_test_split(cfg, run, "cpu"))
-    keep = _attacked(cfg, run, y)
-    return x[keep], y[keep]
+    return tuple(t.cpu().numpy() for t in load_attacked_split(cfg, run, "cpu"))
 
 
 def point_ids(cfg) -> dict[int, np.ndarray]:
@@ -42,7 +33,8 @@ def point_ids(cfg) -> dict[int, np.ndarray]:
     for run in range(cfg.n_runs):
         with np.load(Layout(cfg.results_dir).split(run)) as split:
             test_idx = split["test_idx"]
-        ids[run] = test_idx[_attacked(cfg, run, load_test_split(cfg, run, "cpu")[1].cpu().numpy())]
+        labels = load_test_split(cfg, run, "cpu")[1].cpu().numpy()
+        ids[run] = test_idx[seeded_subset(cfg, run, labels, cfg.attack.n_test)]
     return ids
 
 
