@@ -16,7 +16,7 @@ from helpers.attacks import ATTACKS, predict
 from helpers.certificates.angle_search import AnglePolytope, flat_bound, fourier_coefficients, fourier_margins, \
     vertex_bound
 from helpers.certificates.exact import VERDICTS, margins64
-from helpers.certificates.milp import crown_margins, layer_bounds
+from helpers.certificates.milp import binaries, build_program, crown_margins, layer_bounds
 from helpers.data import load_dataset, split_indices
 from helpers.models import build_model
 from helpers.registry import CERTIFICATES
@@ -227,6 +227,8 @@ def test_the_layer_bounds_through_max_pooling_hold_every_activation_of_the_ball(
             value = op(value) if op is not None else value
     sampled = (value[:, :1] - value[:, 1:]).min(dim=0).values.numpy()
     assert (margins <= sampled + 1e-9).all()
+    program = build_program(ops, x, epsilon, bounds)[0]
+    assert binaries(ops, x, bounds) == sum(program.integer) > 0  # counted as built: ReLUs and pooling windows
 
 
 def test_a_spent_budget_leaves_unknown_never_robust(digits):
@@ -270,6 +272,24 @@ def test_a_circuits_verdicts_depend_on_its_boxes_and_a_networks_on_its_time_limi
         starved = EXACT(boxes=1).verify(model, x, y, epsilon)
         open_ = starved["verdict"] == "unknown"
         assert open_.any() and (starved["verdict"][~open_] == calm["verdict"][~open_]).all()
+
+
+def test_a_networks_program_past_its_binaries_is_not_solved_and_its_point_left_open(digits):
+    """A cap on the program's binary variables is a count of work: programs under it are solved
+    as without it; a program over it is not solved, so what only the program decided is left
+    open, never proved or refuted by anything else."""
+    x_train, y_train, x, y = digits
+    model = trained({"type": "mlp", "hidden": [16, 16]}, x_train, y_train, 4, epochs=10)
+    full = EXACT(seconds=None).verify(model, x, y, 0.1)
+    searched = (full["stage"] == "search") & (full["verdict"] != "unknown")
+    assert searched.any()
+    under = EXACT(seconds=None, binaries=32).verify(model, x, y, 0.1)  # 32 ReLUs: every program fits
+    assert (under["verdict"] == full["verdict"]).all()
+    assert np.array_equal(under["counterexample"], full["counterexample"], equal_nan=True)
+    capped = EXACT(seconds=None, binaries=0).verify(model, x, y, 0.1)
+    changed = capped["verdict"] != full["verdict"]
+    assert changed.any() and (capped["verdict"][changed] == "unknown").all()
+    assert searched[changed].all()
 
 
 @pytest.mark.parametrize("spec,reason", [

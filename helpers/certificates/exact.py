@@ -54,10 +54,10 @@ def margins64(model64, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 class Exact(Certificate):
     """Complete verification: every point ``robust`` (proved), ``not_robust`` (an input of the
     ball ∩ [0, 1] that the float64 model misclassifies) or ``unknown`` (its budget spent:
-    ``seconds`` of MILP, ``boxes`` of angle search), after the bounds and a PGD search: a ReLU
-    network (max pooling included) as a mixed-integer program, a circuit by branch and bound
-    over its angles with the margins expanded exactly as trigonometric polynomials
-    (docs/verification.md). ``certify`` is True for the ``robust`` points; ``verify`` gives all
+    ``seconds`` of MILP on a program of at most ``binaries`` binaries, ``boxes`` of angle search),
+    after the bounds and a PGD search: a ReLU network (max pooling included) as a mixed-integer
+    program, a circuit by branch and bound over its angles with the margins expanded exactly as
+    trigonometric polynomials (docs/verification.md). ``certify`` is True for the ``robust`` points; ``verify`` gives all
     three verdicts and the counterexamples."""
 
     name, label = "exact", "complete verification (MILP or angle-space branch and bound)"
@@ -71,6 +71,10 @@ class Exact(Certificate):
         seconds: float | None = param(10.0, Optional(Number(0, open="low")),
                                       "time of the mixed-integer program per point and ε (ReLU networks; past it: "
                                       "unknown; null: no limit)")
+        binaries: int | None = param(None, Optional(Integer(0)),
+                                     "largest mixed-integer program it solves, in binary variables (ReLU networks; "
+                                     "a larger one is not solved: the point is unknown unless its bounds or the "
+                                     "attack decide it; a count of work, like boxes; null: any)")
         boxes: int = param(4000, Integer(1), "angle boxes per point and ε (circuits; past it: unknown): a count of "
                                              "work, not of time, so a circuit's verdicts do not depend on the "
                                              "machine or its load")
@@ -157,9 +161,11 @@ class Exact(Certificate):
             verdict[open_[broken]], stage[open_[broken]] = "not_robust", "attack"
             counterexample[open_[broken]] = x_adv[broken].double().numpy()
         seconds += (time.monotonic() - start) / max(n, 1)
+        matrices = {}  # a network's affine ops as dense matrices, built for its first point searched
         for i in np.flatnonzero(verdict == "unknown"):
             begun = time.monotonic()
-            verdict[i], found = self._search(ops, model64, x[i:i + 1], y[i:i + 1], float(budgets[i]), n_classes)
+            verdict[i], found = self._search(ops, model64, x[i:i + 1], y[i:i + 1], float(budgets[i]), n_classes,
+                                             matrices)
             seconds[i] += time.monotonic() - begun
             if found is not None:
                 counterexample[i] = found.reshape(x.shape[1:])
@@ -184,22 +190,24 @@ class Exact(Certificate):
         interval = margin_lower_bound(*interval_trace(ops, low, high)[-1], y)
         return torch.maximum(interval, crown_margin_lower_bound(ops, low, high, y, n_classes))
 
-    def _search(self, ops, model64, x, y, epsilon, n_classes: int) -> tuple[str, np.ndarray | None]:
-        """The exact search for one point: (verdict, counterexample or None)."""
+    def _search(self, ops, model64, x, y, epsilon, n_classes: int, matrices: dict) -> tuple[str, np.ndarray | None]:
+        """The exact search for one point: (verdict, counterexample or None); ``matrices`` as
+        ``milp.layer_bounds`` keeps them between the points of one model."""
         low, high = (t[0].double().numpy().ravel() for t in input_box(x, epsilon))
         circuits = [i for i, op in enumerate(ops) if isinstance(op, Circuit)]
         label = int(y[0])
         if not circuits:
             logits = model64(x.double())[0]
             order = [j for j in torch.argsort(logits, descending=True).tolist() if j != label]
-            bounds = layer_bounds(ops, x, epsilon)  # the big-M of the program and its CROWN margins
-            margins = crown_margins(ops, x, label, epsilon, order, bounds)
+            bounds = layer_bounds(ops, x, epsilon, matrices)  # the big-M of the program and its CROWN margins
+            margins = crown_margins(ops, x, label, epsilon, order, bounds, matrices)
             order = [j for j, bound in zip(order, margins) if bound <= MARGIN]
             def is_counterexample(flat):
                 candidate = torch.as_tensor(np.clip(flat, low, high)).reshape(x.shape)
                 return bool(margins64(model64, candidate, y)[0] <= 0)
 
-            found = decide_margins(ops, x, label, epsilon, order, self.params.seconds, is_counterexample, bounds)
+            found = decide_margins(ops, x, label, epsilon, order, self.params.seconds, is_counterexample, bounds,
+                                   self.params.binaries, matrices)
             for j, proved, witness in found:
                 if witness is not None:
                     return "not_robust", np.clip(witness, low, high)

@@ -102,13 +102,14 @@ class Program:
                     bounds=Bounds(self.low, self.high), options=options)
 
 
-def build_program(ops, x: torch.Tensor, epsilon: float, bounds=None) -> tuple[Program, np.ndarray, np.ndarray]:
+def build_program(ops, x: torch.Tensor, epsilon: float, bounds=None,
+                  matrices=None) -> tuple[Program, np.ndarray, np.ndarray]:
     """The constraints of the network ``ops`` on the ball ∩ [0, 1] of one input ``x`` (1, ...)
-    (``bounds``: its ``layer_bounds`` where already computed). Returns the program, the input's
-    variables (flattened) and the logits' variables."""
-    bounds = layer_bounds(ops, x, epsilon) if bounds is None else bounds
-    trace = [(lo - SLACK * (1 + np.abs(lo)), hi + SLACK * (1 + np.abs(hi))) if i else (lo, hi)
-             for i, (lo, hi) in enumerate(bounds)]  # float32 slack, see SLACK
+    (``bounds``: its ``layer_bounds`` where already computed; ``matrices``: see ``layer_bounds``).
+    Returns the program, the input's variables (flattened) and the logits' variables."""
+    matrices = {} if matrices is None else matrices
+    bounds = layer_bounds(ops, x, epsilon, matrices) if bounds is None else bounds
+    trace = big_m(bounds)
     shapes = op_inputs(ops, x)
     program = Program()
     current = program.variables(trace[0][0], trace[0][1])
@@ -119,7 +120,7 @@ def build_program(ops, x: torch.Tensor, epsilon: float, bounds=None) -> tuple[Pr
         if isinstance(op, SHAPE_ONLY):
             continue
         if isinstance(op, LINEAR):
-            weight, bias = affine64(op, shape)
+            weight, bias = _matrix(matrices, ops, shapes, i)
             outputs = program.variables(out_lo, out_hi)
             program.rows_of(weight, current, outputs, bias)
             current = outputs
@@ -130,21 +131,52 @@ def build_program(ops, x: torch.Tensor, epsilon: float, bounds=None) -> tuple[Pr
     return program, inputs, current
 
 
+def big_m(bounds) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``layer_bounds`` widened by ``SLACK`` past the input: the bounds the program encodes."""
+    return [(lo - SLACK * (1 + np.abs(lo)), hi + SLACK * (1 + np.abs(hi))) if i else (lo, hi)
+            for i, (lo, hi) in enumerate(bounds)]
+
+
+def binaries(ops, x: torch.Tensor, bounds) -> int:
+    """How many binary variables ``build_program`` gives the network ``ops`` over the ball whose
+    ``layer_bounds`` are ``bounds`` (one per unstable ReLU, one per candidate of every max-pooling
+    window whose winner is not fixed), without building it."""
+    trace, shapes, count = big_m(bounds), op_inputs(ops, x), 0
+    for i, op in enumerate(ops):
+        lo, hi = trace[i]
+        if isinstance(op, nn.ReLU):
+            count += int(_unstable(lo, hi).sum())
+        elif isinstance(op, nn.MaxPool2d):
+            index = pool_windows(op, shapes[i])
+            count += sum(len(c) for c in map(_candidates, lo[index], hi[index]) if c is not None)
+    return count
+
+
+def _matrix(matrices: dict, ops, shapes, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """``affine64`` of the affine op ``ops[i]``, kept in ``matrices`` (op index -> (W, b))."""
+    if i not in matrices:
+        matrices[i] = affine64(ops[i], shapes[i])
+    return matrices[i]
+
+
 @torch.no_grad()
-def layer_bounds(ops, x: torch.Tensor, epsilon: float) -> list[tuple[np.ndarray, np.ndarray]]:
+def layer_bounds(ops, x: torch.Tensor, epsilon: float, matrices=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Bounds (low, high) on every op's input (and the logits, last), flattened float64, over
     the ball ∩ [0, 1] of one input ``x`` (1, ...): the interval bounds, tightened for the input
     of every ReLU and max pooling by CROWN (Zhang et al. 2018) with every earlier ReLU and max
-    pooling relaxed between its own tightened bounds, back to the input."""
+    pooling relaxed between its own tightened bounds, back to the input. ``matrices`` (op index
+    -> ``affine64``) keeps the affine ops' dense matrices between calls on one network's ops at
+    inputs of one shape (a convolution's takes longer to build than to use)."""
     low, high = (x - epsilon).clamp(0, 1), (x + epsilon).clamp(0, 1)
     bounds = [(lo[0].double().numpy().ravel(), hi[0].double().numpy().ravel())
               for lo, hi in interval_trace(ops, low, high)]
     shapes = op_inputs(ops, x)
-    matrices = {}
+    matrices = {} if matrices is None else matrices
     for i, op in enumerate(ops):
         if isinstance(op, (nn.ReLU, nn.MaxPool2d)) and i > 0:
             size = len(bounds[i][0])
-            spec = np.vstack([np.eye(size), -np.eye(size)])
+            # the rows of [I; -I] as (column, sign): each neuron's lower and (negated) upper bound
+            spec = (np.tile(np.arange(size), 2), np.repeat([1.0, -1.0], size))
             lower = _backward_lower(ops, i, spec, bounds, shapes, matrices)
             bounds[i] = _meet(bounds[i], (lower[:size], -lower[size:]))
             if i + 1 < len(bounds):  # the op's output from its tightened input
@@ -159,28 +191,28 @@ def _meet(a, b):
     return lo, np.maximum(hi, lo)
 
 
-def _backward_lower(ops, end: int, spec: np.ndarray, bounds, shapes, matrices) -> np.ndarray:
+def _backward_lower(ops, end: int, spec, bounds, shapes, matrices) -> np.ndarray:
     """Lower bounds of spec @ (the input of op ``end``) by one backward linear pass: affine ops
     exactly, ReLUs and max pooling by their linear relaxations between ``bounds``; it stops at
-    the first op it cannot relax and takes that op's output box."""
-    coefficients, bias = spec, np.zeros(len(spec))
-    i = end - 1
+    the first op it cannot relax and takes that op's output box. ``spec``: a matrix, or
+    (columns, values) for one with a single nonzero per row (a row of the identity, scaled),
+    which is kept in that form through ReLUs and enters the first affine op as that op's rows,
+    scaled: the same numbers as the dense products, without them."""
+    if isinstance(spec, tuple):
+        coefficients, bias, i = _one_per_row(ops, end, spec, bounds, shapes, matrices)
+    else:
+        coefficients, bias, i = spec, np.zeros(len(spec)), end - 1
     while i >= 0:
         op = ops[i]
         lo, hi = bounds[i]
         if isinstance(op, SHAPE_ONLY):
             pass
         elif isinstance(op, LINEAR):
-            if i not in matrices:
-                matrices[i] = affine64(op, shapes[i])
-            weight, offset = matrices[i]
+            weight, offset = _matrix(matrices, ops, shapes, i)
             bias = bias + coefficients @ offset
             coefficients = coefficients @ weight
         elif isinstance(op, nn.ReLU):
-            unstable = (lo < 0) & (hi > 0)
-            slope = np.where(unstable, hi / np.maximum(hi - lo, 1e-12), (lo >= 0).astype(float))
-            intercept = np.where(unstable, -slope * lo, 0.0)
-            lower_slope = np.where(unstable, (hi >= -lo).astype(float), (lo >= 0).astype(float))
+            slope, intercept, lower_slope = _relu_relaxation(lo, hi)
             positive = coefficients >= 0
             bias = bias + np.where(positive, 0.0, coefficients * intercept).sum(axis=1)
             coefficients = coefficients * np.where(positive, lower_slope, slope)
@@ -206,6 +238,39 @@ def _backward_lower(ops, end: int, spec: np.ndarray, bounds, shapes, matrices) -
     return bias + np.clip(coefficients, 0, None) @ lo + np.clip(coefficients, None, 0) @ hi
 
 
+def _relu_relaxation(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ReLU between ``lo`` and ``hi``: the upper line's slope and intercept, the lower line's
+    slope (CROWN's adaptive choice: 1 where the input is more positive than negative)."""
+    unstable = _unstable(lo, hi)
+    slope = np.where(unstable, hi / np.maximum(hi - lo, 1e-12), (lo >= 0).astype(float))
+    intercept = np.where(unstable, -slope * lo, 0.0)
+    lower_slope = np.where(unstable, (hi >= -lo).astype(float), (lo >= 0).astype(float))
+    return slope, intercept, lower_slope
+
+
+def _one_per_row(ops, end: int, spec, bounds, shapes, matrices) -> tuple[np.ndarray, np.ndarray, int]:
+    """The start of ``_backward_lower`` for rows ``values * e_columns`` (``spec`` = (columns,
+    values)): through shape-only ops and ReLUs each row keeps its one nonzero (the relaxation
+    scales it, its intercept adds to the bias); at the first affine op the rows become that op's
+    rows ``columns``, scaled. Returns (coefficients, bias, the op the dense pass goes on from)."""
+    columns, values = spec
+    bias = np.zeros(len(values))
+    i = end - 1
+    while i >= 0 and isinstance(ops[i], (*SHAPE_ONLY, nn.ReLU)):
+        if isinstance(ops[i], nn.ReLU):
+            slope, intercept, lower_slope = _relu_relaxation(*bounds[i])
+            positive = values >= 0
+            bias = bias + np.where(positive, 0.0, values * intercept[columns])
+            values = values * np.where(positive, lower_slope[columns], slope[columns])
+        i -= 1
+    if i >= 0 and isinstance(ops[i], LINEAR):
+        weight, offset = _matrix(matrices, ops, shapes, i)
+        return values[:, None] * weight[columns], bias + values * offset[columns], i - 1
+    dense = np.zeros((len(values), len(bounds[i + 1][0])))
+    dense[np.arange(len(values)), columns] = values
+    return dense, bias, i
+
+
 def op_inputs(ops, x: torch.Tensor) -> list[tuple[int, ...]]:
     """The shape (without batch) of every op's input for ``x``, and of the logits last."""
     values = [x]
@@ -229,11 +294,16 @@ def affine64(op: nn.Module, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndar
     return (op64(basis).reshape(size, -1) - zero).T.numpy(), zero.numpy()
 
 
+def _unstable(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The ReLUs whose input interval straddles 0 (each a binary of the program)."""
+    return (lo < 0) & (hi > 0)
+
+
 def _relu(program: Program, z: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     out = z.copy()
     dead = hi <= 0
     out[dead] = program.variables(np.zeros(dead.sum()), np.zeros(dead.sum()))
-    for k in np.flatnonzero((lo < 0) & (hi > 0)):
+    for k in np.flatnonzero(_unstable(lo, hi)):
         a, = program.variables(0.0, hi[k])
         d, = program.variables(0.0, 1.0, integer=True)
         program.row([a, z[k]], [1.0, -1.0], 0.0, np.inf)                 # a >= z
@@ -261,13 +331,12 @@ def _max_pool(program: Program, op: nn.MaxPool2d, v: np.ndarray, lo: np.ndarray,
     w_lo, w_hi = lo[index], hi[index]
     out = np.empty(len(index), dtype=int)
     for k, (members, l, h) in enumerate(zip(index, w_lo, w_hi)):
-        best = int(np.argmax(l))
-        if l[best] >= np.delete(h, best).max(initial=-np.inf):
-            out[k] = v[members[best]]
+        candidates = _candidates(l, h)
+        if candidates is None:
+            out[k] = v[members[int(np.argmax(l))]]
             continue
         top = h.max()
         m, = program.variables(l.max(), top)
-        candidates = np.flatnonzero(h >= l.max())
         ds = program.variables(np.zeros(len(candidates)), np.ones(len(candidates)), integer=True)
         for i in range(len(members)):
             program.row([m, v[members[i]]], [1.0, -1.0], 0.0, np.inf)        # m >= x_i
@@ -278,19 +347,30 @@ def _max_pool(program: Program, op: nn.MaxPool2d, v: np.ndarray, lo: np.ndarray,
     return out
 
 
-def crown_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, bounds=None) -> np.ndarray:
+def _candidates(low: np.ndarray, high: np.ndarray) -> np.ndarray | None:
+    """Of one max-pooling window with input bounds ``low``, ``high``: None where the member with
+    the highest lower bound beats every other's upper bound (the winner is fixed), else the
+    members that may win (each a binary of the program)."""
+    best = int(np.argmax(low))
+    if low[best] >= np.delete(high, best).max(initial=-np.inf):
+        return None
+    return np.flatnonzero(high >= low.max())
+
+
+def crown_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, bounds=None, matrices=None) -> np.ndarray:
     """Lower bounds on logit_y − logit_j over the ball for each class j of ``classes``: one
     backward pass through the network with every ReLU and max pooling relaxed between
     ``layer_bounds`` (full CROWN, tighter than CROWN-IBP's interval bounds of the hidden
-    layers; ``bounds``: those bounds where already computed)."""
-    bounds = layer_bounds(ops, x, epsilon) if bounds is None else bounds
+    layers; ``bounds``: those bounds where already computed; ``matrices``: see ``layer_bounds``)."""
+    matrices = {} if matrices is None else matrices
+    bounds = layer_bounds(ops, x, epsilon, matrices) if bounds is None else bounds
     n_classes = len(bounds[-1][0])
     spec = np.stack([np.eye(n_classes)[y] - np.eye(n_classes)[j] for j in classes])
-    return _backward_lower(ops, len(ops), spec, bounds, op_inputs(ops, x), {})
+    return _backward_lower(ops, len(ops), spec, bounds, op_inputs(ops, x), matrices)
 
 
 def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, seconds: float | None, is_counterexample,
-                   bounds=None):
+                   bounds=None, most_binaries: int | None = None, matrices=None):
     """For each class j of ``classes`` in order: (j, proved, counterexample or None), proved
     meaning no input of the ball has logit_y − logit_j <= ``MARGIN``. The linear relaxation
     (every binary in [0, 1]) comes first: where its minimum exceeds the margin the class is
@@ -300,8 +380,16 @@ def decide_margins(ops, x: torch.Tensor, y: int, epsilon: float, classes, second
     tried as a counterexample. ``is_counterexample(x)`` re-checks an input (flattened float64)
     with the model. Stops at the first counterexample or undecided class, or when the time is
     spent (``seconds``, None: no limit; the remaining classes are then missing from the list).
-    ``bounds``: the ball's ``layer_bounds`` where already computed."""
-    program, inputs, logits = build_program(ops, x, epsilon, bounds)
+    A program with more than ``most_binaries`` binary variables (None: any number) is neither
+    built nor solved: every class is missing. ``bounds``: the ball's ``layer_bounds`` where
+    already computed; ``matrices``: see ``layer_bounds``."""
+    if not len(classes):
+        return []
+    matrices = {} if matrices is None else matrices
+    bounds = layer_bounds(ops, x, epsilon, matrices) if bounds is None else bounds
+    if most_binaries is not None and binaries(ops, x, bounds) > most_binaries:
+        return []
+    program, inputs, logits = build_program(ops, x, epsilon, bounds, matrices)
     deadline = time.monotonic() + (np.inf if seconds is None else seconds)
     found = []
     for j in classes:
