@@ -16,7 +16,8 @@ from helpers.attacks import ATTACKS, predict
 from helpers.certificates.angle_search import AnglePolytope, flat_bound, fourier_coefficients, fourier_margins, \
     vertex_bound
 from helpers.certificates.exact import VERDICTS, margins64
-from helpers.certificates.milp import binaries, build_program, crown_margins, layer_bounds
+from helpers.certificates.milp import binaries, build_program
+from helpers.certificates.network_bounds import crown_margins, layer_bounds
 from helpers.data import load_dataset, split_indices
 from helpers.models import build_model
 from helpers.registry import CERTIFICATES

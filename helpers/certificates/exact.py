@@ -8,10 +8,11 @@ break some and leave the rest undecided. ``exact`` decides every point it has th
 3. PGD on the margin with restarts finds an input of the ball ∩ [0, 1] that the float64 model
    misclassifies: ``not_robust``, with that input;
 4. otherwise the exact search of the model's family: a ReLU network (linear layers,
-   convolutions, ReLU, max pooling) as a mixed-integer program (``milp``), a circuit by branch
-   and bound over its encoding angles (``angle_search``). Its minimiser or counterexample is
-   re-checked by the float64 model before it counts; a search that runs out of time or
-   boxes leaves ``unknown``, counted and reported, never taken for either side.
+   convolutions, ReLU, max pooling) by its full-CROWN margins (``network_bounds``), then as a
+   mixed-integer program (``milp``), a circuit by branch and bound over its encoding angles
+   (``angle_search``). Its minimiser or counterexample is re-checked by the float64 model
+   before it counts; a search that runs out of time, binaries or boxes leaves ``unknown``,
+   counted and reported, never taken for either side.
 
 ``robust`` is a proof (up to the solver's tolerances, covered by the margin ``MARGIN`` a
 proof must clear); ``not_robust`` is an input, re-checked. Tanh, sigmoid and amplitude
@@ -37,7 +38,9 @@ from .angle_search import fourier_applies, fourier_coefficients, fourier_margins
 from .base import Certificate
 from .bounds import AFFINE, MARGIN, bounds_apply, circuit_margin_bound, crown_margin_lower_bound, input_box, \
     interval_step, interval_trace, margin_lower_bound
-from .milp import LINEAR, SHAPE_ONLY, affine64, crown_margins, decide_margins, encodable, layer_bounds, op_inputs
+from .bisection import bisect, first_at
+from .milp import decide_margins
+from .network_bounds import LINEAR, SHAPE_ONLY, affine64, crown_margins, encodable, layer_bounds, op_inputs
 
 VERDICTS = ("robust", "not_robust", "unknown")
 ATTACK_GRID = 8  # budgets the attack radius scans before it bisects (robust_radii)
@@ -57,14 +60,14 @@ class Exact(Certificate):
     ``seconds`` of MILP on a program of at most ``binaries`` binaries, ``boxes`` of angle search),
     after the bounds and a PGD search: a ReLU network (max pooling included) as a mixed-integer
     program, a circuit by branch and bound over its angles with the margins expanded exactly as
-    trigonometric polynomials (docs/verification.md). ``certify`` is True for the ``robust`` points; ``verify`` gives all
-    three verdicts and the counterexamples."""
+    trigonometric polynomials (docs/verification.md). ``certify`` is True for the ``robust``
+    points; ``verify`` gives all three verdicts and the counterexamples."""
 
     name, label = "exact", "complete verification (MILP or angle-space branch and bound)"
     tags = frozenset({"complete"})  # decides a point rather than bounding it (tests/test_exact.py)
     # helpers/attacks/base.py (the margin) stays out: it is every stage's shared code (tests/test_defences.py)
-    uses = ("helpers.certificates.bounds", "helpers.certificates.milp", "helpers.certificates.angle_search",
-            "helpers.attacks.pgd")
+    uses = ("helpers.certificates.bounds", "helpers.certificates.network_bounds", "helpers.certificates.milp",
+            "helpers.certificates.angle_search", "helpers.certificates.bisection", "helpers.attacks.pgd")
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -192,7 +195,7 @@ class Exact(Certificate):
 
     def _search(self, ops, model64, x, y, epsilon, n_classes: int, matrices: dict) -> tuple[str, np.ndarray | None]:
         """The exact search for one point: (verdict, counterexample or None); ``matrices`` as
-        ``milp.layer_bounds`` keeps them between the points of one model."""
+        ``network_bounds.layer_bounds`` keeps them between the points of one model."""
         low, high = (t[0].double().numpy().ravel() for t in input_box(x, epsilon))
         circuits = [i for i, op in enumerate(ops) if isinstance(op, Circuit)]
         label = int(y[0])
@@ -306,52 +309,12 @@ def robust_radii(verifier: Exact, model, x: torch.Tensor, y: torch.Tensor, high:
         return np.where(fooled, "not_robust", "robust")
 
     wrong = margins64(model64, x, y) <= 0
-    certified, refuted = _bisect(verdicts, *_first_at(verdicts, ~wrong, [high]), tolerance)
+    certified, refuted = bisect(verdicts, *first_at(verdicts, ~wrong, [high]), tolerance)
     # PGD is not monotone in ε (a large step can overshoot what a small one finds), so the
     # attack first scans a grid of budgets and bisects below the smallest one it breaks.
     grid = high * np.arange(1, ATTACK_GRID + 1) / ATTACK_GRID
-    attacked = _bisect(broken, *_first_at(broken, ~wrong, grid), tolerance)[1]
+    attacked = bisect(broken, *first_at(broken, ~wrong, grid), tolerance)[1]
     attack_seconds = time.monotonic() - start - seconds.sum()
     return {"certified": certified, "refuted": refuted, "attacked": attacked,
             "decided": refuted - certified <= tolerance, "seconds": seconds + attack_seconds / max(len(x), 1),
             "verifications": verifications}
-
-
-def _first_at(verdicts, open_: np.ndarray, budgets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per point, from ``verdicts`` at each of the increasing ``budgets`` (all open points
-    at once): (largest budget found robust below the first found not robust, that first one,
-    the smallest ε found not robust so far (inf: none)). Points not ``open_`` (misclassified)
-    get (0, 0, 0); a point never found not robust gets (last robust budget, its largest
-    budget or the first unknown one, inf)."""
-    n = len(open_)
-    low, up, refuted = np.zeros(n), np.where(open_, budgets[-1], 0.0), np.where(open_, np.inf, 0.0)
-    index = np.flatnonzero(open_)
-    for budget in budgets:
-        if not len(index):
-            break
-        found = verdicts(index, np.full(len(index), budget))
-        low[index[found == "robust"]] = budget
-        stop = found != "robust"
-        up[index[stop]] = budget
-        refuted[index[found == "not_robust"]] = budget
-        index = index[~stop]
-    return low, up, refuted
-
-
-def _bisect(verdicts, low: np.ndarray, up: np.ndarray, refuted: np.ndarray,
-            tolerance: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per point, bisect between ``low`` (found robust) and ``up`` (not robust or unknown)
-    until they lie within ``tolerance``: (largest ε found robust, smallest ε found not robust
-    (inf: none)), ``verdicts(index, budgets)`` giving ``VERDICTS``. An ``unknown`` ε is an
-    upper end to search below (the proofs below it still hold)."""
-    low, up, refuted = low.copy(), up.copy(), refuted.copy()
-    index = np.flatnonzero(up - low > tolerance)
-    while len(index):
-        middle = (low[index] + up[index]) / 2
-        found = verdicts(index, middle)
-        robust = found == "robust"
-        low[index[robust]] = middle[robust]
-        up[index[~robust]] = middle[~robust]
-        refuted[index[found == "not_robust"]] = middle[found == "not_robust"]
-        index = index[up[index] - low[index] > tolerance]
-    return low, refuted
