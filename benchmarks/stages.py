@@ -7,7 +7,8 @@
 ``helpers/``, each copied into a fresh folder (``git archive`` for a revision), so a change is
 timed against the algorithm it replaces on the same machine, in the same load, in the same run:
 its ratio, not an absolute time, is what the docs quote. The study is ``--config`` with fewer
-runs (whole repetitions of a k-fold split) and test points (and, if it verifies exactly, 4 points per run and 1 radius), one worker.
+runs (whole repetitions of a k-fold split) and test points (and, if it verifies exactly, 4 points per run and 1
+radius), one worker, each version with the config as its own revision has it (``config_text``).
 Each stage runs in a fresh process for the base copy, then for the work copy; its wall time and
 its CPU time (user + system of that process) are measured. Then every table both copies wrote
 is compared: identical (every column but timings), or which columns differ: a change that
@@ -51,11 +52,24 @@ def checkout(rev: str | None, dest: Path) -> Path:
     return dest
 
 
-def reduced(config: Path, runs: int, n_test: int) -> dict:
-    """``config`` with ``runs`` runs (rounded up to whole repetitions of a k-fold split),
-    ``n_test`` test points, one worker and, if it verifies exactly, at most 4 points per run
-    and 1 bisected radius."""
-    body = yaml.safe_load(config.read_text())
+def config_text(rev: str | None, path: Path) -> str:
+    """The study config ``path`` as revision ``rev`` has it, so that each version runs the
+    config its own code reads (a key a change adds is unknown to the code before it); as it is
+    on disk for the working tree, or a file outside the repository or not in ``rev``."""
+    path = path.resolve()
+    if rev is not None and path.is_relative_to(ROOT):
+        shown = subprocess.run(["git", "show", f"{rev}:{path.relative_to(ROOT)}"], cwd=ROOT, capture_output=True,
+                               text=True)
+        if shown.returncode == 0:
+            return shown.stdout
+    return path.read_text()
+
+
+def reduced(config: str, runs: int, n_test: int) -> dict:
+    """The config (its text) with ``runs`` runs (rounded up to whole repetitions of a k-fold
+    split), ``n_test`` test points, one worker and, if it verifies exactly, at most 4 points
+    per run and 1 bisected radius."""
+    body = yaml.safe_load(config)
     dataset = body.get("dataset", {})
     if dataset.get("split") == "kfold":
         folds = dataset.get("folds", 5)
@@ -140,12 +154,13 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
     args = parser.parse_args(argv)
     work_name = args.work or "working tree"
-    body = reduced(args.config if args.config.is_absolute() else ROOT / args.config, args.runs, args.n_test)
+    config = args.config if args.config.is_absolute() else ROOT / args.config
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         copies = {"base": checkout(args.base, Path(tmp) / "base"), "work": checkout(args.work, Path(tmp) / "work")}
         configs = {}
         for side, copy in copies.items():
+            body = reduced(config_text(getattr(args, side), config), args.runs, args.n_test)
             configs[side] = copy / "bench_study.yaml"
             configs[side].write_text(yaml.safe_dump(body, sort_keys=False))
         for stage in args.stages:

@@ -7,10 +7,12 @@ Each version's ``helpers/`` is copied into a fresh folder (``benchmarks/stages.p
 and, in a process of its own on one thread, verifies the study's verified points
 (``certify.exact``'s ``points`` per run, drawn by the run's seed, as the attack stage draws them)
 of its trained models (run ``make all CONFIG=<config>`` first) at each ε with ``seconds`` of a
-network's mixed-integer program per point (a circuit's search gets the config's ``boxes``). Per model and ε: each version's robust, not-robust and open counts, its seconds per
-point (median, 90th percentile, largest, total), the ratio of the totals (work / base) and the
-points on which the two versions contradict each other (one proves robust what the other refutes; a
-sound verifier has none).
+network's mixed-integer program per point (a circuit's search gets the config's ``boxes``; each
+version reads the config as its own revision has it: ``stages.config_text``). Per model and ε:
+each version's robust, not-robust and open counts, its seconds per point (median, 90th
+percentile, largest, total), the ratio of the totals (work / base) and the points on which the
+two versions contradict each other (one proves robust what the other refutes; a sound verifier
+has none).
 
 Writes ``verifier_comparison.csv`` and ``verifier_comparison.md`` to ``--out`` (default
 ``results/bench/``); ``make bench-verifier BASE=<rev>`` runs it.
@@ -26,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stages import ROOT, checkout, versions_parser  # noqa: E402
+from stages import ROOT, checkout, config_text, versions_parser  # noqa: E402
 
 VERDICTS = ("robust", "not_robust", "unknown")
 # One copy's verification, in a process whose ``helpers`` is that copy's (sys.argv[1]).
@@ -119,8 +121,9 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for side, rev in (("base", args.base), ("work", args.work)):
             copy = checkout(rev, Path(tmp) / side)
-            out = copy / "verdicts.json"
-            subprocess.run([sys.executable, "-c", CHILD, str(copy), str(Path(__file__).resolve().parent), str(config),
+            out, own = copy / "verdicts.json", copy / config.name  # the name names the experiment
+            own.write_text(config_text(rev, config))
+            subprocess.run([sys.executable, "-c", CHILD, str(copy), str(Path(__file__).resolve().parent), str(own),
                             str(out), ",".join(map(str, args.runs)), ",".join(map(str, args.epsilons)),
                             ",".join(args.models), str(args.seconds)], cwd=copy, check=True)
             frames[side] = pd.DataFrame(json.loads(out.read_text()))
