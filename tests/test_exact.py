@@ -17,7 +17,7 @@ from helpers.certificates.angle_search import AnglePolytope, flat_bound, fourier
     vertex_bound
 from helpers.certificates.exact import VERDICTS, margins64
 from helpers.certificates.milp import binaries, build_program
-from helpers.certificates.network_bounds import crown_margins, layer_bounds
+from helpers.certificates.network_bounds import _backward_lower, crown_margins, layer_bounds, op_inputs
 from helpers.data import load_dataset, split_indices
 from helpers.models import build_model
 from helpers.registry import CERTIFICATES
@@ -230,6 +230,15 @@ def test_the_layer_bounds_through_max_pooling_hold_every_activation_of_the_ball(
     assert (margins <= sampled + 1e-9).all()
     program = build_program(ops, x, epsilon, bounds)[0]
     assert binaries(ops, x, bounds) == sum(program.integer) > 0  # counted as built: ReLUs and pooling windows
+    # The identity's rows kept as (column, sign) give exactly the dense pass's numbers
+    shapes = op_inputs(ops, x)
+    for i, op in enumerate(ops):
+        if isinstance(op, (torch.nn.ReLU, torch.nn.MaxPool2d)) and i > 0:
+            size = len(bounds[i][0])
+            dense = np.vstack([np.eye(size), -np.eye(size)])
+            rows = (np.tile(np.arange(size), 2), np.repeat([1.0, -1.0], size))
+            assert np.array_equal(_backward_lower(ops, i, rows, bounds, shapes, {}),
+                                  _backward_lower(ops, i, dense, bounds, shapes, {}))
 
 
 def test_a_spent_budget_leaves_unknown_never_robust(digits):
