@@ -157,10 +157,11 @@ def main(argv=None) -> None:
     config = args.config if args.config.is_absolute() else ROOT / args.config
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        copies = {"base": checkout(args.base, Path(tmp) / "base"), "work": checkout(args.work, Path(tmp) / "work")}
+        revisions = {"base": args.base, "work": args.work}
+        copies = {side: checkout(rev, Path(tmp) / side) for side, rev in revisions.items()}
         configs = {}
         for side, copy in copies.items():
-            body = reduced(config_text(getattr(args, side), config), args.runs, args.n_test)
+            body = reduced(config_text(revisions[side], config), args.runs, args.n_test)
             configs[side] = copy / "bench_study.yaml"
             configs[side].write_text(yaml.safe_dump(body, sort_keys=False))
         for stage in args.stages:
