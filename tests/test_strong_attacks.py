@@ -2,6 +2,8 @@
 strong as ART's (which keeps only the last); Square reaches every input, the last row and
 column included; RayS uses labels only and finds the exact distance of a linear model; the
 escalation of a flagged model finds what the configured attacks missed."""
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,11 +32,45 @@ def test_dlr_loss_ignores_the_scale_and_shift_of_the_logits():
 @pytest.mark.parametrize("name", ["mlp", "vqc"])
 def test_apgd_returns_its_best_iterate_and_its_trace_is_the_robust_accuracy(trained_models, digits_split, name):
     model, x, y = trained_models[name], digits_split[2][:80], digits_split[3][:80]
-    loss = nn.CrossEntropyLoss(reduction="none")
-    adversarial, trace = apgd(model, x, y, 0.1, loss, steps=30, seed=0)
+    ce = nn.CrossEntropyLoss(reduction="none")
+    adversarial, trace = apgd(model, x, y, 0.1, lambda logits, labels, rows: ce(logits, labels), steps=30, seed=0)
     assert len(trace) == 31 and (np.diff(trace) <= 0).all()  # a sample fooled once stays fooled
     assert trace[-1] == pytest.approx((predict(model, adversarial) == y).double().mean().item())
     assert (adversarial - x).abs().max() <= 0.1 + 1e-6
+
+
+class EveryStep(nn.Module):
+    """``model`` declared randomised (its passes are still identical): APGD then runs every
+    sample every step instead of dropping the ones it has fooled, and averaging two equal
+    passes changes no bit."""
+
+    stochastic = True
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("epsilon", [0.03, 0.08])
+def test_apgd_dropping_the_fooled_samples_changes_no_result(trained_models, digits_split, name, epsilon):
+    """A sample's result is settled by the first iterate that fools it, so APGD stops
+    attacking it there: every sample's outcome, the trace and the examples are those of the
+    run that attacks every sample every step (float64: no batch-size rounding in between)."""
+    model = copy.deepcopy(trained_models[name]).double()
+    x, y = digits_split[2][:100].double(), digits_split[3][:100]
+    ce = nn.CrossEntropyLoss(reduction="none")
+    loss = lambda logits, labels, rows: ce(logits, labels)  # noqa: E731
+    dropped, trace = apgd(model, x, y, epsilon, loss, steps=40, seed=3)
+    kept, kept_trace = apgd(EveryStep(model), x, y, epsilon, loss, steps=40, seed=3, samples=2)
+    fooled = predict(model, dropped) != y
+    assert 0 < fooled.sum() < len(y)  # some samples were dropped, others ran every step
+    assert torch.equal(fooled, predict(model, kept) != y)
+    np.testing.assert_array_equal(trace, kept_trace)
+    torch.testing.assert_close(dropped, kept, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", ["mlp", "vqc"])

@@ -47,10 +47,17 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None 
 
 def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: int, seed: int,
          samples: int = 1, threat=None) -> tuple[torch.Tensor, np.ndarray]:
-    """One run of APGD on inputs ``x`` (B, ...) in [0, 1]; ``loss(logits, y)`` per sample is
-    maximised. Returns the adversarial inputs (per sample: the first iterate that fooled the
-    model, else the iterate of highest loss) and the robust accuracy after every iteration
-    (steps + 1,).
+    """One run of APGD on inputs ``x`` (B, ...) in [0, 1]; ``loss(logits, labels, rows)`` per
+    sample (``rows``: their positions in ``x``) is maximised. Returns the adversarial inputs (per
+    sample: the first iterate that fooled the model, else the iterate of highest loss) and the
+    robust accuracy after every iteration (steps + 1,).
+
+    A sample's result is settled by the first iterate that fools it, so a deterministic model
+    is run only on the samples not fooled yet: every step is per sample, so each sample's
+    iterates are those of the whole batch (up to the rounding of a float32 model's matrix
+    products, which may differ with the batch's size), at the cost of the samples still
+    standing. A randomised model's passes draw for the whole batch: there every sample runs
+    every step.
 
     On a randomised model the loss, its gradient and whether a sample is fooled are those of
     ``samples`` passes: the mean loss and mean gradient (EOT, Athalye et al. 2018), and fooled
@@ -60,64 +67,87 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, epsilon: float, loss, steps: i
     direction (sign for L∞, g / ||g||_2 for L2) and the projection; the schedule is the same."""
     gen = generator(seed)
     if threat is None:  # L∞, exactly as ever
-        start = lambda: project(x + (2 * uniform(x.shape, gen, x) - 1) * epsilon, x, epsilon)  # noqa: E731
-        into_ball, direction = lambda z: project(z, x, epsilon), torch.sign  # noqa: E731
+        start = project(x + (2 * uniform(x.shape, gen, x) - 1) * epsilon, x, epsilon)
+        into_ball, direction = lambda z, clean: project(z, clean, epsilon), torch.sign  # noqa: E731
     else:
-        start = lambda: threat.random_start(x, epsilon, gen)  # noqa: E731
-        into_ball, direction = lambda z: threat.project(z, x, epsilon), threat.direction  # noqa: E731
+        start = threat.random_start(x, epsilon, gen)
+        into_ball, direction = lambda z, clean: threat.project(z, clean, epsilon), threat.direction  # noqa: E731
     shape = (-1,) + (1,) * (x.dim() - 1)
     k_passes = passes(model, samples)
 
-    def loss_and_gradient(z):
-        z = z.detach().requires_grad_(True)
+    def loss_and_gradient(z, rows):
+        z, labels = z.detach().requires_grad_(True), y[rows]
         total, grad_total, wrong = 0.0, 0.0, 0.0
         for _ in range(k_passes):
             logits = model(z)
-            values = loss(logits, y)
+            values = loss(logits, labels, rows)
             (grad,) = torch.autograd.grad(values.sum(), z)
             if k_passes == 1:  # a deterministic model: exactly one pass, nothing averaged
-                return values.detach(), grad, logits.detach().argmax(1) != y
+                return values.detach(), grad, logits.detach().argmax(1) != labels
             total, grad_total = total + values.detach(), grad_total + grad
-            wrong = wrong + (logits.detach().argmax(1) != y).double()
+            wrong = wrong + (logits.detach().argmax(1) != labels).double()
         return total / k_passes, grad_total / k_passes, wrong / k_passes > 0.5
 
-    x_k = start()
-    values, grad, fooled = loss_and_gradient(x_k)
-    adversarial = torch.where(fooled.view(shape), x_k, x)
+    rows = torch.arange(len(x), device=x.device)  # the samples still attacked: all, then the unfooled
+    values, grad, fooled = loss_and_gradient(start, rows)
+    adversarial = torch.where(fooled.view(shape), start, x)
     ever = fooled.clone()
-    best_loss, best_x = values.clone(), x_k.clone()
-    step = torch.full((len(x),), 2 * epsilon, device=x.device, dtype=x.dtype)
     trace = [1 - ever.double().mean().item()]
-    x_prev, last, improved = x_k.clone(), 0, torch.zeros(len(x), device=x.device)
-    loss_at_checkpoint, step_at_checkpoint = best_loss.clone(), step.clone()
-    marks = checkpoints(steps)
+    # Per attacked sample: where it is, where it was, its best loss and iterate, its step size
+    # and the bookkeeping of the step-size checkpoints.
+    s = {"x_k": start, "x_prev": start.clone(), "values": values, "grad": grad, "best_loss": values.clone(),
+         "best_x": start.clone(), "step": torch.full((len(x),), 2 * epsilon, device=x.device, dtype=x.dtype),
+         "improved": torch.zeros(len(x), device=x.device)}
+    s["loss_at_checkpoint"], s["step_at_checkpoint"] = s["best_loss"].clone(), s["step"].clone()
+    compact = k_passes == 1
+
+    def settle(fooled):  # a deterministic model stops attacking the samples just fooled
+        nonlocal rows
+        if compact and fooled.any():
+            keep = ~fooled
+            rows = rows[keep]
+            for name in s:
+                s[name] = s[name][keep]
+
+    settle(fooled)
+    last, marks = 0, checkpoints(steps)
     for k in range(steps):
-        z = into_ball(x_k + step.view(shape) * direction(grad))
+        if not len(rows):  # every sample fooled: the rest of the trace stays where it is
+            trace += trace[-1:] * (steps - k)
+            break
+        clean = x[rows]
+        z = into_ball(s["x_k"] + s["step"].view(shape) * direction(s["grad"]), clean)
         alpha = 1.0 if k == 0 else MOMENTUM
-        x_new = into_ball(x_k + alpha * (z - x_k) + (1 - alpha) * (x_k - x_prev))
-        previous = values
-        values, new_grad, fooled = loss_and_gradient(x_new)
-        adversarial = torch.where((fooled & ~ever).view(shape), x_new, adversarial)
-        ever |= fooled
+        x_new = into_ball(s["x_k"] + alpha * (z - s["x_k"]) + (1 - alpha) * (s["x_k"] - s["x_prev"]), clean)
+        previous = s["values"]
+        s["values"], new_grad, fooled = loss_and_gradient(x_new, rows)
+        first = fooled & ~ever[rows]
+        adversarial[rows[first]] = x_new[first]
+        ever[rows[fooled]] = True
         trace.append(1 - ever.double().mean().item())
-        improved += (values > previous).to(improved.dtype)  # steps that raised the loss (condition 1)
-        better = values > best_loss
-        best_loss = torch.where(better, values, best_loss)
-        best_x = torch.where(better.view(shape), x_new, best_x)
-        x_prev, x_k, grad = x_k, x_new, new_grad
+        s["improved"] += (s["values"] > previous).to(s["improved"].dtype)  # steps that raised the loss (condition 1)
+        better = s["values"] > s["best_loss"]
+        s["best_loss"] = torch.where(better, s["values"], s["best_loss"])
+        s["best_x"] = torch.where(better.view(shape), x_new, s["best_x"])
+        s["x_prev"], s["x_k"], s["grad"] = s["x_k"], x_new, new_grad
         if k + 1 in marks:
             window = k + 1 - last
-            halve = (improved < RHO * window) | ((step == step_at_checkpoint) & (best_loss == loss_at_checkpoint))
-            step_at_checkpoint, loss_at_checkpoint = step.clone(), best_loss.clone()
-            step = torch.where(halve, step / 2, step)
-            x_k = torch.where(halve.view(shape), best_x, x_k)
-            values = torch.where(halve, best_loss, values)  # the loss where the next step starts
+            halve = (s["improved"] < RHO * window) | ((s["step"] == s["step_at_checkpoint"])
+                                                      & (s["best_loss"] == s["loss_at_checkpoint"]))
+            s["step_at_checkpoint"], s["loss_at_checkpoint"] = s["step"].clone(), s["best_loss"].clone()
+            s["step"] = torch.where(halve, s["step"] / 2, s["step"])
+            s["x_k"] = torch.where(halve.view(shape), s["best_x"], s["x_k"])
+            s["values"] = torch.where(halve, s["best_loss"], s["values"])  # the loss where the next step starts
             if halve.any():  # restarting from the best point: its gradient
-                _, restart_grad, _ = loss_and_gradient(best_x)
-                grad = torch.where(halve.view(shape), restart_grad, grad)
-            improved.zero_()
+                _, restart_grad, _ = loss_and_gradient(s["best_x"], rows)
+                s["grad"] = torch.where(halve.view(shape), restart_grad, s["grad"])
+            s["improved"].zero_()
             last = k + 1
-    return torch.where(ever.view(shape), adversarial, best_x), np.array(trace)
+        settle(fooled)
+    result = adversarial.clone()
+    standing = ~ever[rows]
+    result[rows[standing]] = s["best_x"][standing]
+    return result, np.array(trace)
 
 
 class APGDAttack(Attack):
@@ -148,7 +178,7 @@ class APGDAttack(Attack):
             if len(index) == 0:
                 break
             candidate, trace = apgd(model, x[index], y[index], epsilon,
-                                    lambda logits, labels, f=loss, i=index: f(logits, labels, i),
+                                    lambda logits, labels, rows, f=loss, i=index: f(logits, labels, i[rows]),
                                     self.params.steps, self.seed + offset, self.params.eot_samples,
                                     None if self.norms == ("linf",) else threat_model(self.norms[0]))
             fooled = expected_fooled(model, candidate, y[index], self.params.eot_samples)
