@@ -282,6 +282,7 @@ BLOCKS = {
     "default-ceiling": lambda: summary_part("default", "The ceiling in L∞"),
     "ceiling-cost": ceiling_cost,
     "default-costs": lambda: study_costs("default"),
+    "default-cascade-floor": lambda: summary_part("default", "Where the time goes").split("\n\n")[-1],
     "default-exact": lambda: summary_part("default", "Complete verification"),
     "iris-exact": lambda: summary_part("iris", "Complete verification"),
     "digits-4x4-exact": lambda: summary_part("digits_4x4", "Complete verification"),

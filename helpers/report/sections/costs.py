@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ...analysis.evaluation import WORST_CASE
+from ...registry import ATTACKS
 from ...store.files import read_csv
 from ...store.layout import Layout
 from ..section import SECTIONS, Section
@@ -101,6 +103,43 @@ def costs_paragraph(costs: pd.DataFrame, top: int = 5) -> list[str]:
                                        for r in groups.itertuples()) + " (`costs.csv`, `figures/costs.png`)."]
 
 
+def survivors_floor(costs: pd.DataFrame, robustness: pd.DataFrame) -> pd.DataFrame:
+    """Per attack (``costs``' attack units; ``robustness``: the attack stage's table, every
+    threat model): its unit seconds, ``survivors`` a lower bound on those it spent on the points
+    that survived every attack at their budget (the per-sample worst case), and their share.
+
+    No cascade (each further attack only on the points the ones before it left standing, as
+    AutoAttack runs them) removes those seconds without weakening the worst case: a point that
+    survives has met every attack's whole budget. The bound is each unit's seconds times the
+    worst case's accuracy at its model, threat model and budget (mean over runs), since an
+    attack spends at least its mean per-point cost on a point it does not fool (one that stops
+    early on fooled points, as Square and APGD do, more). Budgets without a worst case (the
+    masking budgets) count zero."""
+    attacks = costs[costs["kind"] == "attack"]
+    worst = robustness[robustness["attack"] == WORST_CASE].groupby(["model", "norm", "epsilon"])["accuracy"].mean()
+    norms = attacks["name"].map(lambda name: ATTACKS[name].norms[0] if name in ATTACKS else "linf")
+    keys = pd.MultiIndex.from_arrays([attacks["model"], norms, attacks["epsilon"].astype(float)])
+    survived = worst.reindex(keys).fillna(0.0).to_numpy()
+    table = (attacks.assign(survivors=attacks["seconds"].to_numpy() * survived)
+             .groupby("name", as_index=False)[["seconds", "survivors"]].sum())
+    share = table["survivors"] / table["seconds"].where(table["seconds"] > 0)
+    return table.assign(share=share.fillna(0.0)).sort_values("seconds", ascending=False, ignore_index=True)
+
+
+def floor_paragraph(costs: pd.DataFrame, robustness: pd.DataFrame) -> list[str]:
+    """The summary's paragraph on what a cascade of attacks could save (``survivors_floor``)."""
+    floor = survivors_floor(costs, robustness)
+    total, kept = floor["seconds"].sum(), floor["survivors"].sum()
+    if not total:
+        return []
+    stage = costs[(costs["stage"] == "attack") & (costs["kind"] != "stage")]["seconds"].sum()
+    return ["", f"Of the attacks' {total:,.0f} s, at least {kept:,.0f} s ({kept / total:.0%}) went to points that "
+                "survived every attack at their budget. A cascade (each attack only on the points the ones before "
+                "it left standing, as AutoAttack runs them) must still spend those, so it could take the attack "
+                f"stage's {stage:,.0f} unit seconds to no less than {stage - (total - kept):,.0f} s "
+                "(`docs/performance.md`)."]
+
+
 @SECTIONS.register
 class Costs(Section):
     name = "costs"
@@ -109,7 +148,8 @@ class Costs(Section):
     about = """Each stage's wall time (start to finish) and the seconds of every unit of work, summed over
 models, budgets and runs (`costs.csv`; a reused unit reports what it cost when it was computed).
 What the stage's wall time times its workers leaves beyond its units went to start-up, loading,
-hashing, writing and waiting for the slowest run ([performance](../docs/performance.md))."""
+hashing, writing and waiting for the slowest run. The attacks' seconds spent on points that
+survived every attack are work no cascade of attacks removes ([performance](../docs/performance.md))."""
     outputs = ("costs",)
     drawn = ("costs",)
 
@@ -124,7 +164,9 @@ hashing, writing and waiting for the slowest run ([performance](../docs/performa
 
     @classmethod
     def text(cls, report):
-        return costs_paragraph(report.tables["costs"])
+        costs, robustness = report.tables["costs"], report.layout.table("robustness")
+        lines = costs_paragraph(costs)
+        return lines + floor_paragraph(costs, read_csv(robustness)) if lines and robustness.is_file() else lines
 
     @classmethod
     def show(cls, report):
