@@ -166,7 +166,9 @@ survived every attack are work no cascade of attacks removes ([performance](../d
     def text(cls, report):
         costs, robustness = report.tables["costs"], report.layout.table("robustness")
         lines = costs_paragraph(costs)
-        return lines + floor_paragraph(costs, read_csv(robustness)) if lines and robustness.is_file() else lines
+        if lines and robustness.is_file():  # every threat model's rows: each attack meets its own worst case
+            lines += floor_paragraph(costs, read_csv(robustness))
+        return lines
 
     @classmethod
     def show(cls, report):
